@@ -1,0 +1,91 @@
+// The first seed: files arrive from the web, pass through process1 and process2, and end in a database.
+// Here the "files" are the numbers 0..count-1: web -> numbers -> process1 (square) -> squares
+// -> process2 (square root) -> roots -> db (counts and sums; a stand-in for the database).
+//
+//   dotnet run --project examples/Tutorial -c Release -- [--count N] [--verbose] [--placement threads]
+using Millrace;
+
+RunOptions options;
+long count = 5000;
+bool verbose = false;
+try
+{
+    options = RunOptions.Parse(args);
+    for (int i = 0; i < options.OtherArguments.Count; i++)
+    {
+        switch (options.OtherArguments[i])
+        {
+            case "--count" when i + 1 < options.OtherArguments.Count && long.TryParse(options.OtherArguments[i + 1], out count) && count >= 0:
+                i++;
+                break;
+            case "--verbose":
+                verbose = true;
+                break;
+            default:
+                throw new ArgumentException($"Unknown or incomplete option '{options.OtherArguments[i]}'. " +
+                    "Options: --count N (N >= 0), --verbose, --placement NAME, --capacity N, --batch N.");
+        }
+    }
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"Tutorial: {e.Message}");
+    return 2;
+}
+
+var graph = new Graph();
+var numbers = graph.Stream<long>("numbers");
+var squares = graph.Stream<long>("squares");
+var roots = graph.Stream<double>("roots");
+
+graph.Source("web", numbers, Numbers(count, verbose));
+
+graph.Process("process1", p =>
+{
+    var output = p.Output(squares);
+    p.On(numbers, x =>
+    {
+        if (verbose) Console.WriteLine($"tmp process1 : {x}");
+        output.Emit(x * x);
+    });
+});
+
+graph.Process("process2", p =>
+{
+    var output = p.Output(roots);
+    p.On(squares, x =>
+    {
+        double root = Math.Sqrt(x);
+        if (verbose) Console.WriteLine($"tmp process2 : {root}");
+        output.Emit(root);
+    });
+});
+
+graph.Process("db", p =>
+{
+    long items = 0;
+    double sum = 0;
+    p.On(roots, root =>
+    {
+        items++;
+        sum += root;
+    });
+    p.OnCompleted(() => Console.WriteLine($"db: {items} items, sum of roots {sum:0.######}"));
+});
+
+RunResult result = await graph.RunAsync(options);
+if (!result.Succeeded)
+{
+    Console.Error.WriteLine($"Tutorial: {result}");
+    return 1;
+}
+return 0;
+
+static IEnumerable<long> Numbers(long count, bool verbose)
+{
+    for (long value = 0; value < count; value++)
+    {
+        if (verbose) Console.WriteLine($"entering the Q : {value}");
+        yield return value;
+    }
+}

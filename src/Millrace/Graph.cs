@@ -1,0 +1,127 @@
+using Millrace.Runtime;
+
+namespace Millrace;
+
+/// <summary>
+/// A Millrace application: named, typed streams and the processes that read and write them.
+/// Declare it once; where its processes run (threads, OS processes, a broker) is chosen when it
+/// runs, through <see cref="RunOptions.Placement"/>, never in the graph's code.
+/// </summary>
+/// <example>
+/// <code>
+/// var graph = new Graph();
+/// var numbers = graph.Stream&lt;int&gt;("numbers");
+/// var squares = graph.Stream&lt;long&gt;("squares");
+/// graph.Source("web", numbers, Enumerable.Range(0, 5000));
+/// graph.Process("square", p =>
+/// {
+///     var output = p.Output(squares);
+///     p.On(numbers, x => output.Emit((long)x * x));
+/// });
+/// graph.Process("print", p => p.On(squares, s => Console.WriteLine(s)));
+/// RunResult result = await graph.RunAsync();
+/// </code>
+/// </example>
+public sealed class Graph
+{
+    private readonly List<IStreamReference> _streams = new();
+    private readonly List<ProcessDeclaration> _processes = new();
+
+    /// <summary>Declares a stream called <paramref name="name"/> that carries items of type <typeparamref name="T"/>.</summary>
+    /// <returns>A reference to pass to processes that read or write it.</returns>
+    public Stream<T> Stream<T>(string name)
+    {
+        var stream = new Stream<T>(name);
+        _streams.Add(stream);
+        return stream;
+    }
+
+    /// <summary>
+    /// Declares a process. <paramref name="configure"/> declares its inputs (<see cref="ProcessBuilder.On{T}(Stream{T}, Action{T})"/>),
+    /// outputs (<see cref="ProcessBuilder.Output{T}(Stream{T})"/>) and optional start and completion actions.
+    /// </summary>
+    /// <remarks>
+    /// <paramref name="configure"/> is called once per run (and, in other placements, in the OS process
+    /// that hosts the process), so local variables it declares are the process's private state.
+    /// It should only declare; do I/O in the start action or the handlers.
+    /// </remarks>
+    public void Process(string name, Action<ProcessBuilder> configure)
+    {
+        Names.Check(name, "process");
+        ArgumentNullException.ThrowIfNull(configure);
+        _processes.Add(new ProcessDeclaration(name, configure));
+    }
+
+    /// <summary>Declares a source process that emits every item of <paramref name="items"/> into <paramref name="output"/>, then ends.</summary>
+    /// <remarks>
+    /// The enumeration runs on a thread of its own. Items are sent in batches; a batch also leaves
+    /// once its oldest item is <see cref="RunOptions.SourceLinger"/> old. A source that waits between
+    /// items (for a file, a socket, a clock) is better written as an <see cref="IAsyncEnumerable{T}"/>:
+    /// whatever it has emitted leaves whenever it awaits.
+    /// </remarks>
+    public void Source<T>(string name, Stream<T> output, IEnumerable<T> items)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(items);
+        Process(name, p => p.SetSource(new EnumerableSource<T>(p.Output(output), items)));
+    }
+
+    /// <summary>Declares a source process that emits every item of <paramref name="items"/> into <paramref name="output"/>, then ends.</summary>
+    public void Source<T>(string name, Stream<T> output, IAsyncEnumerable<T> items)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(items);
+        Process(name, p => p.SetSource(new AsyncEnumerableSource<T>(p.Output(output), items)));
+    }
+
+    /// <summary>
+    /// Declares a source process that calls <paramref name="next"/> until it returns false. Each call
+    /// may emit any number of items (zero included) through the <see cref="Output{T}"/> it is given.
+    /// </summary>
+    public void Source<T>(string name, Stream<T> output, Func<Output<T>, bool> next)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(next);
+        Process(name, p => p.SetSource(new FunctionSource<T>(p.Output(output), next)));
+    }
+
+    /// <summary>
+    /// Declares a source process that calls and awaits <paramref name="next"/> until it returns false.
+    /// Each call may emit any number of items (zero included) through the <see cref="Output{T}"/> it is given.
+    /// </summary>
+    public void Source<T>(string name, Stream<T> output, Func<Output<T>, CancellationToken, ValueTask<bool>> next)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(next);
+        Process(name, p => p.SetSource(new AsyncFunctionSource<T>(p.Output(output), next)));
+    }
+
+    /// <summary>
+    /// Checks the graph without running it: names, types, streams nobody writes or reads.
+    /// </summary>
+    /// <exception cref="GraphValidationException">Lists every problem found.</exception>
+    public void Validate() => GraphModel.Build(_streams, _processes);
+
+    /// <summary>
+    /// Runs the graph until it ends: every process has ended (streams end when all their writers
+    /// have; cycles end by termination detection), a process halts it, a process fails, or it is
+    /// stopped through <paramref name="cancellationToken"/> or Ctrl+C / SIGTERM.
+    /// </summary>
+    /// <returns>What happened: the outcome, who halted, errors, and counts per process and stream.</returns>
+    /// <exception cref="GraphValidationException">The graph is not valid; nothing ran.</exception>
+    public Task<RunResult> RunAsync(RunOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new RunOptions();
+        options.Check();
+        GraphModel model = GraphModel.Build(_streams, _processes);
+        return options.Placement switch
+        {
+            "threads" => ThreadsPlacement.RunAsync(model, options, cancellationToken),
+            _ => throw new ArgumentException(
+                $"Unknown placement '{options.Placement}'. Known placements: {string.Join(", ", RunOptions.KnownPlacements)}.",
+                nameof(options)),
+        };
+    }
+}
+
+internal sealed record ProcessDeclaration(string Name, Action<ProcessBuilder> Configure);

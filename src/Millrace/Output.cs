@@ -1,0 +1,92 @@
+using Millrace.Runtime;
+
+namespace Millrace;
+
+/// <summary>
+/// The writer of one output stream of one process: <see cref="Emit"/> appends an item to the stream.
+/// Get one from <see cref="ProcessBuilder.Output{T}(Stream{T})"/>.
+/// </summary>
+/// <remarks>
+/// Emit is cheap and never blocks for long: items are gathered into batches that leave when full
+/// or when the process has nothing else to do. When a reader's queue is full, the process is held
+/// after the current handler returns until there is room (backpressure). Use it only from the
+/// process's own start action, handlers and completion action.
+/// </remarks>
+public sealed class Output<T> : IOutputPort
+{
+    private T[] _items = Array.Empty<T>();
+    private int _count;
+    private BatchSender? _sender;
+
+    internal Output(Stream<T> stream, string process)
+    {
+        Stream = stream;
+        Process = process;
+    }
+
+    /// <summary>The stream this writer appends to.</summary>
+    public Stream<T> Stream { get; }
+
+    internal string Process { get; }
+
+    IStreamReference IOutputPort.Stream => Stream;
+    BatchSender IOutputPort.Sender => _sender ?? throw new InvalidOperationException("Output is not wired.");
+    long IOutputPort.ItemsOut => _sender?.ItemsOut ?? 0;
+    internal int BufferedCount => _count;
+
+    /// <summary>Appends <paramref name="item"/> to the stream. Every reader of the stream will see it, in order.</summary>
+    /// <exception cref="InvalidOperationException">Called before the process started or after its outputs ended.</exception>
+    public void Emit(T item)
+    {
+        T[] items = _items;
+        int n = _count;
+        if ((uint)n < (uint)items.Length)
+        {
+            items[n] = item;
+            _count = ++n;
+            if (n == items.Length) SendBuffered();
+            return;
+        }
+        EmitSlow(item);
+    }
+
+    private void EmitSlow(T item)
+    {
+        BatchSender sender = _sender ?? throw NotRunning();
+        sender.ThrowIfNotWritable();
+        _items = new T[sender.BatchSize];
+        _items[0] = item;
+        _count = 1;
+        if (_items.Length == 1) SendBuffered();
+    }
+
+    private void SendBuffered()
+    {
+        T[] full = _items;
+        int count = _count;
+        _items = Array.Empty<T>();
+        _count = 0;
+        _sender!.Send(full, count);
+    }
+
+    void IOutputPort.Attach(BatchSender sender) => _sender = sender;
+
+    void IOutputPort.Flush()
+    {
+        if (_count > 0) SendBuffered();
+    }
+
+    private InvalidOperationException NotRunning() => new(
+        $"Process '{Process}' cannot emit to stream '{Stream.Name}' yet: emit only while it runs (from its start action, a handler or its completion action).");
+}
+
+/// <summary>An output of a process, whatever its item type.</summary>
+internal interface IOutputPort
+{
+    IStreamReference Stream { get; }
+    BatchSender Sender { get; }
+    long ItemsOut { get; }
+    void Attach(BatchSender sender);
+    /// <summary>Sends the partial batch, if any.</summary>
+    void Flush();
+}

@@ -1,0 +1,161 @@
+using Millrace.Runtime;
+
+namespace Millrace;
+
+/// <summary>
+/// Declares one process inside <see cref="Graph.Process(string, Action{ProcessBuilder})"/>, and is its
+/// handle while it runs (<see cref="Halt"/>, <see cref="CancellationToken"/>).
+/// </summary>
+/// <remarks>
+/// Handlers of one process never run concurrently: each input is handled in order, one item at a
+/// time, and inputs are interleaved in arrival order. State kept in local variables of the
+/// configure action therefore needs no locks.
+/// </remarks>
+public sealed class ProcessBuilder
+{
+    private readonly List<InputSpec> _inputs = new();
+    private readonly List<IOutputPort> _outputs = new();
+    private ProcessRunner? _runner;
+    private bool _sealed;
+
+    internal ProcessBuilder(string name) => Name = name;
+
+    /// <summary>The process's name.</summary>
+    public string Name { get; }
+
+    internal IReadOnlyList<InputSpec> Inputs => _inputs;
+    internal IReadOnlyList<IOutputPort> Outputs => _outputs;
+    internal Func<CancellationToken, ValueTask>? Start { get; private set; }
+    internal Func<CancellationToken, ValueTask>? Completed { get; private set; }
+    internal SourceBody? Source { get; private set; }
+
+    /// <summary>Declares that this process writes <paramref name="stream"/>; returns the writer to emit with.</summary>
+    /// <remarks>Asking twice for the same stream returns the same writer.</remarks>
+    public Output<T> Output<T>(Stream<T> stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ThrowIfSealed();
+        foreach (IOutputPort existing in _outputs)
+        {
+            if (existing.Stream.Name == stream.Name)
+            {
+                return existing as Output<T> ?? throw new ArgumentException(
+                    $"Process '{Name}' already writes stream '{stream.Name}' as {Names.Of(existing.Stream.ItemType)}, not {Names.Of(typeof(T))}.",
+                    nameof(stream));
+            }
+        }
+        var output = new Output<T>(stream, Name);
+        _outputs.Add(output);
+        return output;
+    }
+
+    /// <summary>Declares that this process reads <paramref name="input"/> and calls <paramref name="handler"/> for each item, in order.</summary>
+    public void On<T>(Stream<T> input, Action<T> handler)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(handler);
+        AddInput(new InputSpec<T>(input, handler, null));
+    }
+
+    /// <summary>
+    /// Declares that this process reads <paramref name="input"/> and calls and awaits <paramref name="handler"/>
+    /// for each item, in order. The next item is handled once the previous one's task has completed.
+    /// </summary>
+    public void On<T>(Stream<T> input, Func<T, CancellationToken, ValueTask> handler)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(handler);
+        AddInput(new InputSpec<T>(input, null, handler));
+    }
+
+    /// <summary>An action run once when the process starts, before any input is handled; it may emit.</summary>
+    public void OnStart(Action start)
+    {
+        ArgumentNullException.ThrowIfNull(start);
+        SetStart(_ => { start(); return ValueTask.CompletedTask; });
+    }
+
+    /// <summary>An asynchronous action run once when the process starts, before any input is handled; it may emit.</summary>
+    public void OnStart(Func<CancellationToken, ValueTask> start)
+    {
+        ArgumentNullException.ThrowIfNull(start);
+        SetStart(start);
+    }
+
+    /// <summary>
+    /// An action run once when every input of the process has ended (not the first one), before
+    /// its outputs end; it may emit (a summary, say).
+    /// </summary>
+    public void OnCompleted(Action completed)
+    {
+        ArgumentNullException.ThrowIfNull(completed);
+        SetCompleted(_ => { completed(); return ValueTask.CompletedTask; });
+    }
+
+    /// <summary>An asynchronous action run once when every input of the process has ended, before its outputs end.</summary>
+    public void OnCompleted(Func<CancellationToken, ValueTask> completed)
+    {
+        ArgumentNullException.ThrowIfNull(completed);
+        SetCompleted(completed);
+    }
+
+    /// <summary>
+    /// Halts the whole application: every process stops promptly (items still in flight are not
+    /// handled), and the run result names this process in <see cref="RunResult.HaltedBy"/>.
+    /// </summary>
+    /// <remarks>Only valid while the process runs. The handler that calls it should return soon after.</remarks>
+    public void Halt(string? reason = null)
+    {
+        if (_runner is null)
+            throw new InvalidOperationException($"Process '{Name}' can only halt while it runs (from its start action, a handler or its completion action).");
+        _runner.Run.Halt(Name, reason);
+    }
+
+    /// <summary>
+    /// Cancelled when this process must stop: on halt, failure or a hard stop; for a process
+    /// without inputs (a source) also when a graceful stop (Ctrl+C) asks sources to stop producing.
+    /// </summary>
+    public CancellationToken CancellationToken => _runner?.UserToken ?? CancellationToken.None;
+
+    internal void SetSource(SourceBody source)
+    {
+        ThrowIfSealed();
+        if (Source is not null) throw new InvalidOperationException($"Process '{Name}' already has a source.");
+        Source = source;
+    }
+
+    internal void Seal() => _sealed = true;
+
+    internal void Attach(ProcessRunner runner) => _runner = runner;
+
+    private void AddInput(InputSpec input)
+    {
+        ThrowIfSealed();
+        foreach (InputSpec existing in _inputs)
+        {
+            if (existing.Stream.Name == input.Stream.Name)
+                throw new ArgumentException($"Process '{Name}' already has a handler for stream '{input.Stream.Name}'; a process reads each stream once.");
+        }
+        _inputs.Add(input);
+    }
+
+    private void SetStart(Func<CancellationToken, ValueTask> start)
+    {
+        ThrowIfSealed();
+        if (Start is not null) throw new InvalidOperationException($"Process '{Name}' already has a start action.");
+        Start = start;
+    }
+
+    private void SetCompleted(Func<CancellationToken, ValueTask> completed)
+    {
+        ThrowIfSealed();
+        if (Completed is not null) throw new InvalidOperationException($"Process '{Name}' already has a completion action.");
+        Completed = completed;
+    }
+
+    private void ThrowIfSealed()
+    {
+        if (_sealed)
+            throw new InvalidOperationException($"Process '{Name}' is already declared; declare inputs, outputs and actions inside its configure action only.");
+    }
+}

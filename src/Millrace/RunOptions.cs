@@ -1,0 +1,105 @@
+namespace Millrace;
+
+/// <summary>How a graph runs: where its processes are placed and how big its queues are.</summary>
+public sealed class RunOptions
+{
+    /// <summary>The placements this build knows.</summary>
+    public static IReadOnlyList<string> KnownPlacements { get; } = new[] { "threads" };
+
+    /// <summary>Where processes run: <c>threads</c> (the default: one OS process, a task per process).</summary>
+    public string Placement { get; set; } = "threads";
+
+    /// <summary>
+    /// How many items each reader of a stream may have queued, at most (default 8192). A writer
+    /// that finds the queue full waits: a fast writer is slowed, a slow reader loses nothing.
+    /// </summary>
+    public int StreamCapacity { get; set; } = 8192;
+
+    /// <summary>
+    /// How many items travel together between processes, at most (default 512; never more than
+    /// <see cref="StreamCapacity"/>). Handlers still see one item at a time; a partial batch leaves
+    /// as soon as its writer has nothing else to do.
+    /// </summary>
+    public int BatchSize { get; set; } = 512;
+
+    /// <summary>The longest a synchronous source keeps an emitted item before sending it (default 5 ms).</summary>
+    public TimeSpan SourceLinger { get; set; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>
+    /// After a graceful stop (cancellation token, Ctrl+C, SIGTERM) sources stop and the rest of the graph
+    /// drains; if it has not ended after this long (default 10 s), every process is stopped at once.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long to wait for processes to stop after a halt, failure or hard stop (default 10 s).</summary>
+    public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Whether Ctrl+C and SIGTERM stop the run gracefully (the second one at once). Default true.</summary>
+    public bool HandleStopSignals { get; set; } = true;
+
+    /// <summary>Arguments <see cref="Parse"/> did not recognise, in order, for the program's own options.</summary>
+    public IReadOnlyList<string> OtherArguments { get; private set; } = Array.Empty<string>();
+
+    /// <summary>
+    /// Reads Millrace's command-line options (<c>--placement NAME</c>, <c>--capacity N</c>, <c>--batch N</c>)
+    /// from <paramref name="args"/>; everything else is left, in order, in <see cref="OtherArguments"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">An option is missing its value or has a bad one.</exception>
+    public static RunOptions Parse(IEnumerable<string> args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        var options = new RunOptions();
+        var others = new List<string>();
+        using IEnumerator<string> e = args.GetEnumerator();
+        while (e.MoveNext())
+        {
+            string arg = e.Current;
+            switch (arg)
+            {
+                case "--placement":
+                    options.Placement = Value(e, arg);
+                    break;
+                case "--capacity":
+                    options.StreamCapacity = PositiveInt(e, arg);
+                    break;
+                case "--batch":
+                    options.BatchSize = PositiveInt(e, arg);
+                    break;
+                default:
+                    others.Add(arg);
+                    break;
+            }
+        }
+        options.OtherArguments = others;
+        options.Check();
+        return options;
+    }
+
+    internal void Check()
+    {
+        if (!KnownPlacements.Contains(Placement))
+            throw new ArgumentException($"Unknown placement '{Placement}'. Known placements: {string.Join(", ", KnownPlacements)}.");
+        if (StreamCapacity < 1) throw new ArgumentException($"StreamCapacity must be at least 1; got {StreamCapacity}.");
+        if (BatchSize < 1) throw new ArgumentException($"BatchSize must be at least 1; got {BatchSize}.");
+        if (SourceLinger < TimeSpan.Zero) throw new ArgumentException($"SourceLinger must not be negative; got {SourceLinger}.");
+        if (DrainTimeout < TimeSpan.Zero) throw new ArgumentException($"DrainTimeout must not be negative; got {DrainTimeout}.");
+        if (StopTimeout < TimeSpan.Zero) throw new ArgumentException($"StopTimeout must not be negative; got {StopTimeout}.");
+    }
+
+    internal int EffectiveBatchSize => Math.Min(BatchSize, StreamCapacity);
+
+    private static string Value(IEnumerator<string> e, string option)
+    {
+        if (!e.MoveNext() || e.Current.StartsWith("--", StringComparison.Ordinal))
+            throw new ArgumentException($"Option {option} needs a value.");
+        return e.Current;
+    }
+
+    private static int PositiveInt(IEnumerator<string> e, string option)
+    {
+        string text = Value(e, option);
+        if (!int.TryParse(text, out int value) || value < 1)
+            throw new ArgumentException($"Option {option} needs a whole number of at least 1; got '{text}'.");
+        return value;
+    }
+}

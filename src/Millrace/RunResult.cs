@@ -1,0 +1,119 @@
+namespace Millrace;
+
+/// <summary>How a run ended.</summary>
+public enum RunOutcome
+{
+    /// <summary>Every process ended: streams ended when their writers did, cycles by termination detection.</summary>
+    Completed,
+    /// <summary>A process called <see cref="ProcessBuilder.Halt"/>.</summary>
+    Halted,
+    /// <summary>The run was stopped from outside (cancellation token, Ctrl+C, SIGTERM).</summary>
+    Stopped,
+    /// <summary>A process threw, or the run could not go on (see <see cref="RunResult.Errors"/>).</summary>
+    Failed,
+}
+
+/// <summary>What happened in a run.</summary>
+public sealed class RunResult
+{
+    internal RunResult(RunOutcome outcome, TimeSpan duration, string? haltedBy, string? haltReason, bool terminationDetected,
+        IReadOnlyList<ProcessFailure> errors, IReadOnlyDictionary<string, ProcessStats> processes,
+        IReadOnlyDictionary<string, StreamStats> streams)
+    {
+        Outcome = outcome;
+        Duration = duration;
+        HaltedBy = haltedBy;
+        HaltReason = haltReason;
+        TerminationDetected = terminationDetected;
+        Errors = errors;
+        Processes = processes;
+        Streams = streams;
+    }
+
+    /// <summary>How the run ended.</summary>
+    public RunOutcome Outcome { get; }
+
+    /// <summary>True unless the run failed (halted and stopped runs are successful endings).</summary>
+    public bool Succeeded => Outcome != RunOutcome.Failed;
+
+    /// <summary>From start to the end of the last process.</summary>
+    public TimeSpan Duration { get; }
+
+    /// <summary>The process that halted the run, or null.</summary>
+    public string? HaltedBy { get; }
+
+    /// <summary>The reason the halting process gave, if any.</summary>
+    public string? HaltReason { get; }
+
+    /// <summary>True when cycles were ended by termination detection (every source done, nothing in flight).</summary>
+    public bool TerminationDetected { get; }
+
+    /// <summary>What went wrong, first error first. Empty unless <see cref="Outcome"/> is <see cref="RunOutcome.Failed"/>.</summary>
+    public IReadOnlyList<ProcessFailure> Errors { get; }
+
+    /// <summary>Counts per process, by name.</summary>
+    public IReadOnlyDictionary<string, ProcessStats> Processes { get; }
+
+    /// <summary>Counts per stream, by name.</summary>
+    public IReadOnlyDictionary<string, StreamStats> Streams { get; }
+
+    /// <summary>Throws <see cref="ProcessFailedException"/> if the run failed.</summary>
+    public RunResult EnsureSuccess()
+    {
+        if (!Succeeded) throw new ProcessFailedException(Errors);
+        return this;
+    }
+
+    /// <summary>One line: outcome, duration, who halted, first error.</summary>
+    public override string ToString()
+    {
+        string text = $"{Outcome} in {Duration.TotalSeconds:0.000} s";
+        if (HaltedBy is not null) text += $"; halted by process '{HaltedBy}'" + (HaltReason is null ? "" : $": {HaltReason}");
+        if (Errors.Count > 0) text += $"; {Errors[0].Message}";
+        return text;
+    }
+}
+
+/// <summary>Counts for one process.</summary>
+/// <param name="ItemsIn">Items its handlers were called with, all inputs together.</param>
+/// <param name="ItemsOut">Items it emitted, all outputs together.</param>
+public sealed record ProcessStats(long ItemsIn, long ItemsOut);
+
+/// <summary>Counts for one stream.</summary>
+/// <param name="ItemsWritten">Items its writers emitted (each reader sees all of them).</param>
+public sealed record StreamStats(long ItemsWritten);
+
+/// <summary>One error of a run: which process, while handling which item of which stream.</summary>
+public sealed class ProcessFailure
+{
+    internal ProcessFailure(string process, string? stream, long? itemIndex, string? item, string message, Exception? exception)
+    {
+        Process = process;
+        Stream = stream;
+        ItemIndex = itemIndex;
+        Item = item;
+        Message = message;
+        Exception = exception;
+    }
+
+    /// <summary>The process that failed (or that the error concerns).</summary>
+    public string Process { get; }
+
+    /// <summary>The input stream whose item was being handled, or null (start or completion action, source).</summary>
+    public string? Stream { get; }
+
+    /// <summary>The item's position in that stream as this process saw it (0 is the first item), or null.</summary>
+    public long? ItemIndex { get; }
+
+    /// <summary>The item, as text (shortened when long), or null.</summary>
+    public string? Item { get; }
+
+    /// <summary>A sentence naming the process, the stream, the item and the cause.</summary>
+    public string Message { get; }
+
+    /// <summary>The exception user code threw, if any.</summary>
+    public Exception? Exception { get; }
+
+    /// <inheritdoc />
+    public override string ToString() => Message;
+}

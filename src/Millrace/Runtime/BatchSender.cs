@@ -1,0 +1,116 @@
+namespace Millrace.Runtime;
+
+/// <summary>Where one writer's batches of one stream go: one reader's lane of that stream.</summary>
+internal sealed class Destination
+{
+    public Destination(ProcessRunner reader, Lane lane, int writer, bool inSameCycle)
+    {
+        Reader = reader;
+        Lane = lane;
+        Writer = writer;
+        InSameCycle = inSameCycle;
+    }
+
+    public ProcessRunner Reader { get; }
+    public Lane Lane { get; }
+    /// <summary>This writer's index among the stream's writers.</summary>
+    public int Writer { get; }
+    /// <summary>Reader and writer are in the same cycle (termination detection ends this link).</summary>
+    public bool InSameCycle { get; }
+    /// <summary>Termination detection ended this link; sending on it is an error. Writer thread only.</summary>
+    public bool Closed { get; set; }
+}
+
+/// <summary>
+/// Delivers one output's batches, in order, to every reader of its stream (broadcast). Batches a
+/// full reader cannot take yet wait here; the process is then blocked until they are delivered.
+/// </summary>
+internal sealed class BatchSender
+{
+    private readonly ProcessRunner _writer;
+    private readonly string _stream;
+    private readonly Destination[] _destinations;
+    private readonly Queue<(Array Items, int Count)> _pending = new();
+    private readonly int _maxPending;
+    private int _nextDestination;
+    private bool _ended;
+
+    public BatchSender(ProcessRunner writer, string stream, Destination[] destinations, int batchSize, int maxPending)
+    {
+        _writer = writer;
+        _stream = stream;
+        _destinations = destinations;
+        BatchSize = batchSize;
+        _maxPending = maxPending;
+    }
+
+    public int BatchSize { get; }
+    public long ItemsOut { get; private set; }
+    public bool HasPending => _pending.Count > 0;
+    public IReadOnlyList<Destination> Destinations => _destinations;
+
+    public void ThrowIfNotWritable()
+    {
+        if (_ended)
+            throw new InvalidOperationException($"Process '{_writer.Name}' cannot emit to stream '{_stream}': its outputs have ended.");
+        if (!_writer.Started)
+            throw new InvalidOperationException(
+                $"Process '{_writer.Name}' cannot emit to stream '{_stream}' yet: emit only while it runs (from its start action, a handler or its completion action).");
+    }
+
+    /// <summary>Takes ownership of a batch and delivers it, or queues it until readers have room.</summary>
+    public void Send(Array items, int count)
+    {
+        ItemsOut += count;
+        _pending.Enqueue((items, count));
+        if (TryDeliver()) return;
+        _writer.Blocked = true;
+        // A handler that emits a great deal per item must not grow memory without bound: wait here.
+        if (_pending.Count > _maxPending) _writer.DrainBlocking();
+    }
+
+    /// <summary>Delivers what is pending, in order; false if some reader is still full.</summary>
+    public bool TryDeliver()
+    {
+        while (_pending.TryPeek(out var batch))
+        {
+            for (; _nextDestination < _destinations.Length; _nextDestination++)
+            {
+                Destination d = _destinations[_nextDestination];
+                if (d.Closed)
+                {
+                    throw new InvalidOperationException(
+                        $"Process '{_writer.Name}' emitted to stream '{_stream}' after termination detection ended the cycle it shares with '{d.Reader.Name}'. " +
+                        "Items emitted on completion must go to streams outside the cycle.");
+                }
+                if (!d.Reader.Inbox.TryEnqueue(d.Lane, batch.Items, batch.Count, _writer)) return false;
+                _writer.CountSent();
+            }
+            _pending.Dequeue();
+            _nextDestination = 0;
+        }
+        return true;
+    }
+
+    /// <summary>Sends the end mark to every reader; call once everything pending is delivered.</summary>
+    public void End()
+    {
+        if (_ended) return;
+        _ended = true;
+        foreach (Destination d in _destinations)
+        {
+            if (d.Closed) continue;
+            d.Reader.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, d.Lane, null, 0, d.Writer));
+            _writer.CountSent();
+        }
+    }
+
+    /// <summary>After termination detection: links inside the cycle are closed; nothing more may be sent on them.</summary>
+    public void CloseCycleLinks()
+    {
+        foreach (Destination d in _destinations)
+        {
+            if (d.InSameCycle) d.Closed = true;
+        }
+    }
+}

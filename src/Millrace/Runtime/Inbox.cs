@@ -1,0 +1,150 @@
+namespace Millrace.Runtime;
+
+internal enum EnvelopeKind : byte
+{
+    /// <summary>A batch of items of one input.</summary>
+    Data,
+    /// <summary>One writer of one input has ended.</summary>
+    End,
+    /// <summary>Termination detection found the process's cycle quiet: its writers inside the cycle count as ended.</summary>
+    ForceEnd,
+}
+
+internal readonly record struct Envelope(EnvelopeKind Kind, Lane? Lane, Array? Items, int Count, int Writer);
+
+/// <summary>
+/// One input stream of one reading process: its bound, the writers still open, and the writers
+/// blocked waiting for room.
+/// </summary>
+internal sealed class Lane
+{
+    private readonly bool[] _writerEnded;
+
+    public Lane(int index, InputSpec input, int capacity, int writers)
+    {
+        Index = index;
+        Input = input;
+        Capacity = capacity;
+        _writerEnded = new bool[writers];
+        WritersOpen = writers;
+    }
+
+    public int Index { get; }
+    public InputSpec Input { get; }
+    public string StreamName => Input.Stream.Name;
+    public int Capacity { get; }
+
+    /// <summary>Items queued and not yet taken. Guarded by the inbox lock.</summary>
+    public int Queued;
+
+    /// <summary>Writers waiting for room. Guarded by the inbox lock.</summary>
+    public List<ProcessRunner> Waiters = new();
+
+    /// <summary>Writer indexes inside this process's own cycle, ended by termination detection.</summary>
+    public int[] CycleWriters { get; set; } = Array.Empty<int>();
+
+    /// <summary>Items of this stream handled so far: the position of the next item. Reader thread only.</summary>
+    public long Position;
+
+    public int WritersOpen { get; private set; }
+
+    public bool Ended => WritersOpen == 0;
+
+    /// <summary>Marks one writer ended (once); returns true when this made the lane end. Reader thread only.</summary>
+    public bool EndWriter(int writer)
+    {
+        if (_writerEnded[writer]) return false;
+        _writerEnded[writer] = true;
+        WritersOpen--;
+        return WritersOpen == 0;
+    }
+}
+
+/// <summary>
+/// The single queue a process takes its work from: batches and end marks of all its inputs, in
+/// arrival order. Each input (lane) holds at most its capacity in items; writers beyond that wait.
+/// </summary>
+internal sealed class Inbox
+{
+    private readonly object _lock = new();
+    private readonly Queue<Envelope> _queue = new();
+    private List<ProcessRunner> _spareWaiters = new();
+    private TaskCompletionSource? _waiter;
+
+    /// <summary>Enqueues a batch if its lane has room; otherwise registers <paramref name="writer"/> to be woken.</summary>
+    public bool TryEnqueue(Lane lane, Array items, int count, ProcessRunner writer)
+    {
+        TaskCompletionSource? wake;
+        lock (_lock)
+        {
+            if (lane.Queued > 0 && lane.Queued + count > lane.Capacity)
+            {
+                if (!lane.Waiters.Contains(writer)) lane.Waiters.Add(writer);
+                return false;
+            }
+            lane.Queued += count;
+            _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, -1));
+            wake = _waiter;
+            _waiter = null;
+        }
+        wake?.TrySetResult();
+        return true;
+    }
+
+    /// <summary>Enqueues an end mark or a termination notice; these never wait for room.</summary>
+    public void EnqueueControl(Envelope envelope)
+    {
+        TaskCompletionSource? wake;
+        lock (_lock)
+        {
+            _queue.Enqueue(envelope);
+            wake = _waiter;
+            _waiter = null;
+        }
+        wake?.TrySetResult();
+    }
+
+    public bool TryTake(out Envelope envelope)
+    {
+        List<ProcessRunner>? toWake = null;
+        lock (_lock)
+        {
+            if (!_queue.TryDequeue(out envelope)) return false;
+            if (envelope.Kind == EnvelopeKind.Data)
+            {
+                Lane lane = envelope.Lane!;
+                lane.Queued -= envelope.Count;
+                if (lane.Waiters.Count > 0)
+                {
+                    toWake = lane.Waiters;
+                    lane.Waiters = _spareWaiters;
+                }
+            }
+        }
+        if (toWake is not null)
+        {
+            foreach (ProcessRunner writer in toWake) writer.WakeForRoom();
+            toWake.Clear();
+            lock (_lock) _spareWaiters = toWake;
+        }
+        return true;
+    }
+
+    /// <summary>Completes when something is queued.</summary>
+    public Task WaitAsync(CancellationToken cancellationToken)
+    {
+        Task task;
+        lock (_lock)
+        {
+            if (_queue.Count > 0) return Task.CompletedTask;
+            _waiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            task = _waiter.Task;
+        }
+        return task.WaitAsync(cancellationToken);
+    }
+
+    public int Count
+    {
+        get { lock (_lock) return _queue.Count; }
+    }
+}

@@ -1,0 +1,96 @@
+namespace Millrace.Runtime;
+
+/// <summary>One input of a process: the stream it reads and the handler called per item.</summary>
+internal abstract class InputSpec
+{
+    protected InputSpec(IStreamReference stream) => Stream = stream;
+
+    public IStreamReference Stream { get; }
+
+    /// <summary>Calls the handler for each item of a batch, in order; the runner's state says when to pause.</summary>
+    public abstract ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count);
+}
+
+internal sealed class InputSpec<T> : InputSpec
+{
+    private readonly Action<T>? _handler;
+    private readonly Func<T, CancellationToken, ValueTask>? _asyncHandler;
+
+    public InputSpec(Stream<T> stream, Action<T>? handler, Func<T, CancellationToken, ValueTask>? asyncHandler) : base(stream)
+    {
+        _handler = handler;
+        _asyncHandler = asyncHandler;
+    }
+
+    public override ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count)
+    {
+        T[] items = (T[])batch;
+        Action<T>? handler = _handler;
+        if (handler is null) return HandleSlowAsync(runner, lane, items, 0, count);
+
+        // The hot path: synchronous handler, nothing to wait for.
+        int i = 0;
+        try
+        {
+            for (; i < count; i++)
+            {
+                handler(items[i]);
+                if (runner.Blocked | runner.Stopping)
+                {
+                    i++;
+                    lane.Position += i;
+                    runner.ItemsIn += i;
+                    return HandleSlowAsync(runner, lane, items, i, count);
+                }
+            }
+        }
+        catch (Exception e) when (!runner.IsStopException(e))
+        {
+            lane.Position += i;
+            runner.ItemsIn += i;
+            throw runner.ItemFailure(lane, items[i], e);
+        }
+        lane.Position += count;
+        runner.ItemsIn += count;
+        return default;
+    }
+
+    /// <summary>Items from <paramref name="from"/> on, pausing for backpressure and async handlers.</summary>
+    private async ValueTask HandleSlowAsync(ProcessRunner runner, Lane lane, T[] items, int from, int count)
+    {
+        for (int i = from; i < count; i++)
+        {
+            if (runner.Blocked) await runner.DrainAsync();
+            if (runner.Stopping) return;
+            T item = items[i];
+            try
+            {
+                if (_handler is not null)
+                {
+                    _handler(item);
+                }
+                else
+                {
+                    ValueTask pending = _asyncHandler!(item, runner.UserToken);
+                    if (pending.IsCompletedSuccessfully)
+                    {
+                        pending.GetAwaiter().GetResult();
+                    }
+                    else
+                    {
+                        // The handler waits (I/O, say): let what it emitted so far leave meanwhile.
+                        runner.FlushOutputs();
+                        await pending;
+                    }
+                }
+            }
+            catch (Exception e) when (!runner.IsStopException(e))
+            {
+                throw runner.ItemFailure(lane, item, e);
+            }
+            lane.Position++;
+            runner.ItemsIn++;
+        }
+        if (runner.Blocked) await runner.DrainAsync();
+    }
+}

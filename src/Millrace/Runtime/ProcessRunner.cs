@@ -1,0 +1,284 @@
+namespace Millrace.Runtime;
+
+internal enum RunnerState
+{
+    /// <summary>Handling work (or about to).</summary>
+    Running,
+    /// <summary>Waiting for input with an empty inbox and nothing left to send.</summary>
+    Passive,
+    /// <summary>Waiting for room in a reader's queue.</summary>
+    Blocked,
+    /// <summary>Done, normally or not.</summary>
+    Ended,
+}
+
+/// <summary>Runs one process: its start action or source, then its inbox until every input has ended.</summary>
+internal sealed class ProcessRunner
+{
+    private readonly ProcessBuilder _builder;
+    private readonly List<Lane> _lanes = new();
+    private readonly AsyncSignal _room = new();
+    private readonly object _statusLock = new();
+    private RunnerState _state = RunnerState.Running;
+    private long _sent;
+    private long _received;
+    private int _openLanes;
+    private volatile bool _stopping;
+
+    public ProcessRunner(ProcessBuilder builder, RunContext run)
+    {
+        _builder = builder;
+        Run = run;
+        builder.Attach(this);
+    }
+
+    public string Name => _builder.Name;
+    public RunContext Run { get; }
+    public Inbox Inbox { get; } = new();
+    public IReadOnlyList<Lane> Lanes => _lanes;
+    public IReadOnlyList<IOutputPort> Outputs => _builder.Outputs;
+    public bool HasInputs => _builder.Inputs.Count > 0;
+    public bool NeedsOwnThread => _builder.Source?.NeedsOwnThread == true;
+
+    /// <summary>Set once the process may emit.</summary>
+    public bool Started { get; private set; }
+
+    /// <summary>Some output holds batches a full reader could not take yet. Runner thread only.</summary>
+    public bool Blocked;
+
+    /// <summary>Halt, failure or hard stop: leave as soon as possible.</summary>
+    public bool Stopping => _stopping;
+
+    /// <summary>Sources stop producing on any stop, graceful ones included.</summary>
+    public bool SourceShouldStop => _stopping || Run.StopRequested;
+
+    /// <summary>Items handed to this process's handlers.</summary>
+    public long ItemsIn;
+
+    /// <summary>The token user code gets: sources see graceful stops too.</summary>
+    public CancellationToken UserToken => HasInputs ? Run.HardToken : Run.SourceToken;
+
+    public Lane AddLane(InputSpec input, int capacity, int writers)
+    {
+        var lane = new Lane(_lanes.Count, input, capacity, writers);
+        _lanes.Add(lane);
+        _openLanes++;
+        return lane;
+    }
+
+    public void Stop() => _stopping = true;
+
+    public async Task RunAsync()
+    {
+        string? phase = null;
+        try
+        {
+            Started = true;
+            if (_builder.Start is { } start)
+            {
+                phase = "its start action";
+                await InvokeAsync(start);
+                if (Blocked) await DrainAsync();
+            }
+            if (_builder.Source is { } source)
+            {
+                phase = "its source";
+                await source.RunAsync(this);
+            }
+            phase = null;
+            await HandleInboxAsync();
+            if (Stopping) return;
+            if (_builder.Completed is { } completed)
+            {
+                phase = "its completion action";
+                await InvokeAsync(completed);
+            }
+            phase = "ending its outputs";
+            await EndOutputsAsync();
+        }
+        catch (Exception e) when (IsStopException(e))
+        {
+        }
+        catch (ProcessFailureException e)
+        {
+            Run.Fail(e.Failure);
+        }
+        catch (Exception e) when (phase is not null)
+        {
+            Run.Fail(new ProcessFailure(Name, null, null, null,
+                $"Process '{Name}' failed in {phase}: {e.GetType().Name}: {e.Message}", e));
+        }
+        catch (Exception e)
+        {
+            Run.Fail(new ProcessFailure(Name, null, null, null,
+                $"Process '{Name}' failed: {e.GetType().Name}: {e.Message}", e));
+        }
+        finally
+        {
+            SetState(RunnerState.Ended);
+        }
+    }
+
+    private async Task HandleInboxAsync()
+    {
+        while (_openLanes > 0 && !Stopping)
+        {
+            if (!Inbox.TryTake(out Envelope envelope))
+            {
+                FlushOutputs();
+                if (Blocked) await DrainAsync();
+                SetState(RunnerState.Passive);
+                if (!Inbox.TryTake(out envelope))
+                {
+                    await Inbox.WaitAsync(Run.HardToken);
+                    continue;
+                }
+            }
+            CountReceived();
+            switch (envelope.Kind)
+            {
+                case EnvelopeKind.Data:
+                    Lane lane = envelope.Lane!;
+                    await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count);
+                    break;
+                case EnvelopeKind.End:
+                    if (envelope.Lane!.EndWriter(envelope.Writer)) _openLanes--;
+                    break;
+                case EnvelopeKind.ForceEnd:
+                    foreach (Lane l in _lanes)
+                    {
+                        foreach (int writer in l.CycleWriters)
+                        {
+                            if (l.EndWriter(writer)) _openLanes--;
+                        }
+                    }
+                    foreach (IOutputPort output in Outputs) output.Sender.CloseCycleLinks();
+                    break;
+            }
+        }
+    }
+
+    private async ValueTask InvokeAsync(Func<CancellationToken, ValueTask> action)
+    {
+        ValueTask pending = action(UserToken);
+        if (!pending.IsCompletedSuccessfully)
+        {
+            FlushOutputs();
+            await pending;
+        }
+        else
+        {
+            pending.GetAwaiter().GetResult();
+        }
+    }
+
+    private async ValueTask EndOutputsAsync()
+    {
+        FlushOutputs();
+        if (Blocked) await DrainAsync();
+        foreach (IOutputPort output in Outputs) output.Sender.End();
+    }
+
+    /// <summary>Sends every partial batch (the process is about to wait).</summary>
+    public void FlushOutputs()
+    {
+        foreach (IOutputPort output in Outputs) output.Flush();
+    }
+
+    /// <summary>Waits until every output has delivered what it holds.</summary>
+    public async ValueTask DrainAsync()
+    {
+        while (true)
+        {
+            SetState(RunnerState.Blocked);
+            bool delivered = true;
+            foreach (IOutputPort output in Outputs)
+            {
+                if (output.Sender.HasPending && !output.Sender.TryDeliver()) delivered = false;
+            }
+            if (delivered)
+            {
+                Blocked = false;
+                SetState(RunnerState.Running);
+                return;
+            }
+            await _room.WaitAsync(Run.HardToken);
+        }
+    }
+
+    /// <summary>For threads that may block (synchronous sources, and emit storms inside one handler).</summary>
+    public void DrainBlocking() => DrainAsync().AsTask().GetAwaiter().GetResult();
+
+    /// <summary>Called by a reader that made room this process is waiting for.</summary>
+    public void WakeForRoom()
+    {
+        // Counted as running at once, so termination detection never sees a woken writer as stuck.
+        lock (_statusLock)
+        {
+            if (_state == RunnerState.Blocked) _state = RunnerState.Running;
+        }
+        _room.Set();
+    }
+
+    public void CountSent()
+    {
+        lock (_statusLock) _sent++;
+    }
+
+    private void CountReceived()
+    {
+        lock (_statusLock)
+        {
+            _received++;
+            _state = RunnerState.Running;
+        }
+    }
+
+    private void SetState(RunnerState state)
+    {
+        lock (_statusLock)
+        {
+            if (_state == state || _state == RunnerState.Ended) return;
+            _state = state;
+        }
+        if (state != RunnerState.Running) Run.Detector?.Poke();
+    }
+
+    public (RunnerState State, long Sent, long Received) Status
+    {
+        get { lock (_statusLock) return (_state, _sent, _received); }
+    }
+
+    public bool IsStopException(Exception e) =>
+        e is OperationCanceledException && (Stopping || Run.HardToken.IsCancellationRequested || (!HasInputs && Run.StopRequested));
+
+    public ProcessFailureException ItemFailure<T>(Lane lane, T item, Exception e)
+    {
+        if (e is ProcessFailureException already) return already;
+        string text = Describe(item);
+        return new ProcessFailureException(new ProcessFailure(Name, lane.StreamName, lane.Position, text,
+            $"Process '{Name}' failed on item {lane.Position} of stream '{lane.StreamName}' ({text}): {e.GetType().Name}: {e.Message}", e));
+    }
+
+    private static string Describe<T>(T item)
+    {
+        string text;
+        try
+        {
+            text = item?.ToString() ?? "null";
+        }
+        catch (Exception e)
+        {
+            text = $"<{typeof(T).Name}; ToString threw {e.GetType().Name}>";
+        }
+        return text.Length <= 200 ? text : text[..200] + "…";
+    }
+}
+
+/// <summary>Carries a failure already attributed to a process, stream and item.</summary>
+internal sealed class ProcessFailureException : Exception
+{
+    public ProcessFailureException(ProcessFailure failure) : base(failure.Message, failure.Exception) => Failure = failure;
+
+    public ProcessFailure Failure { get; }
+}

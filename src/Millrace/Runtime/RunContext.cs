@@ -1,0 +1,110 @@
+namespace Millrace.Runtime;
+
+/// <summary>What all processes of one run share: options, stop tokens, and how the run is ending.</summary>
+internal sealed class RunContext : IDisposable
+{
+    private readonly object _lock = new();
+    private readonly CancellationTokenSource _hard = new();
+    private readonly CancellationTokenSource _sources;
+    private readonly List<ProcessFailure> _errors = new();
+    private readonly TaskCompletionSource _hardStopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private RunOutcome? _outcome;
+    private volatile bool _stopRequested;
+    private ProcessRunner[] _runners = Array.Empty<ProcessRunner>();
+
+    public RunContext(RunOptions options)
+    {
+        Options = options;
+        _sources = CancellationTokenSource.CreateLinkedTokenSource(_hard.Token);
+    }
+
+    public RunOptions Options { get; }
+    public CancellationToken HardToken => _hard.Token;
+    public CancellationToken SourceToken => _sources.Token;
+    public bool StopRequested => _stopRequested;
+    public Task HardStopped => _hardStopped.Task;
+    public TerminationDetector? Detector { get; set; }
+    public bool TerminationDetected { get; set; }
+    public string? HaltedBy { get; private set; }
+    public string? HaltReason { get; private set; }
+
+    public void StopDetector() => Detector?.Stop();
+
+    public void SetRunners(ProcessRunner[] runners) => _runners = runners;
+
+    public IReadOnlyList<ProcessFailure> Errors
+    {
+        get { lock (_lock) return _errors.ToArray(); }
+    }
+
+    /// <summary>How the run ended; Completed unless something else happened first.</summary>
+    public RunOutcome Outcome
+    {
+        get { lock (_lock) return _outcome ?? RunOutcome.Completed; }
+    }
+
+    public void Halt(string process, string? reason)
+    {
+        lock (_lock)
+        {
+            if (_outcome is RunOutcome.Halted or RunOutcome.Failed) return;
+            _outcome = RunOutcome.Halted;
+            HaltedBy = process;
+            HaltReason = reason;
+        }
+        StopAll();
+    }
+
+    public void Fail(ProcessFailure failure)
+    {
+        lock (_lock)
+        {
+            _errors.Add(failure);
+            if (_outcome is not RunOutcome.Halted) _outcome = RunOutcome.Failed;
+        }
+        StopAll();
+    }
+
+    /// <summary>Graceful: sources stop producing; the rest drains. A hard stop follows after the drain timeout.</summary>
+    public void RequestStop()
+    {
+        lock (_lock)
+        {
+            if (_stopRequested) return;
+            _stopRequested = true;
+            _outcome ??= RunOutcome.Stopped;
+        }
+        try
+        {
+            _sources.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        _ = Task.Delay(Options.DrainTimeout, HardToken).ContinueWith(
+            t => { if (!t.IsCanceled) StopAll(); }, TaskScheduler.Default);
+    }
+
+    /// <summary>Hard: every process leaves as soon as it can.</summary>
+    public void StopAll()
+    {
+        lock (_lock) _outcome ??= RunOutcome.Stopped;
+        foreach (ProcessRunner runner in _runners) runner.Stop();
+        try
+        {
+            _hard.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        _hardStopped.TrySetResult();
+    }
+
+    /// <summary>Releases timers once every process has ended; the outcome stays as it is.</summary>
+    public void Dispose()
+    {
+        _hard.Cancel();
+        _sources.Dispose();
+        _hard.Dispose();
+    }
+}

@@ -1,0 +1,163 @@
+namespace Millrace.Runtime;
+
+/// <summary>The body of a built-in source process: emits until its data ends or a stop is asked.</summary>
+internal abstract class SourceBody
+{
+    /// <summary>Synchronous sources get a thread of their own (they may block between items).</summary>
+    public abstract bool NeedsOwnThread { get; }
+
+    public abstract ValueTask RunAsync(ProcessRunner runner);
+}
+
+/// <summary>
+/// Flushing for synchronous sources, which cannot tell us when they wait: a batch leaves when full,
+/// or once its oldest item is older than the linger time (checked every 16 items while items come
+/// fast, at every item once they come slowly).
+/// </summary>
+internal struct Linger
+{
+    private readonly long _lingerMs;
+    private long _since;
+    private int _counter;
+    private bool _slow;
+
+    public Linger(TimeSpan linger)
+    {
+        _lingerMs = (long)linger.TotalMilliseconds;
+        _since = Environment.TickCount64;
+        _counter = 0;
+        _slow = false;
+    }
+
+    public void AfterEmit<T>(Output<T> output)
+    {
+        if (!_slow && (++_counter & 15) != 0) return;
+        long now = Environment.TickCount64;
+        if (output.BufferedCount == 0)
+        {
+            // A full batch just left: items come fast.
+            _slow = false;
+            _since = now;
+        }
+        else if (now - _since >= _lingerMs)
+        {
+            ((IOutputPort)output).Flush();
+            _slow = true;
+            _since = now;
+        }
+    }
+}
+
+internal sealed class EnumerableSource<T> : SourceBody
+{
+    private readonly Output<T> _output;
+    private readonly IEnumerable<T> _items;
+
+    public EnumerableSource(Output<T> output, IEnumerable<T> items)
+    {
+        _output = output;
+        _items = items;
+    }
+
+    public override bool NeedsOwnThread => true;
+
+    public override ValueTask RunAsync(ProcessRunner runner)
+    {
+        var linger = new Linger(runner.Run.Options.SourceLinger);
+        Output<T> output = _output;
+        foreach (T item in _items)
+        {
+            if (runner.SourceShouldStop) break;
+            output.Emit(item);
+            if (runner.Blocked) runner.DrainBlocking();
+            linger.AfterEmit(output);
+        }
+        return default;
+    }
+}
+
+internal sealed class FunctionSource<T> : SourceBody
+{
+    private readonly Output<T> _output;
+    private readonly Func<Output<T>, bool> _next;
+
+    public FunctionSource(Output<T> output, Func<Output<T>, bool> next)
+    {
+        _output = output;
+        _next = next;
+    }
+
+    public override bool NeedsOwnThread => true;
+
+    public override ValueTask RunAsync(ProcessRunner runner)
+    {
+        var linger = new Linger(runner.Run.Options.SourceLinger);
+        while (!runner.SourceShouldStop && _next(_output))
+        {
+            if (runner.Blocked) runner.DrainBlocking();
+            linger.AfterEmit(_output);
+        }
+        return default;
+    }
+}
+
+internal sealed class AsyncEnumerableSource<T> : SourceBody
+{
+    private readonly Output<T> _output;
+    private readonly IAsyncEnumerable<T> _items;
+
+    public AsyncEnumerableSource(Output<T> output, IAsyncEnumerable<T> items)
+    {
+        _output = output;
+        _items = items;
+    }
+
+    public override bool NeedsOwnThread => false;
+
+    public override async ValueTask RunAsync(ProcessRunner runner)
+    {
+        await using IAsyncEnumerator<T> e = _items.GetAsyncEnumerator(runner.UserToken);
+        while (!runner.SourceShouldStop)
+        {
+            ValueTask<bool> next = e.MoveNextAsync();
+            if (!next.IsCompleted)
+            {
+                // The source waits: let what it emitted leave meanwhile.
+                runner.FlushOutputs();
+                if (runner.Blocked) await runner.DrainAsync();
+            }
+            if (!await next) break;
+            _output.Emit(e.Current);
+            if (runner.Blocked) await runner.DrainAsync();
+        }
+    }
+}
+
+internal sealed class AsyncFunctionSource<T> : SourceBody
+{
+    private readonly Output<T> _output;
+    private readonly Func<Output<T>, CancellationToken, ValueTask<bool>> _next;
+
+    public AsyncFunctionSource(Output<T> output, Func<Output<T>, CancellationToken, ValueTask<bool>> next)
+    {
+        _output = output;
+        _next = next;
+    }
+
+    public override bool NeedsOwnThread => false;
+
+    public override async ValueTask RunAsync(ProcessRunner runner)
+    {
+        while (!runner.SourceShouldStop)
+        {
+            ValueTask<bool> next = _next(_output, runner.UserToken);
+            if (!next.IsCompleted)
+            {
+                runner.FlushOutputs();
+                if (runner.Blocked) await runner.DrainAsync();
+            }
+            if (!await next) break;
+            if (runner.Blocked) await runner.DrainAsync();
+        }
+    }
+}

@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace Millrace.Runtime;
+
+/// <summary>The embedded default: every process is a task in this OS process; streams are bounded in-memory queues.</summary>
+internal static class ThreadsPlacement
+{
+    public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
+    {
+        using var run = new RunContext(options);
+        ProcessRunner[] runners = model.Processes.Select(p => new ProcessRunner(p, run)).ToArray();
+        run.SetRunners(runners);
+        Wire(model, runners, options);
+        if (model.Cycles.Count > 0) run.Detector = new TerminationDetector(run, runners, model);
+
+        var stopwatch = Stopwatch.StartNew();
+        using CancellationTokenRegistration onCancel = cancellationToken.Register(run.RequestStop);
+        using StopSignals? signals = options.HandleStopSignals ? new StopSignals(run) : null;
+
+        Task detector = run.Detector?.RunAsync() ?? Task.CompletedTask;
+        Task[] tasks = runners.Select(Start).ToArray();
+        Task all = Task.WhenAll(tasks);
+
+        if (await Task.WhenAny(all, run.HardStopped) != all)
+        {
+            // Halt, failure or hard stop: processes should leave promptly; do not wait forever for one that does not.
+            if (await Task.WhenAny(all, Task.Delay(options.StopTimeout)) != all)
+            {
+                foreach (var (runner, task) in runners.Zip(tasks))
+                {
+                    if (!task.IsCompleted)
+                        run.Fail(new ProcessFailure(runner.Name, null, null, null,
+                            $"Process '{runner.Name}' did not stop within {options.StopTimeout.TotalSeconds:0.#} s (a handler that ignores its cancellation token?).", null));
+                }
+            }
+        }
+        stopwatch.Stop();
+        run.StopDetector();
+        await detector;
+
+        return new RunResult(
+            run.Outcome,
+            stopwatch.Elapsed,
+            run.HaltedBy,
+            run.HaltReason,
+            run.TerminationDetected,
+            run.Errors,
+            runners.ToDictionary(r => r.Name, r => new ProcessStats(r.ItemsIn, r.Outputs.Sum(o => o.ItemsOut))),
+            model.Streams.Values.ToDictionary(
+                s => s.Name,
+                s => new StreamStats(s.Writers.Sum(w => runners[w].Outputs.First(o => o.Stream.Name == s.Name).ItemsOut))));
+    }
+
+    private static Task Start(ProcessRunner runner) =>
+        runner.NeedsOwnThread
+            ? Task.Factory.StartNew(runner.RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap()
+            : Task.Run(runner.RunAsync);
+
+    /// <summary>Gives every reader a lane per input stream, and every writer a destination per reader.</summary>
+    private static void Wire(GraphModel model, ProcessRunner[] runners, RunOptions options)
+    {
+        var lanes = new Dictionary<(int Reader, string Stream), Lane>();
+        for (int r = 0; r < runners.Length; r++)
+        {
+            foreach (InputSpec input in model.Processes[r].Inputs)
+            {
+                StreamInfo stream = model.Streams[input.Stream.Name];
+                Lane lane = runners[r].AddLane(input, options.StreamCapacity, stream.Writers.Length);
+                lane.CycleWriters = Enumerable.Range(0, stream.Writers.Length)
+                    .Where(k => model.InSameCycle(stream.Writers[k], r)).ToArray();
+                lanes[(r, stream.Name)] = lane;
+            }
+        }
+        int batchSize = options.EffectiveBatchSize;
+        int maxPending = Math.Max(4, options.StreamCapacity / batchSize);
+        for (int w = 0; w < runners.Length; w++)
+        {
+            foreach (IOutputPort output in model.Processes[w].Outputs)
+            {
+                StreamInfo stream = model.Streams[output.Stream.Name];
+                int writerIndex = Array.IndexOf(stream.Writers, w);
+                Destination[] destinations = stream.Readers
+                    .Select(r => new Destination(runners[r], lanes[(r, stream.Name)], writerIndex, model.InSameCycle(w, r)))
+                    .ToArray();
+                output.Attach(new BatchSender(runners[w], stream.Name, destinations, batchSize, maxPending));
+            }
+        }
+    }
+
+    /// <summary>First Ctrl+C or SIGTERM: graceful stop; the second: stop at once.</summary>
+    private sealed class StopSignals : IDisposable
+    {
+        private readonly RunContext _run;
+        private readonly PosixSignalRegistration[] _registrations;
+        private int _count;
+
+        public StopSignals(RunContext run)
+        {
+            _run = run;
+            _registrations = new[]
+            {
+                PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal),
+                PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal),
+            };
+        }
+
+        private void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            if (Interlocked.Increment(ref _count) == 1) _run.RequestStop();
+            else _run.StopAll();
+        }
+
+        public void Dispose()
+        {
+            foreach (PosixSignalRegistration r in _registrations) r.Dispose();
+        }
+    }
+}

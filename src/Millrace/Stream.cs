@@ -1,0 +1,62 @@
+namespace Millrace;
+
+/// <summary>
+/// A named, typed, ordered sequence of items. Declare one with <see cref="Graph.Stream{T}(string)"/>;
+/// every process that reads it sees every item, in the order its writers emitted them.
+/// </summary>
+/// <remarks>
+/// A <see cref="Stream{T}"/> is only a reference (a name and an item type): the same name must be
+/// declared once on the graph. Referencing a name that is not declared, or reading it with another
+/// item type, is reported by graph validation before anything runs.
+/// </remarks>
+public sealed class Stream<T> : IStreamReference
+{
+    /// <summary>Creates a reference to the stream called <paramref name="name"/>.</summary>
+    public Stream(string name)
+    {
+        Names.Check(name, "stream");
+        Name = name;
+    }
+
+    /// <summary>The stream's name, unique within its graph.</summary>
+    public string Name { get; }
+
+    Type IStreamReference.ItemType => typeof(T);
+
+    /// <inheritdoc />
+    public override string ToString() => $"stream '{Name}' of {Names.Of(typeof(T))}";
+}
+
+/// <summary>What the graph needs to know of a stream reference, whatever its item type.</summary>
+internal interface IStreamReference
+{
+    string Name { get; }
+    Type ItemType { get; }
+}
+
+internal static class Names
+{
+    /// <summary>Names become CLI arguments, queue names and file names, so keep them plain.</summary>
+    public static void Check(string name, string what)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (name.Length == 0 || name.Length > 100)
+            throw new ArgumentException($"A {what} name must have 1 to 100 characters; got '{name}'.", nameof(name));
+        foreach (char c in name)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.'))
+                throw new ArgumentException(
+                    $"The {what} name '{name}' contains '{c}'; use letters, digits, '_', '-' and '.' only.", nameof(name));
+        }
+    }
+
+    /// <summary>A C#-like type name for messages: Int32, List&lt;String&gt;.</summary>
+    public static string Of(Type type)
+    {
+        if (!type.IsGenericType) return type.Name;
+        string name = type.Name;
+        int tick = name.IndexOf('`');
+        if (tick >= 0) name = name[..tick];
+        return name + "<" + string.Join(", ", type.GetGenericArguments().Select(Of)) + ">";
+    }
+}
