@@ -74,16 +74,23 @@ internal sealed class ProcessRunner
         try
         {
             Started = true;
-            if (_builder.Start is { } start)
+            try
             {
-                phase = "its start action";
-                await InvokeAsync(start);
-                if (Blocked) await DrainAsync();
+                if (_builder.Start is { } start)
+                {
+                    phase = "its start action";
+                    await InvokeAsync(start);
+                    if (Blocked) await DrainAsync();
+                }
+                if (_builder.Source is { } source)
+                {
+                    phase = "its source";
+                    await source.RunAsync(this);
+                }
             }
-            if (_builder.Source is { } source)
+            catch (OperationCanceledException) when (!HasInputs && !Stopping && Run.StopRequested)
             {
-                phase = "its source";
-                await source.RunAsync(this);
+                // A graceful stop ends a source like running out of data: what it emitted still flows and ends.
             }
             phase = null;
             await HandleInboxAsync();
@@ -250,7 +257,7 @@ internal sealed class ProcessRunner
     }
 
     public bool IsStopException(Exception e) =>
-        e is OperationCanceledException && (Stopping || Run.HardToken.IsCancellationRequested || (!HasInputs && Run.StopRequested));
+        e is OperationCanceledException && (Stopping || Run.HardToken.IsCancellationRequested);
 
     public ProcessFailureException ItemFailure<T>(Lane lane, T item, Exception e)
     {

@@ -1,0 +1,280 @@
+namespace Millrace.Tests;
+
+public class FlowTests
+{
+    [Fact]
+    public async Task Items_flow_through_a_pipeline_in_order_with_counts_in_the_result()
+    {
+        var graph = new Graph();
+        var numbers = graph.Stream<int>("numbers");
+        var doubled = graph.Stream<int>("doubled");
+        var seen = new List<int>();
+        graph.Source("src", numbers, Enumerable.Range(0, 100_000));
+        graph.Process("double", p =>
+        {
+            var output = p.Output(doubled);
+            p.On(numbers, x => output.Emit(2 * x));
+        });
+        graph.Process("sink", p => p.On(doubled, seen.Add));
+
+        RunResult result = await graph.RunWithin();
+
+        Assert.Equal(RunOutcome.Completed, result.Outcome);
+        Assert.Equal(Enumerable.Range(0, 100_000).Select(x => 2 * x), seen);
+        Assert.Equal(new ProcessStats(0, 100_000), result.Processes["src"]);
+        Assert.Equal(new ProcessStats(100_000, 100_000), result.Processes["double"]);
+        Assert.Equal(new ProcessStats(100_000, 0), result.Processes["sink"]);
+        Assert.Equal(100_000, result.Streams["doubled"].ItemsWritten);
+        Assert.False(result.TerminationDetected);
+    }
+
+    [Fact]
+    public async Task Every_reader_of_a_stream_sees_every_item_in_order_even_at_different_speeds()
+    {
+        var graph = new Graph();
+        var numbers = graph.Stream<int>("numbers");
+        var fast = new List<int>();
+        var slow = new List<int>();
+        graph.Source("src", numbers, Enumerable.Range(0, 20_000));
+        graph.Process("fast", p => p.On(numbers, fast.Add));
+        graph.Process("slow", p => p.On(numbers, x =>
+        {
+            if (x % 1000 == 0) Thread.Sleep(2);
+            slow.Add(x);
+        }));
+
+        RunResult result = await graph.RunWithin(new RunOptions { StreamCapacity = 256, BatchSize = 32 });
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Equal(Enumerable.Range(0, 20_000), fast);
+        Assert.Equal(Enumerable.Range(0, 20_000), slow);
+    }
+
+    [Fact]
+    public async Task Several_writers_of_one_stream_each_keep_their_order_and_the_stream_ends_after_the_last()
+    {
+        var graph = new Graph();
+        var merged = graph.Stream<(string Writer, int Value)>("merged");
+        var seen = new List<(string, int)>();
+        int completions = 0;
+        graph.Source("a", merged, Enumerable.Range(0, 5000).Select(i => ("a", i)));
+        graph.Source("b", merged, Slow());
+        graph.Process("sink", p =>
+        {
+            p.On(merged, seen.Add);
+            p.OnCompleted(() => completions++);
+        });
+
+        RunResult result = await graph.RunWithin();
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Equal(1, completions);
+        Assert.Equal(Enumerable.Range(0, 5000), seen.Where(s => s.Item1 == "a").Select(s => s.Item2));
+        Assert.Equal(Enumerable.Range(0, 20), seen.Where(s => s.Item1 == "b").Select(s => s.Item2));
+        Assert.Equal(5020, result.Streams["merged"].ItemsWritten);
+
+        static async IAsyncEnumerable<(string, int)> Slow()
+        {
+            for (int i = 0; i < 20; i++)
+            {
+                await Task.Delay(5);
+                yield return ("b", i);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_process_with_two_inputs_ends_only_when_both_have_ended()
+    {
+        var graph = new Graph();
+        var shortStream = graph.Stream<int>("short");
+        var longStream = graph.Stream<int>("long");
+        var log = new List<string>();
+        graph.Source("quick", shortStream, Enumerable.Range(0, 10));
+        graph.Source("slow", longStream, SlowNumbers());
+        graph.Process("both", p =>
+        {
+            int a = 0, b = 0;
+            p.On(shortStream, _ => a++);
+            p.On(longStream, _ =>
+            {
+                b++;
+                if (b == 30) log.Add($"last long item after {a} short items");
+            });
+            p.OnCompleted(() => log.Add($"completed with {a} + {b}"));
+        });
+
+        RunResult result = await graph.RunWithin();
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Equal(new[] { "last long item after 10 short items", "completed with 10 + 30" }, log);
+        Assert.Equal(40, result.Processes["both"].ItemsIn);
+
+        static async IAsyncEnumerable<int> SlowNumbers()
+        {
+            for (int i = 0; i < 30; i++)
+            {
+                await Task.Delay(3);
+                yield return i;
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_slow_reader_bounds_what_is_queued_and_the_writer_is_slowed_not_lossy()
+    {
+        const int capacity = 64, batch = 16, count = 3000;
+        long produced = 0, consumed = 0, maxAhead = 0;
+        var graph = new Graph();
+        var numbers = graph.Stream<long>("numbers");
+        graph.Source("fast", numbers, Produce());
+        graph.Process("slow", p => p.On(numbers, x =>
+        {
+            Assert.Equal(consumed, x);
+            long ahead = Volatile.Read(ref produced) - consumed;
+            if (ahead > maxAhead) maxAhead = ahead;
+            consumed++;
+            if (x % 50 == 0) Thread.Sleep(1);
+        }));
+
+        RunResult result = await graph.RunWithin(new RunOptions { StreamCapacity = capacity, BatchSize = batch });
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Equal(count, consumed);
+        // Queued (capacity) + the batch in the reader's hand + one pending + one being filled by the writer.
+        Assert.InRange(maxAhead, capacity / 2, capacity + 3 * batch + 1);
+
+        IEnumerable<long> Produce()
+        {
+            for (long i = 0; i < count; i++)
+            {
+                Interlocked.Increment(ref produced);
+                yield return i;
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_handler_that_emits_many_items_per_input_stays_bounded()
+    {
+        long produced = 0, consumed = 0, maxAhead = 0;
+        var graph = new Graph();
+        var seeds = graph.Stream<int>("seeds");
+        var burst = graph.Stream<int>("burst");
+        graph.Source("src", seeds, new[] { 1, 2 });
+        graph.Process("fanout", p =>
+        {
+            var output = p.Output(burst);
+            p.On(seeds, _ =>
+            {
+                for (int i = 0; i < 20_000; i++)
+                {
+                    Interlocked.Increment(ref produced);
+                    output.Emit(i);
+                }
+            });
+        });
+        graph.Process("slow", p => p.On(burst, x =>
+        {
+            long ahead = Volatile.Read(ref produced) - consumed;
+            if (ahead > maxAhead) maxAhead = ahead;
+            consumed++;
+            if (x % 2000 == 0) Thread.Sleep(2);
+        }));
+
+        RunResult result = await graph.RunWithin(new RunOptions { StreamCapacity = 128, BatchSize = 16 });
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Equal(40_000, consumed);
+        Assert.True(maxAhead < 2_000, $"{maxAhead} items were ahead of the reader");
+    }
+
+    [Fact]
+    public async Task Async_handlers_async_sources_and_function_sources_all_flow()
+    {
+        var graph = new Graph();
+        var a = graph.Stream<int>("a");
+        var b = graph.Stream<int>("b");
+        var c = graph.Stream<int>("c");
+        var results = new List<int>();
+        int next = 0, asyncCalls = 0;
+        graph.Source("counter", a, output =>
+        {
+            if (next == 50) return false;
+            output.Emit(next++);
+            return true;
+        });
+        graph.Source("async-counter", b, async (output, ct) =>
+        {
+            await Task.Yield();
+            if (++asyncCalls > 30) return false;
+            output.Emit(1000);
+            return true;
+        });
+        graph.Process("io", p =>
+        {
+            var output = p.Output(c);
+            p.On(a, async (x, ct) =>
+            {
+                await Task.Delay(1, ct);
+                output.Emit(x);
+            });
+            p.On(b, x => output.Emit(x));
+        });
+        graph.Process("sink", p => p.On(c, results.Add));
+
+        RunResult result = await graph.RunWithin();
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Equal(Enumerable.Range(0, 50), results.Where(x => x < 1000));
+        Assert.Equal(30, results.Count(x => x == 1000));
+    }
+
+    [Fact]
+    public async Task A_start_action_emits_before_any_input_arrives()
+    {
+        var graph = new Graph();
+        var s = graph.Stream<string>("s");
+        var log = new List<string>();
+        graph.Process("greeter", p =>
+        {
+            var output = p.Output(s);
+            p.OnStart(async ct =>
+            {
+                output.Emit("hello");
+                await Task.Delay(1, ct);
+                output.Emit("world");
+            });
+        });
+        graph.Process("sink", p =>
+        {
+            p.On(s, log.Add);
+            p.OnCompleted(() => log.Add("end"));
+        });
+
+        RunResult result = await graph.RunWithin();
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Equal(new[] { "hello", "world", "end" }, log);
+    }
+
+    [Fact]
+    public async Task Configure_runs_again_for_each_run_so_state_starts_fresh()
+    {
+        var graph = new Graph();
+        var s = graph.Stream<int>("s");
+        var totals = new List<int>();
+        graph.Source("src", s, Enumerable.Range(1, 10));
+        graph.Process("sum", p =>
+        {
+            int sum = 0;
+            p.On(s, x => sum += x);
+            p.OnCompleted(() => totals.Add(sum));
+        });
+
+        await graph.RunWithin();
+        await graph.RunWithin();
+
+        Assert.Equal(new[] { 55, 55 }, totals);
+    }
+}

@@ -1,0 +1,138 @@
+namespace Millrace.Tests;
+
+public class ValidationTests
+{
+    private static GraphValidationException Invalid(Graph graph) => Assert.Throws<GraphValidationException>(graph.Validate);
+
+    [Fact]
+    public async Task Unknown_stream_is_named_with_the_process_that_uses_it()
+    {
+        var graph = new Graph();
+        var numbers = graph.Stream<int>("numbers");
+        graph.Source("web", numbers, new[] { 1 });
+        graph.Process("p", p => p.On(new Stream<int>("numbrs"), _ => { }));
+        graph.Process("sink", p => p.On(numbers, _ => { }));
+
+        var e = Invalid(graph);
+        Assert.Contains(e.Problems, m => m.Contains("'p' reads stream 'numbrs', which is not declared") && m.Contains("numbers"));
+        await Assert.ThrowsAsync<GraphValidationException>(() => graph.RunAsync());
+    }
+
+    [Fact]
+    public void Duplicate_names_are_reported()
+    {
+        var graph = new Graph();
+        var a = graph.Stream<int>("a");
+        graph.Stream<long>("a");
+        graph.Source("src", a, new[] { 1 });
+        graph.Process("sink", p => p.On(a, _ => { }));
+        graph.Process("sink", p => p.On(a, _ => { }));
+
+        var e = Invalid(graph);
+        Assert.Contains(e.Problems, m => m.Contains("Stream 'a' is declared twice (as Int32 and as Int64)"));
+        Assert.Contains(e.Problems, m => m.Contains("Process 'sink' is declared twice"));
+    }
+
+    [Fact]
+    public void Stream_nobody_writes_or_reads_is_reported()
+    {
+        var graph = new Graph();
+        var orphan = graph.Stream<int>("orphan");
+        var lost = graph.Stream<int>("lost");
+        graph.Stream<int>("unused");
+        graph.Process("reader", p => p.On(orphan, _ => { }));
+        graph.Source("writer", lost, new[] { 1 });
+
+        var e = Invalid(graph);
+        Assert.Contains(e.Problems, m => m.Contains("Stream 'orphan' is read by 'reader' but no process writes it"));
+        Assert.Contains(e.Problems, m => m.Contains("Stream 'lost' is written by 'writer' but no process reads it"));
+        Assert.Contains(e.Problems, m => m.Contains("Stream 'unused' is declared but no process reads or writes it"));
+    }
+
+    [Fact]
+    public void Type_mismatch_between_stream_and_reader_is_reported()
+    {
+        var graph = new Graph();
+        var numbers = graph.Stream<int>("numbers");
+        graph.Source("web", numbers, new[] { 1 });
+        graph.Process("reader", p => p.On(new Stream<string>("numbers"), _ => { }));
+
+        var e = Invalid(graph);
+        Assert.Contains(e.Problems, m => m.Contains("'reader' reads stream 'numbers' as String, but the stream carries Int32"));
+    }
+
+    [Fact]
+    public void Configure_that_throws_and_process_that_does_nothing_are_reported()
+    {
+        var graph = new Graph();
+        var s = graph.Stream<int>("s");
+        graph.Source("src", s, new[] { 1 });
+        graph.Process("broken", _ => throw new InvalidOperationException("no config file"));
+        graph.Process("idle", _ => { });
+        graph.Process("sink", p => p.On(s, _ => { }));
+
+        var e = Invalid(graph);
+        Assert.Contains(e.Problems, m => m.Contains("'broken': its configure action threw InvalidOperationException: no config file"));
+        Assert.Contains(e.Problems, m => m.Contains("'idle' has no inputs, no start action and is no source"));
+    }
+
+    [Fact]
+    public void Reading_one_stream_twice_in_a_process_is_refused()
+    {
+        var graph = new Graph();
+        var s = graph.Stream<int>("s");
+        graph.Source("src", s, new[] { 1 });
+        graph.Process("sink", p =>
+        {
+            p.On(s, _ => { });
+            p.On(s, _ => { });
+        });
+        var e = Invalid(graph);
+        Assert.Contains(e.Problems, m => m.Contains("already has a handler for stream 's'"));
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("has space")]
+    [InlineData("slash/name")]
+    public void Bad_names_are_refused_at_declaration(string name)
+    {
+        var graph = new Graph();
+        var e = Assert.Throws<ArgumentException>(() => graph.Stream<int>(name));
+        Assert.Contains("stream name", e.Message);
+        Assert.Throws<ArgumentException>(() => graph.Process(name, _ => { }));
+    }
+
+    [Fact]
+    public void Emit_outside_a_run_is_refused_with_the_process_and_stream_named()
+    {
+        var graph = new Graph();
+        var s = graph.Stream<int>("s");
+        Output<int>? kept = null;
+        graph.Process("early", p =>
+        {
+            kept = p.Output(s);
+            p.OnStart(() => { });
+        });
+        graph.Process("sink", p => p.On(s, _ => { }));
+        graph.Validate();
+        var e = Assert.Throws<InvalidOperationException>(() => kept!.Emit(1));
+        Assert.Contains("'early' cannot emit to stream 's'", e.Message);
+    }
+
+    [Fact]
+    public void Options_parse_known_flags_and_keep_the_rest()
+    {
+        var options = RunOptions.Parse(new[] { "--count", "7", "--placement", "threads", "--capacity", "64", "--verbose" });
+        Assert.Equal("threads", options.Placement);
+        Assert.Equal(64, options.StreamCapacity);
+        Assert.Equal(new[] { "--count", "7", "--verbose" }, options.OtherArguments);
+
+        var unknown = Assert.Throws<ArgumentException>(() => RunOptions.Parse(new[] { "--placement", "mars" }));
+        Assert.Contains("Unknown placement 'mars'", unknown.Message);
+        var missing = Assert.Throws<ArgumentException>(() => RunOptions.Parse(new[] { "--capacity" }));
+        Assert.Contains("--capacity needs a value", missing.Message);
+        var bad = Assert.Throws<ArgumentException>(() => RunOptions.Parse(new[] { "--batch", "0" }));
+        Assert.Contains("--batch needs a whole number of at least 1; got '0'", bad.Message);
+    }
+}
