@@ -55,9 +55,9 @@ public sealed class Graph
     /// <summary>Declares a source process that emits every item of <paramref name="items"/> into <paramref name="output"/>, then ends.</summary>
     /// <remarks>
     /// The enumeration runs on a thread of its own. Items are sent in batches; a batch also leaves
-    /// once its oldest item is <see cref="RunOptions.SourceLinger"/> old. A source that waits between
-    /// items (for a file, a socket, a clock) is better written as an <see cref="IAsyncEnumerable{T}"/>:
-    /// whatever it has emitted leaves whenever it awaits.
+    /// once it is <see cref="RunOptions.Linger"/> old, checked when the next item comes. A source that
+    /// waits between items (for a file, a socket, a clock) is better written as an
+    /// <see cref="IAsyncEnumerable{T}"/>: whatever it has emitted leaves whenever it awaits.
     /// </remarks>
     public void Source<T>(string name, Stream<T> output, IEnumerable<T> items)
     {

@@ -10,7 +10,8 @@ namespace Millrace;
 /// Emit is cheap and never blocks for long: items are gathered into batches that leave when full
 /// or when the process has nothing else to do. When a reader's queue is full, the process is held
 /// after the current handler returns until there is room (backpressure). Use it only from the
-/// process's own start action, handlers and completion action.
+/// process's own start action, handlers and completion action, not from threads of your own:
+/// it is not thread-safe, by design (it is the hot path).
 /// </remarks>
 public sealed class Output<T> : IOutputPort
 {

@@ -22,8 +22,11 @@ public sealed class RunOptions
     /// </summary>
     public int BatchSize { get; set; } = 512;
 
-    /// <summary>The longest a synchronous source keeps an emitted item before sending it (default 5 ms).</summary>
-    public TimeSpan SourceLinger { get; set; } = TimeSpan.FromMilliseconds(5);
+    /// <summary>
+    /// How long an emitted item may wait in a partial batch while its process stays busy (default 5 ms).
+    /// A process that has nothing else to do sends its partial batches at once.
+    /// </summary>
+    public TimeSpan Linger { get; set; } = TimeSpan.FromMilliseconds(5);
 
     /// <summary>
     /// After a graceful stop (cancellation token, Ctrl+C, SIGTERM) sources stop and the rest of the graph
@@ -81,7 +84,7 @@ public sealed class RunOptions
             throw new ArgumentException($"Unknown placement '{Placement}'. Known placements: {string.Join(", ", KnownPlacements)}.");
         if (StreamCapacity < 1) throw new ArgumentException($"StreamCapacity must be at least 1; got {StreamCapacity}.");
         if (BatchSize < 1) throw new ArgumentException($"BatchSize must be at least 1; got {BatchSize}.");
-        if (SourceLinger < TimeSpan.Zero) throw new ArgumentException($"SourceLinger must not be negative; got {SourceLinger}.");
+        if (Linger < TimeSpan.Zero) throw new ArgumentException($"Linger must not be negative; got {Linger}.");
         if (DrainTimeout < TimeSpan.Zero) throw new ArgumentException($"DrainTimeout must not be negative; got {DrainTimeout}.");
         if (StopTimeout < TimeSpan.Zero) throw new ArgumentException($"StopTimeout must not be negative; got {StopTimeout}.");
     }

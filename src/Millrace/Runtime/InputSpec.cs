@@ -35,6 +35,7 @@ internal sealed class InputSpec<T> : InputSpec
             for (; i < count; i++)
             {
                 handler(items[i]);
+                runner.Tick();
                 if (runner.Blocked | runner.Stopping)
                 {
                     i++;
@@ -71,17 +72,8 @@ internal sealed class InputSpec<T> : InputSpec
                 }
                 else
                 {
-                    ValueTask pending = _asyncHandler!(item, runner.UserToken);
-                    if (pending.IsCompletedSuccessfully)
-                    {
-                        pending.GetAwaiter().GetResult();
-                    }
-                    else
-                    {
-                        // The handler waits (I/O, say): let what it emitted so far leave meanwhile.
-                        runner.FlushOutputs();
-                        await pending;
-                    }
+                    // No flushing while the handler runs: it may emit from another thread after an await.
+                    await _asyncHandler!(item, runner.UserToken);
                 }
             }
             catch (Exception e) when (!runner.IsStopException(e))
@@ -90,6 +82,7 @@ internal sealed class InputSpec<T> : InputSpec
             }
             lane.Position++;
             runner.ItemsIn++;
+            runner.Tick();
         }
         if (runner.Blocked) await runner.DrainAsync();
     }

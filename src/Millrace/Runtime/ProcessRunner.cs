@@ -24,12 +24,19 @@ internal sealed class ProcessRunner
     private long _received;
     private int _openLanes;
     private volatile bool _stopping;
+    private readonly long _lingerMs;
+    private int _tick = 1;
+    private int _tickEvery = 1;
+    private long _lastCheck;
+    private long _lastFlush;
 
     public ProcessRunner(ProcessBuilder builder, RunContext run)
     {
         _builder = builder;
         Run = run;
         builder.Attach(this);
+        _lingerMs = (long)run.Options.Linger.TotalMilliseconds;
+        _lastCheck = _lastFlush = Environment.TickCount64;
     }
 
     public string Name => _builder.Name;
@@ -167,16 +174,8 @@ internal sealed class ProcessRunner
 
     private async ValueTask InvokeAsync(Func<CancellationToken, ValueTask> action)
     {
-        ValueTask pending = action(UserToken);
-        if (!pending.IsCompletedSuccessfully)
-        {
-            FlushOutputs();
-            await pending;
-        }
-        else
-        {
-            pending.GetAwaiter().GetResult();
-        }
+        // Never flush while user code may still run (it may be emitting on another thread).
+        await action(UserToken);
     }
 
     private async ValueTask EndOutputsAsync()
@@ -186,10 +185,31 @@ internal sealed class ProcessRunner
         foreach (IOutputPort output in Outputs) output.Sender.End();
     }
 
-    /// <summary>Sends every partial batch (the process is about to wait).</summary>
+    /// <summary>Sends every partial batch (the process is about to wait, or its items have waited long enough).</summary>
     public void FlushOutputs()
     {
         foreach (IOutputPort output in Outputs) output.Flush();
+        _lastFlush = Environment.TickCount64;
+    }
+
+    /// <summary>
+    /// Called after each item a handler or source produced or handled: while the process stays busy,
+    /// partial batches still leave once they are older than <see cref="RunOptions.Linger"/>. The clock
+    /// is read every 64 items while items are quick, at every item once they are slow.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void Tick()
+    {
+        if (--_tick <= 0) CheckLinger();
+    }
+
+    private void CheckLinger()
+    {
+        long now = Environment.TickCount64;
+        _tickEvery = now - _lastCheck >= 1 ? 1 : Math.Min(_tickEvery * 2, 64);
+        _tick = _tickEvery;
+        _lastCheck = now;
+        if (now - _lastFlush >= _lingerMs) FlushOutputs();
     }
 
     /// <summary>Waits until every output has delivered what it holds.</summary>

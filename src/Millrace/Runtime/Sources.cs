@@ -9,45 +9,6 @@ internal abstract class SourceBody
     public abstract ValueTask RunAsync(ProcessRunner runner);
 }
 
-/// <summary>
-/// Flushing for synchronous sources, which cannot tell us when they wait: a batch leaves when full,
-/// or once its oldest item is older than the linger time (checked every 16 items while items come
-/// fast, at every item once they come slowly).
-/// </summary>
-internal struct Linger
-{
-    private readonly long _lingerMs;
-    private long _since;
-    private int _counter;
-    private bool _slow;
-
-    public Linger(TimeSpan linger)
-    {
-        _lingerMs = (long)linger.TotalMilliseconds;
-        _since = Environment.TickCount64;
-        _counter = 0;
-        _slow = false;
-    }
-
-    public void AfterEmit<T>(Output<T> output)
-    {
-        if (!_slow && (++_counter & 15) != 0) return;
-        long now = Environment.TickCount64;
-        if (output.BufferedCount == 0)
-        {
-            // A full batch just left: items come fast.
-            _slow = false;
-            _since = now;
-        }
-        else if (now - _since >= _lingerMs)
-        {
-            ((IOutputPort)output).Flush();
-            _slow = true;
-            _since = now;
-        }
-    }
-}
-
 internal sealed class EnumerableSource<T> : SourceBody
 {
     private readonly Output<T> _output;
@@ -63,14 +24,13 @@ internal sealed class EnumerableSource<T> : SourceBody
 
     public override ValueTask RunAsync(ProcessRunner runner)
     {
-        var linger = new Linger(runner.Run.Options.SourceLinger);
         Output<T> output = _output;
         foreach (T item in _items)
         {
             if (runner.SourceShouldStop) break;
             output.Emit(item);
             if (runner.Blocked) runner.DrainBlocking();
-            linger.AfterEmit(output);
+            runner.Tick();
         }
         return default;
     }
@@ -91,11 +51,10 @@ internal sealed class FunctionSource<T> : SourceBody
 
     public override ValueTask RunAsync(ProcessRunner runner)
     {
-        var linger = new Linger(runner.Run.Options.SourceLinger);
         while (!runner.SourceShouldStop && _next(_output))
         {
             if (runner.Blocked) runner.DrainBlocking();
-            linger.AfterEmit(_output);
+            runner.Tick();
         }
         return default;
     }
@@ -129,6 +88,7 @@ internal sealed class AsyncEnumerableSource<T> : SourceBody
             if (!await next) break;
             _output.Emit(e.Current);
             if (runner.Blocked) await runner.DrainAsync();
+            runner.Tick();
         }
     }
 }
@@ -150,14 +110,10 @@ internal sealed class AsyncFunctionSource<T> : SourceBody
     {
         while (!runner.SourceShouldStop)
         {
-            ValueTask<bool> next = _next(_output, runner.UserToken);
-            if (!next.IsCompleted)
-            {
-                runner.FlushOutputs();
-                if (runner.Blocked) await runner.DrainAsync();
-            }
-            if (!await next) break;
+            // The function emits itself, maybe after an await on another thread: flush only between calls.
+            if (!await _next(_output, runner.UserToken)) break;
             if (runner.Blocked) await runner.DrainAsync();
+            runner.Tick();
         }
     }
 }
