@@ -277,4 +277,48 @@ public class FlowTests
 
         Assert.Equal(new[] { 55, 55 }, totals);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_busy_slow_process_still_lets_its_first_items_leave_before_it_finishes(bool asyncHandler)
+    {
+        var graph = new Graph();
+        var jobs = graph.Stream<int>("jobs");
+        var results = graph.Stream<int>("results");
+        int handled = 0, handledWhenFirstArrived = -1;
+        graph.Source("src", jobs, Enumerable.Range(0, 40));
+        graph.Process("worker", p =>
+        {
+            var output = p.Output(results);
+            if (asyncHandler)
+            {
+                p.On(jobs, async (x, ct) =>
+                {
+                    await Task.Delay(10, ct);
+                    output.Emit(x);
+                    Interlocked.Increment(ref handled);
+                });
+            }
+            else
+            {
+                p.On(jobs, x =>
+                {
+                    Thread.Sleep(10);
+                    output.Emit(x);
+                    Interlocked.Increment(ref handled);
+                });
+            }
+        });
+        graph.Process("sink", p => p.On(results, x =>
+        {
+            if (x == 0) handledWhenFirstArrived = Volatile.Read(ref handled);
+        }));
+
+        RunResult result = await graph.RunWithin();
+
+        Assert.True(result.Succeeded, result.ToString());
+        // The 40 jobs arrive in one batch, so the worker never idles: only the linger check sends item 0 early.
+        Assert.InRange(handledWhenFirstArrived, 1, 20);
+    }
 }

@@ -45,7 +45,6 @@ internal sealed class ProcessRunner
     public IReadOnlyList<Lane> Lanes => _lanes;
     public IReadOnlyList<IOutputPort> Outputs => _builder.Outputs;
     public bool HasInputs => _builder.Inputs.Count > 0;
-    public bool NeedsOwnThread => _builder.Source?.NeedsOwnThread == true;
 
     /// <summary>Set once the process may emit.</summary>
     public bool Started { get; private set; }
@@ -234,7 +233,7 @@ internal sealed class ProcessRunner
     }
 
     /// <summary>For threads that may block (synchronous sources, and emit storms inside one handler).</summary>
-    public void DrainBlocking() => DrainAsync().AsTask().GetAwaiter().GetResult();
+    public void DrainBlocking() => ProcessThread.BlockOn(DrainAsync);
 
     /// <summary>Called by a reader that made room this process is waiting for.</summary>
     public void WakeForRoom()

@@ -3,9 +3,6 @@ namespace Millrace.Runtime;
 /// <summary>The body of a built-in source process: emits until its data ends or a stop is asked.</summary>
 internal abstract class SourceBody
 {
-    /// <summary>Synchronous sources get a thread of their own (they may block between items).</summary>
-    public abstract bool NeedsOwnThread { get; }
-
     public abstract ValueTask RunAsync(ProcessRunner runner);
 }
 
@@ -19,8 +16,6 @@ internal sealed class EnumerableSource<T> : SourceBody
         _output = output;
         _items = items;
     }
-
-    public override bool NeedsOwnThread => true;
 
     public override ValueTask RunAsync(ProcessRunner runner)
     {
@@ -47,8 +42,6 @@ internal sealed class FunctionSource<T> : SourceBody
         _next = next;
     }
 
-    public override bool NeedsOwnThread => true;
-
     public override ValueTask RunAsync(ProcessRunner runner)
     {
         while (!runner.SourceShouldStop && _next(_output))
@@ -70,8 +63,6 @@ internal sealed class AsyncEnumerableSource<T> : SourceBody
         _output = output;
         _items = items;
     }
-
-    public override bool NeedsOwnThread => false;
 
     public override async ValueTask RunAsync(ProcessRunner runner)
     {
@@ -103,8 +94,6 @@ internal sealed class AsyncFunctionSource<T> : SourceBody
         _output = output;
         _next = next;
     }
-
-    public override bool NeedsOwnThread => false;
 
     public override async ValueTask RunAsync(ProcessRunner runner)
     {

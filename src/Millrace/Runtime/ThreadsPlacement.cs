@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 
 namespace Millrace.Runtime;
 
-/// <summary>The embedded default: every process is a task in this OS process; streams are bounded in-memory queues.</summary>
+/// <summary>The embedded default: every process has a thread of its own in this OS process; streams are bounded in-memory queues.</summary>
 internal static class ThreadsPlacement
 {
     public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
@@ -52,10 +52,7 @@ internal static class ThreadsPlacement
                 s => new StreamStats(s.Writers.Sum(w => runners[w].Outputs.First(o => o.Stream.Name == s.Name).ItemsOut))));
     }
 
-    private static Task Start(ProcessRunner runner) =>
-        runner.NeedsOwnThread
-            ? Task.Factory.StartNew(runner.RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap()
-            : Task.Run(runner.RunAsync);
+    private static Task Start(ProcessRunner runner) => ProcessThread.Start(runner.Name, runner.RunAsync);
 
     /// <summary>Gives every reader a lane per input stream, and every writer a destination per reader.</summary>
     private static void Wire(GraphModel model, ProcessRunner[] runners, RunOptions options)

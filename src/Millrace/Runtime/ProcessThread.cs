@@ -1,0 +1,105 @@
+namespace Millrace.Runtime;
+
+/// <summary>
+/// A thread of its own for one process, with a synchronization context that brings every
+/// continuation back to it. A handler that blocks (Thread.Sleep, synchronous I/O) therefore holds
+/// only its own process, never the thread pool the other processes need.
+/// </summary>
+internal sealed class ProcessThread : SynchronizationContext
+{
+    private readonly object _lock = new();
+    private readonly Queue<(SendOrPostCallback Callback, object? State)> _queue = new();
+    private bool _done;
+
+    private ProcessThread()
+    {
+    }
+
+    /// <summary>Runs <paramref name="body"/> on a new thread until the task it returns completes.</summary>
+    public static Task Start(string name, Func<Task> body)
+    {
+        var finished = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            var context = new ProcessThread();
+            SetSynchronizationContext(context);
+            Task task;
+            try
+            {
+                task = body();
+            }
+            catch (Exception e)
+            {
+                finished.TrySetException(e);
+                return;
+            }
+            task.ContinueWith(_ => context.Complete(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            context.RunUntilComplete();
+            if (task.IsFaulted) finished.TrySetException(task.Exception!.InnerExceptions);
+            else if (task.IsCanceled) finished.TrySetCanceled();
+            else finished.TrySetResult();
+        })
+        {
+            IsBackground = true,
+            Name = "millrace " + name,
+        };
+        thread.Start();
+        return finished.Task;
+    }
+
+    public override void Post(SendOrPostCallback d, object? state)
+    {
+        lock (_lock)
+        {
+            _queue.Enqueue((d, state));
+            if (_queue.Count == 1) Monitor.Pulse(_lock);
+        }
+    }
+
+    public override void Send(SendOrPostCallback d, object? state) =>
+        throw new NotSupportedException("A Millrace process thread does not take synchronous Send calls.");
+
+    public override SynchronizationContext CreateCopy() => this;
+
+    /// <summary>
+    /// Runs <paramref name="wait"/> to completion while blocking this thread: its continuations must
+    /// then run elsewhere, or they would wait for the very thread that waits for them.
+    /// </summary>
+    public static void BlockOn(Func<ValueTask> wait)
+    {
+        SynchronizationContext? saved = Current;
+        SetSynchronizationContext(null);
+        try
+        {
+            wait().AsTask().GetAwaiter().GetResult();
+        }
+        finally
+        {
+            SetSynchronizationContext(saved);
+        }
+    }
+
+    private void Complete()
+    {
+        lock (_lock)
+        {
+            _done = true;
+            Monitor.Pulse(_lock);
+        }
+    }
+
+    private void RunUntilComplete()
+    {
+        while (true)
+        {
+            (SendOrPostCallback Callback, object? State) work;
+            lock (_lock)
+            {
+                while (_queue.Count == 0 && !_done) Monitor.Wait(_lock);
+                if (_queue.Count == 0) return;
+                work = _queue.Dequeue();
+            }
+            work.Callback(work.State);
+        }
+    }
+}
