@@ -1,0 +1,208 @@
+// Scenarios for the placement-equivalence suite: each builds one graph, runs it in the placement
+// given by --placement, and prints what happened in lines the tests compare. Output printed by a
+// process (in OnCompleted) comes from wherever that process runs; output printed after RunAsync
+// comes from the program that started the run.
+//
+//   dotnet Millrace.Scenarios.dll SCENARIO [--placement NAME]
+using Millrace;
+
+if (args.Length == 0)
+{
+    Console.Error.WriteLine("usage: Millrace.Scenarios SCENARIO [--placement NAME]; scenarios: " + string.Join(", ", Scenarios.All.Keys));
+    return 2;
+}
+if (!Scenarios.All.TryGetValue(args[0], out var build))
+{
+    Console.Error.WriteLine($"unknown scenario '{args[0]}'; scenarios: {string.Join(", ", Scenarios.All.Keys)}");
+    return 2;
+}
+RunOptions options = RunOptions.Parse(args.Skip(1));
+var graph = new Graph();
+build(graph);
+RunResult result = await graph.RunAsync(options);
+Console.WriteLine($"outcome: {result.Outcome}");
+if (result.HaltedBy is not null) Console.WriteLine($"halted by: {result.HaltedBy} ({result.HaltReason})");
+if (result.TerminationDetected) Console.WriteLine("termination detected");
+foreach (ProcessFailure e in result.Errors)
+    Console.WriteLine($"error: process={e.Process} stream={e.Stream} item={e.ItemIndex} value={e.Item} exception={e.Exception?.GetType().Name}");
+foreach (var (name, stats) in result.Streams.OrderBy(s => s.Key, StringComparer.Ordinal))
+    Console.WriteLine($"stream {name}: {stats.ItemsWritten} written");
+return result.Succeeded ? 0 : 1;
+
+static class Scenarios
+{
+    public static readonly Dictionary<string, Action<Graph>> All = new()
+    {
+        ["order"] = Order,
+        ["two-inputs"] = TwoInputs,
+        ["merge"] = Merge,
+        ["fail"] = Fail,
+        ["halt"] = Halt,
+        ["ring"] = Ring,
+        ["growing-cycle"] = GrowingCycle,
+    };
+
+    /// <summary>100,000 numbers, doubled, read by a fast and a slow reader: both see all, in order.</summary>
+    private static void Order(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        var doubled = graph.Stream<long>("doubled");
+        graph.Source("src", numbers, Range(100_000));
+        graph.Process("double", p =>
+        {
+            var output = p.Output(doubled);
+            p.On(numbers, x => output.Emit(2 * x));
+        });
+        foreach (string reader in new[] { "fast", "slow" })
+        {
+            graph.Process(reader, p =>
+            {
+                long expected = 0, sum = 0;
+                bool inOrder = true;
+                p.On(doubled, x =>
+                {
+                    inOrder &= x == 2 * expected;
+                    expected++;
+                    sum += x;
+                    if (reader == "slow" && expected % 20_000 == 0) Thread.Sleep(5);
+                });
+                p.OnCompleted(() => Console.WriteLine($"{reader}: {expected} items, in order: {inOrder}, sum {sum}"));
+            });
+        }
+    }
+
+    /// <summary>A process with a quick input and a slow one completes only after both ended.</summary>
+    private static void TwoInputs(Graph graph)
+    {
+        var quick = graph.Stream<int>("quick");
+        var slow = graph.Stream<int>("slow");
+        graph.Source("quick-src", quick, Enumerable.Range(0, 10));
+        graph.Source("slow-src", slow, Slowly(30));
+        graph.Process("both", p =>
+        {
+            int a = 0, b = 0;
+            p.On(quick, _ => a++);
+            p.On(slow, _ => b++);
+            p.OnCompleted(() => Console.WriteLine($"both: completed after {a} + {b}"));
+        });
+    }
+
+    /// <summary>Two writers of one stream: each writer's items stay in order.</summary>
+    private static void Merge(Graph graph)
+    {
+        var merged = graph.Stream<string>("merged");
+        graph.Source("a", merged, Enumerable.Range(0, 5000).Select(i => $"a{i}"));
+        graph.Source("b", merged, Enumerable.Range(0, 5000).Select(i => $"b{i}"));
+        graph.Process("sink", p =>
+        {
+            var next = new Dictionary<char, int> { ['a'] = 0, ['b'] = 0 };
+            bool inOrder = true;
+            p.On(merged, s =>
+            {
+                inOrder &= int.Parse(s.AsSpan(1)) == next[s[0]];
+                next[s[0]]++;
+            });
+            p.OnCompleted(() => Console.WriteLine($"sink: a {next['a']}, b {next['b']}, each in order: {inOrder}"));
+        });
+    }
+
+    /// <summary>A handler throws on item 1234 of an endless stream.</summary>
+    private static void Fail(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        var halves = graph.Stream<long>("halves");
+        graph.Source("forever", numbers, Range(long.MaxValue));
+        graph.Process("picky", p =>
+        {
+            var output = p.Output(halves);
+            p.On(numbers, x =>
+            {
+                if (x == 1234) throw new InvalidOperationException("1234 is not welcome");
+                output.Emit(x / 2);
+            });
+        });
+        graph.Process("sink", p => p.On(halves, _ => { }));
+    }
+
+    /// <summary>An endless source; a reader halts the application at item 10,000.</summary>
+    private static void Halt(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        graph.Source("forever", numbers, Range(long.MaxValue));
+        graph.Process("watcher", p => p.On(numbers, x =>
+        {
+            if (x == 10_000) p.Halt("enough");
+        }));
+    }
+
+    /// <summary>Tokens passed around a ring of three processes, one less each hop; ends by termination detection.</summary>
+    private static void Ring(Graph graph)
+    {
+        var s1 = graph.Stream<long>("s1");
+        var s2 = graph.Stream<long>("s2");
+        var s3 = graph.Stream<long>("s3");
+        var done = graph.Stream<long>("done");
+        graph.Source("launcher", s1, Enumerable.Range(0, 500).Select(i => (long)(i % 37)));
+        Passer(graph, "p1", s1, s2, done);
+        Passer(graph, "p2", s2, s3, done);
+        Passer(graph, "p3", s3, s1, done);
+        Tally(graph, done);
+    }
+
+    /// <summary>Each token n > 0 becomes two tokens n-1 in a self-loop, then the cycle dies out.</summary>
+    private static void GrowingCycle(Graph graph)
+    {
+        var work = graph.Stream<int>("work");
+        var done = graph.Stream<long>("done");
+        graph.Source("launcher", work, new[] { 8, 6 });
+        graph.Process("splitter", p =>
+        {
+            var again = p.Output(work);
+            var retired = p.Output(done);
+            p.On(work, n =>
+            {
+                if (n == 0)
+                {
+                    retired.Emit(0);
+                    return;
+                }
+                again.Emit(n - 1);
+                again.Emit(n - 1);
+            });
+        });
+        Tally(graph, done);
+    }
+
+    private static void Passer(Graph graph, string name, Stream<long> input, Stream<long> next, Stream<long> done) =>
+        graph.Process(name, p =>
+        {
+            var onward = p.Output(next);
+            var retired = p.Output(done);
+            p.On(input, t =>
+            {
+                if (t == 0) retired.Emit(t);
+                else onward.Emit(t - 1);
+            });
+        });
+
+    private static void Tally(Graph graph, Stream<long> done) => graph.Process("tally", p =>
+    {
+        long n = 0;
+        p.On(done, _ => n++);
+        p.OnCompleted(() => Console.WriteLine($"tally: {n} tokens reached zero"));
+    });
+
+    private static IEnumerable<long> Range(long count)
+    {
+        for (long i = 0; i < count; i++) yield return i;
+    }
+
+    private static async IAsyncEnumerable<int> Slowly(int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            await Task.Delay(3);
+            yield return i;
+        }
+    }
+}
