@@ -77,7 +77,8 @@ public sealed class RunResult
 /// <summary>Counts for one process.</summary>
 /// <param name="ItemsIn">Items its handlers were called with, all inputs together.</param>
 /// <param name="ItemsOut">Items it emitted, all outputs together.</param>
-public sealed record ProcessStats(long ItemsIn, long ItemsOut);
+/// <param name="OsProcessId">The id of the OS process it ran in.</param>
+public sealed record ProcessStats(long ItemsIn, long ItemsOut, int OsProcessId);
 
 /// <summary>Counts for one stream.</summary>
 /// <param name="ItemsWritten">Items its writers emitted (each reader sees all of them).</param>

@@ -21,9 +21,9 @@ public class FlowTests
 
         Assert.Equal(RunOutcome.Completed, result.Outcome);
         Assert.Equal(Enumerable.Range(0, 100_000).Select(x => 2 * x), seen);
-        Assert.Equal(new ProcessStats(0, 100_000), result.Processes["src"]);
-        Assert.Equal(new ProcessStats(100_000, 100_000), result.Processes["double"]);
-        Assert.Equal(new ProcessStats(100_000, 0), result.Processes["sink"]);
+        Assert.Equal(new ProcessStats(0, 100_000, Environment.ProcessId), result.Processes["src"]);
+        Assert.Equal(new ProcessStats(100_000, 100_000, Environment.ProcessId), result.Processes["double"]);
+        Assert.Equal(new ProcessStats(100_000, 0, Environment.ProcessId), result.Processes["sink"]);
         Assert.Equal(100_000, result.Streams["doubled"].ItemsWritten);
         Assert.False(result.TerminationDetected);
     }

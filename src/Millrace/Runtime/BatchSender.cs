@@ -1,24 +1,51 @@
 namespace Millrace.Runtime;
 
-/// <summary>Where one writer's batches of one stream go: one reader's lane of that stream.</summary>
-internal sealed class Destination
+/// <summary>Where one writer's batches of one stream go: one reader's lane of that stream, here or in another OS process.</summary>
+internal abstract class Destination
 {
-    public Destination(ProcessRunner reader, Lane lane, int writer, bool inSameCycle)
+    protected Destination(string readerName, int writer, bool inSameCycle)
     {
-        Reader = reader;
-        Lane = lane;
+        ReaderName = readerName;
         Writer = writer;
         InSameCycle = inSameCycle;
     }
 
-    public ProcessRunner Reader { get; }
-    public Lane Lane { get; }
+    public string ReaderName { get; }
     /// <summary>This writer's index among the stream's writers.</summary>
     public int Writer { get; }
     /// <summary>Reader and writer are in the same cycle (termination detection ends this link).</summary>
     public bool InSameCycle { get; }
     /// <summary>Termination detection ended this link; sending on it is an error. Writer thread only.</summary>
     public bool Closed { get; set; }
+
+    /// <summary>Hands a batch over if the reader has room; otherwise registers <paramref name="writer"/> to be woken.</summary>
+    public abstract bool TryEnqueue(Array items, int count, ProcessRunner writer);
+
+    /// <summary>Tells the reader this writer has ended.</summary>
+    public abstract void SendEnd();
+
+    /// <summary>For deadlock reports: how full the reader's queue is.</summary>
+    public abstract string Fill { get; }
+}
+
+/// <summary>A reader in this OS process: straight into its inbox.</summary>
+internal sealed class LocalDestination : Destination
+{
+    private readonly ProcessRunner _reader;
+    private readonly Lane _lane;
+
+    public LocalDestination(ProcessRunner reader, Lane lane, int writer, bool inSameCycle) : base(reader.Name, writer, inSameCycle)
+    {
+        _reader = reader;
+        _lane = lane;
+    }
+
+    public override bool TryEnqueue(Array items, int count, ProcessRunner writer) =>
+        _reader.Inbox.TryEnqueue(_lane, items, count, Writer, writer);
+
+    public override void SendEnd() => _reader.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, _lane, null, 0, Writer));
+
+    public override string Fill => $"{_lane.Queued} of {_lane.Capacity} items queued";
 }
 
 /// <summary>
@@ -80,10 +107,10 @@ internal sealed class BatchSender
                 if (d.Closed)
                 {
                     throw new InvalidOperationException(
-                        $"Process '{_writer.Name}' emitted to stream '{_stream}' after termination detection ended the cycle it shares with '{d.Reader.Name}'. " +
+                        $"Process '{_writer.Name}' emitted to stream '{_stream}' after termination detection ended the cycle it shares with '{d.ReaderName}'. " +
                         "Items emitted on completion must go to streams outside the cycle.");
                 }
-                if (!d.Reader.Inbox.TryEnqueue(d.Lane, batch.Items, batch.Count, _writer)) return false;
+                if (!d.TryEnqueue(batch.Items, batch.Count, _writer)) return false;
                 _writer.CountSent();
             }
             _pending.Dequeue();
@@ -100,7 +127,7 @@ internal sealed class BatchSender
         foreach (Destination d in _destinations)
         {
             if (d.Closed) continue;
-            d.Reader.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, d.Lane, null, 0, d.Writer));
+            d.SendEnd();
             _writer.CountSent();
         }
     }

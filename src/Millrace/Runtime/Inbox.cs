@@ -43,6 +43,9 @@ internal sealed class Lane
     /// <summary>Writer indexes inside this process's own cycle, ended by termination detection.</summary>
     public int[] CycleWriters { get; set; } = Array.Empty<int>();
 
+    /// <summary>Per writer index: where to return room once its batch is taken (writers in other OS processes), or null.</summary>
+    public Action<int>?[]? ReturnRoom { get; set; }
+
     /// <summary>Items of this stream handled so far: the position of the next item. Reader thread only.</summary>
     public long Position;
 
@@ -72,7 +75,7 @@ internal sealed class Inbox
     private TaskCompletionSource? _waiter;
 
     /// <summary>Enqueues a batch if its lane has room; otherwise registers <paramref name="writer"/> to be woken.</summary>
-    public bool TryEnqueue(Lane lane, Array items, int count, ProcessRunner writer)
+    public bool TryEnqueue(Lane lane, Array items, int count, int writerIndex, ProcessRunner writer)
     {
         TaskCompletionSource? wake;
         lock (_lock)
@@ -83,12 +86,26 @@ internal sealed class Inbox
                 return false;
             }
             lane.Queued += count;
-            _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, -1));
+            _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, writerIndex));
             wake = _waiter;
             _waiter = null;
         }
         wake?.TrySetResult();
         return true;
+    }
+
+    /// <summary>Enqueues a batch from a writer in another OS process; its room was reserved there (credits).</summary>
+    public void EnqueueRemote(Lane lane, Array items, int count, int writerIndex)
+    {
+        TaskCompletionSource? wake;
+        lock (_lock)
+        {
+            lane.Queued += count;
+            _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, writerIndex));
+            wake = _waiter;
+            _waiter = null;
+        }
+        wake?.TrySetResult();
     }
 
     /// <summary>Enqueues an end mark or a termination notice; these never wait for room.</summary>
@@ -127,6 +144,8 @@ internal sealed class Inbox
             toWake.Clear();
             lock (_lock) _spareWaiters = toWake;
         }
+        if (envelope.Kind == EnvelopeKind.Data && envelope.Lane!.ReturnRoom?[envelope.Writer] is { } returnRoom)
+            returnRoom(envelope.Count);
         return true;
     }
 

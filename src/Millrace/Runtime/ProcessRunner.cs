@@ -267,12 +267,12 @@ internal sealed class ProcessRunner
             if (_state == state || _state == RunnerState.Ended) return;
             _state = state;
         }
-        if (state != RunnerState.Running) Run.Detector?.Poke();
+        if (state != RunnerState.Running) Run.Poke();
     }
 
-    public (RunnerState State, long Sent, long Received) Status
+    public ProcessStatus Status
     {
-        get { lock (_statusLock) return (_state, _sent, _received); }
+        get { lock (_statusLock) return new ProcessStatus(_state, _sent, _received); }
     }
 
     public bool IsStopException(Exception e) =>

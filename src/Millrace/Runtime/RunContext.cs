@@ -1,5 +1,13 @@
 namespace Millrace.Runtime;
 
+/// <summary>How a child OS process tells its coordinator what happened to its processes.</summary>
+internal interface IRunReporter
+{
+    void Poke();
+    void Halted(string process, string? reason);
+    void Failed(ProcessFailure failure);
+}
+
 /// <summary>What all processes of one run share: options, stop tokens, and how the run is ending.</summary>
 internal sealed class RunContext : IDisposable
 {
@@ -30,6 +38,16 @@ internal sealed class RunContext : IDisposable
 
     public void StopDetector() => Detector?.Stop();
 
+    /// <summary>Set in a child OS process: halts, failures and pokes also go to the coordinator.</summary>
+    public IRunReporter? Reporter { get; set; }
+
+    /// <summary>A process became passive, blocked or ended: termination detection should take a look.</summary>
+    public void Poke()
+    {
+        Detector?.Poke();
+        Reporter?.Poke();
+    }
+
     public void SetRunners(ProcessRunner[] runners) => _runners = runners;
 
     public IReadOnlyList<ProcessFailure> Errors
@@ -52,6 +70,7 @@ internal sealed class RunContext : IDisposable
             HaltedBy = process;
             HaltReason = reason;
         }
+        Reporter?.Halted(process, reason);
         StopAll();
     }
 
@@ -62,6 +81,7 @@ internal sealed class RunContext : IDisposable
             _errors.Add(failure);
             if (_outcome is not RunOutcome.Halted) _outcome = RunOutcome.Failed;
         }
+        Reporter?.Failed(failure);
         StopAll();
     }
 

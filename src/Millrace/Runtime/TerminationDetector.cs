@@ -1,5 +1,24 @@
 namespace Millrace.Runtime;
 
+/// <summary>One process as a termination-detection wave sees it.</summary>
+internal readonly record struct ProcessStatus(RunnerState State, long Sent, long Received);
+
+/// <summary>What a wave reads, wherever the processes run.</summary>
+internal readonly record struct WaveReading(ProcessStatus[] Processes, long ExtraSent, long ExtraReceived);
+
+/// <summary>Where the processes are, for the detector: this OS process, or children reached over IPC.</summary>
+internal interface IStatusSource
+{
+    /// <summary>Every process's status, in graph order, plus messages counted outside processes (room returned across OS processes).</summary>
+    ValueTask<WaveReading> ReadAsync(CancellationToken cancellationToken);
+
+    /// <summary>Delivers a termination notice into the process's inbox (a counted message).</summary>
+    void ForceEnd(int process);
+
+    /// <summary>Which processes wait on which full streams, for the deadlock error.</summary>
+    ValueTask<string> DescribeBlockedAsync(CancellationToken cancellationToken);
+}
+
 /// <summary>
 /// Ends cycles: decides, by message counting with a double check, that every process is passive
 /// and no batch or end mark is in flight, then ends the quiet cycles whose upstream has ended.
@@ -16,16 +35,17 @@ namespace Millrace.Runtime;
 internal sealed class TerminationDetector
 {
     private readonly RunContext _run;
-    private readonly ProcessRunner[] _runners;
+    private readonly IStatusSource _source;
     private readonly GraphModel _model;
     private readonly AsyncSignal _signal = new();
     private readonly bool[] _closed;
+    private volatile bool _stopped;
     private long _sent;
 
-    public TerminationDetector(RunContext run, ProcessRunner[] runners, GraphModel model)
+    public TerminationDetector(RunContext run, IStatusSource source, GraphModel model)
     {
         _run = run;
-        _runners = runners;
+        _source = source;
         _model = model;
         _closed = new bool[model.Cycles.Count];
     }
@@ -40,26 +60,25 @@ internal sealed class TerminationDetector
         _signal.Set();
     }
 
-    private volatile bool _stopped;
-
     private readonly record struct Wave(int Running, int Blocked, int Ended, long Sent, long Received);
 
-    private Wave TakeWave(bool[]? ended)
+    private async ValueTask<Wave> TakeWaveAsync(bool[]? ended, CancellationToken token)
     {
+        WaveReading reading = await _source.ReadAsync(token);
         int running = 0, blocked = 0, endedCount = 0;
-        long sent = _sent, received = 0;
-        for (int i = 0; i < _runners.Length; i++)
+        long sent = _sent + reading.ExtraSent, received = reading.ExtraReceived;
+        for (int i = 0; i < reading.Processes.Length; i++)
         {
-            var (state, s, r) = _runners[i].Status;
-            sent += s;
-            received += r;
-            switch (state)
+            ProcessStatus status = reading.Processes[i];
+            sent += status.Sent;
+            received += status.Received;
+            switch (status.State)
             {
                 case RunnerState.Running: running++; break;
                 case RunnerState.Blocked: blocked++; break;
                 case RunnerState.Ended: endedCount++; break;
             }
-            if (ended is not null) ended[i] = state == RunnerState.Ended;
+            if (ended is not null) ended[i] = status.State == RunnerState.Ended;
         }
         return new Wave(running, blocked, endedCount, sent, received);
     }
@@ -67,24 +86,28 @@ internal sealed class TerminationDetector
     public async Task RunAsync()
     {
         CancellationToken token = _run.HardToken;
-        var ended = new bool[_runners.Length];
+        int count = _model.Processes.Count;
+        var ended = new bool[count];
         try
         {
             while (true)
             {
                 await _signal.WaitAsync(token);
                 if (_stopped) return;
-                Wave first = TakeWave(ended);
-                if (first.Ended == _runners.Length) return;
+                Wave first = await TakeWaveAsync(ended, token);
+                if (first.Ended == count) return;
                 if (first.Running > 0) continue;
-                Wave second = TakeWave(null);
+                Wave second = await TakeWaveAsync(null, token);
                 if (second != first) continue;
                 if (first.Blocked > 0)
                 {
                     // Looks stuck: confirm after a pause (a woken writer shows as running, so this is a formality).
                     await Task.Delay(100, token);
-                    if (TakeWave(null) != first) continue;
-                    _run.Fail(new ProcessFailure(BlockedNames(), null, null, null, DeadlockMessage(), null));
+                    if (await TakeWaveAsync(null, token) != first) continue;
+                    string blocked = await _source.DescribeBlockedAsync(token);
+                    _run.Fail(new ProcessFailure(string.Join(", ", Open(ended)), null, null, null,
+                        "Deadlock: every running process waits for room in a full queue: " + blocked +
+                        ". A cycle whose processes emit more than they take fills its queues; raise StreamCapacity (--capacity) or emit less inside the cycle.", null));
                     return;
                 }
                 if (first.Sent != first.Received) continue;
@@ -118,35 +141,44 @@ internal sealed class TerminationDetector
             {
                 if (ended[member]) continue;
                 _sent++;
-                _runners[member].Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
+                _source.ForceEnd(member);
             }
         }
         return any;
     }
 
     private IEnumerable<string> Open(bool[] ended) =>
-        _runners.Where((_, i) => !ended[i]).Select(r => r.Name);
+        _model.Processes.Where((_, i) => !ended[i]).Select(p => p.Name);
+}
 
-    private string BlockedNames() =>
-        string.Join(", ", _runners.Where(r => r.Status.State == RunnerState.Blocked).Select(r => r.Name));
+/// <summary>Processes running in this OS process (the threads placement, or one child's share).</summary>
+internal sealed class LocalStatusSource : IStatusSource
+{
+    private readonly ProcessRunner[] _runners;
 
-    private string DeadlockMessage()
+    public LocalStatusSource(ProcessRunner[] runners) => _runners = runners;
+
+    public ValueTask<WaveReading> ReadAsync(CancellationToken cancellationToken) =>
+        new(new WaveReading(_runners.Select(r => r.Status).ToArray(), 0, 0));
+
+    public void ForceEnd(int process) =>
+        _runners[process].Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
+
+    public ValueTask<string> DescribeBlockedAsync(CancellationToken cancellationToken) => new(DescribeBlocked(_runners));
+
+    public static string DescribeBlocked(IEnumerable<ProcessRunner> runners)
     {
         var waits = new List<string>();
-        foreach (ProcessRunner runner in _runners)
+        foreach (ProcessRunner runner in runners)
         {
             if (runner.Status.State != RunnerState.Blocked) continue;
             foreach (IOutputPort output in runner.Outputs)
             {
                 if (!output.Sender.HasPending) continue;
                 foreach (Destination d in output.Sender.Destinations)
-                {
-                    if (d.Lane.Queued > 0)
-                        waits.Add($"'{runner.Name}' waits to write stream '{output.Stream.Name}' (read by '{d.Reader.Name}', {d.Lane.Queued} of {d.Lane.Capacity} items queued)");
-                }
+                    waits.Add($"'{runner.Name}' waits to write stream '{output.Stream.Name}' (read by '{d.ReaderName}', {d.Fill})");
             }
         }
-        return "Deadlock: every running process waits for room in a full queue: " + string.Join("; ", waits) +
-               ". A cycle whose processes emit more than they take fills its queues; raise StreamCapacity (--capacity) or emit less inside the cycle.";
+        return string.Join("; ", waits);
     }
 }

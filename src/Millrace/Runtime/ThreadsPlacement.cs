@@ -11,8 +11,8 @@ internal static class ThreadsPlacement
         using var run = new RunContext(options);
         ProcessRunner[] runners = model.Processes.Select(p => new ProcessRunner(p, run)).ToArray();
         run.SetRunners(runners);
-        Wire(model, runners, options);
-        if (model.Cycles.Count > 0) run.Detector = new TerminationDetector(run, runners, model);
+        Wiring.Wire(model, runners, options, remote: null);
+        if (model.Cycles.Count > 0) run.Detector = new TerminationDetector(run, new LocalStatusSource(runners), model);
 
         var stopwatch = Stopwatch.StartNew();
         using CancellationTokenRegistration onCancel = cancellationToken.Register(run.RequestStop);
@@ -46,7 +46,7 @@ internal static class ThreadsPlacement
             run.HaltReason,
             run.TerminationDetected,
             run.Errors,
-            runners.ToDictionary(r => r.Name, r => new ProcessStats(r.ItemsIn, r.Outputs.Sum(o => o.ItemsOut))),
+            runners.ToDictionary(r => r.Name, r => new ProcessStats(r.ItemsIn, r.Outputs.Sum(o => o.ItemsOut), Environment.ProcessId)),
             model.Streams.Values.ToDictionary(
                 s => s.Name,
                 s => new StreamStats(s.Writers.Sum(w => runners[w].Outputs.First(o => o.Stream.Name == s.Name).ItemsOut))));
@@ -54,39 +54,8 @@ internal static class ThreadsPlacement
 
     private static Task Start(ProcessRunner runner) => ProcessThread.Start(runner.Name, runner.RunAsync);
 
-    /// <summary>Gives every reader a lane per input stream, and every writer a destination per reader.</summary>
-    private static void Wire(GraphModel model, ProcessRunner[] runners, RunOptions options)
-    {
-        var lanes = new Dictionary<(int Reader, string Stream), Lane>();
-        for (int r = 0; r < runners.Length; r++)
-        {
-            foreach (InputSpec input in model.Processes[r].Inputs)
-            {
-                StreamInfo stream = model.Streams[input.Stream.Name];
-                Lane lane = runners[r].AddLane(input, options.StreamCapacity, stream.Writers.Length);
-                lane.CycleWriters = Enumerable.Range(0, stream.Writers.Length)
-                    .Where(k => model.InSameCycle(stream.Writers[k], r)).ToArray();
-                lanes[(r, stream.Name)] = lane;
-            }
-        }
-        int batchSize = options.EffectiveBatchSize;
-        int maxPending = Math.Max(4, options.StreamCapacity / batchSize);
-        for (int w = 0; w < runners.Length; w++)
-        {
-            foreach (IOutputPort output in model.Processes[w].Outputs)
-            {
-                StreamInfo stream = model.Streams[output.Stream.Name];
-                int writerIndex = Array.IndexOf(stream.Writers, w);
-                Destination[] destinations = stream.Readers
-                    .Select(r => new Destination(runners[r], lanes[(r, stream.Name)], writerIndex, model.InSameCycle(w, r)))
-                    .ToArray();
-                output.Attach(new BatchSender(runners[w], stream.Name, destinations, batchSize, maxPending));
-            }
-        }
-    }
-
     /// <summary>First Ctrl+C or SIGTERM: graceful stop; the second: stop at once.</summary>
-    private sealed class StopSignals : IDisposable
+    internal sealed class StopSignals : IDisposable
     {
         private readonly RunContext _run;
         private readonly PosixSignalRegistration[] _registrations;

@@ -1,0 +1,58 @@
+namespace Millrace.Runtime;
+
+/// <summary>Links to processes hosted by other OS processes (the processes placement).</summary>
+internal interface IRemoteLinks
+{
+    /// <summary>A destination for <paramref name="writer"/>'s batches of <paramref name="stream"/> to a reader elsewhere.</summary>
+    Destination Outgoing(StreamInfo stream, int writer, int writerIndex, int reader, bool inSameCycle);
+
+    /// <summary>Accepts batches of <paramref name="stream"/> from a writer elsewhere into <paramref name="lane"/>; returns how to give room back.</summary>
+    Action<int> Incoming(StreamInfo stream, int writer, int writerIndex, ProcessRunner reader, Lane lane);
+}
+
+internal static class Wiring
+{
+    /// <summary>
+    /// Gives every hosted reader a lane per input stream, and every hosted writer a destination per
+    /// reader. <paramref name="runners"/> has null for processes hosted elsewhere.
+    /// </summary>
+    public static void Wire(GraphModel model, ProcessRunner?[] runners, RunOptions options, IRemoteLinks? remote)
+    {
+        var lanes = new Dictionary<(int Reader, string Stream), Lane>();
+        for (int r = 0; r < runners.Length; r++)
+        {
+            if (runners[r] is not { } reader) continue;
+            foreach (InputSpec input in model.Processes[r].Inputs)
+            {
+                StreamInfo stream = model.Streams[input.Stream.Name];
+                Lane lane = reader.AddLane(input, options.StreamCapacity, stream.Writers.Length);
+                lane.CycleWriters = Enumerable.Range(0, stream.Writers.Length)
+                    .Where(k => model.InSameCycle(stream.Writers[k], r)).ToArray();
+                for (int k = 0; k < stream.Writers.Length; k++)
+                {
+                    if (runners[stream.Writers[k]] is not null) continue;
+                    lane.ReturnRoom ??= new Action<int>?[stream.Writers.Length];
+                    lane.ReturnRoom[k] = remote!.Incoming(stream, stream.Writers[k], k, reader, lane);
+                }
+                lanes[(r, stream.Name)] = lane;
+            }
+        }
+        int batchSize = options.EffectiveBatchSize;
+        int maxPending = Math.Max(4, options.StreamCapacity / batchSize);
+        for (int w = 0; w < runners.Length; w++)
+        {
+            if (runners[w] is not { } writer) continue;
+            foreach (IOutputPort output in model.Processes[w].Outputs)
+            {
+                StreamInfo stream = model.Streams[output.Stream.Name];
+                int writerIndex = Array.IndexOf(stream.Writers, w);
+                Destination[] destinations = stream.Readers
+                    .Select(r => runners[r] is { } reader
+                        ? new LocalDestination(reader, lanes[(r, stream.Name)], writerIndex, model.InSameCycle(w, r))
+                        : remote!.Outgoing(stream, w, writerIndex, r, model.InSameCycle(w, r)))
+                    .ToArray();
+                output.Attach(new BatchSender(writer, stream.Name, destinations, batchSize, maxPending));
+            }
+        }
+    }
+}
