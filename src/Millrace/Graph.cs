@@ -26,6 +26,7 @@ public sealed class Graph
 {
     private readonly List<IStreamReference> _streams = new();
     private readonly List<ProcessDeclaration> _processes = new();
+    private readonly Dictionary<Type, object> _codecs = new();
 
     /// <summary>Declares a stream called <paramref name="name"/> that carries items of type <typeparamref name="T"/>.</summary>
     /// <returns>A reference to pass to processes that read or write it.</returns>
@@ -97,10 +98,20 @@ public sealed class Graph
     }
 
     /// <summary>
+    /// Uses <paramref name="codec"/> for every stream that carries <typeparamref name="T"/>, wherever
+    /// items cross an OS process or machine boundary (it overrides <see cref="RunOptions.Codec"/>).
+    /// </summary>
+    public void UseCodec<T>(ICodec<T> codec)
+    {
+        ArgumentNullException.ThrowIfNull(codec);
+        _codecs[typeof(T)] = codec;
+    }
+
+    /// <summary>
     /// Checks the graph without running it: names, types, streams nobody writes or reads.
     /// </summary>
     /// <exception cref="GraphValidationException">Lists every problem found.</exception>
-    public void Validate() => GraphModel.Build(_streams, _processes);
+    public void Validate() => GraphModel.Build(_streams, _processes, _codecs);
 
     /// <summary>
     /// Runs the graph until it ends: every process has ended (streams end when all their writers
@@ -113,7 +124,7 @@ public sealed class Graph
     {
         options ??= new RunOptions();
         options.Check();
-        GraphModel model = GraphModel.Build(_streams, _processes);
+        GraphModel model = GraphModel.Build(_streams, _processes, _codecs);
         return options.Placement switch
         {
             "threads" => ThreadsPlacement.RunAsync(model, options, cancellationToken),

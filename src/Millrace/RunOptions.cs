@@ -37,6 +37,14 @@ public sealed class RunOptions
     /// <summary>How long to wait for processes to stop after a halt, failure or hard stop (default 10 s).</summary>
     public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How items cross OS process boundaries: <c>auto</c> (the default: the compact binary codec for
+    /// primitives, strings and byte arrays, JSON for everything else), <c>json</c> (JSON for every
+    /// type) or <c>binary</c> (binary wherever <see cref="BinaryCodec"/> supports the type, simple
+    /// records included). Codecs registered with <see cref="Graph.UseCodec{T}(ICodec{T})"/> win.
+    /// </summary>
+    public string Codec { get; set; } = "auto";
+
     /// <summary>Whether Ctrl+C and SIGTERM stop the run gracefully (the second one at once). Default true.</summary>
     public bool HandleStopSignals { get; set; } = true;
 
@@ -44,7 +52,7 @@ public sealed class RunOptions
     public IReadOnlyList<string> OtherArguments { get; private set; } = Array.Empty<string>();
 
     /// <summary>
-    /// Reads Millrace's command-line options (<c>--placement NAME</c>, <c>--capacity N</c>, <c>--batch N</c>)
+    /// Reads Millrace's command-line options (<c>--placement NAME</c>, <c>--capacity N</c>, <c>--batch N</c>, <c>--codec NAME</c>)
     /// from <paramref name="args"/>; everything else is left, in order, in <see cref="OtherArguments"/>.
     /// </summary>
     /// <exception cref="ArgumentException">An option is missing its value or has a bad one.</exception>
@@ -68,6 +76,9 @@ public sealed class RunOptions
                 case "--batch":
                     options.BatchSize = PositiveInt(e, arg);
                     break;
+                case "--codec":
+                    options.Codec = Value(e, arg);
+                    break;
                 default:
                     others.Add(arg);
                     break;
@@ -82,6 +93,8 @@ public sealed class RunOptions
     {
         if (!KnownPlacements.Contains(Placement))
             throw new ArgumentException($"Unknown placement '{Placement}'. Known placements: {string.Join(", ", KnownPlacements)}.");
+        if (Codec is not ("auto" or "json" or "binary"))
+            throw new ArgumentException($"Unknown codec '{Codec}'. Codecs: auto, json, binary.");
         if (StreamCapacity < 1) throw new ArgumentException($"StreamCapacity must be at least 1; got {StreamCapacity}.");
         if (BatchSize < 1) throw new ArgumentException($"BatchSize must be at least 1; got {BatchSize}.");
         if (Linger < TimeSpan.Zero) throw new ArgumentException($"Linger must not be negative; got {Linger}.");

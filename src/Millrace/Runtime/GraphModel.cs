@@ -9,8 +9,10 @@ internal sealed record Cycle(int[] Members, int[] Upstream);
 /// <summary>A checked graph: one fresh <see cref="ProcessBuilder"/> per process (fresh state per run), streams, cycles.</summary>
 internal sealed class GraphModel
 {
-    private GraphModel(ProcessBuilder[] processes, Dictionary<string, StreamInfo> streams, Cycle[] cycles, int[] cycleOf)
+    private GraphModel(ProcessBuilder[] processes, Dictionary<string, StreamInfo> streams, Cycle[] cycles, int[] cycleOf,
+        IReadOnlyDictionary<Type, object> codecs)
     {
+        Codecs = codecs;
         Processes = processes;
         Streams = streams;
         Cycles = cycles;
@@ -18,6 +20,8 @@ internal sealed class GraphModel
     }
 
     public IReadOnlyList<ProcessBuilder> Processes { get; }
+    /// <summary>Codecs the user registered, by item type.</summary>
+    public IReadOnlyDictionary<Type, object> Codecs { get; }
     public IReadOnlyDictionary<string, StreamInfo> Streams { get; }
     public IReadOnlyList<Cycle> Cycles { get; }
     /// <summary>Per process, the index of its cycle, or -1.</summary>
@@ -25,7 +29,8 @@ internal sealed class GraphModel
 
     public bool InSameCycle(int a, int b) => CycleOf[a] >= 0 && CycleOf[a] == CycleOf[b];
 
-    public static GraphModel Build(IReadOnlyList<IStreamReference> declaredStreams, IReadOnlyList<ProcessDeclaration> declarations)
+    public static GraphModel Build(IReadOnlyList<IStreamReference> declaredStreams, IReadOnlyList<ProcessDeclaration> declarations,
+        IReadOnlyDictionary<Type, object> codecs)
     {
         var problems = new List<string>();
 
@@ -97,7 +102,7 @@ internal sealed class GraphModel
             s => new StreamInfo(s.Name, s.ItemType, writers[s.Name].ToArray(), readers[s.Name].ToArray()),
             StringComparer.Ordinal);
         var (cycles, cycleOf) = FindCycles(builders.Count, infos.Values);
-        return new GraphModel(builders.ToArray(), infos, cycles, cycleOf);
+        return new GraphModel(builders.ToArray(), infos, cycles, cycleOf, new Dictionary<Type, object>(codecs));
     }
 
     private static bool Check(string process, string verb, IStreamReference used,

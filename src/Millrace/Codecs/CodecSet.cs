@@ -1,0 +1,57 @@
+using System.Buffers;
+
+namespace Millrace.Runtime;
+
+/// <summary>A codec for one stream's item type, whatever the type: batches as arrays.</summary>
+internal abstract class BatchCodec
+{
+    public abstract string Name { get; }
+    public abstract void Encode(Array items, int count, IBufferWriter<byte> output);
+    public abstract Array Decode(ReadOnlySpan<byte> data, int count);
+}
+
+internal sealed class BatchCodec<T> : BatchCodec
+{
+    private readonly ICodec<T> _codec;
+
+    public BatchCodec(ICodec<T> codec) => _codec = codec;
+
+    public override string Name => _codec.Name;
+
+    public override void Encode(Array items, int count, IBufferWriter<byte> output) =>
+        _codec.Encode(new ReadOnlySpan<T>((T[])items, 0, count), output);
+
+    public override Array Decode(ReadOnlySpan<byte> data, int count) => _codec.Decode(data, count);
+}
+
+/// <summary>Which codec each item type uses: the user's, then the choice of <see cref="RunOptions.Codec"/>.</summary>
+internal sealed class CodecSet
+{
+    private readonly IReadOnlyDictionary<Type, object> _registered;
+    private readonly string _choice;
+
+    public CodecSet(IReadOnlyDictionary<Type, object> registered, string choice)
+    {
+        _registered = registered;
+        _choice = choice;
+    }
+
+    public BatchCodec For(Type type) =>
+        (BatchCodec)typeof(CodecSet).GetMethod(nameof(ForType), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
+            .MakeGenericMethod(type).Invoke(this, null)!;
+
+    private BatchCodec ForType<T>() => new BatchCodec<T>(Codec<T>());
+
+    public ICodec<T> Codec<T>()
+    {
+        if (_registered.TryGetValue(typeof(T), out object? codec)) return (ICodec<T>)codec;
+        return _choice switch
+        {
+            "json" => new JsonCodec<T>(),
+            "binary" when BinaryCodec.Supports(typeof(T)) => BinaryCodec.For<T>(),
+            // auto: binary where its format is plain (primitives, strings, byte arrays), JSON for the rest.
+            "auto" when typeof(T).IsPrimitive || typeof(T) == typeof(string) || typeof(T) == typeof(byte[]) => BinaryCodec.For<T>(),
+            _ => new JsonCodec<T>(),
+        };
+    }
+}

@@ -1,0 +1,41 @@
+using System.Buffers;
+using System.Text.Json;
+
+namespace Millrace;
+
+/// <summary>
+/// The default codec: a batch is one UTF-8 JSON array of its items, written by System.Text.Json
+/// with the web defaults (camelCase property names; reading ignores case and accepts numbers in
+/// strings). Any program that reads and writes JSON can take part.
+/// </summary>
+public sealed class JsonCodec<T> : ICodec<T>
+{
+    private readonly JsonSerializerOptions _options;
+
+    /// <summary>A JSON codec with the web defaults, or with <paramref name="options"/>.</summary>
+    public JsonCodec(JsonSerializerOptions? options = null) => _options = options ?? Defaults;
+
+    internal static JsonSerializerOptions Defaults { get; } = new(JsonSerializerDefaults.Web);
+
+    /// <inheritdoc />
+    public string Name => "json";
+
+    /// <inheritdoc />
+    public void Encode(ReadOnlySpan<T> items, IBufferWriter<byte> output)
+    {
+        using var writer = new Utf8JsonWriter(output);
+        writer.WriteStartArray();
+        foreach (T item in items) JsonSerializer.Serialize(writer, item, _options);
+        writer.WriteEndArray();
+    }
+
+    /// <inheritdoc />
+    public T[] Decode(ReadOnlySpan<byte> data, int count)
+    {
+        T[] items = JsonSerializer.Deserialize<T[]>(data, _options)
+            ?? throw new JsonException("The batch is the JSON literal null, not an array.");
+        if (items.Length != count)
+            throw new JsonException($"The batch holds {items.Length} items; its frame announced {count}.");
+        return items;
+    }
+}
