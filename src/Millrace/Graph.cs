@@ -128,6 +128,9 @@ public sealed class Graph
         return options.Placement switch
         {
             "threads" => ThreadsPlacement.RunAsync(model, options, cancellationToken),
+            "processes" => Runtime.Processes.ChildInfo.TakeFromEnvironment() is { } child
+                ? Runtime.Processes.ChildRuntime.RunAsync(model, options, child)
+                : Runtime.Processes.ProcessesPlacement.RunAsync(model, options, cancellationToken),
             _ => throw new ArgumentException(
                 $"Unknown placement '{options.Placement}'. Known placements: {string.Join(", ", RunOptions.KnownPlacements)}.",
                 nameof(options)),

@@ -4,9 +4,13 @@ namespace Millrace;
 public sealed class RunOptions
 {
     /// <summary>The placements this build knows.</summary>
-    public static IReadOnlyList<string> KnownPlacements { get; } = new[] { "threads" };
+    public static IReadOnlyList<string> KnownPlacements { get; } = new[] { "threads", "processes" };
 
-    /// <summary>Where processes run: <c>threads</c> (the default: one OS process, a task per process).</summary>
+    /// <summary>
+    /// Where processes run: <c>threads</c> (the default: one OS process, a thread per process) or
+    /// <c>processes</c> (an OS process per process, on this machine; the program starts itself again
+    /// for each, so everything before <see cref="Graph.RunAsync"/> should only build the graph).
+    /// </summary>
     public string Placement { get; set; } = "threads";
 
     /// <summary>
@@ -45,6 +49,12 @@ public sealed class RunOptions
     /// </summary>
     public string Codec { get; set; } = "auto";
 
+    /// <summary>
+    /// For the <c>processes</c> placement: sets of processes that share one OS process (the others get
+    /// one each). On the command line: <c>--group process1,process2</c>, repeatable.
+    /// </summary>
+    public IList<string[]> Groups { get; set; } = new List<string[]>();
+
     /// <summary>Whether Ctrl+C and SIGTERM stop the run gracefully (the second one at once). Default true.</summary>
     public bool HandleStopSignals { get; set; } = true;
 
@@ -52,7 +62,7 @@ public sealed class RunOptions
     public IReadOnlyList<string> OtherArguments { get; private set; } = Array.Empty<string>();
 
     /// <summary>
-    /// Reads Millrace's command-line options (<c>--placement NAME</c>, <c>--capacity N</c>, <c>--batch N</c>, <c>--codec NAME</c>)
+    /// Reads Millrace's command-line options (<c>--placement NAME</c>, <c>--capacity N</c>, <c>--batch N</c>, <c>--codec NAME</c>, <c>--group A,B</c>)
     /// from <paramref name="args"/>; everything else is left, in order, in <see cref="OtherArguments"/>.
     /// </summary>
     /// <exception cref="ArgumentException">An option is missing its value or has a bad one.</exception>
@@ -78,6 +88,9 @@ public sealed class RunOptions
                     break;
                 case "--codec":
                     options.Codec = Value(e, arg);
+                    break;
+                case "--group":
+                    options.Groups.Add(Value(e, arg).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
                     break;
                 default:
                     others.Add(arg);

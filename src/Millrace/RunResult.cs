@@ -87,8 +87,10 @@ public sealed record StreamStats(long ItemsWritten);
 /// <summary>One error of a run: which process, while handling which item of which stream.</summary>
 public sealed class ProcessFailure
 {
-    internal ProcessFailure(string process, string? stream, long? itemIndex, string? item, string message, Exception? exception)
+    internal ProcessFailure(string process, string? stream, long? itemIndex, string? item, string message, Exception? exception,
+        string? exceptionType = null)
     {
+        ExceptionType = exceptionType ?? exception?.GetType().Name;
         Process = process;
         Stream = stream;
         ItemIndex = itemIndex;
@@ -112,8 +114,11 @@ public sealed class ProcessFailure
     /// <summary>A sentence naming the process, the stream, the item and the cause.</summary>
     public string Message { get; }
 
-    /// <summary>The exception user code threw, if any.</summary>
+    /// <summary>The exception user code threw, if it was thrown in this OS process.</summary>
     public Exception? Exception { get; }
+
+    /// <summary>The name of the exception's type (InvalidOperationException), wherever it was thrown, or null.</summary>
+    public string? ExceptionType { get; }
 
     /// <inheritdoc />
     public override string ToString() => Message;

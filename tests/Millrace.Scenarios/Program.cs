@@ -24,7 +24,7 @@ Console.WriteLine($"outcome: {result.Outcome}");
 if (result.HaltedBy is not null) Console.WriteLine($"halted by: {result.HaltedBy} ({result.HaltReason})");
 if (result.TerminationDetected) Console.WriteLine("termination detected");
 foreach (ProcessFailure e in result.Errors)
-    Console.WriteLine($"error: process={e.Process} stream={e.Stream} item={e.ItemIndex} value={e.Item} exception={e.Exception?.GetType().Name}");
+    Console.WriteLine($"error: process={e.Process} stream={e.Stream} item={e.ItemIndex} value={e.Item} exception={e.ExceptionType}");
 foreach (var (name, stats) in result.Streams.OrderBy(s => s.Key, StringComparer.Ordinal))
     Console.WriteLine($"stream {name}: {stats.ItemsWritten} written");
 return result.Succeeded ? 0 : 1;

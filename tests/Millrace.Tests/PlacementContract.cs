@@ -148,3 +148,8 @@ public sealed class ThreadsPlacementTests : PlacementContract
 {
     protected override string Placement => "threads";
 }
+
+public sealed class ProcessesPlacementTests : PlacementContract
+{
+    protected override string Placement => "processes";
+}

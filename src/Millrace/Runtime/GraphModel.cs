@@ -27,6 +27,15 @@ internal sealed class GraphModel
     /// <summary>Per process, the index of its cycle, or -1.</summary>
     public int[] CycleOf { get; }
 
+    /// <summary>
+    /// The graph's shape as text: processes with their inputs and outputs, streams with their types.
+    /// Every OS process of a run must build the same graph; this is how they check.
+    /// </summary>
+    public string Signature =>
+        string.Join(";", Processes.Select(p =>
+            $"{p.Name}({string.Join(",", p.Inputs.Select(i => i.Stream.Name))})->({string.Join(",", p.Outputs.Select(o => o.Stream.Name))})"))
+        + "|" + string.Join(";", Streams.Values.OrderBy(s => s.Name, StringComparer.Ordinal).Select(s => $"{s.Name}:{s.ItemType.FullName}"));
+
     public bool InSameCycle(int a, int b) => CycleOf[a] >= 0 && CycleOf[a] == CycleOf[b];
 
     public static GraphModel Build(IReadOnlyList<IStreamReference> declaredStreams, IReadOnlyList<ProcessDeclaration> declarations,

@@ -38,6 +38,12 @@ internal sealed class RunContext : IDisposable
 
     public void StopDetector() => Detector?.Stop();
 
+    /// <summary>Raised once, when a graceful stop is asked (the coordinator tells its children).</summary>
+    public event Action? GracefulStopRequested;
+
+    /// <summary>Raised once, when every process must stop at once (the coordinator tells its children).</summary>
+    public event Action? HardStopRequested;
+
     /// <summary>Set in a child OS process: halts, failures and pokes also go to the coordinator.</summary>
     public IRunReporter? Reporter { get; set; }
 
@@ -101,6 +107,7 @@ internal sealed class RunContext : IDisposable
         catch (ObjectDisposedException)
         {
         }
+        GracefulStopRequested?.Invoke();
         _ = Task.Delay(Options.DrainTimeout, HardToken).ContinueWith(
             t => { if (!t.IsCanceled) StopAll(); }, TaskScheduler.Default);
     }
@@ -117,7 +124,7 @@ internal sealed class RunContext : IDisposable
         catch (ObjectDisposedException)
         {
         }
-        _hardStopped.TrySetResult();
+        if (_hardStopped.TrySetResult()) HardStopRequested?.Invoke();
     }
 
     /// <summary>Releases timers once every process has ended; the outcome stays as it is.</summary>

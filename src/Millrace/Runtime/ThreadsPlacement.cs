@@ -19,22 +19,7 @@ internal static class ThreadsPlacement
         using StopSignals? signals = options.HandleStopSignals ? new StopSignals(run) : null;
 
         Task detector = run.Detector?.RunAsync() ?? Task.CompletedTask;
-        Task[] tasks = runners.Select(Start).ToArray();
-        Task all = Task.WhenAll(tasks);
-
-        if (await Task.WhenAny(all, run.HardStopped) != all)
-        {
-            // Halt, failure or hard stop: processes should leave promptly; do not wait forever for one that does not.
-            if (await Task.WhenAny(all, Task.Delay(options.StopTimeout)) != all)
-            {
-                foreach (var (runner, task) in runners.Zip(tasks))
-                {
-                    if (!task.IsCompleted)
-                        run.Fail(new ProcessFailure(runner.Name, null, null, null,
-                            $"Process '{runner.Name}' did not stop within {options.StopTimeout.TotalSeconds:0.#} s (a handler that ignores its cancellation token?).", null));
-                }
-            }
-        }
+        await RunRunnersAsync(run, runners, options);
         stopwatch.Stop();
         run.StopDetector();
         await detector;
@@ -52,7 +37,24 @@ internal static class ThreadsPlacement
                 s => new StreamStats(s.Writers.Sum(w => runners[w].Outputs.First(o => o.Stream.Name == s.Name).ItemsOut))));
     }
 
-    private static Task Start(ProcessRunner runner) => ProcessThread.Start(runner.Name, runner.RunAsync);
+    /// <summary>
+    /// Starts every runner on its own thread and waits until all have ended; after a halt, failure
+    /// or hard stop, waits at most the stop timeout and names the processes that did not stop.
+    /// </summary>
+    public static async Task RunRunnersAsync(RunContext run, ProcessRunner[] runners, RunOptions options)
+    {
+        Task[] tasks = runners.Select(r => ProcessThread.Start(r.Name, r.RunAsync)).ToArray();
+        Task all = Task.WhenAll(tasks);
+        if (await Task.WhenAny(all, run.HardStopped) == all) return;
+        // Halt, failure or hard stop: processes should leave promptly; do not wait forever for one that does not.
+        if (await Task.WhenAny(all, Task.Delay(options.StopTimeout)) == all) return;
+        foreach (var (runner, task) in runners.Zip(tasks))
+        {
+            if (!task.IsCompleted)
+                run.Fail(new ProcessFailure(runner.Name, null, null, null,
+                    $"Process '{runner.Name}' did not stop within {options.StopTimeout.TotalSeconds:0.#} s (a handler that ignores its cancellation token?).", null));
+        }
+    }
 
     /// <summary>First Ctrl+C or SIGTERM: graceful stop; the second: stop at once.</summary>
     internal sealed class StopSignals : IDisposable

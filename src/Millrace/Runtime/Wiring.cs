@@ -7,7 +7,7 @@ internal interface IRemoteLinks
     Destination Outgoing(StreamInfo stream, int writer, int writerIndex, int reader, bool inSameCycle);
 
     /// <summary>Accepts batches of <paramref name="stream"/> from a writer elsewhere into <paramref name="lane"/>; returns how to give room back.</summary>
-    Action<int> Incoming(StreamInfo stream, int writer, int writerIndex, ProcessRunner reader, Lane lane);
+    Action<int> Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane);
 }
 
 internal static class Wiring
@@ -32,7 +32,7 @@ internal static class Wiring
                 {
                     if (runners[stream.Writers[k]] is not null) continue;
                     lane.ReturnRoom ??= new Action<int>?[stream.Writers.Length];
-                    lane.ReturnRoom[k] = remote!.Incoming(stream, stream.Writers[k], k, reader, lane);
+                    lane.ReturnRoom[k] = remote!.Incoming(stream, k, r, reader, lane);
                 }
                 lanes[(r, stream.Name)] = lane;
             }

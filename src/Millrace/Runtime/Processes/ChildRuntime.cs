@@ -1,0 +1,208 @@
+using System.Runtime.InteropServices;
+
+namespace Millrace.Runtime.Processes;
+
+/// <summary>What the coordinator tells a child through its environment.</summary>
+internal sealed record ChildInfo(int Group, string Dir, int[] GroupOf, string Signature)
+{
+    public const string GroupVariable = "MILLRACE_CHILD";
+    public const string DirVariable = "MILLRACE_DIR";
+    public const string GroupsVariable = "MILLRACE_GROUPS";
+    public const string SignatureVariable = "MILLRACE_SIGNATURE";
+    public const string ProcessesVariable = "MILLRACE_PROCESSES";
+
+    /// <summary>
+    /// Reads (and removes, so that programs the user starts do not inherit them) the variables that
+    /// make this OS process a child; null when it is not one.
+    /// </summary>
+    public static ChildInfo? TakeFromEnvironment()
+    {
+        string? group = Environment.GetEnvironmentVariable(GroupVariable);
+        if (group is null) return null;
+        var info = new ChildInfo(
+            int.Parse(group),
+            Environment.GetEnvironmentVariable(DirVariable) ?? throw Missing(DirVariable),
+            (Environment.GetEnvironmentVariable(GroupsVariable) ?? throw Missing(GroupsVariable)).Split(',').Select(int.Parse).ToArray(),
+            Environment.GetEnvironmentVariable(SignatureVariable) ?? throw Missing(SignatureVariable));
+        foreach (string v in new[] { GroupVariable, DirVariable, GroupsVariable, SignatureVariable, ProcessesVariable })
+            Environment.SetEnvironmentVariable(v, null);
+        return info;
+    }
+
+    private static InvalidOperationException Missing(string variable) =>
+        new($"{GroupVariable} is set but {variable} is not: this program was not started by a Millrace coordinator.");
+}
+
+/// <summary>
+/// The child side of the processes placement: runs the processes of one group, talks to the
+/// coordinator over the control socket and to other children over data sockets, and exits when
+/// they end. It never returns to the program that called <see cref="Graph.RunAsync"/>.
+/// </summary>
+internal static class ChildRuntime
+{
+    public const int CoordinatorLostExitCode = 70;
+
+    public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, ChildInfo info)
+    {
+        int[] mine = Enumerable.Range(0, model.Processes.Count).Where(p => info.GroupOf[p] == info.Group).ToArray();
+        string label = string.Join(",", mine.Select(p => model.Processes[p].Name));
+
+        ControlChannel control;
+        try
+        {
+            control = ControlChannel.Connect(Path.Combine(info.Dir, "control.sock"));
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"[millrace {label}] cannot reach the coordinator: {e.Message}");
+            Environment.Exit(CoordinatorLostExitCode);
+            throw;
+        }
+
+        // The coordinator decides when to stop; Ctrl+C reaches every process of the terminal's group.
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => c.Cancel = true);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => c.Cancel = true);
+
+        if (model.Signature != info.Signature)
+        {
+            control.Send(new ControlMessage
+            {
+                Type = "error", Name = label,
+                Message = $"The OS process for '{label}' built a different graph than the coordinator. The graph must be built the same way " +
+                          "every time the program starts (no randomness, clock or environment in its names and shape).",
+            });
+            Environment.Exit(3);
+        }
+
+        using var run = new RunContext(options);
+        var runners = new ProcessRunner?[model.Processes.Count];
+        foreach (int p in mine) runners[p] = new ProcessRunner(model.Processes[p], run);
+        ProcessRunner[] local = mine.Select(p => runners[p]!).ToArray();
+        run.SetRunners(local);
+        var links = new ProcessLinks(model, info.GroupOf, info.Group, info.Dir, run, options);
+        Wiring.Wire(model, runners, options, links);
+        links.Listen();
+        var reporter = new ChildReporter(control, cyclic: model.Cycles.Count > 0);
+        run.Reporter = reporter;
+        AppDomain.CurrentDomain.UnhandledException += (_, e) => control.Send(new ControlMessage
+        {
+            Type = "error", Name = label,
+            Message = $"The OS process for '{label}' crashed: {e.ExceptionObject}",
+            Exception = e.ExceptionObject.GetType().Name,
+        });
+
+        var connect = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var go = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            while (true)
+            {
+                ControlMessage? message = control.Read();
+                if (message is null)
+                {
+                    // No orphans: without a coordinator nobody would ever stop this process.
+                    Console.Error.WriteLine($"[millrace {label}] the coordinator is gone; exiting.");
+                    Environment.Exit(CoordinatorLostExitCode);
+                    return;
+                }
+                switch (message.Type)
+                {
+                    case "connect":
+                        connect.TrySetResult();
+                        break;
+                    case "go":
+                        go.TrySetResult();
+                        break;
+                    case "status":
+                        reporter.ClearPoke();
+                        control.Send(Report("status", message.Seq, mine, runners, links, final: false));
+                        break;
+                    case "describe-blocked":
+                        control.Send(new ControlMessage { Type = "blocked", Seq = message.Seq, Text = LocalStatusSource.DescribeBlocked(local) });
+                        break;
+                    case "force-end":
+                        runners[message.Process]?.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
+                        break;
+                    case "stop":
+                        if (message.Hard) run.StopAll();
+                        else run.RequestStop();
+                        break;
+                }
+            }
+        })
+        { IsBackground = true, Name = "millrace control" };
+        thread.Start();
+
+        control.Send(new ControlMessage { Type = "hello", Group = info.Group, Pid = Environment.ProcessId });
+        await connect.Task;
+        links.ConnectOutgoing();
+        control.Send(new ControlMessage { Type = "ready" });
+        await go.Task;
+
+        await ThreadsPlacement.RunRunnersAsync(run, local, options);
+        if (!run.HardStopped.IsCompleted) await links.WaitForRoomReturnedAsync(options.StopTimeout, run.HardToken);
+
+        control.Send(Report("final", 0, mine, runners, links, final: true));
+        Console.Out.Flush();
+        Console.Error.Flush();
+        Environment.Exit(0);
+        throw new InvalidOperationException("unreachable");
+    }
+
+    private static ControlMessage Report(string type, int seq, int[] mine, ProcessRunner?[] runners, ProcessLinks links, bool final) => new()
+    {
+        Type = type,
+        Seq = seq,
+        ExtraSent = links.ExtraSent,
+        ExtraReceived = links.ExtraReceived,
+        Processes = mine.Select(p =>
+        {
+            ProcessRunner r = runners[p]!;
+            ProcessStatus status = r.Status;
+            return new ProcessReport
+            {
+                Index = p,
+                State = final ? RunnerState.Ended : status.State,
+                Sent = status.Sent,
+                Received = status.Received,
+                ItemsIn = final ? r.ItemsIn : 0,
+                Outputs = final ? r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut) : null,
+            };
+        }).ToList(),
+    };
+
+    private sealed class ChildReporter : IRunReporter
+    {
+        private readonly ControlChannel _control;
+        private readonly bool _cyclic;
+        private int _pokePending;
+
+        public ChildReporter(ControlChannel control, bool cyclic)
+        {
+            _control = control;
+            _cyclic = cyclic;
+        }
+
+        public void ClearPoke() => Volatile.Write(ref _pokePending, 0);
+
+        public void Poke()
+        {
+            // One poke until the coordinator's next wave: it learns the rest from the wave itself.
+            if (_cyclic && Interlocked.Exchange(ref _pokePending, 1) == 0) _control.Send(new ControlMessage { Type = "poke" });
+        }
+
+        public void Halted(string process, string? reason) =>
+            _control.Send(new ControlMessage { Type = "halt", Name = process, Reason = reason });
+
+        public void Failed(ProcessFailure failure) => _control.Send(new ControlMessage
+        {
+            Type = "error",
+            Name = failure.Process,
+            Stream = failure.Stream,
+            ItemIndex = failure.ItemIndex,
+            Item = failure.Item,
+            Message = failure.Message,
+            Exception = failure.ExceptionType,
+        });
+    }
+}

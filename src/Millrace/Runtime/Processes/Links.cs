@@ -1,0 +1,337 @@
+using System.Net.Sockets;
+
+namespace Millrace.Runtime.Processes;
+
+/// <summary>One writer-to-reader pair of one stream whose ends are in different OS processes.</summary>
+internal sealed record LinkInfo(int Id, StreamInfo Stream, int WriterIndex, int Writer, int Reader);
+
+/// <summary>
+/// The streams that cross this child's boundary: a Unix socket per pair of OS processes, in each
+/// direction that carries data. Room (credit) flows back on the same socket, so a writer never has
+/// more than the stream capacity in flight towards one reader: backpressure crosses the boundary.
+/// </summary>
+internal sealed class ProcessLinks : IRemoteLinks, IDisposable
+{
+    private readonly GraphModel _model;
+    private readonly int[] _groupOf;
+    private readonly int _group;
+    private readonly string _dir;
+    private readonly RunContext _run;
+    private readonly CodecSet _codecs;
+    private readonly int _capacity;
+    private readonly LinkInfo[] _links;
+    private readonly RemoteDestination?[] _outgoing;
+    private readonly IncomingLink?[] _incoming;
+    private readonly Connection?[] _toGroup;
+    private readonly Connection?[] _fromGroup;
+    private readonly List<Connection> _connections = new();
+    private readonly AsyncSignal _roomReturned = new();
+    private Socket? _listener;
+    private long _extraSent;
+    private long _extraReceived;
+
+    public ProcessLinks(GraphModel model, int[] groupOf, int group, string dir, RunContext run, RunOptions options)
+    {
+        _model = model;
+        _groupOf = groupOf;
+        _group = group;
+        _dir = dir;
+        _run = run;
+        _codecs = new CodecSet(model.Codecs, options.Codec);
+        _capacity = options.StreamCapacity;
+        _links = Table(model, groupOf);
+        _outgoing = new RemoteDestination?[_links.Length];
+        _incoming = new IncomingLink?[_links.Length];
+        int groups = groupOf.Max() + 1;
+        _toGroup = new Connection?[groups];
+        _fromGroup = new Connection?[groups];
+    }
+
+    /// <summary>Room returned to writers elsewhere.</summary>
+    public long ExtraSent => Interlocked.Read(ref _extraSent);
+
+    /// <summary>Room received from readers elsewhere.</summary>
+    public long ExtraReceived => Interlocked.Read(ref _extraReceived);
+
+    public static string SocketPath(string dir, int group) => Path.Combine(dir, $"g{group}.sock");
+
+    /// <summary>Every cross-process link, numbered the same way in every OS process of the run.</summary>
+    public static LinkInfo[] Table(GraphModel model, int[] groupOf)
+    {
+        var links = new List<LinkInfo>();
+        foreach (StreamInfo stream in model.Streams.Values.OrderBy(s => s.Name, StringComparer.Ordinal))
+            for (int k = 0; k < stream.Writers.Length; k++)
+                foreach (int reader in stream.Readers)
+                    if (groupOf[stream.Writers[k]] != groupOf[reader])
+                        links.Add(new LinkInfo(links.Count, stream, k, stream.Writers[k], reader));
+        return links.ToArray();
+    }
+
+    private LinkInfo Find(StreamInfo stream, int writerIndex, int reader) =>
+        _links.First(l => l.Stream.Name == stream.Name && l.WriterIndex == writerIndex && l.Reader == reader);
+
+    private string Name(int process) => _model.Processes[process].Name;
+
+    public Destination Outgoing(StreamInfo stream, int writer, int writerIndex, int reader, bool inSameCycle)
+    {
+        LinkInfo link = Find(stream, writerIndex, reader);
+        var destination = new RemoteDestination(this, link, _codecs.For(stream.ItemType), _capacity, Name(reader), inSameCycle);
+        _outgoing[link.Id] = destination;
+        return destination;
+    }
+
+    public Action<int> Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane)
+    {
+        LinkInfo link = Find(stream, writerIndex, readerIndex);
+        _incoming[link.Id] = new IncomingLink(link, reader, lane, _codecs.For(stream.ItemType));
+        return count => ReturnRoom(link, count);
+    }
+
+    private void ReturnRoom(LinkInfo link, int count)
+    {
+        Interlocked.Increment(ref _extraSent);
+        try
+        {
+            _fromGroup[_groupOf[link.Writer]]?.Send(FrameKind.Room, link.Id, count);
+        }
+        catch (SocketException)
+        {
+            // The writer's OS process is gone; the coordinator reports that.
+        }
+    }
+
+    internal void SendData(LinkInfo link, BatchCodec codec, Array items, int count) =>
+        Guard(link, () => _toGroup[_groupOf[link.Reader]]!.SendData(link.Id, codec, items, count));
+
+    internal void SendEnd(LinkInfo link) =>
+        Guard(link, () => _toGroup[_groupOf[link.Reader]]!.Send(FrameKind.End, link.Id, 0));
+
+    private void Guard(LinkInfo link, Action send)
+    {
+        try
+        {
+            send();
+        }
+        catch (SocketException e)
+        {
+            throw new IOException(
+                $"Process '{Name(link.Writer)}' lost its connection to process '{Name(link.Reader)}' while writing stream '{link.Stream.Name}' (is its OS process gone?): {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// Waits until readers elsewhere have returned all room for what was sent to them. Room is a
+    /// counted message for termination detection, so this OS process must not exit while some is on
+    /// its way back, or the counts would never balance.
+    /// </summary>
+    public async Task WaitForRoomReturnedAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        cts.CancelAfter(timeout);
+        try
+        {
+            while (_outgoing.Any(d => d is { Outstanding: > 0 })) await _roomReturned.WaitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Starts accepting connections from writers in other OS processes.</summary>
+    public void Listen()
+    {
+        _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        _listener.Bind(new UnixDomainSocketEndPoint(SocketPath(_dir, _group)));
+        _listener.Listen(64);
+        StartThread("accept", () =>
+        {
+            while (true)
+            {
+                Socket socket;
+                try
+                {
+                    socket = _listener.Accept();
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                {
+                    return;
+                }
+                var connection = new Connection(socket);
+                lock (_connections) _connections.Add(connection);
+                StartThread("in", () => ReadIncoming(connection));
+            }
+        });
+    }
+
+    /// <summary>Connects to every OS process that reads a stream written here.</summary>
+    public void ConnectOutgoing()
+    {
+        foreach (int group in _links.Where(l => _groupOf[l.Writer] == _group).Select(l => _groupOf[l.Reader]).Distinct())
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            socket.Connect(new UnixDomainSocketEndPoint(SocketPath(_dir, group)));
+            var connection = new Connection(socket);
+            lock (_connections) _connections.Add(connection);
+            connection.Send(FrameKind.Hello, _group, 0);
+            _toGroup[group] = connection;
+            StartThread("out", () => ReadOutgoing(connection, group));
+        }
+    }
+
+    private void ReadIncoming(Connection connection)
+    {
+        int from = -1;
+        var received = new long[_links.Length];
+        try
+        {
+            connection.ReadFrames((kind, linkId, count, payload) =>
+            {
+                if (from < 0)
+                {
+                    if (kind != FrameKind.Hello || linkId >= _fromGroup.Length)
+                        throw new InvalidDataException($"A connection began with a {kind} frame instead of saying which OS process it comes from.");
+                    from = linkId;
+                    _fromGroup[from] = connection;
+                    return;
+                }
+                IncomingLink link = linkId < _incoming.Length && _incoming[linkId] is { } l && _groupOf[l.Info.Writer] == from
+                    ? l
+                    : throw new InvalidDataException($"A {kind} frame names link {linkId}, which does not lead from that OS process to this one.");
+                switch (kind)
+                {
+                    case FrameKind.Data:
+                        Array items;
+                        try
+                        {
+                            items = link.Codec.Decode(payload, count);
+                        }
+                        catch (Exception e)
+                        {
+                            string reader = link.Reader.Name, stream = link.Info.Stream.Name;
+                            _run.Fail(new ProcessFailure(reader, stream, received[linkId], null,
+                                $"Process '{reader}' could not decode a batch of stream '{stream}' from process '{Name(link.Info.Writer)}' " +
+                                $"(items {received[linkId]} to {received[linkId] + count - 1} of that writer, {payload.Length} bytes, {link.Codec.Name} codec): {e.GetType().Name}: {e.Message}", e));
+                            throw new OperationCanceledException();
+                        }
+                        received[linkId] += count;
+                        link.Reader.Inbox.EnqueueRemote(link.Lane, items, count, link.Info.WriterIndex);
+                        break;
+                    case FrameKind.End:
+                        link.Reader.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, link.Lane, null, 0, link.Info.WriterIndex));
+                        break;
+                    default:
+                        throw new InvalidDataException($"A {kind} frame came on a connection that carries data to this OS process.");
+                }
+            });
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (InvalidDataException e)
+        {
+            FailCorrupt(from, e);
+        }
+    }
+
+    private void ReadOutgoing(Connection connection, int group)
+    {
+        try
+        {
+            connection.ReadFrames((kind, linkId, count, _) =>
+            {
+                if (kind != FrameKind.Room || linkId >= _outgoing.Length || _outgoing[linkId] is not { } destination)
+                    throw new InvalidDataException($"A {kind} frame for link {linkId} came back on a connection that only returns room.");
+                destination.AddRoom(count);
+                Interlocked.Increment(ref _extraReceived);
+                _roomReturned.Set();
+            });
+        }
+        catch (InvalidDataException e)
+        {
+            FailCorrupt(group, e);
+        }
+    }
+
+    private void FailCorrupt(int fromGroup, Exception e)
+    {
+        string here = string.Join(", ", Enumerable.Range(0, _groupOf.Length).Where(p => _groupOf[p] == _group).Select(p => $"'{Name(p)}'"));
+        string there = fromGroup < 0 ? "an unknown OS process"
+            : "the OS process of " + string.Join(", ", Enumerable.Range(0, _groupOf.Length).Where(p => _groupOf[p] == fromGroup).Select(p => $"'{Name(p)}'"));
+        _run.Fail(new ProcessFailure(here.Replace("'", ""), null, null, null,
+            $"Process {here} received a corrupt frame from {there}: {e.Message}", e));
+    }
+
+    private static void StartThread(string what, Action body) =>
+        new Thread(() => body()) { IsBackground = true, Name = "millrace link " + what }.Start();
+
+    public void Dispose()
+    {
+        _listener?.Dispose();
+        lock (_connections)
+        {
+            foreach (Connection c in _connections) c.Dispose();
+        }
+    }
+
+    private sealed record IncomingLink(LinkInfo Info, ProcessRunner Reader, Lane Lane, BatchCodec Codec);
+}
+
+/// <summary>A reader in another OS process: batches leave as Data frames, within the room the reader has granted.</summary>
+internal sealed class RemoteDestination : Destination
+{
+    private readonly ProcessLinks _links;
+    private readonly LinkInfo _link;
+    private readonly BatchCodec _codec;
+    private readonly int _capacity;
+    private readonly object _lock = new();
+    private int _outstanding;
+    private ProcessRunner? _waiter;
+
+    public RemoteDestination(ProcessLinks links, LinkInfo link, BatchCodec codec, int capacity, string readerName, bool inSameCycle)
+        : base(readerName, link.WriterIndex, inSameCycle)
+    {
+        _links = links;
+        _link = link;
+        _codec = codec;
+        _capacity = capacity;
+    }
+
+    public override bool TryEnqueue(Array items, int count, ProcessRunner writer)
+    {
+        lock (_lock)
+        {
+            if (_outstanding > 0 && _outstanding + count > _capacity)
+            {
+                _waiter = writer;
+                return false;
+            }
+            _outstanding += count;
+        }
+        _links.SendData(_link, _codec, items, count);
+        return true;
+    }
+
+    public override void SendEnd() => _links.SendEnd(_link);
+
+    public void AddRoom(int count)
+    {
+        ProcessRunner? waiter;
+        lock (_lock)
+        {
+            _outstanding -= count;
+            waiter = _waiter;
+            _waiter = null;
+        }
+        waiter?.WakeForRoom();
+    }
+
+    public int Outstanding
+    {
+        get { lock (_lock) return _outstanding; }
+    }
+
+    public override string Fill
+    {
+        get { lock (_lock) return $"{_outstanding} of {_capacity} items in flight or queued"; }
+    }
+}

@@ -1,0 +1,399 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace Millrace.Runtime.Processes;
+
+/// <summary>
+/// The coordinator of the processes placement: starts this program again once per group of
+/// processes (the same Main builds the same graph and runs only its share), connects them, runs
+/// termination detection over the control sockets, watches them, and stops them.
+/// </summary>
+internal sealed class ProcessesPlacement
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
+
+    private readonly GraphModel _model;
+    private readonly RunOptions _options;
+    private readonly RunContext _run;
+    private readonly int[] _groupOf;
+    private readonly string _dir;
+    private readonly Child[] _children;
+    private readonly TaskCompletionSource _allFinal = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _seq;
+
+    private ProcessesPlacement(GraphModel model, RunOptions options, RunContext run, int[] groupOf, string dir)
+    {
+        _model = model;
+        _options = options;
+        _run = run;
+        _groupOf = groupOf;
+        _dir = dir;
+        _children = Enumerable.Range(0, groupOf.Max() + 1)
+            .Select(g => new Child(g, Enumerable.Range(0, groupOf.Length).Where(p => groupOf[p] == g).ToArray(), model))
+            .ToArray();
+    }
+
+    public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
+    {
+        int[] groupOf = Groups(model, options);
+        using var run = new RunContext(options);
+        string dir = Directory.CreateTempSubdirectory("millrace-").FullName;
+        try
+        {
+            return await new ProcessesPlacement(model, options, run, groupOf, dir).RunAsync(cancellationToken);
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Which OS process (group) each process runs in: the requested groups, then one each.</summary>
+    private static int[] Groups(GraphModel model, RunOptions options)
+    {
+        var groupOf = new int[model.Processes.Count];
+        Array.Fill(groupOf, -1);
+        var index = model.Processes.Select((p, i) => (p.Name, i)).ToDictionary(x => x.Name, x => x.i);
+        int next = 0;
+        foreach (string[] group in options.Groups)
+        {
+            foreach (string name in group)
+            {
+                if (!index.TryGetValue(name, out int p))
+                    throw new ArgumentException($"--group names process '{name}', which the graph does not have (processes: {string.Join(", ", index.Keys)}).");
+                if (groupOf[p] >= 0) throw new ArgumentException($"--group names process '{name}' twice.");
+                groupOf[p] = next;
+            }
+            if (group.Length > 0) next++;
+        }
+        for (int p = 0; p < groupOf.Length; p++)
+        {
+            if (groupOf[p] < 0) groupOf[p] = next++;
+        }
+        return groupOf;
+    }
+
+    private async Task<RunResult> RunAsync(CancellationToken cancellationToken)
+    {
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(Path.Combine(_dir, "control.sock")));
+        listener.Listen(_children.Length + 8);
+        _run.HardStopRequested += () => Broadcast(new ControlMessage { Type = "stop", Hard = true });
+        _run.GracefulStopRequested += () => Broadcast(new ControlMessage { Type = "stop", Hard = false });
+        using CancellationTokenRegistration onCancel = cancellationToken.Register(_run.RequestStop);
+        using ThreadsPlacement.StopSignals? signals = _options.HandleStopSignals ? new ThreadsPlacement.StopSignals(_run) : null;
+
+        var stopwatch = Stopwatch.StartNew();
+        foreach (Child child in _children) StartChild(child);
+        Task accepting = AcceptAsync(listener);
+
+        if (await Started(c => c.Hello.Task, "start"))
+        {
+            Broadcast(new ControlMessage { Type = "connect" });
+            if (await Started(c => c.Ready.Task, "connect to the others"))
+            {
+                Broadcast(new ControlMessage { Type = "go" });
+                if (_model.Cycles.Count > 0) _run.Detector = new TerminationDetector(_run, new ChildrenStatus(this), _model);
+                Task detector = _run.Detector?.RunAsync() ?? Task.CompletedTask;
+                if (await Task.WhenAny(_allFinal.Task, _run.HardStopped) != _allFinal.Task)
+                    await Task.WhenAny(_allFinal.Task, Task.Delay(_options.StopTimeout));
+                _run.StopDetector();
+                await detector;
+            }
+        }
+        stopwatch.Stop();
+        await EndChildrenAsync();
+        listener.Dispose();
+        await accepting;
+        return Result(stopwatch.Elapsed);
+    }
+
+    /// <summary>Waits until every child has passed a start-up step; false if the run failed or stopped meanwhile.</summary>
+    private async Task<bool> Started(Func<Child, Task> step, string what)
+    {
+        Task all = Task.WhenAll(_children.Select(step));
+        Task first = await Task.WhenAny(all, _run.HardStopped, Task.Delay(StartTimeout));
+        if (first == all) return true;
+        if (!_run.HardStopped.IsCompleted)
+        {
+            foreach (Child c in _children.Where(c => !step(c).IsCompleted))
+                _run.Fail(Failure(c, $"did not {what} within {StartTimeout.TotalSeconds:0} s"));
+        }
+        return false;
+    }
+
+    private void StartChild(Child child)
+    {
+        var (file, args) = SelfCommand();
+        var info = new ProcessStartInfo(file) { UseShellExecute = false };
+        foreach (string a in args) info.ArgumentList.Add(a);
+        info.Environment[ChildInfo.GroupVariable] = child.Group.ToString();
+        info.Environment[ChildInfo.DirVariable] = _dir;
+        info.Environment[ChildInfo.GroupsVariable] = string.Join(",", _groupOf);
+        info.Environment[ChildInfo.SignatureVariable] = _model.Signature;
+        info.Environment[ChildInfo.ProcessesVariable] = child.Label;
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        process.Exited += (_, _) => _ = OnExitedAsync(child);
+        child.Os = process;
+        process.Start();
+        child.Pid = process.Id;
+    }
+
+    /// <summary>How to start this program again: the same host, entry assembly and arguments.</summary>
+    private static (string File, string[] Args) SelfCommand()
+    {
+        string host = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot tell which executable runs this program.");
+        string[] args = Environment.GetCommandLineArgs();
+        // Under `dotnet app.dll`, the host is dotnet and args[0] is the app; an apphost or a published executable is the app itself.
+        bool viaDotnet = Path.GetFileNameWithoutExtension(host).Equals("dotnet", StringComparison.OrdinalIgnoreCase);
+        return viaDotnet ? (host, args) : (host, args[1..]);
+    }
+
+    private async Task AcceptAsync(Socket listener)
+    {
+        var readers = new List<Task>();
+        for (int accepted = 0; accepted < _children.Length; accepted++)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptAsync();
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                break;
+            }
+            readers.Add(ReadChildAsync(new ControlChannel(socket)));
+        }
+        await Task.WhenAll(readers);
+    }
+
+    private async Task ReadChildAsync(ControlChannel control)
+    {
+        Child? child = null;
+        try
+        {
+            while (await control.ReadAsync() is { } message)
+            {
+                if (child is null)
+                {
+                    if (message.Type == "error")
+                    {
+                        // A child that fails before saying hello (a different graph, say).
+                        _run.Fail(new ProcessFailure(message.Name ?? "?", null, null, null, message.Message ?? "A child failed to start.", null));
+                        continue;
+                    }
+                    if (message.Type != "hello" || message.Group < 0 || message.Group >= _children.Length)
+                        throw new InvalidDataException($"A child began its control connection with '{message.Type}' instead of hello.");
+                    child = _children[message.Group];
+                    child.Control = control;
+                    child.Pid = message.Pid;
+                    child.Hello.TrySetResult();
+                    continue;
+                }
+                Handle(child, message);
+            }
+        }
+        catch (Exception e) when (e is InvalidDataException or System.Text.Json.JsonException)
+        {
+            _run.Fail(new ProcessFailure(child?.Label ?? "?", null, null, null, $"The control connection of a child broke: {e.Message}", e));
+        }
+        finally
+        {
+            child?.ControlClosed.TrySetResult();
+        }
+    }
+
+    private void Handle(Child child, ControlMessage message)
+    {
+        switch (message.Type)
+        {
+            case "ready":
+                child.Ready.TrySetResult();
+                break;
+            case "poke":
+                _run.Detector?.Poke();
+                break;
+            case "status":
+            case "blocked":
+                if (child.Pending.TryRemove(message.Seq, out var reply)) reply.TrySetResult(message);
+                break;
+            case "halt":
+                _run.Halt(message.Name ?? child.Label, message.Reason);
+                break;
+            case "error":
+                _run.Fail(new ProcessFailure(message.Name ?? child.Label, message.Stream, message.ItemIndex, message.Item,
+                    message.Message ?? "A process failed.", null, message.Exception));
+                child.LastError = message.Message;
+                break;
+            case "final":
+                child.Final = message;
+                foreach (var pending in child.Pending.Values) pending.TrySetResult(message);
+                child.Pending.Clear();
+                if (_children.All(c => c.Final is not null)) _allFinal.TrySetResult();
+                break;
+        }
+    }
+
+    private async Task OnExitedAsync(Child child)
+    {
+        // What it wrote before dying (its final report, an error) comes first.
+        await Task.WhenAny(child.ControlClosed.Task, Task.Delay(2000));
+        if (child.Final is null && !child.KilledByCoordinator)
+        {
+            int code = child.Os!.ExitCode;
+            string how = code > 128 ? $"killed by signal {code - 128}{SignalName(code - 128)}" : $"exited with code {code}";
+            if (code == 0 && child.Hello.Task.IsCompleted) how = "exited without reporting (did the program end before its run did?)";
+            _run.Fail(Failure(child, (child.Hello.Task.IsCompleted ? "died: " : "died before it started: ") + how +
+                                     (child.LastError is null ? "" : $" (its last error: {child.LastError})")));
+        }
+        child.Exited.TrySetResult();
+    }
+
+    private static string SignalName(int signal) => signal switch
+    {
+        2 => " (SIGINT)",
+        6 => " (SIGABRT)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        15 => " (SIGTERM)",
+        _ => "",
+    };
+
+    private ProcessFailure Failure(Child child, string what) =>
+        new(child.Label, null, null, null,
+            $"Process {string.Join(", ", child.Members.Select(p => $"'{_model.Processes[p].Name}'"))} (OS process {child.Pid}) {what}.", null);
+
+    /// <summary>Every child has reported or is told to stop; wait for them to exit, and kill those that do not.</summary>
+    private async Task EndChildrenAsync()
+    {
+        if (_children.Any(c => c.Final is null)) _run.StopAll();
+        Task exited = Task.WhenAll(_children.Where(c => c.Os is not null).Select(c => c.Exited.Task));
+        if (await Task.WhenAny(exited, Task.Delay(_options.StopTimeout)) == exited) return;
+        foreach (Child child in _children.Where(c => c.Os is not null && !c.Exited.Task.IsCompleted))
+        {
+            child.KilledByCoordinator = true;
+            if (child.Final is null)
+                _run.Fail(Failure(child, $"did not stop within {_options.StopTimeout.TotalSeconds:0.#} s and was killed"));
+            try
+            {
+                child.Os!.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+            }
+        }
+        await Task.WhenAny(exited, Task.Delay(5000));
+    }
+
+    private void Broadcast(ControlMessage message)
+    {
+        foreach (Child child in _children)
+        {
+            if (child.Final is null) child.Control?.Send(message);
+        }
+    }
+
+    private RunResult Result(TimeSpan duration)
+    {
+        var processes = new Dictionary<string, ProcessStats>();
+        var written = _model.Streams.Keys.ToDictionary(s => s, _ => 0L);
+        foreach (Child child in _children)
+        {
+            foreach (int p in child.Members)
+            {
+                ProcessReport? report = child.Final?.Processes?.FirstOrDefault(r => r.Index == p);
+                long itemsOut = report?.Outputs?.Values.Sum() ?? 0;
+                processes[_model.Processes[p].Name] = new ProcessStats(report?.ItemsIn ?? 0, itemsOut, child.Pid);
+                foreach (var (stream, count) in report?.Outputs ?? new Dictionary<string, long>())
+                    written[stream] += count;
+            }
+        }
+        return new RunResult(_run.Outcome, duration, _run.HaltedBy, _run.HaltReason, _run.TerminationDetected, _run.Errors,
+            processes, written.ToDictionary(w => w.Key, w => new StreamStats(w.Value)));
+    }
+
+    /// <summary>One OS process of the run and what the coordinator knows of it.</summary>
+    private sealed class Child
+    {
+        public Child(int group, int[] members, GraphModel model)
+        {
+            Group = group;
+            Members = members;
+            Label = string.Join(",", members.Select(p => model.Processes[p].Name));
+        }
+
+        public int Group { get; }
+        public int[] Members { get; }
+        public string Label { get; }
+        public Process? Os { get; set; }
+        public int Pid { get; set; }
+        public ControlChannel? Control { get; set; }
+        public ControlMessage? Final { get; set; }
+        public string? LastError { get; set; }
+        public bool KilledByCoordinator { get; set; }
+        public TaskCompletionSource Hello { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource Ready { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource ControlClosed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource Exited { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public System.Collections.Concurrent.ConcurrentDictionary<int, TaskCompletionSource<ControlMessage>> Pending { get; } = new();
+    }
+
+    /// <summary>Termination-detection waves over the control sockets.</summary>
+    private sealed class ChildrenStatus : IStatusSource
+    {
+        private readonly ProcessesPlacement _p;
+
+        public ChildrenStatus(ProcessesPlacement placement) => _p = placement;
+
+        private async Task<ControlMessage[]> AskAll(string type, CancellationToken token)
+        {
+            int seq = Interlocked.Increment(ref _p._seq);
+            var replies = new List<Task<ControlMessage>>();
+            foreach (Child child in _p._children)
+            {
+                if (child.Final is { } final)
+                {
+                    replies.Add(Task.FromResult(final));
+                    continue;
+                }
+                var reply = new TaskCompletionSource<ControlMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+                child.Pending[seq] = reply;
+                if (child.Final is { } late && child.Pending.TryRemove(seq, out _)) reply.TrySetResult(late);
+                else child.Control!.Send(new ControlMessage { Type = type, Seq = seq });
+                replies.Add(reply.Task);
+            }
+            return await Task.WhenAll(replies).WaitAsync(token);
+        }
+
+        public async ValueTask<WaveReading> ReadAsync(CancellationToken cancellationToken)
+        {
+            ControlMessage[] replies = await AskAll("status", cancellationToken);
+            var statuses = new ProcessStatus[_p._groupOf.Length];
+            long extraSent = 0, extraReceived = 0;
+            foreach (ControlMessage reply in replies)
+            {
+                extraSent += reply.ExtraSent;
+                extraReceived += reply.ExtraReceived;
+                foreach (ProcessReport r in reply.Processes ?? new List<ProcessReport>())
+                    statuses[r.Index] = new ProcessStatus(r.State, r.Sent, r.Received);
+            }
+            return new WaveReading(statuses, extraSent, extraReceived);
+        }
+
+        public void ForceEnd(int process) =>
+            _p._children[_p._groupOf[process]].Control?.Send(new ControlMessage { Type = "force-end", Process = process });
+
+        public async ValueTask<string> DescribeBlockedAsync(CancellationToken cancellationToken)
+        {
+            ControlMessage[] replies = await AskAll("describe-blocked", cancellationToken);
+            return string.Join("; ", replies.Select(r => r.Text).Where(t => !string.IsNullOrEmpty(t)));
+        }
+    }
+}
