@@ -3,7 +3,7 @@
 // Nobody halts: once every token is spent, nothing is in flight and termination detection ends
 // the cycle; tally's input then ends and it prints its summary.
 //
-//   dotnet run --project examples/Countdown -c Release -- [--tokens 5,10,20] [--verbose] [--placement threads]
+//   dotnet run --project examples/Countdown -c Release -- [--tokens 5,10,20] [--verbose] [--placement threads|processes]
 using Millrace;
 
 RunOptions options;
@@ -66,7 +66,8 @@ graph.Process("tally", p =>
 RunResult result = await graph.RunAsync(options);
 if (!result.Succeeded)
 {
-    Console.Error.WriteLine($"Countdown: {result}");
+    Console.Error.WriteLine($"Countdown: {result.Outcome}");
+    foreach (ProcessFailure error in result.Errors) Console.Error.WriteLine($"Countdown: {error.Message}");
     return 1;
 }
 long hops = result.Streams["to_left"].ItemsWritten + result.Streams["to_right"].ItemsWritten;

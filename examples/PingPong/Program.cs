@@ -2,7 +2,7 @@
 // stream y; each prints what it receives and sends it, plus one, to the other. process_y starts by
 // sending 1 on x, and halts the application when a message arrives after it has replied three times.
 //
-//   dotnet run --project examples/PingPong -c Release -- [--placement threads]
+//   dotnet run --project examples/PingPong -c Release -- [--placement threads|processes]
 using Millrace;
 
 RunOptions options;
@@ -54,7 +54,8 @@ RunResult result = await graph.RunAsync(options);
 if (result.HaltedBy is not null) Console.WriteLine($"HALTING: halted by {result.HaltedBy} ({result.HaltReason})");
 if (!result.Succeeded)
 {
-    Console.Error.WriteLine($"PingPong: {result}");
+    Console.Error.WriteLine($"PingPong: {result.Outcome}");
+    foreach (ProcessFailure error in result.Errors) Console.Error.WriteLine($"PingPong: {error.Message}");
     return 1;
 }
 return 0;

@@ -2,12 +2,12 @@
 // Here the "files" are the numbers 0..count-1: web -> numbers -> process1 (square) -> squares
 // -> process2 (square root) -> roots -> db (counts and sums; a stand-in for the database).
 //
-//   dotnet run --project examples/Tutorial -c Release -- [--count N] [--verbose] [--placement threads]
+//   dotnet run --project examples/Tutorial -c Release -- [--count N] [--verbose] [--stats] [--placement threads|processes]
 using Millrace;
 
 RunOptions options;
 long count = 5000;
-bool verbose = false;
+bool verbose = false, stats = false;
 try
 {
     options = RunOptions.Parse(args);
@@ -21,9 +21,12 @@ try
             case "--verbose":
                 verbose = true;
                 break;
+            case "--stats":
+                stats = true;
+                break;
             default:
                 throw new ArgumentException($"Unknown or incomplete option '{options.OtherArguments[i]}'. " +
-                    "Options: --count N (N >= 0), --verbose, --placement NAME, --capacity N, --batch N.");
+                    "Options: --count N (N >= 0), --verbose, --stats, --placement NAME, --capacity N, --batch N, --codec NAME, --group A,B.");
         }
     }
 }
@@ -74,9 +77,16 @@ graph.Process("db", p =>
 });
 
 RunResult result = await graph.RunAsync(options);
+if (stats)
+{
+    Console.WriteLine($"run: {result.Outcome} in {result.Duration.TotalSeconds:0.000} s, {count / result.Duration.TotalSeconds:0} items/s");
+    foreach (var (name, p) in result.Processes)
+        Console.WriteLine($"process {name}: {p.ItemsIn} in, {p.ItemsOut} out, OS process {p.OsProcessId}");
+}
 if (!result.Succeeded)
 {
-    Console.Error.WriteLine($"Tutorial: {result}");
+    Console.Error.WriteLine($"Tutorial: {result.Outcome}");
+    foreach (ProcessFailure error in result.Errors) Console.Error.WriteLine($"Tutorial: {error.Message}");
     return 1;
 }
 return 0;

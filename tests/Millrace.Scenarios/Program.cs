@@ -40,7 +40,25 @@ static class Scenarios
         ["halt"] = Halt,
         ["ring"] = Ring,
         ["growing-cycle"] = GrowingCycle,
+        ["corrupt"] = Corrupt,
     };
+
+    /// <summary>
+    /// A user codec that garbles reading 1013 on the way out: the reader's OS process cannot decode
+    /// that batch (only where items cross a boundary; in threads placement nothing is encoded).
+    /// </summary>
+    private static void Corrupt(Graph graph)
+    {
+        graph.UseCodec(new FragileCodec());
+        var readings = graph.Stream<Reading>("readings");
+        graph.Source("sensor", readings, Enumerable.Range(0, 5000).Select(i => new Reading(i)));
+        graph.Process("store", p =>
+        {
+            long n = 0;
+            p.On(readings, _ => n++);
+            p.OnCompleted(() => Console.WriteLine($"store: {n} readings"));
+        });
+    }
 
     /// <summary>100,000 numbers, doubled, read by a fast and a slow reader: both see all, in order.</summary>
     private static void Order(Graph graph)
@@ -204,5 +222,34 @@ static class Scenarios
             await Task.Delay(3);
             yield return i;
         }
+    }
+}
+
+public sealed record Reading(int Value);
+
+/// <summary>Four bytes per reading; reading 1013 goes out as bytes that do not decode.</summary>
+public sealed class FragileCodec : ICodec<Reading>
+{
+    public string Name => "fragile";
+
+    public void Encode(ReadOnlySpan<Reading> items, System.Buffers.IBufferWriter<byte> output)
+    {
+        foreach (Reading r in items)
+        {
+            Span<byte> span = output.GetSpan(4);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(span, r.Value == 1013 ? -1 : r.Value);
+            output.Advance(4);
+        }
+    }
+
+    public Reading[] Decode(ReadOnlySpan<byte> data, int count)
+    {
+        var items = new Reading[count];
+        for (int i = 0; i < count; i++)
+        {
+            int value = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(data[(4 * i)..]);
+            items[i] = value >= 0 ? new Reading(value) : throw new InvalidDataException($"reading {i} of the batch is garbled");
+        }
+        return items;
     }
 }

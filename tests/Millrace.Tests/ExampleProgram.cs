@@ -11,12 +11,9 @@ internal sealed class ExampleProgram : IDisposable
     private readonly StringBuilder _out = new();
     private readonly StringBuilder _err = new();
 
-    private ExampleProgram(string name, string[] args)
+    private ExampleProgram(string file, IEnumerable<string> args)
     {
-        string dll = Path.Combine(AppContext.BaseDirectory, name + ".dll");
-        if (!File.Exists(dll)) throw new FileNotFoundException($"Example {name} is not built beside the tests.", dll);
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(dll);
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string a in args) info.ArgumentList.Add(a);
         _process = new Process { StartInfo = info };
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_out) _out.AppendLine(e.Data); };
@@ -26,7 +23,27 @@ internal sealed class ExampleProgram : IDisposable
         _process.BeginErrorReadLine();
     }
 
-    public static ExampleProgram Start(string name, params string[] args) => new(name, args);
+    /// <summary>Starts <c>dotnet NAME.dll ARGS</c> for a program built beside the tests.</summary>
+    public static ExampleProgram Start(string name, params string[] args)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, name + ".dll");
+        if (!File.Exists(dll)) throw new FileNotFoundException($"Example {name} is not built beside the tests.", dll);
+        return new ExampleProgram("dotnet", new[] { dll }.Concat(args));
+    }
+
+    /// <summary>Runs an executable file to the end.</summary>
+    public static async Task<(int ExitCode, string Out, string Err)> RunFileAsync(string file, string[] args, int seconds = 60)
+    {
+        using var program = new ExampleProgram(file, args);
+        return await program.WaitAsync(seconds);
+    }
+
+    public int Pid => _process.Id;
+
+    public static void Kill(int pid, int signal)
+    {
+        if (kill(pid, signal) != 0) throw new InvalidOperationException($"kill({pid}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+    }
 
     /// <summary>Runs to the end (killed after <paramref name="seconds"/>, which fails the test).</summary>
     public static async Task<(int ExitCode, string Out, string Err)> RunAsync(string name, string[] args, int seconds = 60)
@@ -67,10 +84,7 @@ internal sealed class ExampleProgram : IDisposable
         }
     }
 
-    public void Signal(int signal)
-    {
-        if (kill(_process.Id, signal) != 0) throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
-    }
+    public void Signal(int signal) => Kill(_process.Id, signal);
 
     public void Dispose()
     {

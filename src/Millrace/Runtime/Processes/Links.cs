@@ -114,6 +114,9 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
         }
         catch (SocketException e)
         {
+            // The reader's OS process is gone. The coordinator sees it die and stops the run with that
+            // as the reason; wait for that stop rather than report a second-hand error first.
+            if (_run.HardToken.WaitHandle.WaitOne(TimeSpan.FromSeconds(10))) throw new OperationCanceledException(_run.HardToken);
             throw new IOException(
                 $"Process '{Name(link.Writer)}' lost its connection to process '{Name(link.Reader)}' while writing stream '{link.Stream.Name}' (is its OS process gone?): {e.Message}", e);
         }

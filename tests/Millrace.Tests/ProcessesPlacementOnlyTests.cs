@@ -1,0 +1,207 @@
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using Millrace.Runtime;
+using Millrace.Runtime.Processes;
+
+namespace Millrace.Tests;
+
+/// <summary>What only the processes placement has: OS processes that can die, be killed, or send bad bytes.</summary>
+public class ProcessesPlacementOnlyTests
+{
+    private const int SIGKILL = 9;
+
+    [Fact]
+    public async Task The_run_result_lists_an_OS_process_per_process()
+    {
+        var (exit, output, err) = await ExampleProgram.RunAsync("Tutorial", new[] { "--placement", "processes", "--stats" });
+        Assert.True(exit == 0, err);
+        var pids = Regex.Matches(output, @"process (\w+): \d+ in, \d+ out, OS process (\d+)")
+            .ToDictionary(m => m.Groups[1].Value, m => int.Parse(m.Groups[2].Value));
+        Assert.Equal(new[] { "db", "process1", "process2", "web" }, pids.Keys.Order());
+        Assert.Equal(4, pids.Values.Distinct().Count());
+        Assert.DoesNotContain(pids.Values, pid => pid == 0);
+        Assert.Contains("db: 5000 items, sum of roots 12497500", output);
+    }
+
+    [Fact]
+    public async Task Grouped_processes_share_an_OS_process_and_give_the_same_result()
+    {
+        var (exit, output, err) = await ExampleProgram.RunAsync("Tutorial",
+            new[] { "--placement", "processes", "--group", "process1,process2", "--stats", "--count", "100000" });
+        Assert.True(exit == 0, err);
+        var pids = Regex.Matches(output, @"process (\w+): \d+ in, \d+ out, OS process (\d+)")
+            .ToDictionary(m => m.Groups[1].Value, m => int.Parse(m.Groups[2].Value));
+        Assert.Equal(pids["process1"], pids["process2"]);
+        Assert.Equal(3, pids.Values.Distinct().Count());
+        Assert.Contains("db: 100000 items, sum of roots 4999950000", output);
+    }
+
+    [Fact]
+    public async Task A_bad_group_is_a_clear_error()
+    {
+        var (exit, _, err) = await ExampleProgram.RunAsync("Tutorial", new[] { "--placement", "processes", "--group", "process1,nobody" });
+        Assert.NotEqual(0, exit);
+        Assert.Contains("--group names process 'nobody', which the graph does not have", err);
+    }
+
+    [Fact]
+    public async Task The_apphost_executable_can_start_itself_again()
+    {
+        string apphost = Path.Combine(AppContext.BaseDirectory, "Tutorial");
+        Assert.True(File.Exists(apphost), apphost);
+        var (exit, output, err) = await ExampleProgram.RunFileAsync(apphost, new[] { "--placement", "processes" });
+        Assert.True(exit == 0, err);
+        Assert.Equal("db: 5000 items, sum of roots 12497500", output.Trim());
+    }
+
+    [Fact]
+    public async Task A_child_killed_with_SIGKILL_is_reported_by_name_and_the_run_stops()
+    {
+        using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--placement", "processes");
+        int[] children = await ChildrenAsync(program.Pid, 4);
+        int victim = children.Single(pid => Processes(pid) == "process1");
+        await Task.Delay(300);
+        ExampleProgram.Kill(victim, SIGKILL);
+
+        var (exit, _, err) = await program.WaitAsync(seconds: 30);
+
+        Assert.Equal(1, exit);
+        Assert.Contains($"Process 'process1' (OS process {victim}) died: killed by signal 9 (SIGKILL)", err);
+        Assert.All(children, pid => Assert.False(Alive(pid), $"child {pid} ({Processes(pid)}) is still running"));
+    }
+
+    [Fact]
+    public async Task Children_exit_when_the_coordinator_is_killed()
+    {
+        using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--placement", "processes");
+        int[] children = await ChildrenAsync(program.Pid, 4);
+        await Task.Delay(300);
+        ExampleProgram.Kill(program.Pid, SIGKILL);
+        await program.WaitAsync(seconds: 30);
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (children.Any(Alive) && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.All(children, pid => Assert.False(Alive(pid), $"child {pid} ({Processes(pid)}) outlived its coordinator"));
+    }
+
+    [Fact]
+    public async Task A_batch_that_cannot_be_decoded_names_the_stream_the_process_and_the_items()
+    {
+        var (exit, output, _) = await ExampleProgram.RunAsync("Millrace.Scenarios", new[] { "corrupt", "--placement", "processes" });
+        Assert.Equal(1, exit);
+        Assert.Contains("outcome: Failed", output);
+        Match error = Regex.Match(output, @"error: process=store stream=readings item=(\d+) value= exception=InvalidDataException");
+        Assert.True(error.Success, output);
+        Assert.InRange(long.Parse(error.Groups[1].Value), 0, 1013);
+    }
+
+    [Fact]
+    public void A_frame_that_is_not_one_is_refused_with_a_clear_error()
+    {
+        var (a, b) = SocketPair();
+        using var writer = new Connection(a);
+        using var reader = new Connection(b);
+        a.Send(new byte[] { 0xFF, 0xFF, 0xFF, 0x7F, 1, 2, 3 });
+        var e = Assert.Throws<InvalidDataException>(() => reader.ReadFrames((_, _, _, _) => { }));
+        Assert.Contains("announces 2147483647 bytes", e.Message);
+
+        var (c, d) = SocketPair();
+        using var reader2 = new Connection(d);
+        c.Send(new byte[] { 7, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0 });
+        var kind = Assert.Throws<InvalidDataException>(() => reader2.ReadFrames((_, _, _, _) => { }));
+        Assert.Contains("kind 99", kind.Message);
+        c.Dispose();
+    }
+
+    [Fact]
+    public void Frames_survive_the_trip_in_order_however_the_bytes_are_split()
+    {
+        var (a, b) = SocketPair();
+        using var writer = new Connection(a);
+        using var reader = new Connection(b);
+        var codec = new BatchCodec<long>(BinaryCodec.For<long>());
+        var seen = new List<(FrameKind, int, int, long)>();
+        var thread = new Thread(() =>
+        {
+            for (int i = 0; i < 200; i++) writer.SendData(3, codec, Enumerable.Range(0, i + 1).Select(x => (long)x).ToArray(), i + 1);
+            writer.Send(FrameKind.End, 3, 0);
+            a.Shutdown(SocketShutdown.Send);
+        });
+        thread.Start();
+        reader.ReadFrames((kind, link, count, payload) =>
+            seen.Add((kind, link, count, kind == FrameKind.Data ? ((long[])codec.Decode(payload, count)).Sum() : 0)));
+        thread.Join();
+        Assert.Equal(201, seen.Count);
+        for (int i = 0; i < 200; i++) Assert.Equal((FrameKind.Data, 3, i + 1, (long)i * (i + 1) / 2), seen[i]);
+        Assert.Equal((FrameKind.End, 3, 0, 0L), seen[200]);
+    }
+
+    private static (Socket, Socket) SocketPair()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"millrace-test-{Guid.NewGuid():N}.sock");
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        listener.Listen(1);
+        var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        client.Connect(new UnixDomainSocketEndPoint(path));
+        Socket server = listener.Accept();
+        File.Delete(path);
+        return (client, server);
+    }
+
+    /// <summary>The children of <paramref name="parent"/>, once there are <paramref name="count"/> of them.</summary>
+    private static async Task<int[]> ChildrenAsync(int parent, int count)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            int[] children = Directory.GetDirectories("/proc")
+                .Select(d => int.TryParse(Path.GetFileName(d), out int pid) ? pid : 0)
+                .Where(pid => pid > 0 && ParentOf(pid) == parent && Processes(pid) is not null)
+                .ToArray();
+            if (children.Length >= count) return children;
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Only {children.Length} of {count} children started.");
+            await Task.Delay(50);
+        }
+    }
+
+    private static int ParentOf(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+        }
+        catch (IOException)
+        {
+            return -1;
+        }
+    }
+
+    /// <summary>The Millrace processes an OS process was started for (from its initial environment).</summary>
+    private static string? Processes(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/environ").Split('\0')
+                .FirstOrDefault(v => v.StartsWith(ChildInfo.ProcessesVariable + "=", StringComparison.Ordinal))?[(ChildInfo.ProcessesVariable.Length + 1)..];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static bool Alive(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[stat.LastIndexOf(')') + 2] != 'Z'; // a zombie has exited; only its parent's bookkeeping is left
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+}
