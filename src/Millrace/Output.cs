@@ -33,6 +33,7 @@ public sealed class Output<T> : IOutputPort
     IStreamReference IOutputPort.Stream => Stream;
     BatchSender IOutputPort.Sender => _sender ?? throw new InvalidOperationException("Output is not wired.");
     long IOutputPort.ItemsOut => _sender?.ItemsOut ?? 0;
+    int IOutputPort.ItemSize => System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
     internal int BufferedCount => _count;
 
     /// <summary>Appends <paramref name="item"/> to the stream. Every reader of the stream will see it, in order.</summary>
@@ -87,6 +88,8 @@ internal interface IOutputPort
     IStreamReference Stream { get; }
     BatchSender Sender { get; }
     long ItemsOut { get; }
+    /// <summary>Bytes per item in a batch array (a reference for reference types).</summary>
+    int ItemSize { get; }
     void Attach(BatchSender sender);
     /// <summary>Sends the partial batch, if any.</summary>
     void Flush();

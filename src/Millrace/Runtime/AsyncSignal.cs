@@ -1,37 +1,122 @@
+using System.Threading.Tasks.Sources;
+
 namespace Millrace.Runtime;
+
+/// <summary>
+/// One reusable wait for one waiter, completed by another thread. The continuation goes straight
+/// to the waiter's synchronization context (its process thread), never through the thread pool.
+/// The owner decides, under its own lock, who completes a wait: <see cref="Complete"/> or
+/// cancellation, once per wait.
+/// </summary>
+internal sealed class Waiter : IValueTaskSource
+{
+    private readonly object _lock;
+    private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+    private CancellationTokenRegistration _registration;
+    private bool _waiting;
+
+    /// <param name="ownerLock">The lock under which the owner checks its condition and calls <see cref="Begin"/>.</param>
+    public Waiter(object ownerLock) => _lock = ownerLock;
+
+    /// <summary>Whether a wait is under way. Read under the owner's lock.</summary>
+    public bool Waiting => _waiting;
+
+    /// <summary>Starts a wait; call under the owner's lock, then <see cref="Start"/> outside it.</summary>
+    public void Begin()
+    {
+        _core.Reset();
+        _waiting = true;
+    }
+
+    public ValueTask Start(CancellationToken cancellationToken)
+    {
+        if (cancellationToken.CanBeCanceled)
+            _registration = cancellationToken.UnsafeRegister(static (state, token) => ((Waiter)state!).Cancel(token), this);
+        return new ValueTask(this, _core.Version);
+    }
+
+    /// <summary>Ends the wait, if one is under way; call under the owner's lock. Returns whether it did.</summary>
+    public bool TryEnd()
+    {
+        if (!_waiting) return false;
+        _waiting = false;
+        return true;
+    }
+
+    /// <summary>Completes the wait ended by <see cref="TryEnd"/>; call outside the owner's lock.</summary>
+    public void Complete() => _core.SetResult(true);
+
+    private void Cancel(CancellationToken token)
+    {
+        bool ended;
+        lock (_lock) ended = TryEnd();
+        if (ended) _core.SetException(new OperationCanceledException(token));
+    }
+
+    void IValueTaskSource.GetResult(short token)
+    {
+        _registration.Dispose();
+        _registration = default;
+        _core.GetResult(token);
+    }
+
+    ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => _core.GetStatus(token);
+
+    void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+}
 
 /// <summary>An auto-reset event with one waiter: a Set before the wait is remembered, never lost.</summary>
 internal sealed class AsyncSignal
 {
     private readonly object _lock = new();
+    private readonly Waiter _waiter;
     private bool _set;
-    private TaskCompletionSource? _waiter;
+
+    public AsyncSignal() => _waiter = new Waiter(_lock);
 
     public void Set()
     {
-        TaskCompletionSource? waiter;
+        bool wake;
         lock (_lock)
         {
-            waiter = _waiter;
-            _waiter = null;
-            if (waiter is null) _set = true;
+            wake = _waiter.TryEnd();
+            if (!wake)
+            {
+                _set = true;
+                Monitor.Pulse(_lock);
+            }
         }
-        waiter?.TrySetResult();
+        if (wake) _waiter.Complete();
     }
 
-    public Task WaitAsync(CancellationToken cancellationToken)
+    /// <summary>Blocks the calling thread until set (for threads that may block: synchronous sources).</summary>
+    public void Wait(CancellationToken cancellationToken)
     {
-        Task task;
+        using CancellationTokenRegistration registration = cancellationToken.UnsafeRegister(
+            static state => { lock (state!) Monitor.PulseAll(state); }, _lock);
+        lock (_lock)
+        {
+            while (!_set)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                Monitor.Wait(_lock);
+            }
+            _set = false;
+        }
+    }
+
+    public ValueTask WaitAsync(CancellationToken cancellationToken)
+    {
         lock (_lock)
         {
             if (_set)
             {
                 _set = false;
-                return Task.CompletedTask;
+                return ValueTask.CompletedTask;
             }
-            _waiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            task = _waiter.Task;
+            _waiter.Begin();
         }
-        return cancellationToken.CanBeCanceled ? task.WaitAsync(cancellationToken) : task;
+        return _waiter.Start(cancellationToken);
     }
 }

@@ -24,6 +24,11 @@ internal abstract class Destination
     /// <summary>Tells the reader this writer has ended.</summary>
     public abstract void SendEnd();
 
+    /// <summary>Lets go of anything gathered for sending (the writer is about to wait).</summary>
+    public virtual void Flush()
+    {
+    }
+
     /// <summary>For deadlock reports: how full the reader's queue is.</summary>
     public abstract string Fill { get; }
 }
@@ -119,6 +124,12 @@ internal sealed class BatchSender
         return true;
     }
 
+    /// <summary>Sends what destinations have gathered (across OS processes); the writer is about to wait.</summary>
+    public void FlushDestinations()
+    {
+        foreach (Destination d in _destinations) d.Flush();
+    }
+
     /// <summary>Sends the end mark to every reader; call once everything pending is delivered.</summary>
     public void End()
     {
@@ -129,6 +140,7 @@ internal sealed class BatchSender
             if (d.Closed) continue;
             d.SendEnd();
             _writer.CountSent();
+            d.Flush();
         }
     }
 

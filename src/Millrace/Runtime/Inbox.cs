@@ -46,6 +46,9 @@ internal sealed class Lane
     /// <summary>Per writer index: where to return room once its batch is taken (writers in other OS processes), or null.</summary>
     public Action<int>?[]? ReturnRoom { get; set; }
 
+    /// <summary>Sends room gathered for writers in other OS processes, or null when there are none.</summary>
+    public Action? FlushRoom { get; set; }
+
     /// <summary>Items of this stream handled so far: the position of the next item. Reader thread only.</summary>
     public long Position;
 
@@ -72,12 +75,14 @@ internal sealed class Inbox
     private readonly object _lock = new();
     private readonly Queue<Envelope> _queue = new();
     private List<ProcessRunner> _spareWaiters = new();
-    private TaskCompletionSource? _waiter;
+    private readonly Waiter _waiter;
+
+    public Inbox() => _waiter = new Waiter(_lock);
 
     /// <summary>Enqueues a batch if its lane has room; otherwise registers <paramref name="writer"/> to be woken.</summary>
     public bool TryEnqueue(Lane lane, Array items, int count, int writerIndex, ProcessRunner writer)
     {
-        TaskCompletionSource? wake;
+        bool wake;
         lock (_lock)
         {
             if (lane.Queued > 0 && lane.Queued + count > lane.Capacity)
@@ -87,38 +92,35 @@ internal sealed class Inbox
             }
             lane.Queued += count;
             _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, writerIndex));
-            wake = _waiter;
-            _waiter = null;
+            wake = _waiter.TryEnd();
         }
-        wake?.TrySetResult();
+        if (wake) _waiter.Complete();
         return true;
     }
 
     /// <summary>Enqueues a batch from a writer in another OS process; its room was reserved there (credits).</summary>
     public void EnqueueRemote(Lane lane, Array items, int count, int writerIndex)
     {
-        TaskCompletionSource? wake;
+        bool wake;
         lock (_lock)
         {
             lane.Queued += count;
             _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, writerIndex));
-            wake = _waiter;
-            _waiter = null;
+            wake = _waiter.TryEnd();
         }
-        wake?.TrySetResult();
+        if (wake) _waiter.Complete();
     }
 
     /// <summary>Enqueues an end mark or a termination notice; these never wait for room.</summary>
     public void EnqueueControl(Envelope envelope)
     {
-        TaskCompletionSource? wake;
+        bool wake;
         lock (_lock)
         {
             _queue.Enqueue(envelope);
-            wake = _waiter;
-            _waiter = null;
+            wake = _waiter.TryEnd();
         }
-        wake?.TrySetResult();
+        if (wake) _waiter.Complete();
     }
 
     public bool TryTake(out Envelope envelope)
@@ -149,17 +151,15 @@ internal sealed class Inbox
         return true;
     }
 
-    /// <summary>Completes when something is queued.</summary>
-    public Task WaitAsync(CancellationToken cancellationToken)
+    /// <summary>Completes when something is queued. One waiter: the owning process.</summary>
+    public ValueTask WaitAsync(CancellationToken cancellationToken)
     {
-        Task task;
         lock (_lock)
         {
-            if (_queue.Count > 0) return Task.CompletedTask;
-            _waiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            task = _waiter.Task;
+            if (_queue.Count > 0) return ValueTask.CompletedTask;
+            _waiter.Begin();
         }
-        return task.WaitAsync(cancellationToken);
+        return _waiter.Start(cancellationToken);
     }
 
     public int Count

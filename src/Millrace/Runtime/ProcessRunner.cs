@@ -140,6 +140,7 @@ internal sealed class ProcessRunner
             {
                 FlushOutputs();
                 if (Blocked) await DrainAsync();
+                ReturnRoom();
                 SetState(RunnerState.Passive);
                 if (!Inbox.TryTake(out envelope))
                 {
@@ -156,6 +157,8 @@ internal sealed class ProcessRunner
                     break;
                 case EnvelopeKind.End:
                     if (envelope.Lane!.EndWriter(envelope.Writer)) _openLanes--;
+                    // A writer elsewhere waits for all its room before its OS process exits.
+                    ReturnRoom();
                     break;
                 case EnvelopeKind.ForceEnd:
                     foreach (Lane l in _lanes)
@@ -187,8 +190,18 @@ internal sealed class ProcessRunner
     /// <summary>Sends every partial batch (the process is about to wait, or its items have waited long enough).</summary>
     public void FlushOutputs()
     {
-        foreach (IOutputPort output in Outputs) output.Flush();
+        foreach (IOutputPort output in Outputs)
+        {
+            output.Flush();
+            output.Sender.FlushDestinations();
+        }
         _lastFlush = Environment.TickCount64;
+    }
+
+    /// <summary>Gives back room held for writers in other OS processes (the process is about to wait).</summary>
+    private void ReturnRoom()
+    {
+        foreach (Lane lane in _lanes) lane.FlushRoom?.Invoke();
     }
 
     /// <summary>
@@ -214,26 +227,35 @@ internal sealed class ProcessRunner
     /// <summary>Waits until every output has delivered what it holds.</summary>
     public async ValueTask DrainAsync()
     {
-        while (true)
-        {
-            SetState(RunnerState.Blocked);
-            bool delivered = true;
-            foreach (IOutputPort output in Outputs)
-            {
-                if (output.Sender.HasPending && !output.Sender.TryDeliver()) delivered = false;
-            }
-            if (delivered)
-            {
-                Blocked = false;
-                SetState(RunnerState.Running);
-                return;
-            }
-            await _room.WaitAsync(Run.HardToken);
-        }
+        while (!TryDrain()) await _room.WaitAsync(Run.HardToken);
     }
 
-    /// <summary>For threads that may block (synchronous sources, and emit storms inside one handler).</summary>
-    public void DrainBlocking() => ProcessThread.BlockOn(DrainAsync);
+    /// <summary>The same for threads that may block (synchronous sources, and emit storms inside one handler).</summary>
+    public void DrainBlocking()
+    {
+        while (!TryDrain()) _room.Wait(Run.HardToken);
+    }
+
+    /// <summary>Delivers what it can; false when some reader is full and the process must wait for room.</summary>
+    private bool TryDrain()
+    {
+        SetState(RunnerState.Blocked);
+        bool delivered = true;
+        foreach (IOutputPort output in Outputs)
+        {
+            if (output.Sender.HasPending && !output.Sender.TryDeliver()) delivered = false;
+        }
+        if (delivered)
+        {
+            Blocked = false;
+            SetState(RunnerState.Running);
+            return true;
+        }
+        // About to wait: what is gathered must leave, and room held back must go to those waiting for it.
+        foreach (IOutputPort output in Outputs) output.Sender.FlushDestinations();
+        ReturnRoom();
+        return false;
+    }
 
     /// <summary>Called by a reader that made room this process is waiting for.</summary>
     public void WakeForRoom()

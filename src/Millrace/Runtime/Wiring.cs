@@ -6,12 +6,17 @@ internal interface IRemoteLinks
     /// <summary>A destination for <paramref name="writer"/>'s batches of <paramref name="stream"/> to a reader elsewhere.</summary>
     Destination Outgoing(StreamInfo stream, int writer, int writerIndex, int reader, bool inSameCycle);
 
-    /// <summary>Accepts batches of <paramref name="stream"/> from a writer elsewhere into <paramref name="lane"/>; returns how to give room back.</summary>
-    Action<int> Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane);
+    /// <summary>
+    /// Accepts batches of <paramref name="stream"/> from a writer elsewhere into <paramref name="lane"/>;
+    /// returns how to give room back (gathered) and how to send what was gathered.
+    /// </summary>
+    (Action<int> ReturnRoom, Action FlushRoom) Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane);
 }
 
 internal static class Wiring
 {
+    private const int MaxBatchBytes = 64 * 1024;
+
     /// <summary>
     /// Gives every hosted reader a lane per input stream, and every hosted writer a destination per
     /// reader. <paramref name="runners"/> has null for processes hosted elsewhere.
@@ -32,18 +37,21 @@ internal static class Wiring
                 {
                     if (runners[stream.Writers[k]] is not null) continue;
                     lane.ReturnRoom ??= new Action<int>?[stream.Writers.Length];
-                    lane.ReturnRoom[k] = remote!.Incoming(stream, k, r, reader, lane);
+                    var (returnRoom, flushRoom) = remote!.Incoming(stream, k, r, reader, lane);
+                    lane.ReturnRoom[k] = returnRoom;
+                    lane.FlushRoom += flushRoom;
                 }
                 lanes[(r, stream.Name)] = lane;
             }
         }
-        int batchSize = options.EffectiveBatchSize;
-        int maxPending = Math.Max(4, options.StreamCapacity / batchSize);
         for (int w = 0; w < runners.Length; w++)
         {
             if (runners[w] is not { } writer) continue;
             foreach (IOutputPort output in model.Processes[w].Outputs)
             {
+                // Batch arrays stay below 64 KiB, clear of the large object heap, whatever the item size.
+                int batchSize = Math.Min(options.EffectiveBatchSize, Math.Max(16, MaxBatchBytes / output.ItemSize));
+                int maxPending = Math.Max(4, options.StreamCapacity / batchSize);
                 StreamInfo stream = model.Streams[output.Stream.Name];
                 int writerIndex = Array.IndexOf(stream.Writers, w);
                 Destination[] destinations = stream.Readers

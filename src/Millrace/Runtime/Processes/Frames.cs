@@ -34,17 +34,27 @@ internal static class Frame
     }
 }
 
-/// <summary>A growable byte buffer the codecs write into, with the frame header in front.</summary>
+/// <summary>A growable byte buffer of frames; codecs write payloads straight into it.</summary>
 internal sealed class FrameBuffer : IBufferWriter<byte>
 {
-    private byte[] _data = new byte[64 * 1024];
+    private byte[] _data = new byte[128 * 1024];
     private int _length;
 
     public ReadOnlySpan<byte> Written => _data.AsSpan(0, _length);
-    public Span<byte> Header => _data.AsSpan(0, Frame.HeaderSize);
-    public int PayloadLength => _length - Frame.HeaderSize;
+    public int Length => _length;
 
-    public void StartFrame() => _length = Frame.HeaderSize;
+    public void Clear() => _length = 0;
+
+    /// <summary>Reserves room for a frame header; returns where the frame starts.</summary>
+    public int StartFrame()
+    {
+        Ensure(Frame.HeaderSize);
+        int start = _length;
+        _length += Frame.HeaderSize;
+        return start;
+    }
+
+    public Span<byte> FrameHeader(int start) => _data.AsSpan(start, Frame.HeaderSize);
 
     public void Advance(int count) => _length += count;
 
@@ -68,36 +78,58 @@ internal sealed class FrameBuffer : IBufferWriter<byte>
     }
 }
 
-/// <summary>One socket between two OS processes of a run: frames go out under a lock, come in on a reader thread.</summary>
+/// <summary>
+/// One socket between two OS processes of a run. Frames are gathered in a send buffer and leave
+/// together (one system call for many batches) when it is full or when the writer flushes: before
+/// it waits for anything. Frames come in on a reader thread.
+/// </summary>
 internal sealed class Connection : IDisposable
 {
+    /// <summary>Gathered frames leave once they reach this size.</summary>
+    private const int SendThreshold = 64 * 1024;
+
     private readonly Socket _socket;
     private readonly object _sendLock = new();
     private readonly FrameBuffer _buffer = new();
-    private readonly byte[] _small = new byte[Frame.HeaderSize];
 
     public Connection(Socket socket) => _socket = socket;
 
-    /// <summary>Sends a frame without payload (Hello, End, Room).</summary>
+    /// <summary>Sends a frame without payload (Hello, End, Room) at once, with whatever is gathered before it.</summary>
     public void Send(FrameKind kind, int link, int count)
     {
         lock (_sendLock)
         {
-            Frame.WriteHeader(_small, kind, link, count, 0);
-            SendAll(_small);
+            int start = _buffer.StartFrame();
+            Frame.WriteHeader(_buffer.FrameHeader(start), kind, link, count, 0);
+            SendGathered();
         }
     }
 
-    /// <summary>Encodes a batch with its stream's codec and sends it as one Data frame.</summary>
+    /// <summary>Encodes a batch with its stream's codec and gathers it as one Data frame.</summary>
     public void SendData(int link, BatchCodec codec, Array items, int count)
     {
         lock (_sendLock)
         {
-            _buffer.StartFrame();
+            int start = _buffer.StartFrame();
             codec.Encode(items, count, _buffer);
-            Frame.WriteHeader(_buffer.Header, FrameKind.Data, link, count, _buffer.PayloadLength);
-            SendAll(_buffer.Written);
+            Frame.WriteHeader(_buffer.FrameHeader(start), FrameKind.Data, link, count, _buffer.Length - start - Frame.HeaderSize);
+            if (_buffer.Length >= SendThreshold) SendGathered();
         }
+    }
+
+    /// <summary>Sends whatever frames are gathered.</summary>
+    public void Flush()
+    {
+        lock (_sendLock)
+        {
+            if (_buffer.Length > 0) SendGathered();
+        }
+    }
+
+    private void SendGathered()
+    {
+        SendAll(_buffer.Written);
+        _buffer.Clear();
     }
 
     private void SendAll(ReadOnlySpan<byte> bytes)

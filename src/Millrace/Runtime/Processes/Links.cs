@@ -80,19 +80,32 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
         return destination;
     }
 
-    public Action<int> Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane)
+    public (Action<int> ReturnRoom, Action FlushRoom) Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane)
     {
         LinkInfo link = Find(stream, writerIndex, readerIndex);
-        _incoming[link.Id] = new IncomingLink(link, reader, lane, _codecs.For(stream.ItemType));
-        return count => ReturnRoom(link, count);
+        var incoming = new IncomingLink(link, reader, lane, _codecs.For(stream.ItemType));
+        _incoming[link.Id] = incoming;
+        // Room goes back a quarter of the capacity at a time (fewer frames), and all of it before the reader waits.
+        int threshold = Math.Max(1, _capacity / 4);
+        return (count =>
+        {
+            incoming.RoomToReturn += count;
+            if (incoming.RoomToReturn >= threshold) SendRoom(incoming);
+        }, () =>
+        {
+            if (incoming.RoomToReturn > 0) SendRoom(incoming);
+        });
     }
 
-    private void ReturnRoom(LinkInfo link, int count)
+    /// <summary>Reader thread only (one reader per link).</summary>
+    private void SendRoom(IncomingLink link)
     {
+        int count = link.RoomToReturn;
+        link.RoomToReturn = 0;
         Interlocked.Increment(ref _extraSent);
         try
         {
-            _fromGroup[_groupOf[link.Writer]]?.Send(FrameKind.Room, link.Id, count);
+            _fromGroup[_groupOf[link.Info.Writer]]?.Send(FrameKind.Room, link.Info.Id, count);
         }
         catch (SocketException)
         {
@@ -105,6 +118,8 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
 
     internal void SendEnd(LinkInfo link) =>
         Guard(link, () => _toGroup[_groupOf[link.Reader]]!.Send(FrameKind.End, link.Id, 0));
+
+    internal void Flush(LinkInfo link) => Guard(link, () => _toGroup[_groupOf[link.Reader]]!.Flush());
 
     private void Guard(LinkInfo link, Action send)
     {
@@ -134,6 +149,13 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
         try
         {
             while (_outgoing.Any(d => d is { Outstanding: > 0 })) await _roomReturned.WaitAsync(cts.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            string missing = string.Join(", ", _outgoing.Where(d => d is { Outstanding: > 0 })
+                .Select(d => $"'{d!.ReaderName}' ({d.Outstanding} items)"));
+            _run.Fail(new ProcessFailure(Name(_links.First(l => _groupOf[l.Writer] == _group).Writer), null, null, null,
+                $"Readers in other OS processes did not return room within {timeout.TotalSeconds:0.#} s after the run ended: {missing}. This is a Millrace bug; please report it.", null));
         }
         catch (OperationCanceledException)
         {
@@ -276,7 +298,11 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
         }
     }
 
-    private sealed record IncomingLink(LinkInfo Info, ProcessRunner Reader, Lane Lane, BatchCodec Codec);
+    private sealed record IncomingLink(LinkInfo Info, ProcessRunner Reader, Lane Lane, BatchCodec Codec)
+    {
+        /// <summary>Room taken but not yet returned to the writer. Reader thread only.</summary>
+        public int RoomToReturn { get; set; }
+    }
 }
 
 /// <summary>A reader in another OS process: batches leave as Data frames, within the room the reader has granted.</summary>
@@ -315,6 +341,8 @@ internal sealed class RemoteDestination : Destination
     }
 
     public override void SendEnd() => _links.SendEnd(_link);
+
+    public override void Flush() => _links.Flush(_link);
 
     public void AddRoom(int count)
     {
