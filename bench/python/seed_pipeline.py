@@ -1,8 +1,11 @@
-"""The first seed's program (tutorial-multiprocessing-python.md), as written there, with a sentinel
-to end it and without the per-item prints: web -> queue1 -> process1 (square) -> queue2 ->
-process2 (square root) -> queue3 -> db (sum). Each stage is its own OS process.
+"""The first seed's program (tutorial-multiprocessing-python.md), with a sentinel to end it:
+web -> queue1 -> process1 (square) -> queue2 -> process2 (square root) -> queue3 -> db (sum).
+Each stage is its own OS process, as in the seed.
 
-    python3 seed_pipeline.py N      prints "N SUM"
+    python3 seed_pipeline.py N            as written in the seed: prints every item to stdout
+    python3 seed_pipeline.py N --quiet    the same without the per-item prints
+
+The summary goes to stderr, in the Tutorial example's words: "db: N items, sum of roots S".
 """
 import math
 import multiprocessing
@@ -19,27 +22,33 @@ def f2(value):
     return math.sqrt(value)
 
 
-def process_init(queue_in, count):
+def process_init(queue_in, count, verbose):
     for val in range(0, count):
+        if verbose:
+            print("entering the Q : ", val)
         queue_in.put(val)
     queue_in.put(SENTINEL)
 
 
-def process1(queue_in, queue_out):
+def process1(queue_in, queue_out, verbose):
     while True:
         tmp = queue_in.get()
         if tmp is SENTINEL:
             queue_out.put(SENTINEL)
             break
+        if verbose:
+            print("tmp process1 : ", tmp)
         queue_out.put(f1(tmp))
 
 
-def process2(queue_in, queue_out):
+def process2(queue_in, queue_out, verbose):
     while True:
         tmp = queue_in.get()
         if tmp is SENTINEL:
             queue_out.put(SENTINEL)
             break
+        if verbose:
+            print("tmp process2 : ", f2(tmp))
         queue_out.put(f2(tmp))
 
 
@@ -56,11 +65,12 @@ def db(queue_in, result):
 
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    verbose = "--quiet" not in sys.argv[2:]
     queue1, queue2, queue3, result = (multiprocessing.Queue() for _ in range(4))
     workers = [
-        multiprocessing.Process(target=process_init, args=(queue1, count)),
-        multiprocessing.Process(target=process1, args=(queue1, queue2)),
-        multiprocessing.Process(target=process2, args=(queue2, queue3)),
+        multiprocessing.Process(target=process_init, args=(queue1, count, verbose)),
+        multiprocessing.Process(target=process1, args=(queue1, queue2, verbose)),
+        multiprocessing.Process(target=process2, args=(queue2, queue3, verbose)),
         multiprocessing.Process(target=db, args=(queue3, result)),
     ]
     for w in workers:
@@ -68,4 +78,4 @@ if __name__ == "__main__":
     items, total = result.get()
     for w in workers:
         w.join()
-    print(f"{items} {total:.0f}")
+    print(f"db: {items} items, sum of roots {total:.0f}", file=sys.stderr)

@@ -1,0 +1,211 @@
+// bench/run.sh runs this. It measures the Tutorial workload (0..N-1 -> square -> square root ->
+// sum, the sum checked every run) on Millrace and on what users would pick instead, each system
+// as its own program, several times, and reports medians and ratios measured in the same run.
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+if (args.Length > 1 && args[0] == "--measure") return Measure.Run(args[1..]);
+
+string root = FindRoot();
+var options = Options.Parse(args);
+if (options is null) return 2;
+
+var systems = new List<SystemSpec>
+{
+    new("millrace-threads", "Millrace, threads placement", n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "threads")),
+    new("millrace-processes", "Millrace, processes placement (an OS process per process)", n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "processes")),
+    new("channels", "System.Threading.Channels, bounded, a task per stage, item at a time", n => Dotnet(root, "bench/Peers", "Peers", "channels", n)),
+    new("dataflow", "TPL Dataflow, bounded blocks, item at a time", n => Dotnet(root, "bench/Peers", "Peers", "dataflow", n)),
+    new("channels-batched", "bounded channels carrying arrays of 1024 items (hand-tuned limit)", n => Dotnet(root, "bench/Peers", "Peers", "channels-batched", n)),
+    new("python-multiprocessing", "the first seed's Python program as written (prints every item, to /dev/null)",
+        n => new[] { "bash", "-c", $"exec python3 '{root}/bench/python/seed_pipeline.py' {n} > /dev/null" }, Python: true),
+    new("python-multiprocessing-quiet", "the first seed's Python program without its per-item prints",
+        n => new[] { "python3", $"{root}/bench/python/seed_pipeline.py", n.ToString(), "--quiet" }, Python: true),
+};
+
+var chosen = options.Systems is null ? systems : systems.Where(s => options.Systems.Contains(s.Name)).ToList();
+foreach (string unknown in options.Systems?.Except(systems.Select(s => s.Name)) ?? Enumerable.Empty<string>())
+{
+    Console.Error.WriteLine($"unknown system '{unknown}'; systems: {string.Join(", ", systems.Select(s => s.Name))}");
+    return 2;
+}
+
+Console.WriteLine($"Tutorial workload, {options.Items:N0} items ({options.PythonItems:N0} for Python), {options.Runs} runs each, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+var results = new List<Result>();
+foreach (SystemSpec system in chosen)
+{
+    long items = system.Python ? options.PythonItems : options.Items;
+    var runs = new List<Measure.Sample>();
+    for (int r = 0; r < options.Runs; r++)
+    {
+        Measure.Sample sample = Measure.Launch(system.Command(items));
+        Match summary = Regex.Match(sample.Output, @"db: (\d+) items, sum of roots (\d+)");
+        long expectedSum = items * (items - 1) / 2;
+        if (sample.ExitCode != 0 || !summary.Success || long.Parse(summary.Groups[1].Value) != items || long.Parse(summary.Groups[2].Value) != expectedSum)
+        {
+            Console.Error.WriteLine($"{system.Name}: wrong result (exit {sample.ExitCode}; expected {items} items and sum {expectedSum}):\n{sample.Output}");
+            return 1;
+        }
+        runs.Add(sample);
+        Console.Error.WriteLine($"  {system.Name} run {r + 1}: {items / sample.Seconds:N0} items/s");
+    }
+    double[] rates = runs.Select(s => items / s.Seconds).Order().ToArray();
+    results.Add(new Result(system.Name, items, rates[rates.Length / 2], rates[0], rates[^1],
+        runs.Select(s => s.CpuSeconds).Order().ElementAt(runs.Count / 2), runs.Max(s => s.PeakRssKb) / 1024.0, system.Description));
+}
+
+double? channels = results.FirstOrDefault(r => r.System == "channels")?.ItemsPerSecond;
+Console.WriteLine();
+Console.WriteLine($"{"system",-30} {"items",12} {"items/s",14} {"min",14} {"max",14} {"x channels",10} {"CPU s",7} {"peak MB",8}");
+foreach (Result r in results)
+{
+    string ratio = channels is > 0 ? $"{r.ItemsPerSecond / channels.Value:0.00}" : "-";
+    Console.WriteLine($"{r.System,-30} {r.Items,12:N0} {r.ItemsPerSecond,14:N0} {r.ItemsPerSecondMin,14:N0} {r.ItemsPerSecondMax,14:N0} {ratio,10} {r.CpuSeconds,7:0.00} {r.PeakMb,8:0}");
+}
+Console.WriteLine("(peak MB: the largest single OS process of the run)");
+foreach (var (a, b) in new[] { ("millrace-processes", "python-multiprocessing"), ("millrace-processes", "python-multiprocessing-quiet"),
+             ("millrace-threads", "channels"), ("millrace-threads", "dataflow"), ("millrace-threads", "channels-batched") })
+{
+    Result? x = results.FirstOrDefault(r => r.System == a), y = results.FirstOrDefault(r => r.System == b);
+    if (x is not null && y is not null) Console.WriteLine($"{a} / {b}: {x.ItemsPerSecond / y.ItemsPerSecond:0.00}x");
+}
+
+if (options.Latency)
+{
+    Console.WriteLine();
+    foreach (string placement in new[] { "threads", "processes" })
+    {
+        Measure.Sample sample = Measure.Launch(Dotnet(root, "bench/Latency", "Latency", "--rate", 1000, "--seconds", options.Quick ? 2 : 5, "--placement", placement));
+        Console.WriteLine($"{placement,-10} {sample.Output.Trim()}");
+    }
+}
+
+if (options.Json is not null)
+{
+    File.WriteAllText(options.Json, JsonSerializer.Serialize(results.Select(r => new Dictionary<string, object>
+    {
+        ["system"] = r.System,
+        ["items"] = r.Items,
+        ["items_per_s"] = Math.Round(r.ItemsPerSecond),
+        ["items_per_s_min"] = Math.Round(r.ItemsPerSecondMin),
+        ["items_per_s_max"] = Math.Round(r.ItemsPerSecondMax),
+        ["cpu_s"] = Math.Round(r.CpuSeconds, 3),
+        ["peak_rss_mb"] = Math.Round(r.PeakMb, 1),
+    }), new JsonSerializerOptions { WriteIndented = true }));
+    Console.WriteLine($"wrote {options.Json}");
+}
+return 0;
+
+static string[] Dotnet(string root, string project, string name, params object[] args) =>
+    new[] { "dotnet", Path.Combine(root, project, "bin", "Release", "net10.0", name + ".dll") }.Concat(args.Select(a => a.ToString()!)).ToArray();
+
+static string FindRoot()
+{
+    for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
+    {
+        if (File.Exists(Path.Combine(dir, "Millrace.sln"))) return dir;
+    }
+    throw new DirectoryNotFoundException("Cannot find the repository root (Millrace.sln) above " + AppContext.BaseDirectory);
+}
+
+internal sealed record SystemSpec(string Name, string Description, Func<long, string[]> Command, bool Python = false);
+
+internal sealed record Result(string System, long Items, double ItemsPerSecond, double ItemsPerSecondMin, double ItemsPerSecondMax,
+    double CpuSeconds, double PeakMb, string Description);
+
+internal sealed class Options
+{
+    public long Items { get; private set; } = 10_000_000;
+    public long PythonItems { get; private set; } = 1_000_000;
+    public int Runs { get; private set; } = 3;
+    public HashSet<string>? Systems { get; private set; }
+    public string? Json { get; private set; }
+    public bool Quick { get; private set; }
+    public bool Latency { get; private set; }
+
+    public static Options? Parse(string[] args)
+    {
+        var o = new Options();
+        bool itemsSet = false, pythonSet = false, runsSet = false;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            switch (args[i])
+            {
+                case "--items": o.Items = long.Parse(Next()); itemsSet = true; break;
+                case "--python-items": o.PythonItems = long.Parse(Next()); pythonSet = true; break;
+                case "--runs": o.Runs = int.Parse(Next()); runsSet = true; break;
+                case "--systems": o.Systems = Next().Split(',').ToHashSet(); break;
+                case "--json": o.Json = Next(); break;
+                case "--quick": o.Quick = true; break;
+                case "--latency": o.Latency = true; break;
+                default:
+                    Console.Error.WriteLine($"unknown option '{args[i]}'. Options: --items N, --python-items N, --runs R, --systems a,b, --json FILE, --quick, --latency");
+                    return null;
+            }
+        }
+        if (o.Quick)
+        {
+            if (!itemsSet) o.Items = 2_000_000;
+            if (!pythonSet) o.PythonItems = 100_000;
+            if (!runsSet) o.Runs = 1;
+        }
+        return o;
+    }
+}
+
+/// <summary>
+/// Runs one command in a fresh helper process, which reports the command's wall time, CPU time
+/// and peak memory from getrusage(RUSAGE_CHILDREN): every OS process of the command is counted,
+/// since each is waited for by its parent.
+/// </summary>
+internal static class Measure
+{
+    public sealed record Sample(int ExitCode, double Seconds, double CpuSeconds, long PeakRssKb, string Output);
+
+    public static Sample Launch(string[] command)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(typeof(Measure).Assembly.Location);
+        info.ArgumentList.Add("--measure");
+        foreach (string a in command) info.ArgumentList.Add(a);
+        using var helper = Process.Start(info)!;
+        Task<string> stderr = helper.StandardError.ReadToEndAsync();
+        string stdout = helper.StandardOutput.ReadToEnd();
+        helper.WaitForExit();
+        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        string[] m = lines.Length > 0 && lines[^1].StartsWith("MEASURE ") ? lines[^1].Split(' ') : throw new InvalidOperationException($"The measuring helper failed:\n{stdout}\n{stderr.Result}");
+        return new Sample(int.Parse(m[1]), double.Parse(m[2]), double.Parse(m[3]), long.Parse(m[4]), string.Join('\n', lines[..^1]) + "\n" + stderr.Result);
+    }
+
+    public static int Run(string[] command)
+    {
+        var info = new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (string a in command[1..]) info.ArgumentList.Add(a);
+        var stopwatch = Stopwatch.StartNew();
+        using var process = Process.Start(info)!;
+        string output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        double seconds = stopwatch.Elapsed.TotalSeconds;
+        getrusage(RUSAGE_CHILDREN, out RUsage usage);
+        Console.Write(output);
+        if (!output.EndsWith('\n')) Console.WriteLine();
+        double cpu = usage.UserSec + usage.UserUsec / 1e6 + usage.SysSec + usage.SysUsec / 1e6;
+        Console.WriteLine($"MEASURE {process.ExitCode} {seconds:R} {cpu:R} {usage.MaxRss}");
+        return 0;
+    }
+
+    private const int RUSAGE_CHILDREN = -1;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct RUsage
+    {
+        public long UserSec, UserUsec, SysSec, SysUsec, MaxRss;
+        private long _ixrss, _idrss, _isrss, _minflt, _majflt, _nswap, _inblock, _oublock, _msgsnd, _msgrcv, _nsignals, _nvcsw, _nivcsw;
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int getrusage(int who, out RUsage usage);
+}
