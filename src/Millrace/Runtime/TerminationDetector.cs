@@ -80,8 +80,6 @@ internal sealed class TerminationDetector
             }
             if (ended is not null) ended[i] = status.State == RunnerState.Ended;
         }
-        if (Environment.GetEnvironmentVariable("MILLRACE_DEBUG") is not null)
-            Console.Error.WriteLine($"wave: running={running} blocked={blocked} ended={endedCount} sent={sent} received={received} states={string.Join(",", reading.Processes.Select(p => p.State + "/" + p.Sent + "/" + p.Received))} extra={reading.ExtraSent}/{reading.ExtraReceived}");
         return new Wave(running, blocked, endedCount, sent, received);
     }
 

@@ -90,14 +90,18 @@ internal sealed class ProcessesPlacement
         using ThreadsPlacement.StopSignals? signals = _options.HandleStopSignals ? new ThreadsPlacement.StopSignals(_run) : null;
 
         var stopwatch = Stopwatch.StartNew();
+        bool debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") is not null;
         foreach (Child child in _children) StartChild(child);
+        if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: children started");
         Task accepting = AcceptAsync(listener);
 
         if (await Started(c => c.Hello.Task, "start"))
         {
+            if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all said hello");
             Broadcast(new ControlMessage { Type = "connect" });
             if (await Started(c => c.Ready.Task, "connect to the others"))
             {
+                if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all connected");
                 Broadcast(new ControlMessage { Type = "go" });
                 if (_model.Cycles.Count > 0) _run.Detector = new TerminationDetector(_run, new ChildrenStatus(this), _model);
                 Task detector = _run.Detector?.RunAsync() ?? Task.CompletedTask;
@@ -107,8 +111,10 @@ internal sealed class ProcessesPlacement
                 await detector;
             }
         }
+        if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all reported");
         stopwatch.Stop();
         await EndChildrenAsync();
+        if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all exited");
         listener.Dispose();
         await accepting;
         return Result(stopwatch.Elapsed);
