@@ -24,7 +24,7 @@ Console.WriteLine($"outcome: {result.Outcome}");
 if (result.HaltedBy is not null) Console.WriteLine($"halted by: {result.HaltedBy} ({result.HaltReason})");
 if (result.TerminationDetected) Console.WriteLine("termination detected");
 foreach (ProcessFailure e in result.Errors)
-    Console.WriteLine($"error: process={e.Process} stream={e.Stream} item={e.ItemIndex} value={e.Item} exception={e.ExceptionType}");
+    Console.WriteLine($"error: process={e.Process} stream={e.Stream} item={e.ItemIndex} value={e.Item} exception={e.ExceptionType} message={e.Message}");
 foreach (var (name, stats) in result.Streams.OrderBy(s => s.Key, StringComparer.Ordinal))
     Console.WriteLine($"stream {name}: {stats.ItemsWritten} written");
 return result.Succeeded ? 0 : 1;
@@ -41,7 +41,46 @@ static class Scenarios
         ["ring"] = Ring,
         ["growing-cycle"] = GrowingCycle,
         ["corrupt"] = Corrupt,
+        ["deadlock"] = Deadlock,
+        ["unstable-graph"] = UnstableGraph,
     };
+
+    /// <summary>
+    /// A graph that comes out differently in every OS process (an extra process when started as a
+    /// child): wrong on purpose, for the processes placement's check.
+    /// </summary>
+    private static void UnstableGraph(Graph graph)
+    {
+        var numbers = graph.Stream<int>("numbers");
+        graph.Source("src", numbers, Enumerable.Range(0, 10));
+        graph.Process("sink", p => p.On(numbers, _ => { }));
+        if (Environment.GetEnvironmentVariable("MILLRACE_CHILD") is not null)
+            graph.Process("only-in-children", p => p.OnStart(() => { }));
+    }
+
+    /// <summary>Two processes that each emit four items per item they take, in a cycle: their queues fill up.</summary>
+    private static void Deadlock(Graph graph)
+    {
+        var toA = graph.Stream<int>("to_a");
+        var toB = graph.Stream<int>("to_b");
+        graph.Process("a", p =>
+        {
+            var output = p.Output(toB);
+            p.OnStart(() => output.Emit(1));
+            p.On(toA, x =>
+            {
+                for (int i = 0; i < 4; i++) output.Emit(x);
+            });
+        });
+        graph.Process("b", p =>
+        {
+            var output = p.Output(toA);
+            p.On(toB, x =>
+            {
+                for (int i = 0; i < 4; i++) output.Emit(x);
+            });
+        });
+    }
 
     /// <summary>
     /// A user codec that garbles reading 1013 on the way out: the reader's OS process cannot decode

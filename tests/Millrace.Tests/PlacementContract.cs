@@ -114,7 +114,7 @@ public abstract class PlacementContract
         Assert.Equal(1, exit);
         string[] lines = Lines(output);
         Assert.Contains("outcome: Failed", lines);
-        Assert.Contains("error: process=picky stream=numbers item=1234 value=1234 exception=InvalidOperationException", lines);
+        Assert.Contains(lines, l => l.StartsWith("error: process=picky stream=numbers item=1234 value=1234 exception=InvalidOperationException message=", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -125,6 +125,18 @@ public abstract class PlacementContract
         string[] lines = Lines(output);
         Assert.Contains("outcome: Halted", lines);
         Assert.Contains("halted by: watcher (enough)", lines);
+    }
+
+    [Fact]
+    public async Task A_cycle_that_fills_its_queues_is_reported_as_a_deadlock()
+    {
+        var (exit, output, _) = await Run("Millrace.Scenarios", "deadlock", "--capacity", "16", "--batch", "4");
+        Assert.Equal(1, exit);
+        string[] lines = Lines(output);
+        Assert.Contains("outcome: Failed", lines);
+        string error = Assert.Single(lines, l => l.StartsWith("error:", StringComparison.Ordinal));
+        Assert.Contains("Deadlock: every running process waits for room in a full queue", error);
+        Assert.Contains("waits to write stream", error);
     }
 
     [Theory]

@@ -90,9 +90,21 @@ public class ProcessesPlacementOnlyTests
         var (exit, output, _) = await ExampleProgram.RunAsync("Millrace.Scenarios", new[] { "corrupt", "--placement", "processes" });
         Assert.Equal(1, exit);
         Assert.Contains("outcome: Failed", output);
-        Match error = Regex.Match(output, @"error: process=store stream=readings item=(\d+) value= exception=InvalidDataException");
+        Match error = Regex.Match(output, @"error: process=store stream=readings item=(\d+) value= exception=InvalidDataException message=Process 'store' could not decode a batch of stream 'readings' from process 'sensor'");
         Assert.True(error.Success, output);
         Assert.InRange(long.Parse(error.Groups[1].Value), 0, 1013);
+    }
+
+    [Fact]
+    public async Task A_child_that_builds_a_different_graph_is_reported_and_the_others_stop_at_once()
+    {
+        var (exit, output, _) = await ExampleProgram.RunAsync("Millrace.Scenarios", new[] { "unstable-graph", "--placement", "processes" });
+        Assert.Equal(1, exit);
+        string[] errors = output.Split('\n').Where(l => l.StartsWith("error:", StringComparison.Ordinal)).ToArray();
+        Assert.NotEmpty(errors);
+        Assert.All(errors, e => Assert.Contains("built a different graph than the coordinator", e));
+        Assert.DoesNotContain("did not stop", output);
+        Assert.DoesNotContain("died", output);
     }
 
     [Fact]

@@ -76,8 +76,20 @@ internal sealed class Inbox
     private readonly Queue<Envelope> _queue = new();
     private List<ProcessRunner> _spareWaiters = new();
     private readonly Waiter _waiter;
+    private readonly ProcessRunner _owner;
 
-    public Inbox() => _waiter = new Waiter(_lock);
+    public Inbox(ProcessRunner owner)
+    {
+        _owner = owner;
+        _waiter = new Waiter(_lock);
+    }
+
+    /// <summary>Wakes the owner: it counts as running from now on, so termination detection never takes it for idle.</summary>
+    private void Wake()
+    {
+        _owner.MarkWoken();
+        _waiter.Complete();
+    }
 
     /// <summary>Enqueues a batch if its lane has room; otherwise registers <paramref name="writer"/> to be woken.</summary>
     public bool TryEnqueue(Lane lane, Array items, int count, int writerIndex, ProcessRunner writer)
@@ -94,7 +106,7 @@ internal sealed class Inbox
             _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, writerIndex));
             wake = _waiter.TryEnd();
         }
-        if (wake) _waiter.Complete();
+        if (wake) Wake();
         return true;
     }
 
@@ -108,7 +120,7 @@ internal sealed class Inbox
             _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, writerIndex));
             wake = _waiter.TryEnd();
         }
-        if (wake) _waiter.Complete();
+        if (wake) Wake();
     }
 
     /// <summary>Enqueues an end mark or a termination notice; these never wait for room.</summary>
@@ -120,7 +132,7 @@ internal sealed class Inbox
             _queue.Enqueue(envelope);
             wake = _waiter.TryEnd();
         }
-        if (wake) _waiter.Complete();
+        if (wake) Wake();
     }
 
     public bool TryTake(out Envelope envelope)

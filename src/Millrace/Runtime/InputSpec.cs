@@ -29,27 +29,27 @@ internal sealed class InputSpec<T> : InputSpec
         if (handler is null) return HandleSlowAsync(runner, lane, items, 0, count);
 
         // The hot path: synchronous handler, nothing to wait for.
-        int i = 0;
-        try
+        for (int i = 0; i < count; i++)
         {
-            for (; i < count; i++)
+            try
             {
                 handler(items[i]);
-                runner.Tick();
-                if (runner.Blocked | runner.Stopping)
-                {
-                    i++;
-                    lane.Position += i;
-                    runner.ItemsIn += i;
-                    return HandleSlowAsync(runner, lane, items, i, count);
-                }
             }
-        }
-        catch (Exception e) when (!runner.IsStopException(e))
-        {
-            lane.Position += i;
-            runner.ItemsIn += i;
-            throw runner.ItemFailure(lane, items[i], e);
+            catch (Exception e) when (!runner.IsStopException(e))
+            {
+                lane.Position += i;
+                runner.ItemsIn += i;
+                throw runner.ItemFailure(lane, items[i], e);
+            }
+            // Outside the handler's try: a failure to send what it emitted is not this item's fault.
+            runner.Tick();
+            if (runner.Blocked | runner.Stopping)
+            {
+                i++;
+                lane.Position += i;
+                runner.ItemsIn += i;
+                return HandleSlowAsync(runner, lane, items, i, count);
+            }
         }
         lane.Position += count;
         runner.ItemsIn += count;

@@ -34,6 +34,7 @@ internal sealed class ProcessRunner
     {
         _builder = builder;
         Run = run;
+        Inbox = new Inbox(this);
         builder.Attach(this);
         _lingerMs = (long)run.Options.Linger.TotalMilliseconds;
         _lastCheck = _lastFlush = Environment.TickCount64;
@@ -41,7 +42,7 @@ internal sealed class ProcessRunner
 
     public string Name => _builder.Name;
     public RunContext Run { get; }
-    public Inbox Inbox { get; } = new();
+    public Inbox Inbox { get; }
     public IReadOnlyList<Lane> Lanes => _lanes;
     public IReadOnlyList<IOutputPort> Outputs => _builder.Outputs;
     public bool HasInputs => _builder.Inputs.Count > 0;
@@ -266,6 +267,15 @@ internal sealed class ProcessRunner
             if (_state == RunnerState.Blocked) _state = RunnerState.Running;
         }
         _room.Set();
+    }
+
+    /// <summary>Called by a writer that put work into this process's empty inbox.</summary>
+    public void MarkWoken()
+    {
+        lock (_statusLock)
+        {
+            if (_state == RunnerState.Passive) _state = RunnerState.Running;
+        }
     }
 
     public void CountSent()

@@ -4,12 +4,16 @@ namespace Millrace.Runtime;
 internal readonly record struct ProcessStatus(RunnerState State, long Sent, long Received);
 
 /// <summary>What a wave reads, wherever the processes run.</summary>
-internal readonly record struct WaveReading(ProcessStatus[] Processes, long ExtraSent, long ExtraReceived);
+/// <remarks>
+/// Room given back to a writer in another OS process is not a counted message: it only wakes a
+/// blocked writer, and a blocked writer already keeps a wave from finding the run quiet.
+/// </remarks>
+internal readonly record struct WaveReading(ProcessStatus[] Processes);
 
 /// <summary>Where the processes are, for the detector: this OS process, or children reached over IPC.</summary>
 internal interface IStatusSource
 {
-    /// <summary>Every process's status, in graph order, plus messages counted outside processes (room returned across OS processes).</summary>
+    /// <summary>Every process's status, in graph order.</summary>
     ValueTask<WaveReading> ReadAsync(CancellationToken cancellationToken);
 
     /// <summary>Delivers a termination notice into the process's inbox (a counted message).</summary>
@@ -66,7 +70,7 @@ internal sealed class TerminationDetector
     {
         WaveReading reading = await _source.ReadAsync(token);
         int running = 0, blocked = 0, endedCount = 0;
-        long sent = _sent + reading.ExtraSent, received = reading.ExtraReceived;
+        long sent = _sent, received = 0;
         for (int i = 0; i < reading.Processes.Length; i++)
         {
             ProcessStatus status = reading.Processes[i];
@@ -101,9 +105,16 @@ internal sealed class TerminationDetector
                 if (second != first) continue;
                 if (first.Blocked > 0)
                 {
-                    // Looks stuck: confirm after a pause (a woken writer shows as running, so this is a formality).
-                    await Task.Delay(100, token);
-                    if (await TakeWaveAsync(null, token) != first) continue;
+                    // Looks stuck. Woken processes show as running at once, so this should be final;
+                    // still, confirm over a second, so that a descheduled thread or a slow room frame
+                    // between OS processes is never taken for a deadlock.
+                    bool moved = false;
+                    for (int i = 0; i < 4 && !moved; i++)
+                    {
+                        await Task.Delay(250, token);
+                        moved = await TakeWaveAsync(null, token) != first;
+                    }
+                    if (moved) continue;
                     string blocked = await _source.DescribeBlockedAsync(token);
                     _run.Fail(new ProcessFailure(string.Join(", ", Open(ended)), null, null, null,
                         "Deadlock: every running process waits for room in a full queue: " + blocked +
@@ -159,7 +170,7 @@ internal sealed class LocalStatusSource : IStatusSource
     public LocalStatusSource(ProcessRunner[] runners) => _runners = runners;
 
     public ValueTask<WaveReading> ReadAsync(CancellationToken cancellationToken) =>
-        new(new WaveReading(_runners.Select(r => r.Status).ToArray(), 0, 0));
+        new(new WaveReading(_runners.Select(r => r.Status).ToArray()));
 
     public void ForceEnd(int process) =>
         _runners[process].Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Millrace.Runtime.Processes;
 
 /// <summary>What the coordinator tells a child through its environment.</summary>
-internal sealed record ChildInfo(int Group, string Dir, int[] GroupOf, string Signature)
+internal sealed record ChildInfo(int Group, string Dir, int[] GroupOf, string Signature, string Label)
 {
     public const string GroupVariable = "MILLRACE_CHILD";
     public const string DirVariable = "MILLRACE_DIR";
@@ -23,7 +23,8 @@ internal sealed record ChildInfo(int Group, string Dir, int[] GroupOf, string Si
             int.Parse(group),
             Environment.GetEnvironmentVariable(DirVariable) ?? throw Missing(DirVariable),
             (Environment.GetEnvironmentVariable(GroupsVariable) ?? throw Missing(GroupsVariable)).Split(',').Select(int.Parse).ToArray(),
-            Environment.GetEnvironmentVariable(SignatureVariable) ?? throw Missing(SignatureVariable));
+            Environment.GetEnvironmentVariable(SignatureVariable) ?? throw Missing(SignatureVariable),
+            Environment.GetEnvironmentVariable(ProcessesVariable) ?? $"group {group}");
         foreach (string v in new[] { GroupVariable, DirVariable, GroupsVariable, SignatureVariable, ProcessesVariable })
             Environment.SetEnvironmentVariable(v, null);
         return info;
@@ -44,8 +45,9 @@ internal static class ChildRuntime
 
     public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, ChildInfo info)
     {
-        int[] mine = Enumerable.Range(0, model.Processes.Count).Where(p => info.GroupOf[p] == info.Group).ToArray();
-        string label = string.Join(",", mine.Select(p => model.Processes[p].Name));
+        bool sameGraph = model.Signature == info.Signature && info.GroupOf.Length == model.Processes.Count;
+        int[] mine = sameGraph ? Enumerable.Range(0, model.Processes.Count).Where(p => info.GroupOf[p] == info.Group).ToArray() : Array.Empty<int>();
+        string label = info.Label;
 
         ControlChannel control;
         try
@@ -63,11 +65,11 @@ internal static class ChildRuntime
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => c.Cancel = true);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => c.Cancel = true);
 
-        if (model.Signature != info.Signature)
+        if (!sameGraph)
         {
             control.Send(new ControlMessage
             {
-                Type = "error", Name = label,
+                Type = "error", Name = label, Group = info.Group,
                 Message = $"The OS process for '{label}' built a different graph than the coordinator. The graph must be built the same way " +
                           "every time the program starts (no randomness, clock or environment in its names and shape).",
             });
@@ -124,6 +126,11 @@ internal static class ChildRuntime
                         runners[message.Process]?.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
                         break;
                     case "stop":
+                        if (!go.Task.IsCompleted)
+                        {
+                            // Stopped before it started (another child failed to start): nothing to end.
+                            Environment.Exit(0);
+                        }
                         if (message.Hard) run.StopAll();
                         else run.RequestStop();
                         break;
@@ -140,7 +147,6 @@ internal static class ChildRuntime
         await go.Task;
 
         await ThreadsPlacement.RunRunnersAsync(run, local, options);
-        if (!run.HardStopped.IsCompleted) await links.WaitForRoomReturnedAsync(options.StopTimeout, run.HardToken);
 
         control.Send(Report("final", 0, mine, runners, links, final: true));
         Console.Out.Flush();
@@ -153,8 +159,6 @@ internal static class ChildRuntime
     {
         Type = type,
         Seq = seq,
-        ExtraSent = links.ExtraSent,
-        ExtraReceived = links.ExtraReceived,
         Processes = mine.Select(p =>
         {
             ProcessRunner r = runners[p]!;

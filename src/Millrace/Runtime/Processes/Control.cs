@@ -28,8 +28,6 @@ internal sealed class ControlMessage
     public string? Exception { get; set; }
     public string? Text { get; set; }
     public List<ProcessReport>? Processes { get; set; }
-    public long ExtraSent { get; set; }
-    public long ExtraReceived { get; set; }
 }
 
 /// <summary>One process's status and counts, as a child reports them.</summary>

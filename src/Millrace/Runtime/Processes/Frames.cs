@@ -45,6 +45,8 @@ internal sealed class FrameBuffer : IBufferWriter<byte>
 
     public void Clear() => _length = 0;
 
+    public void Truncate(int length) => _length = length;
+
     /// <summary>Reserves room for a frame header; returns where the frame starts.</summary>
     public int StartFrame()
     {
@@ -111,7 +113,16 @@ internal sealed class Connection : IDisposable
         lock (_sendLock)
         {
             int start = _buffer.StartFrame();
-            codec.Encode(items, count, _buffer);
+            try
+            {
+                codec.Encode(items, count, _buffer);
+            }
+            catch
+            {
+                // Leave no half frame behind for the next writer on this connection.
+                _buffer.Truncate(start);
+                throw;
+            }
             Frame.WriteHeader(_buffer.FrameHeader(start), FrameKind.Data, link, count, _buffer.Length - start - Frame.HeaderSize);
             if (_buffer.Length >= SendThreshold) SendGathered();
         }

@@ -25,10 +25,7 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
     private readonly Connection?[] _toGroup;
     private readonly Connection?[] _fromGroup;
     private readonly List<Connection> _connections = new();
-    private readonly AsyncSignal _roomReturned = new();
     private Socket? _listener;
-    private long _extraSent;
-    private long _extraReceived;
 
     public ProcessLinks(GraphModel model, int[] groupOf, int group, string dir, RunContext run, RunOptions options)
     {
@@ -46,12 +43,6 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
         _toGroup = new Connection?[groups];
         _fromGroup = new Connection?[groups];
     }
-
-    /// <summary>Room returned to writers elsewhere.</summary>
-    public long ExtraSent => Interlocked.Read(ref _extraSent);
-
-    /// <summary>Room received from readers elsewhere.</summary>
-    public long ExtraReceived => Interlocked.Read(ref _extraReceived);
 
     public static string SocketPath(string dir, int group) => Path.Combine(dir, $"g{group}.sock");
 
@@ -102,7 +93,6 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
     {
         int count = link.RoomToReturn;
         link.RoomToReturn = 0;
-        Interlocked.Increment(ref _extraSent);
         try
         {
             _fromGroup[_groupOf[link.Info.Writer]]?.Send(FrameKind.Room, link.Info.Id, count);
@@ -114,7 +104,18 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
     }
 
     internal void SendData(LinkInfo link, BatchCodec codec, Array items, int count) =>
-        Guard(link, () => _toGroup[_groupOf[link.Reader]]!.SendData(link.Id, codec, items, count));
+        Guard(link, () =>
+        {
+            try
+            {
+                _toGroup[_groupOf[link.Reader]]!.SendData(link.Id, codec, items, count);
+            }
+            catch (Exception e) when (e is not SocketException)
+            {
+                throw new InvalidOperationException(
+                    $"Process '{Name(link.Writer)}' could not encode a batch of stream '{link.Stream.Name}' for process '{Name(link.Reader)}' ({codec.Name} codec): {e.GetType().Name}: {e.Message}", e);
+            }
+        });
 
     internal void SendEnd(LinkInfo link) =>
         Guard(link, () => _toGroup[_groupOf[link.Reader]]!.Send(FrameKind.End, link.Id, 0));
@@ -134,31 +135,6 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
             if (_run.HardToken.WaitHandle.WaitOne(TimeSpan.FromSeconds(10))) throw new OperationCanceledException(_run.HardToken);
             throw new IOException(
                 $"Process '{Name(link.Writer)}' lost its connection to process '{Name(link.Reader)}' while writing stream '{link.Stream.Name}' (is its OS process gone?): {e.Message}", e);
-        }
-    }
-
-    /// <summary>
-    /// Waits until readers elsewhere have returned all room for what was sent to them. Room is a
-    /// counted message for termination detection, so this OS process must not exit while some is on
-    /// its way back, or the counts would never balance.
-    /// </summary>
-    public async Task WaitForRoomReturnedAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        cts.CancelAfter(timeout);
-        try
-        {
-            while (_outgoing.Any(d => d is { Outstanding: > 0 })) await _roomReturned.WaitAsync(cts.Token);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            string missing = string.Join(", ", _outgoing.Where(d => d is { Outstanding: > 0 })
-                .Select(d => $"'{d!.ReaderName}' ({d.Outstanding} items)"));
-            _run.Fail(new ProcessFailure(Name(_links.First(l => _groupOf[l.Writer] == _group).Writer), null, null, null,
-                $"Readers in other OS processes did not return room within {timeout.TotalSeconds:0.#} s after the run ended: {missing}. This is a Millrace bug; please report it.", null));
-        }
-        catch (OperationCanceledException)
-        {
         }
     }
 
@@ -267,8 +243,6 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
                 if (kind != FrameKind.Room || linkId >= _outgoing.Length || _outgoing[linkId] is not { } destination)
                     throw new InvalidDataException($"A {kind} frame for link {linkId} came back on a connection that only returns room.");
                 destination.AddRoom(count);
-                Interlocked.Increment(ref _extraReceived);
-                _roomReturned.Set();
             });
         }
         catch (InvalidDataException e)
@@ -336,7 +310,15 @@ internal sealed class RemoteDestination : Destination
             }
             _outstanding += count;
         }
-        _links.SendData(_link, _codec, items, count);
+        try
+        {
+            _links.SendData(_link, _codec, items, count);
+        }
+        catch
+        {
+            lock (_lock) _outstanding -= count;
+            throw;
+        }
         return true;
     }
 

@@ -48,8 +48,9 @@ internal sealed class ProcessesPlacement
             {
                 Directory.Delete(dir, recursive: true);
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
+                // Only sockets are left in it; a failure to clean up must not replace the run's result.
             }
         }
     }
@@ -102,9 +103,10 @@ internal sealed class ProcessesPlacement
             if (await Started(c => c.Ready.Task, "connect to the others"))
             {
                 if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all connected");
-                Broadcast(new ControlMessage { Type = "go" });
+                // The detector listens before anything runs, so that no early poke is lost.
                 if (_model.Cycles.Count > 0) _run.Detector = new TerminationDetector(_run, new ChildrenStatus(this), _model);
                 Task detector = _run.Detector?.RunAsync() ?? Task.CompletedTask;
+                Broadcast(new ControlMessage { Type = "go" });
                 if (await Task.WhenAny(_allFinal.Task, _run.HardStopped) != _allFinal.Task)
                     await Task.WhenAny(_allFinal.Task, Task.Delay(_options.StopTimeout));
                 _run.StopDetector();
@@ -116,8 +118,11 @@ internal sealed class ProcessesPlacement
         await EndChildrenAsync();
         if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all exited");
         listener.Dispose();
+        foreach (Child child in _children) child.Control?.Dispose();
         await accepting;
-        return Result(stopwatch.Elapsed);
+        RunResult result = Result(stopwatch.Elapsed);
+        foreach (Child child in _children) child.Os?.Dispose();
+        return result;
     }
 
     /// <summary>Waits until every child has passed a start-up step; false if the run failed or stopped meanwhile.</summary>
@@ -187,11 +192,16 @@ internal sealed class ProcessesPlacement
         {
             while (await control.ReadAsync() is { } message)
             {
-                if (child is null)
+                if (child is null || !child.Hello.Task.IsCompleted)
                 {
                     if (message.Type == "error")
                     {
                         // A child that fails before saying hello (a different graph, say).
+                        if (message.Group >= 0 && message.Group < _children.Length)
+                        {
+                            child = _children[message.Group];
+                            child.LastError = message.Message;
+                        }
                         _run.Fail(new ProcessFailure(message.Name ?? "?", null, null, null, message.Message ?? "A child failed to start.", null));
                         continue;
                     }
@@ -251,13 +261,15 @@ internal sealed class ProcessesPlacement
     {
         // What it wrote before dying (its final report, an error) comes first.
         await Task.WhenAny(child.ControlClosed.Task, Task.Delay(2000));
-        if (child.Final is null && !child.KilledByCoordinator)
+        // A child that reported its own error has explained itself; one that leaves cleanly after
+        // being told to stop (before it ran, say) did as asked.
+        bool explained = child.LastError is not null || (_run.HardStopped.IsCompleted && child.Os!.ExitCode == 0);
+        if (child.Final is null && !child.KilledByCoordinator && !explained)
         {
             int code = child.Os!.ExitCode;
             string how = code > 128 ? $"killed by signal {code - 128}{SignalName(code - 128)}" : $"exited with code {code}";
             if (code == 0 && child.Hello.Task.IsCompleted) how = "exited without reporting (did the program end before its run did?)";
-            _run.Fail(Failure(child, (child.Hello.Task.IsCompleted ? "died: " : "died before it started: ") + how +
-                                     (child.LastError is null ? "" : $" (its last error: {child.LastError})")));
+            _run.Fail(Failure(child, (child.Hello.Task.IsCompleted ? "died: " : "died before it started: ") + how));
         }
         child.Exited.TrySetResult();
     }
@@ -382,15 +394,12 @@ internal sealed class ProcessesPlacement
         {
             ControlMessage[] replies = await AskAll("status", cancellationToken);
             var statuses = new ProcessStatus[_p._groupOf.Length];
-            long extraSent = 0, extraReceived = 0;
             foreach (ControlMessage reply in replies)
             {
-                extraSent += reply.ExtraSent;
-                extraReceived += reply.ExtraReceived;
                 foreach (ProcessReport r in reply.Processes ?? new List<ProcessReport>())
                     statuses[r.Index] = new ProcessStatus(r.State, r.Sent, r.Received);
             }
-            return new WaveReading(statuses, extraSent, extraReceived);
+            return new WaveReading(statuses);
         }
 
         public void ForceEnd(int process) =>
