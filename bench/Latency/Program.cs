@@ -3,14 +3,15 @@
 // Tutorial); db measures how long after its making each item arrived. Stopwatch timestamps are
 // CLOCK_MONOTONIC, comparable across the OS processes of one machine.
 //
-//   dotnet Latency.dll [--rate 1000] [--seconds 5] [--placement threads|processes]
-//   prints: latency: N items at R/s, p50 X us, p99 Y us, max Z us
+//   dotnet Latency.dll [--rate 1000] [--seconds 5] [--warmup 1] [--placement threads|processes]
+//   prints: latency: N items at R/s after a W s warm-up, p50 X us, p99 Y us, max Z us
+// Items of the warm-up (code still being compiled, connections still new) are not counted.
 using System.Diagnostics;
 using Millrace;
 
 RunOptions options = RunOptions.Parse(args);
 int rate = 1000;
-double seconds = 5;
+double seconds = 5, warmup = 1;
 for (int i = 0; i < options.OtherArguments.Count; i++)
 {
     switch (options.OtherArguments[i])
@@ -21,12 +22,16 @@ for (int i = 0; i < options.OtherArguments.Count; i++)
         case "--seconds" when i + 1 < options.OtherArguments.Count:
             seconds = double.Parse(options.OtherArguments[++i]);
             break;
+        case "--warmup" when i + 1 < options.OtherArguments.Count:
+            warmup = double.Parse(options.OtherArguments[++i]);
+            break;
         default:
-            Console.Error.WriteLine($"Latency: unknown option '{options.OtherArguments[i]}'. Options: --rate N, --seconds S, --placement NAME.");
+            Console.Error.WriteLine($"Latency: unknown option '{options.OtherArguments[i]}'. Options: --rate N, --seconds S, --warmup S, --placement NAME.");
             return 2;
     }
 }
-long total = (long)(rate * seconds);
+long total = (long)(rate * (seconds + warmup));
+long skip = (long)(rate * warmup);
 
 var graph = new Graph();
 var made = graph.Stream<Stamp>("numbers");
@@ -46,12 +51,16 @@ graph.Process("process2", p =>
 graph.Process("db", p =>
 {
     var latencies = new List<double>();
-    p.On(rooted, s => latencies.Add(Stopwatch.GetElapsedTime(s.Made).TotalMicroseconds));
+    p.On(rooted, s =>
+    {
+        double micros = Stopwatch.GetElapsedTime(s.Made).TotalMicroseconds;
+        if (s.Value >= skip) latencies.Add(micros);
+    });
     p.OnCompleted(() =>
     {
         latencies.Sort();
         double At(double q) => latencies.Count == 0 ? double.NaN : latencies[Math.Min(latencies.Count - 1, (int)(q * latencies.Count))];
-        Console.WriteLine($"latency: {latencies.Count} items at {rate}/s, p50 {At(0.50):0} us, p99 {At(0.99):0} us, max {latencies[^1]:0} us");
+        Console.WriteLine($"latency: {latencies.Count} items at {rate}/s after a {warmup:0.#} s warm-up, p50 {At(0.50):0} us, p99 {At(0.99):0} us, max {(latencies.Count == 0 ? double.NaN : latencies[^1]):0} us");
     });
 });
 RunResult result = await graph.RunAsync(options);

@@ -173,9 +173,4 @@ internal sealed class Inbox
         }
         return _waiter.Start(cancellationToken);
     }
-
-    public int Count
-    {
-        get { lock (_lock) return _queue.Count; }
-    }
 }

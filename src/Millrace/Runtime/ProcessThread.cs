@@ -61,24 +61,6 @@ internal sealed class ProcessThread : SynchronizationContext
 
     public override SynchronizationContext CreateCopy() => this;
 
-    /// <summary>
-    /// Runs <paramref name="wait"/> to completion while blocking this thread: its continuations must
-    /// then run elsewhere, or they would wait for the very thread that waits for them.
-    /// </summary>
-    public static void BlockOn(Func<ValueTask> wait)
-    {
-        SynchronizationContext? saved = Current;
-        SetSynchronizationContext(null);
-        try
-        {
-            wait().AsTask().GetAwaiter().GetResult();
-        }
-        finally
-        {
-            SetSynchronizationContext(saved);
-        }
-    }
-
     private void Complete()
     {
         lock (_lock)
