@@ -14,18 +14,18 @@ public sealed class RunOptions
     public string Placement { get; set; } = "threads";
 
     /// <summary>
-    /// How many items each reader of a stream may have queued, at most (default 16384). A writer
+    /// How many items each reader of a stream may have queued, at most (default 32768). A writer
     /// that finds the queue full waits: a fast writer is slowed, a slow reader loses nothing.
     /// Lower it when items are large (files, say): the bound is in items, not bytes.
     /// </summary>
-    public int StreamCapacity { get; set; } = 16384;
+    public int StreamCapacity { get; set; } = 32768;
 
     /// <summary>
-    /// How many items travel together between processes, at most (default 4096; never more than
+    /// How many items travel together between processes, at most (default 8192; never more than
     /// <see cref="StreamCapacity"/>, nor more than fit in 64 KiB). Handlers still see one item at a
     /// time; a partial batch leaves as soon as its writer has nothing else to do.
     /// </summary>
-    public int BatchSize { get; set; } = 4096;
+    public int BatchSize { get; set; } = 8192;
 
     /// <summary>
     /// How long an emitted item may wait in a partial batch while its process stays busy (default 5 ms).
