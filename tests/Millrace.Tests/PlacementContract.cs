@@ -64,7 +64,8 @@ public abstract class PlacementContract
     [InlineData(SIGTERM)]
     public async Task A_stop_signal_drains_the_Tutorial_and_exits_zero_with_nothing_lost(int signal)
     {
-        using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--verbose", "--placement", Placement);
+        // A modest capacity keeps what is in flight (and printed while draining) well within the drain timeout.
+        using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--verbose", "--capacity", "1024", "--placement", Placement);
         await program.WaitForOutputAsync(o => o.Contains("tmp process2 : 100\n"), seconds: 30);
         program.Signal(signal);
         var (exit, output, err) = await program.WaitAsync(seconds: 30);

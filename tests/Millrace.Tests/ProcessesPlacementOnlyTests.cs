@@ -57,25 +57,25 @@ public class ProcessesPlacementOnlyTests
     [Fact]
     public async Task A_child_killed_with_SIGKILL_is_reported_by_name_and_the_run_stops()
     {
-        using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--placement", "processes");
+        using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--verbose", "--capacity", "1024", "--placement", "processes");
         int[] children = await ChildrenAsync(program.Pid, 4);
         int victim = children.Single(pid => Processes(pid) == "process1");
-        await Task.Delay(300);
+        await program.WaitForOutputAsync(o => o.Contains("tmp process2 : 1000\n"), seconds: 30); // items are flowing
         ExampleProgram.Kill(victim, SIGKILL);
 
         var (exit, _, err) = await program.WaitAsync(seconds: 30);
 
-        Assert.Equal(1, exit);
-        Assert.Contains($"Process 'process1' (OS process {victim}) died: killed by signal 9 (SIGKILL)", err);
+        Assert.True(exit == 1, err);
+        Assert.True(err.Contains($"Process 'process1' (OS process {victim}) died: killed by signal 9 (SIGKILL)"), err);
         Assert.All(children, pid => Assert.False(Alive(pid), $"child {pid} ({Processes(pid)}) is still running"));
     }
 
     [Fact]
     public async Task Children_exit_when_the_coordinator_is_killed()
     {
-        using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--placement", "processes");
+        using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--verbose", "--capacity", "1024", "--placement", "processes");
         int[] children = await ChildrenAsync(program.Pid, 4);
-        await Task.Delay(300);
+        await program.WaitForOutputAsync(o => o.Contains("tmp process2 : 1000\n"), seconds: 30); // items are flowing
         ExampleProgram.Kill(program.Pid, SIGKILL);
         await program.WaitAsync(seconds: 30);
 

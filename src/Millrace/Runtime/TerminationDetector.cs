@@ -134,6 +134,12 @@ internal sealed class TerminationDetector
         catch (OperationCanceledException)
         {
         }
+        catch (Exception e)
+        {
+            // Without the detector the cycles would never end: say so instead of hanging.
+            _run.Fail(new ProcessFailure(string.Join(", ", _model.Processes.Select(p => p.Name)), null, null, null,
+                $"Termination detection failed: {e.GetType().Name}: {e.Message}. This is a Millrace bug; please report it.", e));
+        }
     }
 
     /// <summary>Ends every cycle whose processes outside it, upstream, have all ended. False if there was none.</summary>

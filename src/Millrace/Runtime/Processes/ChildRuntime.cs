@@ -76,6 +76,9 @@ internal static class ChildRuntime
             Environment.Exit(3);
         }
 
+        // Hello first: nothing else may reach the coordinator before it knows who this is.
+        control.Send(new ControlMessage { Type = "hello", Group = info.Group, Pid = Environment.ProcessId });
+
         using var run = new RunContext(options);
         var runners = new ProcessRunner?[model.Processes.Count];
         foreach (int p in mine) runners[p] = new ProcessRunner(model.Processes[p], run);
@@ -93,8 +96,7 @@ internal static class ChildRuntime
             Exception = e.ExceptionObject.GetType().Name,
         });
 
-        var connect = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var go = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        bool running = false;
         var thread = new Thread(() =>
         {
             while (true)
@@ -109,12 +111,6 @@ internal static class ChildRuntime
                 }
                 switch (message.Type)
                 {
-                    case "connect":
-                        connect.TrySetResult();
-                        break;
-                    case "go":
-                        go.TrySetResult();
-                        break;
                     case "status":
                         reporter.ClearPoke();
                         control.Send(Report("status", message.Seq, mine, runners, links, final: false));
@@ -126,7 +122,7 @@ internal static class ChildRuntime
                         runners[message.Process]?.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
                         break;
                     case "stop":
-                        if (!go.Task.IsCompleted)
+                        if (!Volatile.Read(ref running))
                         {
                             // Stopped before it started (another child failed to start): nothing to end.
                             Environment.Exit(0);
@@ -140,11 +136,18 @@ internal static class ChildRuntime
         { IsBackground = true, Name = "millrace control" };
         thread.Start();
 
-        control.Send(new ControlMessage { Type = "hello", Group = info.Group, Pid = Environment.ProcessId });
-        await connect.Task;
-        links.ConnectOutgoing();
+        // No start signal: readers already listen, and what arrives early waits in their inboxes.
+        try
+        {
+            links.ConnectOutgoing(TimeSpan.FromSeconds(60), run.HardToken);
+        }
+        catch (TimeoutException e)
+        {
+            control.Send(new ControlMessage { Type = "error", Name = label, Group = info.Group, Message = $"Process {label}: {e.Message}" });
+            Environment.Exit(3);
+        }
+        Volatile.Write(ref running, true);
         control.Send(new ControlMessage { Type = "ready" });
-        await go.Task;
 
         await ThreadsPlacement.RunRunnersAsync(run, local, options);
 

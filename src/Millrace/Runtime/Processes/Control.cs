@@ -8,7 +8,7 @@ namespace Millrace.Runtime.Processes;
 /// <summary>
 /// One line of JSON on the control connection between the coordinator and a child OS process.
 /// Child to coordinator: hello, ready, poke, status, blocked, halt, error, final.
-/// Coordinator to child: connect, go, status, describe-blocked, force-end, stop.
+/// Coordinator to child: status, describe-blocked, force-end, stop.
 /// </summary>
 internal sealed class ControlMessage
 {

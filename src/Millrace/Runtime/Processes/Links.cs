@@ -164,13 +164,33 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
         });
     }
 
-    /// <summary>Connects to every OS process that reads a stream written here.</summary>
-    public void ConnectOutgoing()
+    /// <summary>
+    /// Connects to every OS process that reads a stream written here, waiting (briefly, a few
+    /// milliseconds at a time) for those that have not started listening yet.
+    /// </summary>
+    public void ConnectOutgoing(TimeSpan timeout, CancellationToken cancellationToken)
     {
+        var deadline = DateTime.UtcNow + timeout;
         foreach (int group in _links.Where(l => _groupOf[l.Writer] == _group).Select(l => _groupOf[l.Reader]).Distinct())
         {
-            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            socket.Connect(new UnixDomainSocketEndPoint(SocketPath(_dir, group)));
+            Socket socket;
+            while (true)
+            {
+                socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    socket.Connect(new UnixDomainSocketEndPoint(SocketPath(_dir, group)));
+                    break;
+                }
+                catch (SocketException e)
+                {
+                    socket.Dispose();
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (DateTime.UtcNow > deadline)
+                        throw new TimeoutException($"The OS process of {Names(group)} did not accept connections within {timeout.TotalSeconds:0} s: {e.Message}");
+                    Thread.Sleep(2);
+                }
+            }
             var connection = new Connection(socket);
             lock (_connections) _connections.Add(connection);
             connection.Send(FrameKind.Hello, _group, 0);
@@ -178,6 +198,9 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
             StartThread("out", () => ReadOutgoing(connection, group));
         }
     }
+
+    private string Names(int group) =>
+        string.Join(", ", Enumerable.Range(0, _groupOf.Length).Where(p => _groupOf[p] == group).Select(p => $"'{Name(p)}'"));
 
     private void ReadIncoming(Connection connection)
     {
@@ -254,8 +277,7 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
     private void FailCorrupt(int fromGroup, Exception e)
     {
         string here = string.Join(", ", Enumerable.Range(0, _groupOf.Length).Where(p => _groupOf[p] == _group).Select(p => $"'{Name(p)}'"));
-        string there = fromGroup < 0 ? "an unknown OS process"
-            : "the OS process of " + string.Join(", ", Enumerable.Range(0, _groupOf.Length).Where(p => _groupOf[p] == fromGroup).Select(p => $"'{Name(p)}'"));
+        string there = fromGroup < 0 ? "an unknown OS process" : "the OS process of " + Names(fromGroup);
         _run.Fail(new ProcessFailure(here.Replace("'", ""), null, null, null,
             $"Process {here} received a corrupt frame from {there}: {e.Message}", e));
     }

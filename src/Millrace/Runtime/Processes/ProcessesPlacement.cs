@@ -92,6 +92,9 @@ internal sealed class ProcessesPlacement
 
         var stopwatch = Stopwatch.StartNew();
         bool debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") is not null;
+        // The detector listens before anything runs, so that no early poke is lost.
+        if (_model.Cycles.Count > 0) _run.Detector = new TerminationDetector(_run, new ChildrenStatus(this), _model);
+        Task detector = _run.Detector?.RunAsync() ?? Task.CompletedTask;
         foreach (Child child in _children) StartChild(child);
         if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: children started");
         Task accepting = AcceptAsync(listener);
@@ -99,20 +102,16 @@ internal sealed class ProcessesPlacement
         if (await Started(c => c.Hello.Task, "start"))
         {
             if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all said hello");
-            Broadcast(new ControlMessage { Type = "connect" });
+            // Each child connects to its readers and runs as soon as it can; "ready" says it got there.
             if (await Started(c => c.Ready.Task, "connect to the others"))
             {
-                if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all connected");
-                // The detector listens before anything runs, so that no early poke is lost.
-                if (_model.Cycles.Count > 0) _run.Detector = new TerminationDetector(_run, new ChildrenStatus(this), _model);
-                Task detector = _run.Detector?.RunAsync() ?? Task.CompletedTask;
-                Broadcast(new ControlMessage { Type = "go" });
+                if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all running");
                 if (await Task.WhenAny(_allFinal.Task, _run.HardStopped) != _allFinal.Task)
                     await Task.WhenAny(_allFinal.Task, Task.Delay(_options.StopTimeout));
-                _run.StopDetector();
-                await detector;
             }
         }
+        _run.StopDetector();
+        await detector;
         if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all reported");
         stopwatch.Stop();
         await EndChildrenAsync();
@@ -211,6 +210,8 @@ internal sealed class ProcessesPlacement
                     child.Control = control;
                     child.Pid = message.Pid;
                     child.Hello.TrySetResult();
+                    // Said hello after the run was told to stop: it missed the broadcast.
+                    if (_run.HardStopped.IsCompleted) control.Send(new ControlMessage { Type = "stop", Hard = true });
                     continue;
                 }
                 Handle(child, message);
@@ -379,6 +380,16 @@ internal sealed class ProcessesPlacement
                 if (child.Final is { } final)
                 {
                     replies.Add(Task.FromResult(final));
+                    continue;
+                }
+                if (child.Control is null)
+                {
+                    // Not connected yet: its processes have not started, which counts as working.
+                    replies.Add(Task.FromResult(new ControlMessage
+                    {
+                        Type = type,
+                        Processes = child.Members.Select(p => new ProcessReport { Index = p, State = RunnerState.Running }).ToList(),
+                    }));
                     continue;
                 }
                 var reply = new TaskCompletionSource<ControlMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
