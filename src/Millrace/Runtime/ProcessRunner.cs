@@ -158,8 +158,6 @@ internal sealed class ProcessRunner
                     break;
                 case EnvelopeKind.End:
                     if (envelope.Lane!.EndWriter(envelope.Writer)) _openLanes--;
-                    // A writer elsewhere waits for all its room before its OS process exits.
-                    ReturnRoom();
                     break;
                 case EnvelopeKind.ForceEnd:
                     foreach (Lane l in _lanes)
