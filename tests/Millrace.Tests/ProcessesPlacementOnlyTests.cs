@@ -75,6 +75,8 @@ public class ProcessesPlacementOnlyTests
     {
         using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--verbose", "--capacity", "1024", "--placement", "processes");
         int[] children = await ChildrenAsync(program.Pid, 4);
+        string socketFolder = Variable(children[0], ChildInfo.DirVariable)!;
+        Assert.True(Directory.Exists(socketFolder), socketFolder);
         await program.WaitForOutputAsync(o => o.Contains("tmp process2 : 1000\n"), seconds: 30); // items are flowing
         ExampleProgram.Kill(program.Pid, SIGKILL);
         await program.WaitAsync(seconds: 30);
@@ -82,6 +84,7 @@ public class ProcessesPlacementOnlyTests
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (children.Any(Alive) && DateTime.UtcNow < deadline) await Task.Delay(50);
         Assert.All(children, pid => Assert.False(Alive(pid), $"child {pid} ({Processes(pid)}) outlived its coordinator"));
+        Assert.False(Directory.Exists(socketFolder), $"the run's socket folder {socketFolder} was left behind");
     }
 
     [Fact]
@@ -191,12 +194,14 @@ public class ProcessesPlacementOnlyTests
     }
 
     /// <summary>The Millrace processes an OS process was started for (from its initial environment).</summary>
-    private static string? Processes(int pid)
+    private static string? Processes(int pid) => Variable(pid, ChildInfo.ProcessesVariable);
+
+    private static string? Variable(int pid, string name)
     {
         try
         {
             return File.ReadAllText($"/proc/{pid}/environ").Split('\0')
-                .FirstOrDefault(v => v.StartsWith(ChildInfo.ProcessesVariable + "=", StringComparison.Ordinal))?[(ChildInfo.ProcessesVariable.Length + 1)..];
+                .FirstOrDefault(v => v.StartsWith(name + "=", StringComparison.Ordinal))?[(name.Length + 1)..];
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

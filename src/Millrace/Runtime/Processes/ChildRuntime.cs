@@ -104,8 +104,16 @@ internal static class ChildRuntime
                 ControlMessage? message = control.Read();
                 if (message is null)
                 {
-                    // No orphans: without a coordinator nobody would ever stop this process.
+                    // No orphans: without a coordinator nobody would ever stop this process, nor
+                    // remove the run's socket folder (every child tries; the first one wins).
                     Console.Error.WriteLine($"[millrace {label}] the coordinator is gone; exiting.");
+                    try
+                    {
+                        Directory.Delete(info.Dir, recursive: true);
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                    }
                     Environment.Exit(CoordinatorLostExitCode);
                     return;
                 }
