@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Millrace against its peers on the Tutorial workload, measured in one run.
 #   bash bench/run.sh [--items N] [--python-items N] [--runs R] [--systems a,b,...] [--json FILE] [--quick] [--latency]
-# Systems: millrace-threads, millrace-processes, channels, dataflow, channels-batched,
+# Systems: millrace-threads, millrace-processes, channels, dataflow, channels-batched, ipc-pump,
 #          python-multiprocessing (the seed as written), python-multiprocessing-quiet.
 set -euo pipefail
 cd "$(dirname "$0")/.."

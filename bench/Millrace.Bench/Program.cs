@@ -19,6 +19,7 @@ var systems = new List<SystemSpec>
     new("channels", "System.Threading.Channels, bounded, a task per stage, item at a time", n => Dotnet(root, "bench/Peers", "Peers", "channels", n)),
     new("dataflow", "TPL Dataflow, bounded blocks, item at a time", n => Dotnet(root, "bench/Peers", "Peers", "dataflow", n)),
     new("channels-batched", "bounded channels carrying arrays of 1024 items (hand-tuned limit)", n => Dotnet(root, "bench/Peers", "Peers", "channels-batched", n)),
+    new("ipc-pump", "three OS processes pumping raw 8 KiB batches over Unix sockets to a fourth (hand-tuned limit)", n => Dotnet(root, "bench/Peers", "Peers", "ipc-pump", n)),
     new("python-multiprocessing", "the first seed's Python program as written (prints every item, to /dev/null)",
         n => new[] { "bash", "-c", $"exec python3 '{root}/bench/python/seed_pipeline.py' {n} > /dev/null" }, Python: true),
     new("python-multiprocessing-quiet", "the first seed's Python program without its per-item prints",
@@ -66,7 +67,7 @@ foreach (Result r in results)
 }
 Console.WriteLine("(peak MB: the largest single OS process of the run)");
 foreach (var (a, b) in new[] { ("millrace-processes", "python-multiprocessing"), ("millrace-processes", "python-multiprocessing-quiet"),
-             ("millrace-threads", "channels"), ("millrace-threads", "dataflow"), ("millrace-threads", "channels-batched") })
+             ("millrace-processes", "ipc-pump"), ("millrace-threads", "channels"), ("millrace-threads", "dataflow"), ("millrace-threads", "channels-batched") })
 {
     Result? x = results.FirstOrDefault(r => r.System == a), y = results.FirstOrDefault(r => r.System == b);
     if (x is not null && y is not null) Console.WriteLine($"{a} / {b}: {x.ItemsPerSecond / y.ItemsPerSecond:0.00}x");
