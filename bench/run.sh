@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
 # Millrace against its peers on the Tutorial workload, measured in one run.
-#   bash bench/run.sh [--items N] [--python-items N] [--runs R] [--systems a,b,...] [--json FILE] [--quick] [--latency]
+#   bash bench/run.sh [--items N] [--python-items N] [--broker-items N] [--runs R] [--systems a,b,...] [--json FILE] [--quick] [--latency]
 # Systems: millrace-threads, millrace-processes, channels, dataflow, channels-batched, ipc-pump,
-#          python-multiprocessing (the seed as written), python-multiprocessing-quiet.
+#          rabbitmq-raw, rabbitmq-raw-batched (a RabbitMQ broker on 127.0.0.1 is started, and
+#          installed when missing, for them), python-multiprocessing (the seed as written),
+#          python-multiprocessing-quiet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v python3 >/dev/null || { echo "bench: python3 is needed for the Python peer (apt-get install python3)" >&2; exit 1; }
 dotnet build Millrace.sln -c Release --nologo -v quiet >&2
-exec dotnet bench/Millrace.Bench/bin/Release/net10.0/Millrace.Bench.dll "$@"
+systems=$(printf '%s\n' "$@" | grep -A1 -x -- '--systems' | tail -n 1 || true)
+started_broker=no
+if [[ -z "$systems" || "$systems" == *rabbitmq* ]] && ! (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+  bash scripts/rabbitmq.sh start
+  started_broker=yes
+fi
+status=0
+dotnet bench/Millrace.Bench/bin/Release/net10.0/Millrace.Bench.dll "$@" || status=$?
+if [[ $started_broker == yes ]]; then bash scripts/rabbitmq.sh stop; fi
+exit $status

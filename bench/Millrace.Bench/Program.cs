@@ -20,6 +20,10 @@ var systems = new List<SystemSpec>
     new("dataflow", "TPL Dataflow, bounded blocks, item at a time", n => Dotnet(root, "bench/Peers", "Peers", "dataflow", n)),
     new("channels-batched", "bounded channels carrying arrays of 1024 items (hand-tuned limit)", n => Dotnet(root, "bench/Peers", "Peers", "channels-batched", n)),
     new("ipc-pump", "three OS processes pumping raw 8 KiB batches over Unix sockets to a fourth (hand-tuned limit)", n => Dotnet(root, "bench/Peers", "Peers", "ipc-pump", n)),
+    new("rabbitmq-raw", "RabbitMQ.Client 7, confirms and manual acks, one item per message (items: --broker-items)",
+        n => Dotnet(root, "bench/RabbitRaw", "RabbitRaw", n), Broker: true),
+    new("rabbitmq-raw-batched", "RabbitMQ.Client 7, confirms and manual acks, 1000 items per message",
+        n => Dotnet(root, "bench/RabbitRaw", "RabbitRaw", n, "--batch", 1000)),
     new("python-multiprocessing", "the first seed's Python program as written (prints every item, to /dev/null)",
         n => new[] { "bash", "-c", $"exec python3 '{root}/bench/python/seed_pipeline.py' {n} > /dev/null" }, Python: true),
     new("python-multiprocessing-quiet", "the first seed's Python program without its per-item prints",
@@ -33,11 +37,11 @@ foreach (string unknown in options.Systems?.Except(systems.Select(s => s.Name)) 
     return 2;
 }
 
-Console.WriteLine($"Tutorial workload, {options.Items:N0} items ({options.PythonItems:N0} for Python), {options.Runs} runs each, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+Console.WriteLine($"Tutorial workload, {options.Items:N0} items ({options.PythonItems:N0} for Python, {options.BrokerItems:N0} for one item per broker message), {options.Runs} runs each, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
 var results = new List<Result>();
 foreach (SystemSpec system in chosen)
 {
-    long items = system.Python ? options.PythonItems : options.Items;
+    long items = system.Python ? options.PythonItems : system.Broker ? options.BrokerItems : options.Items;
     var runs = new List<Measure.Sample>();
     for (int r = 0; r < options.Runs; r++)
     {
@@ -111,7 +115,7 @@ static string FindRoot()
     throw new DirectoryNotFoundException("Cannot find the repository root (Millrace.sln) above " + AppContext.BaseDirectory);
 }
 
-internal sealed record SystemSpec(string Name, string Description, Func<long, string[]> Command, bool Python = false);
+internal sealed record SystemSpec(string Name, string Description, Func<long, string[]> Command, bool Python = false, bool Broker = false);
 
 internal sealed record Result(string System, long Items, double ItemsPerSecond, double ItemsPerSecondMin, double ItemsPerSecondMax,
     double CpuSeconds, double PeakMb, string Description);
@@ -120,6 +124,7 @@ internal sealed class Options
 {
     public long Items { get; private set; } = 10_000_000;
     public long PythonItems { get; private set; } = 1_000_000;
+    public long BrokerItems { get; private set; } = 100_000;
     public int Runs { get; private set; } = 3;
     public HashSet<string>? Systems { get; private set; }
     public string? Json { get; private set; }
@@ -129,7 +134,7 @@ internal sealed class Options
     public static Options? Parse(string[] args)
     {
         var o = new Options();
-        bool itemsSet = false, pythonSet = false, runsSet = false;
+        bool itemsSet = false, pythonSet = false, runsSet = false, brokerSet = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -137,13 +142,14 @@ internal sealed class Options
             {
                 case "--items": o.Items = long.Parse(Next()); itemsSet = true; break;
                 case "--python-items": o.PythonItems = long.Parse(Next()); pythonSet = true; break;
+                case "--broker-items": o.BrokerItems = long.Parse(Next()); brokerSet = true; break;
                 case "--runs": o.Runs = int.Parse(Next()); runsSet = true; break;
                 case "--systems": o.Systems = Next().Split(',').ToHashSet(); break;
                 case "--json": o.Json = Next(); break;
                 case "--quick": o.Quick = true; break;
                 case "--latency": o.Latency = true; break;
                 default:
-                    Console.Error.WriteLine($"unknown option '{args[i]}'. Options: --items N, --python-items N, --runs R, --systems a,b, --json FILE, --quick, --latency");
+                    Console.Error.WriteLine($"unknown option '{args[i]}'. Options: --items N, --python-items N, --broker-items N, --runs R, --systems a,b, --json FILE, --quick, --latency");
                     return null;
             }
         }
@@ -151,6 +157,7 @@ internal sealed class Options
         {
             if (!itemsSet) o.Items = 2_000_000;
             if (!pythonSet) o.PythonItems = 100_000;
+            if (!brokerSet) o.BrokerItems = 20_000;
             if (!runsSet) o.Runs = 1;
         }
         return o;

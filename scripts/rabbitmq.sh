@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Starts or stops a RabbitMQ broker for tests and benchmarks, every port on loopback only:
+#   bash scripts/rabbitmq.sh start    installs rabbitmq-server with apt-get when missing; waits for 5672
+#   bash scripts/rabbitmq.sh stop     stops the broker and epmd
+set -euo pipefail
+export ERL_EPMD_ADDRESS=127.0.0.1
+export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+
+up() { (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+
+case "${1:-}" in
+  start)
+    if ! command -v rabbitmq-server >/dev/null; then
+      echo "rabbitmq: installing rabbitmq-server" >&2
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+      # The package may start a broker of its own (with systemd); use ours, on loopback.
+      rabbitmqctl stop >/dev/null 2>&1 || true
+    fi
+    if up; then echo "rabbitmq: already listening on 127.0.0.1:5672" >&2; exit 0; fi
+    rabbitmq-server -detached
+    for _ in $(seq 1 120); do
+      if up; then echo "rabbitmq: listening on 127.0.0.1:5672" >&2; exit 0; fi
+      sleep 0.5
+    done
+    echo "rabbitmq: the broker did not listen on 127.0.0.1:5672 within 60 s" >&2
+    exit 1
+    ;;
+  stop)
+    rabbitmqctl stop >/dev/null 2>&1 || true
+    epmd -kill >/dev/null 2>&1 || true
+    ;;
+  *)
+    echo "usage: bash scripts/rabbitmq.sh start|stop" >&2
+    exit 2
+    ;;
+esac
