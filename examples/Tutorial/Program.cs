@@ -66,6 +66,8 @@ graph.Process("process2", p =>
 
 graph.Process("db", p =>
 {
+    // Only the broker placement can deliver an item twice (after a restart); this keeps the sum exact.
+    p.SkipRepeats();
     long items = 0;
     double sum = 0;
     p.On(roots, root =>

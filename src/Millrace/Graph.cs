@@ -131,6 +131,8 @@ public sealed class Graph
             "processes" => Runtime.Processes.ChildInfo.TakeFromEnvironment() is { } child
                 ? Runtime.Processes.ChildRuntime.RunAsync(model, options, child)
                 : Runtime.Processes.ProcessesPlacement.RunAsync(model, options, cancellationToken),
+            "broker" => Runtime.PlacementLoader.Load("broker", "Millrace.RabbitMQ.BrokerPlacement, Millrace.RabbitMQ", "Millrace.RabbitMQ")
+                .RunAsync(model, options, cancellationToken),
             _ => throw new ArgumentException(
                 $"Unknown placement '{options.Placement}'. Known placements: {string.Join(", ", RunOptions.KnownPlacements)}.",
                 nameof(options)),

@@ -16,8 +16,12 @@ namespace Millrace;
 public sealed class Output<T> : IOutputPort
 {
     private T[] _items = Array.Empty<T>();
+    private ulong[]? _ids;
     private int _count;
     private BatchSender? _sender;
+    private bool _tracksIds;
+    private ulong _salt;
+    private ulong _nextFreeId;
 
     internal Output(Stream<T> stream, string process)
     {
@@ -45,6 +49,7 @@ public sealed class Output<T> : IOutputPort
         if ((uint)n < (uint)items.Length)
         {
             items[n] = item;
+            if (_ids is { } ids) ids[n] = NextId();
             _count = ++n;
             if (n == items.Length) SendBuffered();
             return;
@@ -58,6 +63,11 @@ public sealed class Output<T> : IOutputPort
         sender.ThrowIfNotWritable();
         _items = new T[sender.BatchSize];
         _items[0] = item;
+        if (_tracksIds)
+        {
+            _ids = new ulong[sender.BatchSize];
+            _ids[0] = NextId();
+        }
         _count = 1;
         if (_items.Length == 1) SendBuffered();
     }
@@ -65,13 +75,32 @@ public sealed class Output<T> : IOutputPort
     private void SendBuffered()
     {
         T[] full = _items;
+        ulong[]? ids = _ids;
         int count = _count;
         _items = Array.Empty<T>();
+        _ids = null;
         _count = 0;
-        _sender!.Send(full, count);
+        _sender!.Send(full, ids, count);
     }
 
-    void IOutputPort.Attach(BatchSender sender) => _sender = sender;
+    /// <summary>
+    /// The id of the next item: derived from the id of the item being handled (so an item handled
+    /// again after a restart produces items with the same ids), or counted from a stable base for
+    /// items emitted outside handlers (sources, start and completion actions).
+    /// </summary>
+    private ulong NextId()
+    {
+        ProcessRunner writer = _sender!.Writer;
+        if (writer.InItem) return writer.CurrentId + _salt + ItemIds.Spread * (ulong)writer.EmitIndex++;
+        return _salt + _nextFreeId++;
+    }
+
+    void IOutputPort.Attach(BatchSender sender)
+    {
+        _sender = sender;
+        _tracksIds = sender.TracksIds;
+        _salt = ItemIds.Hash(Process + "\n" + Stream.Name);
+    }
 
     void IOutputPort.Flush()
     {

@@ -117,6 +117,25 @@ public sealed class ProcessBuilder
     /// </summary>
     public CancellationToken CancellationToken => _runner?.UserToken ?? CancellationToken.None;
 
+    /// <summary>
+    /// Skips an item this process has already handled when it is delivered again. Only the broker
+    /// placement delivers an item twice (at-least-once: after a writer restarts or a connection is
+    /// lost, what was not yet acknowledged comes again, with the same item ids); the other placements
+    /// deliver each item exactly once, and there this costs nothing. Use it in sinks whose result must
+    /// be exact, such as a sum or a count.
+    /// </summary>
+    /// <param name="window">How many of the latest item ids to remember (memory: about 24 bytes each).
+    /// A repeat arrives soon after the original (within what writers had not yet confirmed), so the
+    /// default of 1,048,576 is ample unless items are very large batches of their own.</param>
+    public void SkipRepeats(int window = 1 << 20)
+    {
+        ThrowIfSealed();
+        if (window < 1) throw new ArgumentOutOfRangeException(nameof(window), window, "The window must hold at least one id.");
+        RepeatWindow = window;
+    }
+
+    internal int RepeatWindow { get; private set; }
+
     internal void SetSource(SourceBody source)
     {
         ThrowIfSealed();

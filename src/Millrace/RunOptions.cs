@@ -4,12 +4,14 @@ namespace Millrace;
 public sealed class RunOptions
 {
     /// <summary>The placements this build knows.</summary>
-    public static IReadOnlyList<string> KnownPlacements { get; } = new[] { "threads", "processes" };
+    public static IReadOnlyList<string> KnownPlacements { get; } = new[] { "threads", "processes", "broker" };
 
     /// <summary>
-    /// Where processes run: <c>threads</c> (the default: one OS process, a thread per process) or
+    /// Where processes run: <c>threads</c> (the default: one OS process, a thread per process),
     /// <c>processes</c> (an OS process per process, on this machine; the program starts itself again
-    /// for each, so everything before <see cref="Graph.RunAsync"/> should only build the graph).
+    /// for each, so everything before <see cref="Graph.RunAsync"/> should only build the graph) or
+    /// <c>broker</c> (any number of machines talking through RabbitMQ; needs the Millrace.RabbitMQ
+    /// library; see <see cref="Broker"/> and <see cref="Processes"/>).
     /// </summary>
     public string Placement { get; set; } = "threads";
 
@@ -56,6 +58,27 @@ public sealed class RunOptions
     /// </summary>
     public IList<string[]> Groups { get; set; } = new List<string[]>();
 
+    /// <summary>
+    /// For the <c>broker</c> placement: the RabbitMQ broker, as an AMQP URI
+    /// (<c>amqp://user:password@host:5672/vhost</c>). Default: the <c>MILLRACE_BROKER</c> environment
+    /// variable, else <c>amqp://guest:guest@127.0.0.1:5672/</c>. On the command line: <c>--broker URI</c>.
+    /// </summary>
+    public string? Broker { get; set; }
+
+    /// <summary>
+    /// For the <c>broker</c> placement: the processes this program runs (the rest run elsewhere:
+    /// other hosts start the same program with their own list). Empty (the default): all of them.
+    /// On the command line: <c>--processes process1,process2</c>.
+    /// </summary>
+    public IList<string> Processes { get; set; } = new List<string>();
+
+    /// <summary>
+    /// For the <c>broker</c> placement: the name every exchange and queue of this run starts with, so
+    /// that several programs (or several runs of one) can share a virtual host. Every host of one run
+    /// must use the same. Default: the program's name in lower case. On the command line: <c>--run-id NAME</c>.
+    /// </summary>
+    public string? RunId { get; set; }
+
     /// <summary>Whether Ctrl+C and SIGTERM stop the run gracefully (the second one at once). Default true.</summary>
     public bool HandleStopSignals { get; set; } = true;
 
@@ -63,7 +86,8 @@ public sealed class RunOptions
     public IReadOnlyList<string> OtherArguments { get; private set; } = Array.Empty<string>();
 
     /// <summary>
-    /// Reads Millrace's command-line options (<c>--placement NAME</c>, <c>--capacity N</c>, <c>--batch N</c>, <c>--codec NAME</c>, <c>--group A,B</c>)
+    /// Reads Millrace's command-line options (<c>--placement NAME</c>, <c>--capacity N</c>, <c>--batch N</c>, <c>--codec NAME</c>, <c>--group A,B</c>,
+    /// <c>--broker URI</c>, <c>--processes A,B</c>, <c>--run-id NAME</c>)
     /// from <paramref name="args"/>; everything else is left, in order, in <see cref="OtherArguments"/>.
     /// </summary>
     /// <exception cref="ArgumentException">An option is missing its value or has a bad one.</exception>
@@ -93,6 +117,16 @@ public sealed class RunOptions
                 case "--group":
                     options.Groups.Add(Value(e, arg).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
                     break;
+                case "--broker":
+                    options.Broker = Value(e, arg);
+                    break;
+                case "--processes":
+                    foreach (string name in Value(e, arg).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                        options.Processes.Add(name);
+                    break;
+                case "--run-id":
+                    options.RunId = Value(e, arg);
+                    break;
                 default:
                     others.Add(arg);
                     break;
@@ -114,6 +148,10 @@ public sealed class RunOptions
         if (Linger < TimeSpan.Zero) throw new ArgumentException($"Linger must not be negative; got {Linger}.");
         if (DrainTimeout < TimeSpan.Zero) throw new ArgumentException($"DrainTimeout must not be negative; got {DrainTimeout}.");
         if (StopTimeout < TimeSpan.Zero) throw new ArgumentException($"StopTimeout must not be negative; got {StopTimeout}.");
+        if (Placement != "broker" && Processes.Count > 0)
+            throw new ArgumentException($"Processes (--processes) chooses what runs on each host in the broker placement; the {Placement} placement runs every process.");
+        if (RunId is not null && (RunId.Length is 0 or > 100 || RunId.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))))
+            throw new ArgumentException($"RunId (--run-id) must be 1 to 100 letters, digits, '-', '_' or '.'; got '{RunId}'.");
     }
 
     internal int EffectiveBatchSize => Math.Min(BatchSize, StreamCapacity);

@@ -34,7 +34,8 @@ public sealed class JsonCodec<T> : ICodec<T>
     {
         T[] items = JsonSerializer.Deserialize<T[]>(data, _options)
             ?? throw new JsonException("The batch is the JSON literal null, not an array.");
-        if (items.Length != count)
+        // A count below zero: not announced (a message from a program that only wrote a JSON array).
+        if (count >= 0 && items.Length != count)
             throw new JsonException($"The batch holds {items.Length} items; its frame announced {count}.");
         return items;
     }

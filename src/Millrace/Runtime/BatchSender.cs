@@ -19,7 +19,7 @@ internal abstract class Destination
     public bool Closed { get; set; }
 
     /// <summary>Hands a batch over if the reader has room; otherwise registers <paramref name="writer"/> to be woken.</summary>
-    public abstract bool TryEnqueue(Array items, int count, ProcessRunner writer);
+    public abstract bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer);
 
     /// <summary>Tells the reader this writer has ended.</summary>
     public abstract void SendEnd();
@@ -45,7 +45,7 @@ internal sealed class LocalDestination : Destination
         _lane = lane;
     }
 
-    public override bool TryEnqueue(Array items, int count, ProcessRunner writer) =>
+    public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer) =>
         _reader.Inbox.TryEnqueue(_lane, items, count, Writer, writer);
 
     public override void SendEnd() => _reader.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, _lane, null, 0, Writer));
@@ -62,13 +62,14 @@ internal sealed class BatchSender
     private readonly ProcessRunner _writer;
     private readonly string _stream;
     private readonly Destination[] _destinations;
-    private readonly Queue<(Array Items, int Count)> _pending = new();
+    private readonly Queue<(Array Items, ulong[]? Ids, int Count)> _pending = new();
     private readonly int _maxPending;
     private int _nextDestination;
     private bool _ended;
 
-    public BatchSender(ProcessRunner writer, string stream, Destination[] destinations, int batchSize, int maxPending)
+    public BatchSender(ProcessRunner writer, string stream, Destination[] destinations, int batchSize, int maxPending, bool tracksIds = false)
     {
+        TracksIds = tracksIds;
         _writer = writer;
         _stream = stream;
         _destinations = destinations;
@@ -77,6 +78,11 @@ internal sealed class BatchSender
     }
 
     public int BatchSize { get; }
+
+    /// <summary>Every item gets an id (broker placement: readers may see an item twice and skip it).</summary>
+    public bool TracksIds { get; }
+
+    public ProcessRunner Writer => _writer;
     public long ItemsOut { get; private set; }
     public bool HasPending => _pending.Count > 0;
     public IReadOnlyList<Destination> Destinations => _destinations;
@@ -91,10 +97,10 @@ internal sealed class BatchSender
     }
 
     /// <summary>Takes ownership of a batch and delivers it, or queues it until readers have room.</summary>
-    public void Send(Array items, int count)
+    public void Send(Array items, ulong[]? ids, int count)
     {
         ItemsOut += count;
-        _pending.Enqueue((items, count));
+        _pending.Enqueue((items, ids, count));
         if (TryDeliver()) return;
         _writer.Blocked = true;
         // A handler that emits a great deal per item must not grow memory without bound: wait here.
@@ -115,7 +121,7 @@ internal sealed class BatchSender
                         $"Process '{_writer.Name}' emitted to stream '{_stream}' after termination detection ended the cycle it shares with '{d.ReaderName}'. " +
                         "Items emitted on completion must go to streams outside the cycle.");
                 }
-                if (!d.TryEnqueue(batch.Items, batch.Count, _writer)) return false;
+                if (!d.TryEnqueue(batch.Items, batch.Ids, batch.Count, _writer)) return false;
                 _writer.CountSent();
             }
             _pending.Dequeue();

@@ -10,7 +10,20 @@ internal enum EnvelopeKind : byte
     ForceEnd,
 }
 
-internal readonly record struct Envelope(EnvelopeKind Kind, Lane? Lane, Array? Items, int Count, int Writer);
+internal readonly record struct Envelope(EnvelopeKind Kind, Lane? Lane, Array? Items, int Count, int Writer, Delivery? Delivery = null);
+
+/// <summary>
+/// A message taken from a broker: the ids of its items, and what to do once the process has handled
+/// them (acknowledge it once everything they produced is safely stored).
+/// </summary>
+internal abstract class Delivery
+{
+    /// <summary>Per item of the envelope, its id; null for an end mark.</summary>
+    public ulong[]? Ids { get; set; }
+
+    /// <summary>Process thread: every item is handled and what they produced has left the process.</summary>
+    public abstract void Handled(ProcessRunner runner);
+}
 
 /// <summary>
 /// One input stream of one reading process: its bound, the writers still open, and the writers
@@ -111,13 +124,13 @@ internal sealed class Inbox
     }
 
     /// <summary>Enqueues a batch from a writer in another OS process; its room was reserved there (credits).</summary>
-    public void EnqueueRemote(Lane lane, Array items, int count, int writerIndex)
+    public void EnqueueRemote(Lane lane, Array items, int count, int writerIndex, Delivery? delivery = null)
     {
         bool wake;
         lock (_lock)
         {
             lane.Queued += count;
-            _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, writerIndex));
+            _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, writerIndex, delivery));
             wake = _waiter.TryEnd();
         }
         if (wake) Wake();

@@ -9,6 +9,9 @@ internal abstract class InputSpec
 
     /// <summary>Calls the handler for each item of a batch, in order; the runner's state says when to pause.</summary>
     public abstract ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count);
+
+    /// <summary>The same for items that carry ids (broker placement): each id is current while its item is handled.</summary>
+    public abstract ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count, ulong[]? ids);
 }
 
 internal sealed class InputSpec<T> : InputSpec
@@ -54,6 +57,45 @@ internal sealed class InputSpec<T> : InputSpec
         lane.Position += count;
         runner.ItemsIn += count;
         return default;
+    }
+
+    public override ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count, ulong[]? ids) =>
+        ids is null ? HandleAsync(runner, lane, batch, count) : HandleWithIdsAsync(runner, lane, (T[])batch, count, ids);
+
+    private async ValueTask HandleWithIdsAsync(ProcessRunner runner, Lane lane, T[] items, int count, ulong[] ids)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            if (runner.Blocked) await runner.DrainAsync();
+            if (runner.Stopping) return;
+            T item = items[i];
+            if (runner.Seen is { } seen && !seen.Add(ids[i]))
+            {
+                // Handled before (delivered again after a restart or a lost connection): skip it.
+                lane.Position++;
+                continue;
+            }
+            runner.CurrentId = ids[i];
+            runner.EmitIndex = 0;
+            runner.InItem = true;
+            try
+            {
+                if (_handler is not null) _handler(item);
+                else await _asyncHandler!(item, runner.UserToken);
+            }
+            catch (Exception e) when (!runner.IsStopException(e))
+            {
+                throw runner.ItemFailure(lane, item, e);
+            }
+            finally
+            {
+                runner.InItem = false;
+            }
+            lane.Position++;
+            runner.ItemsIn++;
+            runner.Tick();
+        }
+        if (runner.Blocked) await runner.DrainAsync();
     }
 
     /// <summary>Items from <paramref name="from"/> on, pausing for backpressure and async handlers.</summary>

@@ -36,6 +36,7 @@ internal sealed class ProcessRunner
         Run = run;
         Inbox = new Inbox(this);
         builder.Attach(this);
+        if (builder.RepeatWindow > 0 && run.TracksIds) Seen = new IdWindow(builder.RepeatWindow);
         _lingerMs = (long)run.Options.Linger.TotalMilliseconds;
         _lastCheck = _lastFlush = Environment.TickCount64;
     }
@@ -61,6 +62,18 @@ internal sealed class ProcessRunner
 
     /// <summary>Items handed to this process's handlers.</summary>
     public long ItemsIn;
+
+    /// <summary>The id of the item being handled, while <see cref="InItem"/> (ids are tracked in broker placement only).</summary>
+    public ulong CurrentId;
+
+    /// <summary>A handler is running for the item <see cref="CurrentId"/>.</summary>
+    public bool InItem;
+
+    /// <summary>Items emitted so far for the current item (each gets a distinct id).</summary>
+    public int EmitIndex;
+
+    /// <summary>Ids handled lately, when the process asked to skip duplicates; null otherwise.</summary>
+    public IdWindow? Seen;
 
     /// <summary>The token user code gets: sources see graceful stops too.</summary>
     public CancellationToken UserToken => HasInputs ? Run.HardToken : Run.SourceToken;
@@ -154,10 +167,23 @@ internal sealed class ProcessRunner
             {
                 case EnvelopeKind.Data:
                     Lane lane = envelope.Lane!;
-                    await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count);
+                    if (envelope.Delivery is { } delivery)
+                    {
+                        await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count, delivery.Ids);
+                        if (Stopping) break;
+                        // What these items produced leaves now, so the message can be acknowledged soon.
+                        FlushOutputs();
+                        if (Blocked) await DrainAsync();
+                        delivery.Handled(this);
+                    }
+                    else
+                    {
+                        await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count);
+                    }
                     break;
                 case EnvelopeKind.End:
                     if (envelope.Lane!.EndWriter(envelope.Writer)) _openLanes--;
+                    envelope.Delivery?.Handled(this);
                     break;
                 case EnvelopeKind.ForceEnd:
                     foreach (Lane l in _lanes)

@@ -38,6 +38,9 @@ internal sealed class RunContext : IDisposable
 
     public void StopDetector() => Detector?.Stop();
 
+    /// <summary>Items carry ids (broker placement): set before runners are made.</summary>
+    public bool TracksIds { get; init; }
+
     /// <summary>Raised once, when a graceful stop is asked (the coordinator tells its children).</summary>
     public event Action? GracefulStopRequested;
 
@@ -67,7 +70,7 @@ internal sealed class RunContext : IDisposable
         get { lock (_lock) return _outcome ?? RunOutcome.Completed; }
     }
 
-    public void Halt(string process, string? reason)
+    public void Halt(string process, string? reason, bool fromElsewhere = false)
     {
         lock (_lock)
         {
@@ -76,18 +79,18 @@ internal sealed class RunContext : IDisposable
             HaltedBy = process;
             HaltReason = reason;
         }
-        Reporter?.Halted(process, reason);
+        if (!fromElsewhere) Reporter?.Halted(process, reason);
         StopAll();
     }
 
-    public void Fail(ProcessFailure failure)
+    public void Fail(ProcessFailure failure, bool fromElsewhere = false)
     {
         lock (_lock)
         {
             _errors.Add(failure);
             if (_outcome is not RunOutcome.Halted) _outcome = RunOutcome.Failed;
         }
-        Reporter?.Failed(failure);
+        if (!fromElsewhere) Reporter?.Failed(failure);
         StopAll();
     }
 

@@ -45,6 +45,10 @@ internal sealed class TerminationDetector
     private readonly bool[] _closed;
     private volatile bool _stopped;
     private long _sent;
+    private readonly TaskCompletionSource _allClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes once termination detection has ended every cycle of the graph.</summary>
+    public Task AllCyclesClosed => _allClosed.Task;
 
     public TerminationDetector(RunContext run, IStatusSource source, GraphModel model)
     {
@@ -161,6 +165,7 @@ internal sealed class TerminationDetector
                 _source.ForceEnd(member);
             }
         }
+        if (_closed.All(c => c)) _allClosed.TrySetResult();
         return any;
     }
 

@@ -10,7 +10,13 @@ internal interface IRemoteLinks
     /// Accepts batches of <paramref name="stream"/> from a writer elsewhere into <paramref name="lane"/>;
     /// returns how to give room back (gathered) and how to send what was gathered.
     /// </summary>
-    (Action<int> ReturnRoom, Action FlushRoom) Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane);
+    (Action<int> ReturnRoom, Action FlushRoom)? Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane);
+
+    /// <summary>
+    /// Every stream goes through these links, even between processes of this OS process (the broker
+    /// placement: replicas elsewhere compete for the same messages), and every item carries an id.
+    /// </summary>
+    bool CarriesEverything => false;
 }
 
 internal static class Wiring
@@ -23,6 +29,7 @@ internal static class Wiring
     /// </summary>
     public static void Wire(GraphModel model, ProcessRunner?[] runners, RunOptions options, IRemoteLinks? remote)
     {
+        bool all = remote?.CarriesEverything ?? false;
         var lanes = new Dictionary<(int Reader, string Stream), Lane>();
         for (int r = 0; r < runners.Length; r++)
         {
@@ -35,9 +42,9 @@ internal static class Wiring
                     .Where(k => model.InSameCycle(stream.Writers[k], r)).ToArray();
                 for (int k = 0; k < stream.Writers.Length; k++)
                 {
-                    if (runners[stream.Writers[k]] is not null) continue;
+                    if (runners[stream.Writers[k]] is not null && !all) continue;
+                    if (remote!.Incoming(stream, k, r, reader, lane) is not var (returnRoom, flushRoom)) continue;
                     lane.ReturnRoom ??= new Action<int>?[stream.Writers.Length];
-                    var (returnRoom, flushRoom) = remote!.Incoming(stream, k, r, reader, lane);
                     lane.ReturnRoom[k] = returnRoom;
                     lane.FlushRoom += flushRoom;
                 }
@@ -55,11 +62,11 @@ internal static class Wiring
                 StreamInfo stream = model.Streams[output.Stream.Name];
                 int writerIndex = Array.IndexOf(stream.Writers, w);
                 Destination[] destinations = stream.Readers
-                    .Select(r => runners[r] is { } reader
+                    .Select(r => runners[r] is { } reader && !all
                         ? new LocalDestination(reader, lanes[(r, stream.Name)], writerIndex, model.InSameCycle(w, r))
                         : remote!.Outgoing(stream, w, writerIndex, r, model.InSameCycle(w, r)))
                     .ToArray();
-                output.Attach(new BatchSender(writer, stream.Name, destinations, batchSize, maxPending));
+                output.Attach(new BatchSender(writer, stream.Name, destinations, batchSize, maxPending, tracksIds: all));
             }
         }
     }

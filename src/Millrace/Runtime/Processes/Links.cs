@@ -71,7 +71,7 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
         return destination;
     }
 
-    public (Action<int> ReturnRoom, Action FlushRoom) Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane)
+    public (Action<int> ReturnRoom, Action FlushRoom)? Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane)
     {
         LinkInfo link = Find(stream, writerIndex, readerIndex);
         var incoming = new IncomingLink(link, reader, lane, _codecs.For(stream.ItemType));
@@ -321,7 +321,7 @@ internal sealed class RemoteDestination : Destination
         _capacity = capacity;
     }
 
-    public override bool TryEnqueue(Array items, int count, ProcessRunner writer)
+    public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer)
     {
         lock (_lock)
         {

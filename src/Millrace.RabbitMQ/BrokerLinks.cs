@@ -1,0 +1,123 @@
+using System.Buffers;
+using System.Globalization;
+using Millrace.Runtime;
+using RabbitMQ.Client;
+
+namespace Millrace.RabbitMQ;
+
+/// <summary>
+/// Every stream through the broker: a writer publishes each batch once to the stream's exchange,
+/// which hands a copy to the queue of every reader. Readers take from their queues (the ports).
+/// </summary>
+internal sealed class BrokerLinks : IRemoteLinks
+{
+    private readonly GraphModel _model;
+    private readonly string _prefix;
+    private readonly CodecSet _codecs;
+    private readonly ProcessPort?[] _ports;
+
+    public BrokerLinks(GraphModel model, string prefix, CodecSet codecs, ProcessPort?[] ports)
+    {
+        _model = model;
+        _prefix = prefix;
+        _codecs = codecs;
+        _ports = ports;
+    }
+
+    public bool CarriesEverything => true;
+
+    public Destination Outgoing(StreamInfo stream, int writer, int writerIndex, int reader, bool inSameCycle)
+    {
+        string readerName = _model.Processes[reader].Name;
+        // One publish reaches every reader; the other readers' destinations only keep the count.
+        if (reader != stream.Readers[0]) return new CopyDestination(readerName, writerIndex, inSameCycle);
+        return new ExchangeDestination(_ports[writer]!, Wire.Exchange(_prefix, stream.Name), stream.Name,
+            _codecs.For(stream.ItemType), readerName, writerIndex, inSameCycle);
+    }
+
+    public (Action<int> ReturnRoom, Action FlushRoom)? Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane)
+    {
+        // One queue per reader and stream, whatever the number of writers.
+        if (writerIndex == 0)
+            _ports[readerIndex]!.AddInput(lane, Wire.Queue(_prefix, stream.Name, reader.Name), stream, _codecs.For(stream.ItemType));
+        return null;
+    }
+}
+
+/// <summary>Publishes a writer's batches of one stream to the stream's exchange, within the port's bound on unconfirmed messages.</summary>
+internal sealed class ExchangeDestination : Destination
+{
+    private readonly ProcessPort _port;
+    private readonly string _exchange;
+    private readonly string _stream;
+    private readonly BatchCodec _codec;
+    private readonly string _contentType;
+    private readonly ArrayBufferWriter<byte> _buffer = new(4096);
+
+    public ExchangeDestination(ProcessPort port, string exchange, string stream, BatchCodec codec, string readerName, int writer, bool inSameCycle)
+        : base(readerName, writer, inSameCycle)
+    {
+        _port = port;
+        _exchange = exchange;
+        _stream = stream;
+        _codec = codec;
+        _contentType = Wire.ContentType(codec.Name);
+    }
+
+    public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer)
+    {
+        if (!_port.HasRoom(writer)) return false;
+        _buffer.ResetWrittenCount();
+        try
+        {
+            _codec.Encode(items, count, _buffer);
+        }
+        catch (Exception e)
+        {
+            throw new InvalidOperationException(
+                $"Process '{_port.Name}' could not encode a batch of stream '{_stream}' ({_codec.Name} codec): {e.GetType().Name}: {e.Message}", e);
+        }
+        var headers = new Dictionary<string, object?>
+        {
+            [Wire.WriterHeader] = _port.Name,
+            [Wire.CountHeader] = count.ToString(CultureInfo.InvariantCulture),
+        };
+        if (ids is not null) headers[Wire.IdsHeader] = Wire.EncodeIds(ids, count);
+        _port.Accept(Message(_buffer.WrittenSpan.ToArray(), Wire.DataType, headers));
+        return true;
+    }
+
+    public override void SendEnd() =>
+        _port.Accept(Message(Array.Empty<byte>(), Wire.EndType, new Dictionary<string, object?> { [Wire.WriterHeader] = _port.Name }));
+
+    private Outgoing Message(byte[] body, string type, Dictionary<string, object?> headers)
+    {
+        var properties = new BasicProperties
+        {
+            ContentType = _contentType,
+            Type = type,
+            Persistent = true,
+            Headers = headers,
+        };
+        var message = new Outgoing { Exchange = _exchange, Stream = _stream, Body = body, Properties = properties };
+        return message;
+    }
+
+    public override string Fill => _port.Fill;
+}
+
+/// <summary>Another reader of a stream already published to: the exchange copies; this only counts.</summary>
+internal sealed class CopyDestination : Destination
+{
+    public CopyDestination(string readerName, int writer, bool inSameCycle) : base(readerName, writer, inSameCycle)
+    {
+    }
+
+    public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer) => true;
+
+    public override void SendEnd()
+    {
+    }
+
+    public override string Fill => "copied by the broker";
+}

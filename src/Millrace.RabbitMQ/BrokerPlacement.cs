@@ -1,0 +1,176 @@
+using System.Diagnostics;
+using System.Reflection;
+using Millrace.Runtime;
+using RabbitMQ.Client;
+
+namespace Millrace.RabbitMQ;
+
+/// <summary>
+/// The broker placement: this program runs some processes of the graph (all, or those named in
+/// <see cref="RunOptions.Processes"/>); the others run wherever the same program was started with
+/// their names. Every stream is an exchange on the broker; every reader has a durable queue bound
+/// to it. Loaded by name from <see cref="Graph.RunAsync"/>; not used directly.
+/// </summary>
+internal sealed class BrokerPlacement : IPlacement
+{
+    public const string DefaultBroker = "amqp://guest:guest@127.0.0.1:5672/";
+    public const string BrokerVariable = "MILLRACE_BROKER";
+
+    private static readonly TimeSpan ConnectFor = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan ReconnectFor = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan FinishFor = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan LingerFor = TimeSpan.FromMinutes(10);
+
+    public async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        string[] names = model.Processes.Select(p => p.Name).ToArray();
+        string[] unknown = options.Processes.Where(n => !names.Contains(n)).ToArray();
+        if (unknown.Length > 0)
+            return Failed(string.Join(", ", unknown), stopwatch,
+                $"--processes names {string.Join(", ", unknown.Select(n => $"'{n}'"))}, which the graph does not have. Its processes: {string.Join(", ", names)}.");
+        int[] hosted = options.Processes.Count == 0
+            ? Enumerable.Range(0, names.Length).ToArray()
+            : Enumerable.Range(0, names.Length).Where(p => options.Processes.Contains(names[p])).ToArray();
+        string hostedNames = string.Join(",", hosted.Select(p => names[p]));
+        string prefix = "millrace." + (options.RunId ?? (Assembly.GetEntryAssembly()?.GetName().Name ?? "run").ToLowerInvariant());
+        string uri = options.Broker ?? Environment.GetEnvironmentVariable(BrokerVariable) ?? DefaultBroker;
+
+        BrokerSession session;
+        try
+        {
+            session = await BrokerSession.ConnectAsync(uri, $"millrace {prefix} {hostedNames}", ConnectFor, ReconnectFor, cancellationToken);
+        }
+        catch (BrokerUnreachableException e)
+        {
+            return Failed(hostedNames, stopwatch, e.Message);
+        }
+
+        await using (session)
+        {
+            try
+            {
+                await DeclareAsync(session, model, prefix);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                return Failed(hostedNames, stopwatch, $"Could not set up the exchanges and queues of run '{prefix}' on the broker at {session.Where}: {BrokerSession.Reason(e)}");
+            }
+            return await RunHostedAsync(model, options, session, prefix, hosted, stopwatch, cancellationToken);
+        }
+    }
+
+    private static async Task<RunResult> RunHostedAsync(GraphModel model, RunOptions options, BrokerSession session, string prefix,
+        int[] hosted, Stopwatch stopwatch, CancellationToken cancellationToken)
+    {
+        string[] names = model.Processes.Select(p => p.Name).ToArray();
+        using var run = new RunContext(options) { TracksIds = true };
+        var runners = new ProcessRunner?[model.Processes.Count];
+        foreach (int p in hosted) runners[p] = new ProcessRunner(model.Processes[p], run);
+        ProcessRunner[] local = hosted.Select(p => runners[p]!).ToArray();
+        run.SetRunners(local);
+
+        // Items per message: the batch size; messages not yet confirmed per process, and taken but not
+        // yet acknowledged per input: enough to keep the broker busy, bounded by the stream capacity.
+        int batch = options.EffectiveBatchSize;
+        int window = Math.Clamp(options.StreamCapacity / batch, 8, 2000);
+        var ports = new ProcessPort?[model.Processes.Count];
+        foreach (int p in hosted) ports[p] = new ProcessPort(runners[p]!, p, session, run, window, (ushort)window, names);
+        var codecs = new CodecSet(model.Codecs, options.Codec == "auto" ? "json" : options.Codec);
+        Wiring.Wire(model, runners, options, new BrokerLinks(model, prefix, codecs, ports));
+
+        int detectorProcess = model.Cycles.Count == 0 ? -1 : model.Cycles.SelectMany(c => c.Members).Min();
+        bool detectorHere = detectorProcess >= 0 && runners[detectorProcess] is not null;
+        var control = new ControlBus(session, prefix, run, model, runners, detectorHere);
+        run.Reporter = control;
+        if (detectorHere) run.Detector = new TerminationDetector(run, control, model);
+
+        session.Failed += e => run.Fail(new ProcessFailure(string.Join(", ", local.Select(r => r.Name)), null, null, null, e.Message, e));
+        session.Reconnected += async () =>
+        {
+            await DeclareAsync(session, model, prefix);
+            await control.ReconnectedAsync();
+            foreach (int p in hosted) await ports[p]!.ReconnectedAsync();
+        };
+
+        try
+        {
+            await control.StartAsync();
+            foreach (int p in hosted) await ports[p]!.StartAsync();
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return Failed(string.Join(", ", local.Select(r => r.Name)), stopwatch, $"Could not start consuming from the broker at {session.Where}: {BrokerSession.Reason(e)}");
+        }
+
+        using CancellationTokenRegistration onCancel = cancellationToken.Register(run.RequestStop);
+        using ThreadsPlacement.StopSignals? signals = options.HandleStopSignals ? new ThreadsPlacement.StopSignals(run) : null;
+        Task detector = run.Detector?.RunAsync() ?? Task.CompletedTask;
+
+        await ThreadsPlacement.RunRunnersAsync(run, local, options);
+
+        // In a graph with cycles, termination detection needs every process's counts, ended ones
+        // included: a host whose processes ended stays (answering waves) until the cycles are closed.
+        if (model.Cycles.Count > 0 && run.Outcome == RunOutcome.Completed && run.Errors.Count == 0)
+        {
+            Task closed = detectorHere ? run.Detector!.AllCyclesClosed : control.CyclesClosed;
+            if (await Task.WhenAny(closed, run.HardStopped, Task.Delay(LingerFor)) == closed && detectorHere) control.AnnounceCyclesClosed();
+        }
+
+        // What the processes published must be confirmed, and what they took acknowledged, before this host leaves.
+        bool completed = run.Outcome is RunOutcome.Completed or RunOutcome.Stopped && run.Errors.Count == 0;
+        foreach (int p in hosted)
+        {
+            if (!await ports[p]!.FinishAsync(ended: completed && !runners[p]!.Stopping, FinishFor) && completed)
+                run.Fail(new ProcessFailure(names[p], null, null, null,
+                    $"Process '{names[p]}' ended, but the broker at {session.Where} did not confirm all it published within {FinishFor.TotalSeconds:0} s ({ports[p]!.Fill}).", null));
+        }
+        stopwatch.Stop();
+        run.StopDetector();
+        await detector;
+        foreach (int p in hosted) await ports[p]!.CloseAsync();
+        await control.CloseAsync();
+
+        return new RunResult(
+            run.Outcome,
+            stopwatch.Elapsed,
+            run.HaltedBy,
+            run.HaltReason,
+            run.TerminationDetected,
+            run.Errors,
+            local.ToDictionary(r => r.Name, r => new ProcessStats(r.ItemsIn, r.Outputs.Sum(o => o.ItemsOut), Environment.ProcessId)),
+            model.Streams.Values.ToDictionary(
+                s => s.Name,
+                s => new StreamStats(s.Writers.Where(w => runners[w] is not null)
+                    .Sum(w => runners[w]!.Outputs.First(o => o.Stream.Name == s.Name).ItemsOut))));
+    }
+
+    /// <summary>Every exchange and queue of the run, declared by every host (idempotent), before anything is published.</summary>
+    private static async Task DeclareAsync(BrokerSession session, GraphModel model, string prefix)
+    {
+        await using IChannel channel = await session.CreateChannelAsync();
+        await channel.ExchangeDeclareAsync(Wire.ControlExchange(prefix), ExchangeType.Fanout, durable: true, autoDelete: false);
+        foreach (StreamInfo stream in model.Streams.Values)
+        {
+            string exchange = Wire.Exchange(prefix, stream.Name);
+            await channel.ExchangeDeclareAsync(exchange, ExchangeType.Fanout, durable: true, autoDelete: false);
+            foreach (int reader in stream.Readers)
+            {
+                string queue = Wire.Queue(prefix, stream.Name, model.Processes[reader].Name);
+                await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false);
+                await channel.QueueBindAsync(queue, exchange, "");
+            }
+        }
+        await channel.CloseAsync();
+    }
+
+    private static RunResult Failed(string processes, Stopwatch stopwatch, string message) => new(
+        RunOutcome.Failed,
+        stopwatch.Elapsed,
+        null,
+        null,
+        false,
+        new[] { new ProcessFailure(processes, null, null, null, message, null) },
+        new Dictionary<string, ProcessStats>(),
+        new Dictionary<string, StreamStats>());
+}

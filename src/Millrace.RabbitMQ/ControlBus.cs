@@ -1,0 +1,288 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Millrace.Runtime;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+
+namespace Millrace.RabbitMQ;
+
+/// <summary>What the hosts of one run tell each other on the control exchange.</summary>
+internal sealed class ControlMessage
+{
+    public string Type { get; set; } = "";
+    public string Host { get; set; } = "";
+    public string? Process { get; set; }
+    public string? Reason { get; set; }
+    public string? Message { get; set; }
+    public string? Stream { get; set; }
+    public long? ItemIndex { get; set; }
+    public string? Item { get; set; }
+    public string? Exception { get; set; }
+    public int Seq { get; set; }
+    public int Index { get; set; }
+    public List<int[]>? Indexes { get; set; }
+    public List<long[]>? Counts { get; set; }
+}
+
+/// <summary>
+/// The run's control exchange (fanout): every host has a queue of its own on it. Halts, failures
+/// and graceful stops reach every host; termination detection asks every host for its processes'
+/// counts and ends quiet cycles wherever their processes are.
+/// </summary>
+internal sealed class ControlBus : IRunReporter, IStatusSource
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    private readonly BrokerSession _session;
+    private readonly string _exchange;
+    private readonly string _host = Guid.NewGuid().ToString("N");
+    private readonly RunContext _run;
+    private readonly GraphModel _model;
+    private readonly ProcessRunner?[] _runners;
+    private readonly bool _detectorHere;
+    private readonly bool _cyclic;
+    private readonly System.Threading.Channels.Channel<ControlMessage> _outbox =
+        System.Threading.Channels.Channel.CreateBounded<ControlMessage>(new System.Threading.Channels.BoundedChannelOptions(10_000)
+        {
+            FullMode = System.Threading.Channels.BoundedChannelFullMode.DropOldest,
+        });
+    private readonly object _lock = new();
+    private IChannel? _channel;
+    private Task _sendLoop = Task.CompletedTask;
+    private int _pokePending;
+    private readonly TaskCompletionSource _cyclesClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>The detecting host said every cycle is closed: hosts whose processes ended may leave.</summary>
+    public Task CyclesClosed => _cyclesClosed.Task;
+
+    public void AnnounceCyclesClosed() => Send(new ControlMessage { Type = "closed" });
+    private bool _stopFromElsewhere;
+
+    // The wave being read: its number and the statuses received so far.
+    private int _waveSeq;
+    private ProcessStatus?[]? _wave;
+    private TaskCompletionSource? _waveDone;
+
+    public ControlBus(BrokerSession session, string prefix, RunContext run, GraphModel model, ProcessRunner?[] runners, bool detectorHere)
+    {
+        _session = session;
+        _exchange = Wire.ControlExchange(prefix);
+        _run = run;
+        _model = model;
+        _runners = runners;
+        _detectorHere = detectorHere;
+        _cyclic = model.Cycles.Count > 0;
+        run.GracefulStopRequested += () =>
+        {
+            bool fromElsewhere;
+            lock (_lock) fromElsewhere = _stopFromElsewhere;
+            if (!fromElsewhere) Send(new ControlMessage { Type = "stop" });
+        };
+    }
+
+    public async Task StartAsync()
+    {
+        IConnection connection = await _session.ConnectionAsync();
+        IChannel channel = await connection.CreateChannelAsync();
+        QueueDeclareOk queue = await channel.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true);
+        await channel.QueueBindAsync(queue.QueueName, _exchange, "");
+        var consumer = new AsyncEventingBasicConsumer(channel);
+        consumer.ReceivedAsync += (_, delivery) =>
+        {
+            ControlMessage? message = null;
+            try
+            {
+                message = JsonSerializer.Deserialize<ControlMessage>(delivery.Body.Span, Json);
+            }
+            catch (JsonException e)
+            {
+                Console.Error.WriteLine($"[millrace] ignored a control message that is not valid: {e.Message}");
+            }
+            if (message is not null) Handle(message);
+            return Task.CompletedTask;
+        };
+        await channel.BasicConsumeAsync(queue.QueueName, autoAck: true, consumer);
+        lock (_lock) _channel = channel;
+        if (_sendLoop.IsCompleted) _sendLoop = Task.Run(SendLoopAsync);
+    }
+
+    public Task ReconnectedAsync() => StartAsync();
+
+    private void Send(ControlMessage message)
+    {
+        message.Host = _host;
+        _outbox.Writer.TryWrite(message);
+    }
+
+    private async Task SendLoopAsync()
+    {
+        await foreach (ControlMessage message in _outbox.Reader.ReadAllAsync())
+        {
+            byte[] body = JsonSerializer.SerializeToUtf8Bytes(message, Json);
+            for (int attempt = 0; attempt < 50; attempt++)
+            {
+                IChannel? channel;
+                lock (_lock) channel = _channel;
+                try
+                {
+                    if (channel is { IsOpen: true })
+                    {
+                        await channel.BasicPublishAsync(_exchange, "", false, new BasicProperties { ContentType = "application/json" }, body);
+                        break;
+                    }
+                }
+                catch (Exception e) when (ProcessPort.IsConnectionFailure(e))
+                {
+                }
+                await Task.Delay(100);
+            }
+        }
+    }
+
+    public async Task CloseAsync()
+    {
+        _outbox.Writer.TryComplete();
+        await Task.WhenAny(_sendLoop, Task.Delay(TimeSpan.FromSeconds(2)));
+        IChannel? channel;
+        lock (_lock) channel = _channel;
+        if (channel is null) return;
+        try
+        {
+            await channel.CloseAsync();
+        }
+        catch (Exception e) when (ProcessPort.IsConnectionFailure(e))
+        {
+        }
+        channel.Dispose();
+    }
+
+    private void Handle(ControlMessage message)
+    {
+        bool mine = message.Host == _host;
+        switch (message.Type)
+        {
+            case "halt" when !mine:
+                _run.Halt(message.Process ?? "?", message.Reason, fromElsewhere: true);
+                break;
+            case "error" when !mine:
+                _run.Fail(new ProcessFailure(message.Process ?? "?", message.Stream, message.ItemIndex, message.Item,
+                    message.Message ?? "A process on another host failed.", null, message.Exception), fromElsewhere: true);
+                break;
+            case "stop" when !mine:
+                lock (_lock) _stopFromElsewhere = true;
+                _run.RequestStop();
+                break;
+            case "status?":
+                Volatile.Write(ref _pokePending, 0);
+                ReplyStatus(message.Seq);
+                break;
+            case "status" when _detectorHere:
+                TakeStatus(message);
+                break;
+            case "closed":
+                _run.TerminationDetected = true;
+                _cyclesClosed.TrySetResult();
+                break;
+            case "poke" when _detectorHere:
+                _run.Detector?.Poke();
+                break;
+            case "force-end":
+                if (message.Index >= 0 && message.Index < _runners.Length && _runners[message.Index] is { } runner)
+                    runner.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
+                break;
+        }
+    }
+
+    private void ReplyStatus(int seq)
+    {
+        var indexes = new List<int[]>();
+        var counts = new List<long[]>();
+        for (int p = 0; p < _runners.Length; p++)
+        {
+            if (_runners[p] is not { } runner) continue;
+            ProcessStatus status = runner.Status;
+            // Waiting for the broker to confirm is not being stuck: queues on a broker do not fill up.
+            RunnerState state = status.State == RunnerState.Blocked ? RunnerState.Running : status.State;
+            indexes.Add(new[] { p, (int)state });
+            counts.Add(new[] { status.Sent, status.Received });
+        }
+        Send(new ControlMessage { Type = "status", Seq = seq, Indexes = indexes, Counts = counts });
+    }
+
+    private void TakeStatus(ControlMessage message)
+    {
+        if (message.Indexes is null || message.Counts is null || message.Indexes.Count != message.Counts.Count) return;
+        TaskCompletionSource? done = null;
+        lock (_lock)
+        {
+            if (message.Seq != _waveSeq || _wave is null) return;
+            for (int i = 0; i < message.Indexes.Count; i++)
+            {
+                int p = message.Indexes[i][0];
+                if (p < 0 || p >= _wave.Length) continue;
+                _wave[p] = new ProcessStatus((RunnerState)message.Indexes[i][1], message.Counts[i][0], message.Counts[i][1]);
+            }
+            if (_wave.All(s => s.HasValue)) done = _waveDone;
+        }
+        done?.TrySetResult();
+    }
+
+    // ---------------------------------------------------------------- IStatusSource (on the detecting host)
+
+    public async ValueTask<WaveReading> ReadAsync(CancellationToken cancellationToken)
+    {
+        TaskCompletionSource done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        int seq;
+        lock (_lock)
+        {
+            seq = ++_waveSeq;
+            _wave = new ProcessStatus?[_model.Processes.Count];
+            _waveDone = done;
+        }
+        Send(new ControlMessage { Type = "status?", Seq = seq });
+        try
+        {
+            await done.Task.WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            // Some process is not running anywhere yet (or its host is slow): the run is not quiet.
+            // Look again in a while, even if nobody pokes: the missing host may be starting up.
+            _ = Task.Delay(500, cancellationToken).ContinueWith(_ => _run.Detector?.Poke(), TaskScheduler.Default);
+        }
+        lock (_lock)
+        {
+            ProcessStatus[] statuses = _wave!.Select(s => s ?? new ProcessStatus(RunnerState.Running, 0, 0)).ToArray();
+            _wave = null;
+            return new WaveReading(statuses);
+        }
+    }
+
+    public void ForceEnd(int process) => Send(new ControlMessage { Type = "force-end", Index = process });
+
+    public ValueTask<string> DescribeBlockedAsync(CancellationToken cancellationToken) => new("(none: broker queues do not fill up)");
+
+    // ---------------------------------------------------------------- IRunReporter
+
+    public void Poke()
+    {
+        // The detecting host's own processes poke its detector directly; others send one poke until the next wave.
+        if (_cyclic && !_detectorHere && Interlocked.Exchange(ref _pokePending, 1) == 0) Send(new ControlMessage { Type = "poke" });
+    }
+
+    public void Halted(string process, string? reason) => Send(new ControlMessage { Type = "halt", Process = process, Reason = reason });
+
+    public void Failed(ProcessFailure failure) => Send(new ControlMessage
+    {
+        Type = "error",
+        Process = failure.Process,
+        Stream = failure.Stream,
+        ItemIndex = failure.ItemIndex,
+        Item = failure.Item,
+        Message = failure.Message,
+        Exception = failure.ExceptionType,
+    });
+}

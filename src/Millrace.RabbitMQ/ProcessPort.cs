@@ -1,0 +1,545 @@
+using System.Buffers;
+using System.Security.Cryptography;
+using Millrace.Runtime;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+using RabbitMQ.Client.Exceptions;
+
+namespace Millrace.RabbitMQ;
+
+/// <summary>A message on its way to an exchange, kept until the broker confirms it.</summary>
+internal sealed class Outgoing
+{
+    public long Seq;
+    public required string Exchange;
+    public required string Stream;
+    public required ReadOnlyMemory<byte> Body;
+    public required BasicProperties Properties;
+    /// <summary>Its publish sequence number on the channel it was last published on.</summary>
+    public ulong ChannelSeq;
+}
+
+/// <summary>
+/// A message taken from one of the process's queues, until it is acknowledged. The same message may
+/// arrive more than once (the writer published it again after a lost connection, or the broker
+/// delivers it again on a new channel); every copy is acknowledged together, once.
+/// </summary>
+internal sealed class PendingAck : Delivery
+{
+    private readonly ProcessPort _port;
+
+    public PendingAck(ProcessPort port, string messageId, bool end)
+    {
+        _port = port;
+        MessageId = messageId;
+        End = end;
+    }
+
+    public string MessageId { get; }
+    public bool End { get; }
+
+    /// <summary>Delivery tags of the copies taken, with the connection generation of each.</summary>
+    public List<(ulong Tag, long Generation)> Tags { get; } = new(1);
+
+    /// <summary>Acknowledge once every message the process accepted up to this one is confirmed.</summary>
+    public long Required;
+
+    public override void Handled(ProcessRunner runner) => _port.Handled(this);
+}
+
+/// <summary>
+/// One hosted process's link to the broker: a channel that publishes its outputs with publisher
+/// confirms, and a channel that consumes its input queues with a bounded prefetch. A message taken
+/// is acknowledged only after the process has handled its items and the broker has confirmed every
+/// message they produced (at-least-once: a process killed at any point loses nothing).
+/// </summary>
+internal sealed class ProcessPort
+{
+    private static readonly TimeSpan IdleWake = TimeSpan.FromSeconds(1);
+
+    private readonly BrokerSession _session;
+    private readonly RunContext _run;
+    private readonly object _lock = new();
+    private readonly string _incarnation = Convert.ToHexString(RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
+    private readonly int _maxInFlight;
+    private readonly ushort _prefetch;
+    private readonly List<(Lane Lane, string Queue, StreamInfo Stream, BatchCodec Codec)> _inputs = new();
+    private readonly string[] _writerNames;
+
+    // Publishing: accepted messages wait in _toSend, then in _unconfirmed until confirmed; both in order.
+    private readonly LinkedList<Outgoing> _toSend = new();
+    private readonly LinkedList<Outgoing> _unconfirmed = new();
+    private readonly Signal _publishWork = new();
+    private long _assigned;
+    private long _confirmed;
+    private ProcessRunner? _waiter;
+    private IChannel? _publishChannel;
+    private long _publishGeneration;
+    private ulong _channelSeq;
+
+    // Consuming and acknowledging.
+    private readonly Dictionary<string, PendingAck> _pending = new();
+    private readonly Queue<PendingAck> _handled = new();
+    private readonly List<PendingAck> _ends = new();
+    private readonly RecentIds _acked = new(1 << 16);
+    private readonly Queue<(ulong Tag, long Generation)> _toAck = new();
+    private readonly Signal _ackWork = new();
+    private IChannel? _consumeChannel;
+    private long _consumeGeneration;
+    private long _externalMessages;
+
+    private volatile bool _closed;
+    private Task _publishLoop = Task.CompletedTask;
+    private Task _ackLoop = Task.CompletedTask;
+
+    public ProcessPort(ProcessRunner runner, int index, BrokerSession session, RunContext run, int maxInFlight, ushort prefetch, string[] processNames)
+    {
+        Runner = runner;
+        Index = index;
+        _session = session;
+        _run = run;
+        _maxInFlight = maxInFlight;
+        _prefetch = prefetch;
+        _writerNames = processNames;
+    }
+
+    public ProcessRunner Runner { get; }
+    public int Index { get; }
+    public string Name => Runner.Name;
+
+    /// <summary>Messages accepted for publishing so far.</summary>
+    public long Assigned
+    {
+        get { lock (_lock) return _assigned; }
+    }
+
+    public void AddInput(Lane lane, string queue, StreamInfo stream, BatchCodec codec) => _inputs.Add((lane, queue, stream, codec));
+
+    public async Task StartAsync()
+    {
+        await SetUpConsumerAsync();
+        _publishLoop = Task.Run(PublishLoopAsync);
+        _ackLoop = Task.Run(AckLoopAsync);
+    }
+
+    // ---------------------------------------------------------------- publishing
+
+    /// <summary>Whether a new message fits within the bound; if not, <paramref name="writer"/> is woken once one is confirmed.</summary>
+    public bool HasRoom(ProcessRunner writer)
+    {
+        lock (_lock)
+        {
+            if (_toSend.Count + _unconfirmed.Count < _maxInFlight) return true;
+            _waiter = writer;
+            return false;
+        }
+    }
+
+    /// <summary>Takes a message for publishing (end marks are taken even beyond the bound).</summary>
+    public void Accept(Outgoing message)
+    {
+        lock (_lock)
+        {
+            message.Seq = ++_assigned;
+            message.Properties.MessageId = $"{_incarnation}-{message.Seq}";
+            _toSend.AddLast(message);
+        }
+        _publishWork.Set();
+    }
+
+    public int InFlight
+    {
+        get { lock (_lock) return _toSend.Count + _unconfirmed.Count; }
+    }
+
+    public string Fill
+    {
+        get { lock (_lock) return $"{_toSend.Count + _unconfirmed.Count} of {_maxInFlight} messages not yet confirmed by the broker"; }
+    }
+
+    private async Task PublishLoopAsync()
+    {
+        while (!_closed)
+        {
+            IChannel channel;
+            try
+            {
+                channel = await PublishChannelAsync();
+            }
+            catch (Exception e) when (!_closed)
+            {
+                if (e is BrokerUnreachableException) return; // the session fails the run
+                await Task.Delay(100);
+                continue;
+            }
+            while (!_closed)
+            {
+                Outgoing? message;
+                lock (_lock)
+                {
+                    if (_toSend.First is not { } first || !ReferenceEquals(channel, _publishChannel))
+                    {
+                        message = null;
+                    }
+                    else
+                    {
+                        message = first.Value;
+                        _toSend.RemoveFirst();
+                        message.ChannelSeq = ++_channelSeq;
+                        _unconfirmed.AddLast(message);
+                    }
+                }
+                if (message is null) break;
+                try
+                {
+                    await channel.BasicPublishAsync(message.Exchange, "", false, message.Properties, message.Body);
+                }
+                catch (Exception e) when (IsConnectionFailure(e))
+                {
+                    // Lost with the channel: republished on the next one, in order.
+                    break;
+                }
+            }
+            if (_closed) return;
+            bool more;
+            lock (_lock) more = _toSend.Count > 0 && ReferenceEquals(channel, _publishChannel) && channel.IsOpen;
+            if (!more) await _publishWork.WaitAsync(IdleWake);
+        }
+    }
+
+    /// <summary>The publishing channel of the current connection; a new one puts what was not confirmed back in front.</summary>
+    private async Task<IChannel> PublishChannelAsync()
+    {
+        if (_publishChannel is { IsOpen: true } open && _publishGeneration == _session.Generation) return open;
+        IConnection connection = await _session.ConnectionAsync();
+        long generation = _session.Generation;
+        IChannel channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: false));
+        channel.BasicAcksAsync += (_, e) =>
+        {
+            Confirmed(channel, e.DeliveryTag, e.Multiple);
+            return Task.CompletedTask;
+        };
+        channel.BasicNacksAsync += (_, e) =>
+        {
+            Refused(channel, e.DeliveryTag);
+            return Task.CompletedTask;
+        };
+        lock (_lock)
+        {
+            _publishChannel = channel;
+            _publishGeneration = generation;
+            _channelSeq = 0;
+            // Whatever the old channel did not confirm goes again, before anything newer.
+            for (LinkedListNode<Outgoing>? node = _unconfirmed.Last; node is not null; node = node.Previous) _toSend.AddFirst(node.Value);
+            _unconfirmed.Clear();
+        }
+        return channel;
+    }
+
+    private void Confirmed(IChannel channel, ulong tag, bool multiple)
+    {
+        ProcessRunner? waiter;
+        lock (_lock)
+        {
+            if (!ReferenceEquals(channel, _publishChannel)) return;
+            if (multiple)
+            {
+                while (_unconfirmed.First is { } first && first.Value.ChannelSeq <= tag) _unconfirmed.RemoveFirst();
+            }
+            else
+            {
+                for (LinkedListNode<Outgoing>? node = _unconfirmed.First; node is not null; node = node.Next)
+                {
+                    if (node.Value.ChannelSeq == tag)
+                    {
+                        _unconfirmed.Remove(node);
+                        break;
+                    }
+                }
+            }
+            long firstOpen = Math.Min(_unconfirmed.First?.Value.Seq ?? long.MaxValue, _toSend.First?.Value.Seq ?? long.MaxValue);
+            _confirmed = firstOpen == long.MaxValue ? _assigned : firstOpen - 1;
+            waiter = _waiter;
+            _waiter = null;
+            CollectAcksLocked();
+        }
+        waiter?.WakeForRoom();
+        _ackWork.Set();
+    }
+
+    private void Refused(IChannel channel, ulong tag)
+    {
+        Outgoing? message;
+        lock (_lock)
+        {
+            if (!ReferenceEquals(channel, _publishChannel)) return;
+            message = _unconfirmed.FirstOrDefault(m => m.ChannelSeq == tag);
+        }
+        _run.Fail(new ProcessFailure(Name, message?.Stream, null, null,
+            $"The broker refused (nack) a message of stream '{message?.Stream}' written by process '{Name}' (message {message?.Properties.MessageId}); " +
+            "the broker is out of resources or the exchange's queues are at their limit. The message was not acknowledged upstream, so nothing is lost.", null));
+    }
+
+    // ---------------------------------------------------------------- consuming
+
+    private async Task SetUpConsumerAsync()
+    {
+        if (_inputs.Count == 0) return;
+        IConnection connection = await _session.ConnectionAsync();
+        long generation = _session.Generation;
+        IChannel channel = await connection.CreateChannelAsync();
+        await channel.BasicQosAsync(0, _prefetch, false);
+        lock (_lock)
+        {
+            _consumeChannel = channel;
+            _consumeGeneration = generation;
+        }
+        foreach (var input in _inputs)
+        {
+            var consumer = new AsyncEventingBasicConsumer(channel);
+            consumer.ReceivedAsync += (_, delivery) =>
+            {
+                Received(input.Lane, input.Stream, input.Codec, generation, delivery);
+                return Task.CompletedTask;
+            };
+            await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer);
+        }
+    }
+
+    /// <summary>After a reconnection: consume again (the broker redelivers what was not acknowledged) and publish again.</summary>
+    public async Task ReconnectedAsync()
+    {
+        await SetUpConsumerAsync();
+        _publishWork.Set();
+    }
+
+    private void Received(Lane lane, StreamInfo stream, BatchCodec codec, long generation, BasicDeliverEventArgs delivery)
+    {
+        IReadOnlyBasicProperties properties = delivery.BasicProperties;
+        string messageId = properties.MessageId ?? $"external-{_incarnation}-{Interlocked.Increment(ref _externalMessages)}";
+        bool end = properties.Type == Wire.EndType;
+        string? writer = Wire.Text(properties.Headers, Wire.WriterHeader);
+        PendingAck pending;
+        lock (_lock)
+        {
+            if (_pending.TryGetValue(messageId, out PendingAck? known))
+            {
+                // Another copy of a message already taken: acknowledged with it.
+                known.Tags.Add((delivery.DeliveryTag, generation));
+                return;
+            }
+            if (_acked.Contains(messageId))
+            {
+                _toAck.Enqueue((delivery.DeliveryTag, generation));
+                _ackWork.Set();
+                return;
+            }
+            pending = new PendingAck(this, messageId, end);
+            pending.Tags.Add((delivery.DeliveryTag, generation));
+            _pending[messageId] = pending;
+        }
+
+        int writerIndex = 0;
+        if (writer is not null)
+        {
+            writerIndex = Array.FindIndex(stream.Writers, w => _writerNames[w] == writer);
+            if (writerIndex < 0)
+            {
+                Reject(stream, $"names writer '{writer}', which does not write stream '{stream.Name}' in this graph");
+                return;
+            }
+        }
+        else if (end)
+        {
+            Reject(stream, $"is an end mark without the {Wire.WriterHeader} header saying which writer ended");
+            return;
+        }
+        if (end)
+        {
+            Runner.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, lane, null, 0, writerIndex, pending));
+            return;
+        }
+
+        Array items;
+        ulong[] ids;
+        int count;
+        try
+        {
+            string? countText = Wire.Text(properties.Headers, Wire.CountHeader);
+            count = countText is null ? -1 : int.Parse(countText, System.Globalization.CultureInfo.InvariantCulture);
+            items = codec.Decode(delivery.Body.Span, count);
+            count = items.Length;
+            string? idText = Wire.Text(properties.Headers, Wire.IdsHeader);
+            ids = idText is null ? ExternalIds(messageId, count) : Wire.DecodeIds(idText, count);
+        }
+        catch (Exception e)
+        {
+            Reject(stream, $"could not be decoded ({delivery.Body.Length} bytes, {codec.Name} codec): {e.GetType().Name}: {e.Message}", e);
+            return;
+        }
+        pending.Ids = ids;
+        Runner.Inbox.EnqueueRemote(lane, items, count, writerIndex, pending);
+
+        void Reject(StreamInfo s, string what, Exception? e = null) =>
+            _run.Fail(new ProcessFailure(Name, s.Name, null, null,
+                $"Process '{Name}' received a message of stream '{s.Name}' (message {messageId}{(writer is null ? "" : $" from '{writer}'")}) that {what}. " +
+                "It stays in the queue, unacknowledged.", e));
+    }
+
+    /// <summary>Ids for items from a program that gave none: stable per message id, so a redelivery gets the same ones.</summary>
+    private static ulong[] ExternalIds(string messageId, int count)
+    {
+        ulong first = ItemIds.Hash(messageId);
+        var ids = new ulong[count];
+        for (int i = 0; i < count; i++) ids[i] = unchecked(first + (ulong)i);
+        return ids;
+    }
+
+    /// <summary>Process thread: the delivery's items are handled and what they produced is accepted for publishing.</summary>
+    public void Handled(PendingAck pending)
+    {
+        lock (_lock)
+        {
+            if (pending.End)
+            {
+                // An end mark is acknowledged only when this process's own end marks are confirmed:
+                // a process killed before that is started again and still sees its inputs end.
+                _ends.Add(pending);
+                return;
+            }
+            pending.Required = _assigned;
+            _handled.Enqueue(pending);
+            CollectAcksLocked();
+        }
+        _ackWork.Set();
+    }
+
+    private void CollectAcksLocked()
+    {
+        while (_handled.TryPeek(out PendingAck? next) && next.Required <= _confirmed)
+        {
+            _handled.Dequeue();
+            Acknowledge(next);
+        }
+    }
+
+    private void Acknowledge(PendingAck pending)
+    {
+        _pending.Remove(pending.MessageId);
+        _acked.Add(pending.MessageId);
+        foreach (var tag in pending.Tags) _toAck.Enqueue(tag);
+    }
+
+    private async Task AckLoopAsync()
+    {
+        while (true)
+        {
+            while (true)
+            {
+                (ulong Tag, long Generation) next;
+                IChannel? channel;
+                lock (_lock)
+                {
+                    if (!_toAck.TryDequeue(out next)) break;
+                    channel = _consumeChannel;
+                    // A tag of an older connection means nothing now: that copy comes again and is acknowledged then.
+                    if (next.Generation != _consumeGeneration) continue;
+                }
+                try
+                {
+                    if (channel is { IsOpen: true }) await channel.BasicAckAsync(next.Tag, multiple: false);
+                }
+                catch (Exception e) when (IsConnectionFailure(e))
+                {
+                }
+            }
+            if (_closed) return;
+            await _ackWork.WaitAsync(IdleWake);
+        }
+    }
+
+    /// <summary>
+    /// After the process ended normally: waits until the broker confirmed everything it published
+    /// (its end marks included), then acknowledges what it took, end marks too. Bounded by <paramref name="timeout"/>.
+    /// </summary>
+    public async Task<bool> FinishAsync(bool ended, TimeSpan timeout)
+    {
+        DateTime deadline = DateTime.UtcNow + timeout;
+        bool done = false;
+        while (DateTime.UtcNow < deadline)
+        {
+            lock (_lock)
+            {
+                CollectAcksLocked();
+                if (_confirmed == _assigned)
+                {
+                    if (ended)
+                    {
+                        foreach (PendingAck end in _ends) Acknowledge(end);
+                        _ends.Clear();
+                    }
+                    done = true;
+                }
+            }
+            _ackWork.Set();
+            if (done) break;
+            await Task.Delay(5);
+        }
+        // Let the acknowledgements leave.
+        while (DateTime.UtcNow < deadline)
+        {
+            lock (_lock)
+            {
+                if (_toAck.Count == 0) break;
+            }
+            await Task.Delay(5);
+        }
+        return done;
+    }
+
+    public async Task CloseAsync()
+    {
+        _closed = true;
+        _publishWork.Set();
+        _ackWork.Set();
+        await Task.WhenAny(Task.WhenAll(_publishLoop, _ackLoop), Task.Delay(TimeSpan.FromSeconds(5)));
+        foreach (IChannel? channel in new[] { _publishChannel, _consumeChannel })
+        {
+            if (channel is null) continue;
+            try
+            {
+                await channel.CloseAsync();
+            }
+            catch (Exception e) when (IsConnectionFailure(e))
+            {
+            }
+            channel.Dispose();
+        }
+    }
+
+    public static bool IsConnectionFailure(Exception e) =>
+        e is AlreadyClosedException or OperationInterruptedException or IOException or ObjectDisposedException or
+            System.Net.Sockets.SocketException or OperationCanceledException or System.Threading.Channels.ChannelClosedException;
+}
+
+/// <summary>The last N message ids, bounded.</summary>
+internal sealed class RecentIds
+{
+    private readonly HashSet<string> _set = new();
+    private readonly string[] _ring;
+    private int _next;
+    private int _count;
+
+    public RecentIds(int size) => _ring = new string[size];
+
+    public bool Contains(string id) => _set.Contains(id);
+
+    public void Add(string id)
+    {
+        if (!_set.Add(id)) return;
+        if (_count == _ring.Length) _set.Remove(_ring[_next]);
+        else _count++;
+        _ring[_next] = id;
+        _next = (_next + 1) % _ring.Length;
+    }
+}

@@ -1,0 +1,75 @@
+using System.Globalization;
+using System.Text;
+
+namespace Millrace.RabbitMQ;
+
+/// <summary>
+/// Names and message format of the broker placement (documented in docs/broker-placement.md, so
+/// that programs in other languages can read and write Millrace streams).
+/// </summary>
+internal static class Wire
+{
+    /// <summary>Who wrote a message: the writing process's name.</summary>
+    public const string WriterHeader = "millrace-writer";
+
+    /// <summary>Ids of the items, in order: ranges "first:count" separated by commas (decimal, unsigned 64-bit).</summary>
+    public const string IdsHeader = "millrace-ids";
+
+    /// <summary>How many items the body holds (required for binary bodies; optional for JSON).</summary>
+    public const string CountHeader = "millrace-count";
+
+    public const string DataType = "data";
+    public const string EndType = "end";
+
+    public static string Exchange(string prefix, string stream) => $"{prefix}.{stream}";
+
+    public static string Queue(string prefix, string stream, string reader) => $"{prefix}.{stream}.{reader}";
+
+    public static string ControlExchange(string prefix) => $"{prefix}.control";
+
+    public static string ContentType(string codec) => codec == "json" ? "application/json" : $"application/vnd.millrace.{codec}";
+
+    /// <summary>"first:count" ranges of consecutive ids.</summary>
+    public static string EncodeIds(ulong[] ids, int count)
+    {
+        var text = new StringBuilder(32);
+        int i = 0;
+        while (i < count)
+        {
+            int run = 1;
+            while (i + run < count && ids[i + run] == unchecked(ids[i] + (ulong)run)) run++;
+            if (text.Length > 0) text.Append(',');
+            text.Append(ids[i].ToString(CultureInfo.InvariantCulture)).Append(':').Append(run.ToString(CultureInfo.InvariantCulture));
+            i += run;
+        }
+        return text.ToString();
+    }
+
+    public static ulong[] DecodeIds(string text, int count)
+    {
+        var ids = new ulong[count];
+        int n = 0;
+        foreach (string range in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int colon = range.IndexOf(':');
+            ulong first = ulong.Parse(colon < 0 ? range : range[..colon], NumberStyles.None, CultureInfo.InvariantCulture);
+            int run = colon < 0 ? 1 : int.Parse(range[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture);
+            if (run < 1 || n + run > count)
+                throw new FormatException($"header {IdsHeader} names more ids than the body has items ({count})");
+            for (int k = 0; k < run; k++) ids[n++] = unchecked(first + (ulong)k);
+        }
+        if (n != count) throw new FormatException($"header {IdsHeader} names {n} ids for {count} items");
+        return ids;
+    }
+
+    public static string? Text(IDictionary<string, object?>? headers, string name) =>
+        headers is not null && headers.TryGetValue(name, out object? value)
+            ? value switch
+            {
+                byte[] bytes => Encoding.UTF8.GetString(bytes),
+                string s => s,
+                null => null,
+                _ => Convert.ToString(value, CultureInfo.InvariantCulture),
+            }
+            : null;
+}
