@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # Runs every test of Millrace. It does its own set-up, so it works on a fresh Debian machine
-# with the .NET 10 SDK: later placements add their services here (installed when missing,
-# started on 127.0.0.1, stopped at the end).
+# with the .NET 10 SDK: it installs rabbitmq-server with apt-get when missing, starts it on
+# 127.0.0.1 only, gives this run a fresh virtual host, and stops the broker (and epmd) at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dotnet build Millrace.sln -c Release --nologo -v quiet
+
+bash scripts/rabbitmq.sh start
+vhost="millrace-test-$$-$(date +%s)"
+cleanup() {
+  rabbitmqctl delete_vhost "$vhost" >/dev/null 2>&1 || true
+  bash scripts/rabbitmq.sh stop
+}
+trap cleanup EXIT
+rabbitmqctl add_vhost "$vhost" >/dev/null
+rabbitmqctl set_permissions -p "$vhost" guest ".*" ".*" ".*" >/dev/null
+export MILLRACE_BROKER="amqp://guest:guest@127.0.0.1:5672/$vhost"
+
 dotnet test Millrace.sln -c Release --no-build --nologo "$@"

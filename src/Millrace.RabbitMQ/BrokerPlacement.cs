@@ -50,11 +50,15 @@ internal sealed class BrokerPlacement : IPlacement
         {
             try
             {
-                await DeclareAsync(session, model, prefix);
+                await DeclareAsync(session, model, prefix, QueueLimit(options));
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                return Failed(hostedNames, stopwatch, $"Could not set up the exchanges and queues of run '{prefix}' on the broker at {session.Where}: {BrokerSession.Reason(e)}");
+                string reason = BrokerSession.Reason(e);
+                return Failed(hostedNames, stopwatch, $"Could not set up the exchanges and queues of run '{prefix}' on the broker at {session.Where}: {reason}" +
+                    (reason.Contains("inequivalent arg", StringComparison.Ordinal)
+                        ? ". Its queues exist with other limits: use the same --capacity and --batch as the run that made them, or another --run-id."
+                        : ""));
             }
             return await RunHostedAsync(model, options, session, prefix, hosted, stopwatch, cancellationToken);
         }
@@ -81,14 +85,14 @@ internal sealed class BrokerPlacement : IPlacement
 
         int detectorProcess = model.Cycles.Count == 0 ? -1 : model.Cycles.SelectMany(c => c.Members).Min();
         bool detectorHere = detectorProcess >= 0 && runners[detectorProcess] is not null;
-        var control = new ControlBus(session, prefix, run, model, runners, detectorHere);
+        var control = new ControlBus(session, prefix, run, model, runners, ports, detectorHere);
         run.Reporter = control;
         if (detectorHere) run.Detector = new TerminationDetector(run, control, model);
 
         session.Failed += e => run.Fail(new ProcessFailure(string.Join(", ", local.Select(r => r.Name)), null, null, null, e.Message, e));
         session.Reconnected += async () =>
         {
-            await DeclareAsync(session, model, prefix);
+            await DeclareAsync(session, model, prefix, QueueLimit(options));
             await control.ReconnectedAsync();
             foreach (int p in hosted) await ports[p]!.ReconnectedAsync();
         };
@@ -118,10 +122,10 @@ internal sealed class BrokerPlacement : IPlacement
         }
 
         // What the processes published must be confirmed, and what they took acknowledged, before this host leaves.
-        bool completed = run.Outcome is RunOutcome.Completed or RunOutcome.Stopped && run.Errors.Count == 0;
+        bool completed = run.Outcome is RunOutcome.Completed or RunOutcome.Stopped && run.Errors.Count == 0 && !run.HardToken.IsCancellationRequested;
         foreach (int p in hosted)
         {
-            if (!await ports[p]!.FinishAsync(ended: completed && !runners[p]!.Stopping, FinishFor) && completed)
+            if (!await ports[p]!.FinishAsync(ended: completed && !runners[p]!.Stopping, completed ? FinishFor : TimeSpan.FromSeconds(2)) && completed)
                 run.Fail(new ProcessFailure(names[p], null, null, null,
                     $"Process '{names[p]}' ended, but the broker at {session.Where} did not confirm all it published within {FinishFor.TotalSeconds:0} s ({ports[p]!.Fill}).", null));
         }
@@ -146,8 +150,10 @@ internal sealed class BrokerPlacement : IPlacement
     }
 
     /// <summary>Every exchange and queue of the run, declared by every host (idempotent), before anything is published.</summary>
-    private static async Task DeclareAsync(BrokerSession session, GraphModel model, string prefix)
+    private static async Task DeclareAsync(BrokerSession session, GraphModel model, string prefix, int queueLimit)
     {
+        // Bounded: a queue at its limit refuses more (the writer waits and tries again), it never drops.
+        var arguments = new Dictionary<string, object?> { ["x-max-length"] = queueLimit, ["x-overflow"] = "reject-publish" };
         await using IChannel channel = await session.CreateChannelAsync();
         await channel.ExchangeDeclareAsync(Wire.ControlExchange(prefix), ExchangeType.Fanout, durable: true, autoDelete: false);
         foreach (StreamInfo stream in model.Streams.Values)
@@ -157,12 +163,15 @@ internal sealed class BrokerPlacement : IPlacement
             foreach (int reader in stream.Readers)
             {
                 string queue = Wire.Queue(prefix, stream.Name, model.Processes[reader].Name);
-                await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false);
+                await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: arguments);
                 await channel.QueueBindAsync(queue, exchange, "");
             }
         }
         await channel.CloseAsync();
     }
+
+    /// <summary>Messages a reader's queue holds at most: twice the stream capacity, in messages of a full batch (at least 4).</summary>
+    private static int QueueLimit(RunOptions options) => Math.Max(4, 2 * options.StreamCapacity / options.EffectiveBatchSize);
 
     private static RunResult Failed(string processes, Stopwatch stopwatch, string message) => new(
         RunOutcome.Failed,

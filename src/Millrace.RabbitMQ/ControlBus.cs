@@ -42,6 +42,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     private readonly RunContext _run;
     private readonly GraphModel _model;
     private readonly ProcessRunner?[] _runners;
+    private readonly ProcessPort?[] _ports;
     private readonly bool _detectorHere;
     private readonly bool _cyclic;
     private readonly System.Threading.Channels.Channel<ControlMessage> _outbox =
@@ -66,8 +67,9 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     private ProcessStatus?[]? _wave;
     private TaskCompletionSource? _waveDone;
 
-    public ControlBus(BrokerSession session, string prefix, RunContext run, GraphModel model, ProcessRunner?[] runners, bool detectorHere)
+    public ControlBus(BrokerSession session, string prefix, RunContext run, GraphModel model, ProcessRunner?[] runners, ProcessPort?[] ports, bool detectorHere)
     {
+        _ports = ports;
         _session = session;
         _exchange = Wire.ControlExchange(prefix);
         _run = run;
@@ -204,8 +206,8 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
         {
             if (_runners[p] is not { } runner) continue;
             ProcessStatus status = runner.Status;
-            // Waiting for the broker to confirm is not being stuck: queues on a broker do not fill up.
-            RunnerState state = status.State == RunnerState.Blocked ? RunnerState.Running : status.State;
+            // Waiting for the broker to confirm is not being stuck; being refused because a queue is full is.
+            RunnerState state = status.State == RunnerState.Blocked && !_ports[p]!.Refusing ? RunnerState.Running : status.State;
             indexes.Add(new[] { p, (int)state });
             counts.Add(new[] { status.Sent, status.Received });
         }
@@ -263,7 +265,8 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
 
     public void ForceEnd(int process) => Send(new ControlMessage { Type = "force-end", Index = process });
 
-    public ValueTask<string> DescribeBlockedAsync(CancellationToken cancellationToken) => new("(none: broker queues do not fill up)");
+    public ValueTask<string> DescribeBlockedAsync(CancellationToken cancellationToken) =>
+        new(LocalStatusSource.DescribeBlocked(_runners.Where(r => r is not null)!) is { Length: > 0 } here ? here : "(processes on other hosts)");
 
     // ---------------------------------------------------------------- IRunReporter
 

@@ -76,6 +76,8 @@ internal sealed class ProcessPort
     private IChannel? _publishChannel;
     private long _publishGeneration;
     private ulong _channelSeq;
+    private int _backoffMs;
+    private long _pausedUntil;
 
     // Consuming and acknowledging.
     private readonly Dictionary<string, PendingAck> _pending = new();
@@ -154,7 +156,12 @@ internal sealed class ProcessPort
 
     public string Fill
     {
-        get { lock (_lock) return $"{_toSend.Count + _unconfirmed.Count} of {_maxInFlight} messages not yet confirmed by the broker"; }
+        get
+        {
+            lock (_lock)
+                return (Refusing ? "its queue on the broker is full; " : "") +
+                       $"{_toSend.Count + _unconfirmed.Count} of {_maxInFlight} messages not yet confirmed by the broker";
+        }
     }
 
     private async Task PublishLoopAsync()
@@ -174,11 +181,20 @@ internal sealed class ProcessPort
             }
             while (!_closed)
             {
+                long pause;
+                lock (_lock) pause = _pausedUntil - Environment.TickCount64;
+                if (pause > 0) await Task.Delay((int)pause);
                 Outgoing? message;
                 lock (_lock)
                 {
                     if (_toSend.First is not { } first || !ReferenceEquals(channel, _publishChannel))
                     {
+                        message = null;
+                    }
+                    else if (_unconfirmed.Count > 0 && (Refusing || first.Value.Properties.Type == Wire.EndType))
+                    {
+                        // An end mark leaves only after everything before it is confirmed (a refused
+                        // message must never arrive after it); while queues refuse, one message at a time.
                         message = null;
                     }
                     else
@@ -202,7 +218,8 @@ internal sealed class ProcessPort
             }
             if (_closed) return;
             bool more;
-            lock (_lock) more = _toSend.Count > 0 && ReferenceEquals(channel, _publishChannel) && channel.IsOpen;
+            lock (_lock)
+                more = _toSend.Count > 0 && _unconfirmed.Count == 0 && ReferenceEquals(channel, _publishChannel) && channel.IsOpen;
             if (!more) await _publishWork.WaitAsync(IdleWake);
         }
     }
@@ -221,7 +238,7 @@ internal sealed class ProcessPort
         };
         channel.BasicNacksAsync += (_, e) =>
         {
-            Refused(channel, e.DeliveryTag);
+            Refused(channel, e.DeliveryTag, e.Multiple);
             return Task.CompletedTask;
         };
         lock (_lock)
@@ -261,24 +278,59 @@ internal sealed class ProcessPort
             _confirmed = firstOpen == long.MaxValue ? _assigned : firstOpen - 1;
             waiter = _waiter;
             _waiter = null;
+            Refusing = false;
+            _backoffMs = 0;
             CollectAcksLocked();
         }
         waiter?.WakeForRoom();
         _ackWork.Set();
+        _publishWork.Set();
     }
 
-    private void Refused(IChannel channel, ulong tag)
+    /// <summary>
+    /// The broker refused a message: a reader's queue is at its length limit (backpressure across the
+    /// broker). It goes back in front, in order, and publishing pauses, longer each time, until the
+    /// broker takes messages again.
+    /// </summary>
+    private void Refused(IChannel channel, ulong tag, bool multiple)
     {
-        Outgoing? message;
+        bool poke;
         lock (_lock)
         {
             if (!ReferenceEquals(channel, _publishChannel)) return;
-            message = _unconfirmed.FirstOrDefault(m => m.ChannelSeq == tag);
+            var refused = new List<Outgoing>();
+            for (LinkedListNode<Outgoing>? node = _unconfirmed.First; node is not null;)
+            {
+                LinkedListNode<Outgoing>? next = node.Next;
+                if (node.Value.ChannelSeq == tag || (multiple && node.Value.ChannelSeq < tag))
+                {
+                    refused.Add(node.Value);
+                    _unconfirmed.Remove(node);
+                }
+                node = next;
+            }
+            if (refused.Count == 0) return;
+            poke = false;
+            // Back in front of what waits, in their order.
+            for (int i = refused.Count - 1; i >= 0; i--)
+            {
+                LinkedListNode<Outgoing>? after = _toSend.First;
+                while (after is not null && after.Value.Seq < refused[i].Seq) after = after.Next;
+                if (after is null) _toSend.AddLast(refused[i]);
+                else _toSend.AddBefore(after, refused[i]);
+            }
+            _backoffMs = Math.Clamp(_backoffMs * 2, 5, 200);
+            _pausedUntil = Environment.TickCount64 + _backoffMs;
+            poke = !Refusing;
+            Refusing = true;
         }
-        _run.Fail(new ProcessFailure(Name, message?.Stream, null, null,
-            $"The broker refused (nack) a message of stream '{message?.Stream}' written by process '{Name}' (message {message?.Properties.MessageId}); " +
-            "the broker is out of resources or the exchange's queues are at their limit. The message was not acknowledged upstream, so nothing is lost.", null));
+        // Refused is blocked: termination detection should look (it may be a cycle that filled its queues).
+        if (poke) _run.Poke();
+        _publishWork.Set();
     }
+
+    /// <summary>The broker refuses this process's messages (a reader's queue is full): the process is blocked, not busy.</summary>
+    public bool Refusing { get; private set; }
 
     // ---------------------------------------------------------------- consuming
 

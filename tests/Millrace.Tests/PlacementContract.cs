@@ -12,8 +12,11 @@ public abstract class PlacementContract
 
     protected abstract string Placement { get; }
 
+    /// <summary>How a program is told its placement; read afresh for every program started.</summary>
+    protected virtual string[] PlacementArguments => new[] { "--placement", Placement };
+
     private Task<(int ExitCode, string Out, string Err)> Run(string program, params string[] args) =>
-        ExampleProgram.RunAsync(program, args.Concat(new[] { "--placement", Placement }).ToArray());
+        ExampleProgram.RunAsync(program, args.Concat(PlacementArguments).ToArray());
 
     private Task<(int ExitCode, string Out, string Err)> Scenario(string name) => Run("Millrace.Scenarios", name);
 
@@ -65,7 +68,8 @@ public abstract class PlacementContract
     public async Task A_stop_signal_drains_the_Tutorial_and_exits_zero_with_nothing_lost(int signal)
     {
         // A modest capacity keeps what is in flight (and printed while draining) well within the drain timeout.
-        using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--verbose", "--capacity", "1024", "--placement", Placement);
+        using var program = ExampleProgram.Start("Tutorial",
+            new[] { "--count", "1000000000000", "--verbose", "--capacity", "1024" }.Concat(PlacementArguments).ToArray());
         await program.WaitForOutputAsync(o => o.Contains("tmp process2 : 100\n"), seconds: 30);
         program.Signal(signal);
         var (exit, output, err) = await program.WaitAsync(seconds: 30);
@@ -165,4 +169,15 @@ public sealed class ThreadsPlacementTests : PlacementContract
 public sealed class ProcessesPlacementTests : PlacementContract
 {
     protected override string Placement => "processes";
+}
+
+/// <summary>
+/// The broker placement with every process in one program, on the broker the test command starts
+/// (MILLRACE_BROKER names its fresh virtual host). Every program run gets a run id of its own.
+/// </summary>
+public sealed class BrokerPlacementTests : PlacementContract
+{
+    protected override string Placement => "broker";
+
+    protected override string[] PlacementArguments => new[] { "--placement", Placement, "--run-id", Broker.NewRunId() };
 }
