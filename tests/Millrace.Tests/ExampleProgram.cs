@@ -40,6 +40,8 @@ internal sealed class ExampleProgram : IDisposable
 
     public int Pid => _process.Id;
 
+    public bool HasExited => _process.HasExited;
+
     public static void Kill(int pid, int signal)
     {
         if (kill(pid, signal) != 0) throw new InvalidOperationException($"kill({pid}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");

@@ -1,0 +1,155 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace Millrace.Tests;
+
+/// <summary>
+/// What only the broker placement does: each process in an OS process of its own, as on separate
+/// hosts (<c>--processes NAME</c>); a process killed and started again; connections cut by the
+/// broker; a broker that is not there.
+/// </summary>
+public class BrokerPlacementOnlyTests
+{
+    private const int SIGKILL = 9;
+
+    private static string[] Lines(string output) =>
+        output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    /// <summary>Starts one OS process per name, all in one run; returns their outputs by name once all have ended.</summary>
+    private static async Task<Dictionary<string, (int ExitCode, string Out, string Err)>> RunSeparately(
+        string program, string[] processes, params string[] args)
+    {
+        string runId = Broker.NewRunId();
+        var started = processes.ToDictionary(p => p,
+            p => ExampleProgram.Start(program, args.Concat(new[] { "--placement", "broker", "--run-id", runId, "--processes", p }).ToArray()));
+        try
+        {
+            var results = new Dictionary<string, (int, string, string)>();
+            foreach (var (name, running) in started) results[name] = await running.WaitAsync(seconds: 90);
+            return results;
+        }
+        finally
+        {
+            foreach (ExampleProgram p in started.Values) p.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Tutorial_with_each_process_in_its_own_OS_process_prints_the_summary_in_db()
+    {
+        var results = await RunSeparately("Tutorial", new[] { "db", "process2", "process1", "web" }, "--count", "100000");
+        foreach (var (name, (exit, _, err)) in results) Assert.True(exit == 0, $"{name}: {err}");
+        Assert.Equal(new[] { "db: 100000 items, sum of roots 4999950000" }, Lines(results["db"].Out));
+        Assert.All(new[] { "web", "process1", "process2" }, p => Assert.Empty(Lines(results[p].Out)));
+    }
+
+    [Fact]
+    public async Task PingPong_with_each_process_in_its_own_OS_process_halts_both()
+    {
+        var results = await RunSeparately("PingPong", new[] { "process_x", "process_y" });
+        foreach (var (name, (exit, _, err)) in results) Assert.True(exit == 0, $"{name}: {err}");
+        string[] x = Lines(results["process_x"].Out), y = Lines(results["process_y"].Out);
+        Assert.Equal(new[] { "1", "3", "5", "7" }, x.Where(l => l.StartsWith("message received by process x: ")).Select(l => l[^1..]));
+        Assert.Equal(new[] { "2", "4", "6" }, y.Where(l => l.StartsWith("message received by process y: ")).Select(l => l[^1..]));
+        Assert.Equal("HALTING: halted by process_y (replied three times)", x[^1]);
+        Assert.Equal("HALTING: halted by process_y (replied three times)", y[^1]);
+    }
+
+    [Fact]
+    public async Task Countdown_with_each_process_in_its_own_OS_process_ends_by_termination_detection()
+    {
+        var results = await RunSeparately("Countdown", new[] { "tally", "right", "left", "launcher" }, "--tokens", "3,0,12");
+        foreach (var (name, (exit, _, err)) in results) Assert.True(exit == 0, $"{name}: {err}");
+        Assert.Equal("tally: 3 tokens reached zero", Lines(results["tally"].Out)[0]);
+        // Each OS process counts the hops its own processes wrote; together they are the threads placement's 18.
+        long hops = results.Values.Sum(r => long.Parse(Regex.Match(r.Out, @"countdown: (\d+) hops").Groups[1].Value));
+        Assert.Equal(18, hops);
+        Assert.All(results.Values, r => Assert.Contains("ended by termination detection", r.Out));
+    }
+
+    [Fact]
+    public async Task Process1_killed_mid_run_and_started_again_loses_nothing_and_counts_nothing_twice()
+    {
+        string runId = Broker.NewRunId();
+        string[] common = { "--count", "100000", "--batch", "20", "--placement", "broker", "--run-id", runId };
+        ExampleProgram Start(string process, params string[] more) =>
+            ExampleProgram.Start("Tutorial", common.Concat(more).Concat(new[] { "--processes", process }).ToArray());
+
+        using ExampleProgram db = Start("db"), process2 = Start("process2"), web = Start("web");
+        using ExampleProgram first = Start("process1", "--verbose");
+        // Mid-run: process1 has handled (and partly passed on, partly not yet acknowledged) 20,000 items.
+        await first.WaitForOutputAsync(o => o.Contains("tmp process1 : 20000\n"), seconds: 60);
+        ExampleProgram.Kill(first.Pid, SIGKILL);
+        var (killedExit, killedOut, _) = await first.WaitAsync(seconds: 30);
+        Assert.NotEqual(0, killedExit);
+        Assert.DoesNotContain("tmp process1 : 99999\n", killedOut);
+
+        using ExampleProgram second = Start("process1");
+        foreach (ExampleProgram p in new[] { second, web, process2 })
+        {
+            var (exit, _, err) = await p.WaitAsync(seconds: 90);
+            Assert.True(exit == 0, err);
+        }
+        var (dbExit, dbOut, dbErr) = await db.WaitAsync(seconds: 90);
+        Assert.True(dbExit == 0, dbErr);
+        Assert.Equal(new[] { "db: 100000 items, sum of roots 4999950000" }, Lines(dbOut));
+    }
+
+    [Fact]
+    public async Task Broker_connections_cut_mid_run_are_made_again_and_the_result_is_exact()
+    {
+        // A virtual host of its own: cutting its connections disturbs no other test.
+        string vhost = "millrace-cut-" + Guid.NewGuid().ToString("N")[..8];
+        await RabbitMqCtl("add_vhost", vhost);
+        await RabbitMqCtl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*");
+        try
+        {
+            using ExampleProgram program = ExampleProgram.Start("Tutorial", "--count", "400000", "--batch", "20", "--placement", "broker",
+                "--run-id", Broker.NewRunId(), "--broker", $"amqp://guest:guest@127.0.0.1:5672/{vhost}");
+            // Mid-run: wait until it is connected and has been moving items for a while.
+            await Task.Delay(TimeSpan.FromSeconds(1.5));
+            Assert.False(program.HasExited, "The run ended before its connections could be cut; give it more items.");
+            await RabbitMqCtl("close_all_connections", "-p", vhost, "cut by a Millrace test");
+            var (exit, output, err) = await program.WaitAsync(seconds: 120);
+            Assert.True(exit == 0, err);
+            Assert.Contains("lost the broker connection", err);
+            Assert.Contains("connected to the broker at 127.0.0.1:5672", err);
+            Assert.Equal(new[] { "db: 400000 items, sum of roots 79999800000" }, Lines(output));
+        }
+        finally
+        {
+            await RabbitMqCtl("delete_vhost", vhost);
+        }
+    }
+
+    [Fact]
+    public async Task An_unreachable_broker_is_a_clear_error_naming_host_and_port_not_a_hang()
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var (exit, _, err) = await ExampleProgram.RunAsync("Tutorial",
+            new[] { "--placement", "broker", "--broker", "amqp://guest:guest@127.0.0.1:1/", "--run-id", Broker.NewRunId() }, seconds: 60);
+        Assert.Equal(1, exit);
+        Assert.Contains("Cannot reach the RabbitMQ broker at 127.0.0.1:1", err);
+        Assert.Contains("refused", err, StringComparison.OrdinalIgnoreCase);
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(30), $"took {stopwatch.Elapsed}");
+    }
+
+    [Fact]
+    public async Task Unknown_process_names_are_a_clear_error()
+    {
+        var (exit, _, err) = await ExampleProgram.RunAsync("Tutorial",
+            new[] { "--placement", "broker", "--processes", "process1,procesz2", "--run-id", Broker.NewRunId() });
+        Assert.Equal(1, exit);
+        Assert.Contains("--processes names 'procesz2', which the graph does not have. Its processes: web, process1, process2, db.", err);
+    }
+
+    private static async Task RabbitMqCtl(params string[] args)
+    {
+        var start = new ProcessStartInfo("rabbitmqctl") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in args) start.ArgumentList.Add(a);
+        using Process process = Process.Start(start)!;
+        string err = await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(process.ExitCode == 0, $"rabbitmqctl {string.Join(' ', args)}: {err}");
+    }
+}
