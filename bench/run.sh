@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Millrace against its peers on the Tutorial workload, measured in one run.
 #   bash bench/run.sh [--items N] [--python-items N] [--broker-items N] [--runs R] [--systems a,b,...] [--json FILE] [--quick] [--latency]
-# Systems: millrace-threads, millrace-processes, channels, dataflow, channels-batched, ipc-pump,
+# Systems: millrace-threads, millrace-processes, millrace-broker, millrace-broker-batched, channels, dataflow, channels-batched, ipc-pump,
 #          rabbitmq-raw, rabbitmq-raw-batched (a RabbitMQ broker on 127.0.0.1 is started, and
 #          installed when missing, for them), python-multiprocessing (the seed as written),
 #          python-multiprocessing-quiet.
@@ -11,7 +11,7 @@ command -v python3 >/dev/null || { echo "bench: python3 is needed for the Python
 dotnet build Millrace.sln -c Release --nologo -v quiet >&2
 systems=$(printf '%s\n' "$@" | grep -A1 -x -- '--systems' | tail -n 1 || true)
 started_broker=no
-if [[ -z "$systems" || "$systems" == *rabbitmq* ]] && ! (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+if [[ -z "$systems" || "$systems" == *rabbitmq* || "$systems" == *broker* ]] && ! (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null; then
   bash scripts/rabbitmq.sh start
   started_broker=yes
 fi

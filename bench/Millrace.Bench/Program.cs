@@ -16,6 +16,10 @@ var systems = new List<SystemSpec>
 {
     new("millrace-threads", "Millrace, threads placement", n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "threads")),
     new("millrace-processes", "Millrace, processes placement (an OS process per process)", n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "processes")),
+    new("millrace-broker", "Millrace, broker placement on RabbitMQ, one item per message (items: --broker-items)",
+        n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "broker", "--batch", 1, "--run-id", RunId()), Broker: true),
+    new("millrace-broker-batched", "Millrace, broker placement on RabbitMQ, up to 1000 items per message, binary codec like the raw peer",
+        n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "broker", "--batch", 1000, "--codec", "binary", "--run-id", RunId())),
     new("channels", "System.Threading.Channels, bounded, a task per stage, item at a time", n => Dotnet(root, "bench/Peers", "Peers", "channels", n)),
     new("dataflow", "TPL Dataflow, bounded blocks, item at a time", n => Dotnet(root, "bench/Peers", "Peers", "dataflow", n)),
     new("channels-batched", "bounded channels carrying arrays of 1024 items (hand-tuned limit)", n => Dotnet(root, "bench/Peers", "Peers", "channels-batched", n)),
@@ -71,7 +75,8 @@ foreach (Result r in results)
 }
 Console.WriteLine("(peak MB: the largest single OS process of the run)");
 foreach (var (a, b) in new[] { ("millrace-processes", "python-multiprocessing"), ("millrace-processes", "python-multiprocessing-quiet"),
-             ("millrace-processes", "ipc-pump"), ("millrace-threads", "channels"), ("millrace-threads", "dataflow"), ("millrace-threads", "channels-batched") })
+             ("millrace-processes", "ipc-pump"), ("millrace-threads", "channels"), ("millrace-threads", "dataflow"), ("millrace-threads", "channels-batched"),
+             ("millrace-broker", "rabbitmq-raw"), ("millrace-broker-batched", "rabbitmq-raw-batched") })
 {
     Result? x = results.FirstOrDefault(r => r.System == a), y = results.FirstOrDefault(r => r.System == b);
     if (x is not null && y is not null) Console.WriteLine($"{a} / {b}: {x.ItemsPerSecond / y.ItemsPerSecond:0.00}x");
@@ -105,6 +110,9 @@ return 0;
 
 static string[] Dotnet(string root, string project, string name, params object[] args) =>
     new[] { "dotnet", Path.Combine(root, project, "bin", "Release", "net10.0", name + ".dll") }.Concat(args.Select(a => a.ToString()!)).ToArray();
+
+// Every broker run gets exchanges and queues of its own.
+static string RunId() => "bench-" + Guid.NewGuid().ToString("N")[..12];
 
 static string FindRoot()
 {

@@ -76,8 +76,7 @@ internal sealed class BrokerPlacement : IPlacement
 
         // Items per message: the batch size; messages not yet confirmed per process, and taken but not
         // yet acknowledged per input: enough to keep the broker busy, bounded by the stream capacity.
-        int batch = options.EffectiveBatchSize;
-        int window = Math.Clamp(options.StreamCapacity / batch, 8, 2000);
+        int window = Window(options);
         var ports = new ProcessPort?[model.Processes.Count];
         foreach (int p in hosted) ports[p] = new ProcessPort(runners[p]!, p, session, run, window, (ushort)window, names);
         var codecs = new CodecSet(model.Codecs, options.Codec == "auto" ? "json" : options.Codec);
@@ -170,8 +169,15 @@ internal sealed class BrokerPlacement : IPlacement
         await channel.CloseAsync();
     }
 
-    /// <summary>Messages a reader's queue holds at most: twice the stream capacity, in messages of a full batch (at least 4).</summary>
-    private static int QueueLimit(RunOptions options) => Math.Max(4, 2 * options.StreamCapacity / options.EffectiveBatchSize);
+    /// <summary>
+    /// Messages a process may have unconfirmed, and take unacknowledged per input: four times the
+    /// stream capacity in full batches (16 to 2000), which keeps the round trips of confirms and
+    /// acknowledgements from starving the pipeline.
+    /// </summary>
+    private static int Window(RunOptions options) => Math.Clamp(4 * options.StreamCapacity / options.EffectiveBatchSize, 16, 2000);
+
+    /// <summary>Messages a reader's queue holds at most, ready for it: twice the window.</summary>
+    private static int QueueLimit(RunOptions options) => 2 * Window(options);
 
     private static RunResult Failed(string processes, Stopwatch stopwatch, string message) => new(
         RunOutcome.Failed,

@@ -28,6 +28,7 @@ internal sealed class BrokerSession : IAsyncDisposable
     private IConnection _connection;
     private TaskCompletionSource<IConnection> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _closing;
+    private int _setupFailures;
 
     private BrokerSession(ConnectionFactory factory, string where, TimeSpan reconnectFor, IConnection connection)
     {
@@ -185,8 +186,27 @@ internal sealed class BrokerSession : IAsyncDisposable
         }
         catch (Exception e) when (!_closing)
         {
-            // The new connection went too; its own shutdown starts the next attempt.
+            // Usually the new connection went too, and its own shutdown starts the next attempt; if it
+            // is still open, drop it and start one here. Bounded: a few attempts, then the run fails.
             Console.Error.WriteLine($"[millrace] setting up again after reconnecting failed: {Reason(e)}");
+            if (++_setupFailures > 10)
+            {
+                var failure = new BrokerUnreachableException($"Could not set up again on the broker at {_where} after reconnecting: {Reason(e)}", e);
+                Failed?.Invoke(failure);
+                return;
+            }
+            if (connection.IsOpen)
+            {
+                await Task.Delay(200);
+                try
+                {
+                    await connection.AbortAsync();
+                }
+                catch (Exception)
+                {
+                }
+                await ReconnectAsync(connection, "setting up again failed");
+            }
         }
     }
 

@@ -210,9 +210,10 @@ internal sealed class ProcessPort
                 {
                     await channel.BasicPublishAsync(message.Exchange, "", false, message.Properties, message.Body);
                 }
-                catch (Exception e) when (IsConnectionFailure(e))
+                catch (Exception)
                 {
-                    // Lost with the channel: republished on the next one, in order.
+                    // Lost with the channel (whatever the client calls it): republished on the next one, in order.
+                    await Task.Delay(50);
                     break;
                 }
             }
@@ -501,8 +502,9 @@ internal sealed class ProcessPort
                 {
                     if (channel is { IsOpen: true }) await channel.BasicAckAsync(next.Tag, multiple: false);
                 }
-                catch (Exception e) when (IsConnectionFailure(e))
+                catch (Exception)
                 {
+                    // The channel is gone: that copy is delivered again on the next one and acknowledged then.
                 }
             }
             if (_closed) return;
