@@ -89,6 +89,10 @@ internal sealed class BrokerPlacement : IPlacement
         if (detectorHere) run.Detector = new TerminationDetector(run, control, model);
 
         session.Failed += e => run.Fail(new ProcessFailure(string.Join(", ", local.Select(r => r.Name)), null, null, null, e.Message, e));
+        session.Lost += _ =>
+        {
+            foreach (int p in hosted) ports[p]!.ConnectionLost();
+        };
         session.Reconnected += async () =>
         {
             await DeclareAsync(session, model, prefix, QueueLimit(options));
@@ -109,6 +113,12 @@ internal sealed class BrokerPlacement : IPlacement
         using CancellationTokenRegistration onCancel = cancellationToken.Register(run.RequestStop);
         using ThreadsPlacement.StopSignals? signals = options.HandleStopSignals ? new ThreadsPlacement.StopSignals(run) : null;
         Task detector = run.Detector?.RunAsync() ?? Task.CompletedTask;
+        using var debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1"
+            ? new Timer(_ =>
+            {
+                foreach (int p in hosted) Console.Error.WriteLine($"[millrace debug] {ports[p]!.Describe()}");
+            }, null, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(2))
+            : null;
 
         await ThreadsPlacement.RunRunnersAsync(run, local, options);
 

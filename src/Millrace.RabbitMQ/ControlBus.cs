@@ -132,11 +132,12 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
                 {
                     if (channel is { IsOpen: true })
                     {
-                        await channel.BasicPublishAsync(_exchange, "", false, new BasicProperties { ContentType = "application/json" }, body);
+                        await channel.BasicPublishAsync(_exchange, "", false, new BasicProperties { ContentType = "application/json" }, body)
+                            .AsTask().WaitAsync(TimeSpan.FromSeconds(10));
                         break;
                     }
                 }
-                catch (Exception e) when (ProcessPort.IsConnectionFailure(e))
+                catch (Exception e) when (ProcessPort.IsConnectionFailure(e) || e is TimeoutException)
                 {
                 }
                 await Task.Delay(100);

@@ -57,6 +57,9 @@ internal sealed class ProcessPort
 {
     private static readonly TimeSpan IdleWake = TimeSpan.FromSeconds(1);
 
+    /// <summary>The longest any one call to the broker may take before its channel is given up and made again.</summary>
+    private static readonly TimeSpan OperationTimeout = TimeSpan.FromSeconds(10);
+
     private readonly BrokerSession _session;
     private readonly RunContext _run;
     private readonly object _lock = new();
@@ -76,6 +79,7 @@ internal sealed class ProcessPort
     private IChannel? _publishChannel;
     private long _publishGeneration;
     private ulong _channelSeq;
+    private CancellationTokenSource _channelLost = new();
     private int _backoffMs;
     private long _pausedUntil;
 
@@ -149,6 +153,16 @@ internal sealed class ProcessPort
         _publishWork.Set();
     }
 
+    /// <summary>For MILLRACE_DEBUG=1: where this process's messages are.</summary>
+    public string Describe()
+    {
+        lock (_lock)
+            return $"{Name}: accepted {_assigned}, confirmed up to {_confirmed}, to send {_toSend.Count}, unconfirmed {_unconfirmed.Count}" +
+                   $"{(Refusing ? " (refused)" : "")}, taken {_pending.Count}, handled awaiting confirms {_handled.Count}, end marks {_ends.Count}, " +
+                   $"acks to send {_toAck.Count}, publish channel {(_publishChannel is { IsOpen: true } ? "open" : "none")} gen {_publishGeneration}, " +
+                   $"consume gen {_consumeGeneration}/{_session.Generation}, state {Runner.Status.State}";
+    }
+
     public int InFlight
     {
         get { lock (_lock) return _toSend.Count + _unconfirmed.Count; }
@@ -208,12 +222,16 @@ internal sealed class ProcessPort
                 if (message is null) break;
                 try
                 {
-                    await channel.BasicPublishAsync(message.Exchange, "", false, message.Properties, message.Body);
+                    // Never wait on a publish for ever: with confirms on, RabbitMQ.Client 7 can hang a
+                    // publish that was under way when the connection went (rabbitmq-dotnet-client#1930).
+                    CancellationToken lost = _channelLost.Token;
+                    await channel.BasicPublishAsync(message.Exchange, "", false, message.Properties, message.Body, lost)
+                        .AsTask().WaitAsync(OperationTimeout, lost);
                 }
                 catch (Exception)
                 {
                     // Lost with the channel (whatever the client calls it): republished on the next one, in order.
-                    await Task.Delay(50);
+                    await AbandonAsync(channel);
                     break;
                 }
             }
@@ -231,7 +249,14 @@ internal sealed class ProcessPort
         if (_publishChannel is { IsOpen: true } open && _publishGeneration == _session.Generation) return open;
         IConnection connection = await _session.ConnectionAsync();
         long generation = _session.Generation;
-        IChannel channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: false));
+        IChannel channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: false))
+            .WaitAsync(OperationTimeout);
+        var lost = new CancellationTokenSource();
+        channel.ChannelShutdownAsync += (_, _) =>
+        {
+            lost.Cancel();
+            return Task.CompletedTask;
+        };
         channel.BasicAcksAsync += (_, e) =>
         {
             Confirmed(channel, e.DeliveryTag, e.Multiple);
@@ -244,6 +269,7 @@ internal sealed class ProcessPort
         };
         lock (_lock)
         {
+            _channelLost = lost;
             _publishChannel = channel;
             _publishGeneration = generation;
             _channelSeq = 0;
@@ -252,6 +278,34 @@ internal sealed class ProcessPort
             _unconfirmed.Clear();
         }
         return channel;
+    }
+
+    /// <summary>Gives a publishing channel up (its connection went, or a call on it hung); the loop makes a new one.</summary>
+    private async Task AbandonAsync(IChannel channel)
+    {
+        CancellationTokenSource lost;
+        lock (_lock) lost = _channelLost;
+        lost.Cancel();
+        try
+        {
+            if (channel.IsOpen) await channel.AbortAsync().WaitAsync(TimeSpan.FromSeconds(2));
+        }
+        catch (Exception)
+        {
+        }
+        lock (_lock)
+        {
+            if (ReferenceEquals(channel, _publishChannel)) _publishChannel = null;
+        }
+        await Task.Delay(50);
+    }
+
+    /// <summary>The session lost its connection: calls under way on its channels end now.</summary>
+    public void ConnectionLost()
+    {
+        lock (_lock) _channelLost.Cancel();
+        _publishWork.Set();
+        _ackWork.Set();
     }
 
     private void Confirmed(IChannel channel, ulong tag, bool multiple)
@@ -340,8 +394,8 @@ internal sealed class ProcessPort
         if (_inputs.Count == 0) return;
         IConnection connection = await _session.ConnectionAsync();
         long generation = _session.Generation;
-        IChannel channel = await connection.CreateChannelAsync();
-        await channel.BasicQosAsync(0, _prefetch, false);
+        IChannel channel = await connection.CreateChannelAsync().WaitAsync(OperationTimeout);
+        await channel.BasicQosAsync(0, _prefetch, false).WaitAsync(OperationTimeout);
         lock (_lock)
         {
             _consumeChannel = channel;
@@ -355,7 +409,7 @@ internal sealed class ProcessPort
                 Received(input.Lane, input.Stream, input.Codec, generation, delivery);
                 return Task.CompletedTask;
             };
-            await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer);
+            await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer).WaitAsync(OperationTimeout);
         }
     }
 
@@ -500,7 +554,7 @@ internal sealed class ProcessPort
                 }
                 try
                 {
-                    if (channel is { IsOpen: true }) await channel.BasicAckAsync(next.Tag, multiple: false);
+                    if (channel is { IsOpen: true }) await channel.BasicAckAsync(next.Tag, multiple: false).AsTask().WaitAsync(OperationTimeout);
                 }
                 catch (Exception)
                 {
