@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 dotnet build Millrace.sln -c Release --nologo -v quiet
 
 bash scripts/rabbitmq.sh start
+# The interoperability test drives the broker from Python with a plain AMQP client.
+if ! /usr/bin/python3 -c 'import pika' 2>/dev/null; then
+  echo "test: installing python3-pika" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pika >/dev/null ||
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pika >/dev/null; }
+fi
 vhost="millrace-test-$$-$(date +%s)"
 cleanup() {
   rabbitmqctl delete_vhost "$vhost" >/dev/null 2>&1 || true

@@ -123,6 +123,34 @@ public class BrokerPlacementOnlyTests
     }
 
     [Fact]
+    public async Task A_Python_program_with_a_plain_AMQP_client_writes_and_reads_Millrace_streams()
+    {
+        // The documented message format, from the other side: examples/python/web.py plays the
+        // Tutorial's 'web' (JSON arrays, then an end mark); roots.py watches 'roots' as it flows.
+        string runId = Broker.NewRunId();
+        string[] broker = { "--placement", "broker", "--run-id", runId };
+        var (setupExit, _, setupErr) = await ExampleProgram.RunAsync("Tutorial", broker.Concat(new[] { "--count", "0" }).ToArray());
+        Assert.True(setupExit == 0, setupErr); // declares the run's exchanges and queues
+
+        string python = Path.Combine(AppContext.BaseDirectory, "python");
+        using ExampleProgram watcher = ExampleProgram.StartFile(Python, Path.Combine(python, "roots.py"), Broker.Uri, runId);
+        await watcher.WaitForOutputAsync(o => o.Contains("watching"), seconds: 30);
+        using ExampleProgram graph = ExampleProgram.Start("Tutorial", broker.Concat(new[] { "--processes", "process1,process2,db" }).ToArray());
+        var (webExit, _, webErr) = await ExampleProgram.RunFileAsync(Python, new[] { Path.Combine(python, "web.py"), Broker.Uri, runId });
+        Assert.True(webExit == 0, webErr);
+
+        var (exit, output, err) = await graph.WaitAsync(seconds: 60);
+        Assert.True(exit == 0, err);
+        Assert.Equal(new[] { "db: 1000 items, sum of roots 499500" }, Lines(output));
+        var (watchExit, watched, watchErr) = await watcher.WaitAsync(seconds: 60);
+        Assert.True(watchExit == 0, watchErr);
+        Assert.Contains("roots: 1000 items, sum 499500", watched);
+    }
+
+    /// <summary>Debian's Python, where the test command installs python3-pika.</summary>
+    private const string Python = "/usr/bin/python3";
+
+    [Fact]
     public async Task An_unreachable_broker_is_a_clear_error_naming_host_and_port_not_a_hang()
     {
         var stopwatch = Stopwatch.StartNew();

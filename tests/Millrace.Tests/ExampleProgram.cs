@@ -31,6 +31,9 @@ internal sealed class ExampleProgram : IDisposable
         return new ExampleProgram("dotnet", new[] { dll }.Concat(args));
     }
 
+    /// <summary>Starts an executable file.</summary>
+    public static ExampleProgram StartFile(string file, params string[] args) => new(file, args);
+
     /// <summary>Runs an executable file to the end.</summary>
     public static async Task<(int ExitCode, string Out, string Err)> RunFileAsync(string file, string[] args, int seconds = 60)
     {
