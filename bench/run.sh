@@ -11,7 +11,7 @@ command -v python3 >/dev/null || { echo "bench: python3 is needed for the Python
 dotnet build Millrace.sln -c Release --nologo -v quiet >&2
 systems=$(printf '%s\n' "$@" | grep -A1 -x -- '--systems' | tail -n 1 || true)
 started_broker=no
-if [[ -z "$systems" || "$systems" == *rabbitmq* || "$systems" == *broker* ]] && ! (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+if [[ -z "$systems" || "$systems" == *rabbitmq* || "$systems" == *broker* || " $* " == *" --latency "* ]] && ! (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null; then
   bash scripts/rabbitmq.sh start
   started_broker=yes
 fi

@@ -85,9 +85,11 @@ foreach (var (a, b) in new[] { ("millrace-processes", "python-multiprocessing"),
 if (options.Latency)
 {
     Console.WriteLine();
-    foreach (string placement in new[] { "threads", "processes" })
+    foreach (string placement in new[] { "threads", "processes", "broker" })
     {
-        Measure.Sample sample = Measure.Launch(Dotnet(root, "bench/Latency", "Latency", "--rate", 1000, "--seconds", options.Quick ? 2 : 5, "--placement", placement));
+        object[] where = placement == "broker" ? new object[] { "--placement", placement, "--run-id", RunId() } : new object[] { "--placement", placement };
+        Measure.Sample sample = Measure.Launch(Dotnet(root, "bench/Latency", "Latency",
+            new object[] { "--rate", 1000, "--seconds", options.Quick ? 2 : 5 }.Concat(where).ToArray()));
         Console.WriteLine($"{placement,-10} {sample.Output.Trim()}");
     }
 }
