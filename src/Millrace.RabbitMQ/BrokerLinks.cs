@@ -88,7 +88,7 @@ internal sealed class ExchangeDestination : Destination
     }
 
     public override void SendEnd() =>
-        _port.Accept(Message(Array.Empty<byte>(), Wire.EndType, new Dictionary<string, object?> { [Wire.WriterHeader] = _port.Name }));
+        _port.AcceptEnd(Message(Array.Empty<byte>(), Wire.EndType, new Dictionary<string, object?> { [Wire.WriterHeader] = _port.Name }));
 
     private Outgoing Message(byte[] body, string type, Dictionary<string, object?> headers)
     {

@@ -86,6 +86,15 @@ internal sealed class BrokerPlacement : IPlacement
         bool detectorHere = detectorProcess >= 0 && runners[detectorProcess] is not null;
         var control = new ControlBus(session, prefix, run, model, runners, ports, detectorHere);
         run.Reporter = control;
+        var protocols = new List<EndProtocol>();
+        foreach (int p in hosted)
+        {
+            // Processes with inputs, outside cycles, may run in several places (replicas); they agree when their inputs are over.
+            if (model.CycleOf[p] >= 0 || ports[p]!.EndsNeeded == 0) continue;
+            ProcessPort port = ports[p]!;
+            port.Protocol = new EndProtocol(port, run, port.EndsNeeded, control.Send, port.QueuesEmptyAsync);
+            protocols.Add(port.Protocol);
+        }
         if (detectorHere) run.Detector = new TerminationDetector(run, control, model);
 
         session.Failed += e => run.Fail(new ProcessFailure(string.Join(", ", local.Select(r => r.Name)), null, null, null, e.Message, e));
@@ -103,6 +112,12 @@ internal sealed class BrokerPlacement : IPlacement
         try
         {
             await control.StartAsync();
+            if (protocols.Count > 0)
+            {
+                // Instances of a process (replicas) hear of each other before they take anything.
+                foreach (EndProtocol protocol in protocols) protocol.Announce();
+                await Task.Delay(250);
+            }
             foreach (int p in hosted) await ports[p]!.StartAsync();
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -113,6 +128,7 @@ internal sealed class BrokerPlacement : IPlacement
         using CancellationTokenRegistration onCancel = cancellationToken.Register(run.RequestStop);
         using ThreadsPlacement.StopSignals? signals = options.HandleStopSignals ? new ThreadsPlacement.StopSignals(run) : null;
         Task detector = run.Detector?.RunAsync() ?? Task.CompletedTask;
+        Task[] agreements = protocols.Select(p => p.RunAsync()).ToArray();
         using var debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1"
             ? new Timer(_ =>
             {
@@ -132,12 +148,17 @@ internal sealed class BrokerPlacement : IPlacement
 
         // What the processes published must be confirmed, and what they took acknowledged, before this host leaves.
         bool completed = run.Outcome is RunOutcome.Completed or RunOutcome.Stopped && run.Errors.Count == 0 && !run.HardToken.IsCancellationRequested;
-        foreach (int p in hosted)
+        // All at once: the instances of one process on other hosts wait for each other's outputs.
+        bool[] finished = await Task.WhenAll(hosted.Select(p =>
+            ports[p]!.FinishAsync(ended: completed && !runners[p]!.Stopping, completed ? FinishFor : TimeSpan.FromSeconds(2))));
+        for (int i = 0; i < hosted.Length; i++)
         {
-            if (!await ports[p]!.FinishAsync(ended: completed && !runners[p]!.Stopping, completed ? FinishFor : TimeSpan.FromSeconds(2)) && completed)
+            int p = hosted[i];
+            if (!finished[i] && completed)
                 run.Fail(new ProcessFailure(names[p], null, null, null,
                     $"Process '{names[p]}' ended, but the broker at {session.Where} did not confirm all it published within {FinishFor.TotalSeconds:0} s ({ports[p]!.Fill}).", null));
         }
+        await Task.WhenAny(Task.WhenAll(agreements), Task.Delay(TimeSpan.FromSeconds(2)));
         stopwatch.Stop();
         run.StopDetector();
         await detector;

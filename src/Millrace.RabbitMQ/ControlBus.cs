@@ -22,6 +22,11 @@ internal sealed class ControlMessage
     public int Index { get; set; }
     public List<int[]>? Indexes { get; set; }
     public List<long[]>? Counts { get; set; }
+    public string? Instance { get; set; }
+    public int Round { get; set; }
+    public bool Ok { get; set; }
+    public int Lane { get; set; }
+    public int Writer { get; set; }
 }
 
 /// <summary>
@@ -113,7 +118,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
 
     public Task ReconnectedAsync() => StartAsync();
 
-    private void Send(ControlMessage message)
+    public void Send(ControlMessage message)
     {
         message.Host = _host;
         _outbox.Writer.TryWrite(message);
@@ -184,6 +189,9 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
                 break;
             case "status" when _detectorHere:
                 TakeStatus(message);
+                break;
+            case "member" or "end-seen" or "prepare" or "prepared" or "finish" or "resume" or "finished":
+                if (message.Index >= 0 && message.Index < _ports.Length) _ports[message.Index]?.Protocol?.OnControl(message);
                 break;
             case "closed":
                 _run.TerminationDetected = true;

@@ -91,6 +91,9 @@ internal sealed class ProcessPort
     private readonly Queue<(ulong Tag, long Generation)> _toAck = new();
     private readonly Signal _ackWork = new();
     private IChannel? _consumeChannel;
+    private List<string> _consumerTags = new();
+    private bool _paused;
+    private readonly List<Outgoing> _heldEnds = new();
     private long _consumeGeneration;
     private long _externalMessages;
 
@@ -161,6 +164,41 @@ internal sealed class ProcessPort
                    $"{(Refusing ? " (refused)" : "")}, taken {_pending.Count}, handled awaiting confirms {_handled.Count}, end marks {_ends.Count}, " +
                    $"acks to send {_toAck.Count}, publish channel {(_publishChannel is { IsOpen: true } ? "open" : "none")} gen {_publishGeneration}, " +
                    $"consume gen {_consumeGeneration}/{_session.Generation}, state {Runner.Status.State}";
+    }
+
+    /// <summary>
+    /// An end mark of this process: with several instances only one sends them, after the others
+    /// have their outputs confirmed (their items must not arrive after it).
+    /// </summary>
+    public void AcceptEnd(Outgoing message)
+    {
+        if (Protocol is not { } protocol)
+        {
+            Accept(message);
+            return;
+        }
+        if (!protocol.SendsEnds) return;
+        bool first;
+        lock (_lock)
+        {
+            first = _heldEnds.Count == 0;
+            _heldEnds.Add(message);
+        }
+        // Not on the process thread's context: that thread is about to end.
+        if (first) _ = Task.Run(() => ReleaseEndsAsync(protocol.OthersFinished));
+    }
+
+    private async Task ReleaseEndsAsync(Task othersFinished)
+    {
+        // Bounded: an instance that died after agreeing cannot hold the end for ever.
+        await Task.WhenAny(othersFinished, Task.Delay(TimeSpan.FromSeconds(30)));
+        Outgoing[] ends;
+        lock (_lock)
+        {
+            ends = _heldEnds.ToArray();
+            _heldEnds.Clear();
+        }
+        foreach (Outgoing end in ends) Accept(end);
     }
 
     public int InFlight
@@ -401,6 +439,12 @@ internal sealed class ProcessPort
             _consumeChannel = channel;
             _consumeGeneration = generation;
         }
+        if (!_paused) await ConsumeAsync(channel, generation);
+    }
+
+    private async Task ConsumeAsync(IChannel channel, long generation)
+    {
+        var tags = new List<string>();
         foreach (var input in _inputs)
         {
             var consumer = new AsyncEventingBasicConsumer(channel);
@@ -409,9 +453,101 @@ internal sealed class ProcessPort
                 Received(input.Lane, input.Stream, input.Codec, generation, delivery);
                 return Task.CompletedTask;
             };
-            await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer).WaitAsync(OperationTimeout);
+            tags.Add(await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer).WaitAsync(OperationTimeout));
+        }
+        lock (_lock) _consumerTags = tags;
+    }
+
+    /// <summary>Stops taking messages (what was taken stays taken): the process's other instances are about to agree to end.</summary>
+    public async Task PauseConsumingAsync()
+    {
+        IChannel? channel;
+        List<string> tags;
+        lock (_lock)
+        {
+            if (_paused) return;
+            _paused = true;
+            channel = _consumeChannel;
+            tags = _consumerTags;
+            _consumerTags = new List<string>();
+        }
+        foreach (string tag in tags)
+        {
+            try
+            {
+                if (channel is { IsOpen: true }) await channel.BasicCancelAsync(tag).WaitAsync(OperationTimeout);
+            }
+            catch (Exception)
+            {
+                // A channel that went takes its consumers with it.
+            }
         }
     }
+
+    public async Task ResumeConsumingAsync()
+    {
+        IChannel? channel;
+        long generation;
+        lock (_lock)
+        {
+            if (!_paused) return;
+            _paused = false;
+            channel = _consumeChannel;
+            generation = _consumeGeneration;
+        }
+        try
+        {
+            if (channel is { IsOpen: true }) await ConsumeAsync(channel, generation);
+        }
+        catch (Exception)
+        {
+            // The connection went: consuming starts again with the next one.
+        }
+    }
+
+    /// <summary>Nothing taken is left to handle or acknowledge, and the process waits for input.</summary>
+    public bool Idle
+    {
+        get
+        {
+            lock (_lock)
+                return _handled.Count == 0 && _pending.Values.All(p => p.End) && Runner.Status.State == RunnerState.Passive;
+        }
+    }
+
+    /// <summary>Every input queue is empty (messages ready; those taken are the instances' business).</summary>
+    public async Task<bool> QueuesEmptyAsync()
+    {
+        try
+        {
+            await using IChannel channel = await _session.CreateChannelAsync().WaitAsync(OperationTimeout);
+            foreach (var input in _inputs)
+            {
+                QueueDeclareOk queue = await channel.QueueDeclarePassiveAsync(input.Queue).WaitAsync(OperationTimeout);
+                if (queue.MessageCount > 0) return false;
+            }
+            return true;
+        }
+        catch (Exception)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>All inputs of the process are over (its instances agreed): its lanes end behind what is queued.</summary>
+    public void EndInputs()
+    {
+        foreach (var input in _inputs)
+            for (int w = 0; w < input.Stream.Writers.Length; w++)
+                Runner.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, input.Lane, null, 0, w));
+    }
+
+    /// <summary>Set for processes with inputs outside cycles: end marks go through the instances' agreement.</summary>
+    public EndProtocol? Protocol { get; set; }
+
+    public string Instance => _incarnation;
+
+    public int EndsNeeded => _inputs.Sum(i => i.Stream.Writers.Length);
 
     /// <summary>After a reconnection: consume again (the broker redelivers what was not acknowledged) and publish again.</summary>
     public async Task ReconnectedAsync()
@@ -459,6 +595,13 @@ internal sealed class ProcessPort
         else if (end)
         {
             Reject(stream, $"is an end mark without the {Wire.WriterHeader} header saying which writer ended");
+            return;
+        }
+        if (end && Protocol is { } protocol)
+        {
+            // Held (acknowledged once the process has ended); the instances of the process agree when its inputs are over.
+            lock (_lock) _ends.Add(pending);
+            protocol.EndTaken(lane.Index, writerIndex);
             return;
         }
         if (end)
@@ -579,7 +722,7 @@ internal sealed class ProcessPort
             lock (_lock)
             {
                 CollectAcksLocked();
-                if (_confirmed == _assigned)
+                if (_confirmed == _assigned && _heldEnds.Count == 0)
                 {
                     if (ended)
                     {
@@ -602,6 +745,7 @@ internal sealed class ProcessPort
             }
             await Task.Delay(5);
         }
+        if (done && ended) Protocol?.Finished();
         return done;
     }
 

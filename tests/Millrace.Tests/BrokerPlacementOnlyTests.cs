@@ -96,6 +96,60 @@ public class BrokerPlacementOnlyTests
     }
 
     [Fact]
+    public async Task Replicas_of_process1_and_process2_share_the_work_and_the_result_is_exact()
+    {
+        string runId = Broker.NewRunId();
+        string[] common = { "--count", "100000", "--batch", "20", "--stats", "--placement", "broker", "--run-id", runId };
+        ExampleProgram Start(string process) => ExampleProgram.Start("Tutorial", common.Concat(new[] { "--processes", process }).ToArray());
+        // Two instances each of process1 and process2, as on four hosts; they compete for their queues.
+        var programs = new[] { Start("db"), Start("process2"), Start("process2"), Start("process1"), Start("process1"), Start("web") };
+        try
+        {
+            var results = new List<(int Exit, string Out, string Err)>();
+            foreach (ExampleProgram p in programs) results.Add(await p.WaitAsync(seconds: 120));
+            Assert.All(results, r => Assert.True(r.Exit == 0, r.Err));
+            Assert.Contains("db: 100000 items, sum of roots 4999950000", results[0].Out);
+            foreach (var (name, first, second) in new[] { ("process2", results[1], results[2]), ("process1", results[3], results[4]) })
+            {
+                long a = ItemsIn(first.Out, name), b = ItemsIn(second.Out, name);
+                Assert.True(a > 0 && b > 0, $"{name}: both instances should have handled items; they handled {a} and {b}");
+                Assert.True(a + b >= 100000, $"{name}: {a} + {b} items handled");
+            }
+        }
+        finally
+        {
+            foreach (ExampleProgram p in programs) p.Dispose();
+        }
+
+        static long ItemsIn(string output, string process) =>
+            long.Parse(Regex.Match(output, $@"process {process}: (\d+) in").Groups[1].Value);
+    }
+
+    [Fact]
+    public async Task A_replica_killed_mid_run_leaves_its_work_to_the_other_and_the_result_is_exact()
+    {
+        string runId = Broker.NewRunId();
+        string[] common = { "--count", "100000", "--batch", "20", "--placement", "broker", "--run-id", runId };
+        ExampleProgram Start(string process, params string[] more) =>
+            ExampleProgram.Start("Tutorial", common.Concat(more).Concat(new[] { "--processes", process }).ToArray());
+        using ExampleProgram db = Start("db"), process2 = Start("process2"), survivor = Start("process1"), web = Start("web");
+        using ExampleProgram victim = Start("process1", "--verbose");
+        await victim.WaitForOutputAsync(o => o.Contains("tmp process1 : "), seconds: 60);
+        await Task.Delay(300);
+        ExampleProgram.Kill(victim.Pid, SIGKILL);
+        await victim.WaitAsync(seconds: 30);
+
+        foreach (ExampleProgram p in new[] { survivor, web, process2 })
+        {
+            var (exit, _, err) = await p.WaitAsync(seconds: 120);
+            Assert.True(exit == 0, err);
+        }
+        var (dbExit, dbOut, dbErr) = await db.WaitAsync(seconds: 120);
+        Assert.True(dbExit == 0, dbErr);
+        Assert.Equal(new[] { "db: 100000 items, sum of roots 4999950000" }, Lines(dbOut));
+    }
+
+    [Fact]
     public async Task Broker_connections_cut_mid_run_are_made_again_and_the_result_is_exact()
     {
         // A virtual host of its own: cutting its connections disturbs no other test.
