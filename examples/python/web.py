@@ -13,8 +13,8 @@ ch.confirm_delivery()                                   # each publish waits for
 web = {"millrace-writer": "web"}                         # which process of the graph writes
 for start in range(0, 1000, 100):                        # 100 numbers per message: a JSON array
     ch.basic_publish(f"millrace.{run}.numbers", "", json.dumps(list(range(start, start + 100))),
-                     pika.BasicProperties(content_type="application/json", type="data",
-                                          delivery_mode=2, headers=web))
+                     pika.BasicProperties(content_type="application/json", type="data", delivery_mode=2,
+                                          message_id=f"web-{start}", headers=web))  # a copy is recognised by it
 ch.basic_publish(f"millrace.{run}.numbers", "", b"",     # the end mark: 'web' has ended
-                 pika.BasicProperties(type="end", delivery_mode=2, headers=web))
+                 pika.BasicProperties(type="end", delivery_mode=2, message_id="web-end", headers=web))
 mq.close()

@@ -29,8 +29,11 @@ internal sealed class BrokerLinks : IRemoteLinks
     public Destination Outgoing(StreamInfo stream, int writer, int writerIndex, int reader, bool inSameCycle)
     {
         string readerName = _model.Processes[reader].Name;
-        // One publish reaches every reader; the other readers' destinations only keep the count.
-        if (reader != stream.Readers[0]) return new CopyDestination(readerName, writerIndex, inSameCycle);
+        // One publish reaches every reader; the other readers' destinations only keep the count. The
+        // one that publishes is a reader outside the writer's cycle if there is one: termination
+        // detection closes the links inside the cycle, and the end mark must still reach the others.
+        int publisher = stream.Readers.Where(r => !_model.InSameCycle(writer, r)).DefaultIfEmpty(stream.Readers[0]).First();
+        if (reader != publisher) return new CopyDestination(readerName, writerIndex, inSameCycle);
         return new ExchangeDestination(_ports[writer]!, Wire.Exchange(_prefix, stream.Name), stream.Name,
             _codecs.For(stream.ItemType), readerName, writerIndex, inSameCycle);
     }

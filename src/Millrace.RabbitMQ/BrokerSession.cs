@@ -177,6 +177,7 @@ internal sealed class BrokerSession : IAsyncDisposable
         }
         Watch(connection);
         ready.SetResult(connection);
+        lost.Dispose();
         try
         {
             if (Reconnected is { } handlers)

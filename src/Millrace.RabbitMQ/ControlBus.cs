@@ -94,7 +94,11 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     {
         IConnection connection = await _session.ConnectionAsync();
         IChannel channel = await connection.CreateChannelAsync();
-        QueueDeclareOk queue = await channel.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true);
+        // A queue of this host's own that outlives a lost connection (what is said meanwhile waits
+        // in it), and goes two minutes after this host has gone.
+        string name = $"{_exchange}.{_host}";
+        QueueDeclareOk queue = await channel.QueueDeclareAsync(name, durable: false, exclusive: false, autoDelete: false,
+            arguments: new Dictionary<string, object?> { ["x-expires"] = 120_000 });
         await channel.QueueBindAsync(queue.QueueName, _exchange, "");
         var consumer = new AsyncEventingBasicConsumer(channel);
         consumer.ReceivedAsync += (_, delivery) =>
@@ -112,7 +116,13 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             return Task.CompletedTask;
         };
         await channel.BasicConsumeAsync(queue.QueueName, autoAck: true, consumer);
-        lock (_lock) _channel = channel;
+        IChannel? previous;
+        lock (_lock)
+        {
+            previous = _channel;
+            _channel = channel;
+        }
+        previous?.Dispose();
         if (_sendLoop.IsCompleted) _sendLoop = Task.Run(SendLoopAsync);
     }
 
@@ -129,7 +139,9 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
         await foreach (ControlMessage message in _outbox.Reader.ReadAllAsync())
         {
             byte[] body = JsonSerializer.SerializeToUtf8Bytes(message, Json);
-            for (int attempt = 0; attempt < 50; attempt++)
+            // Bounded, but longer than a reconnection may take.
+            DateTime deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+            while (DateTime.UtcNow < deadline)
             {
                 IChannel? channel;
                 lock (_lock) channel = _channel;

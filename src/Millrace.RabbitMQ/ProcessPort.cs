@@ -38,8 +38,8 @@ internal sealed class PendingAck : Delivery
     public string MessageId { get; }
     public bool End { get; }
 
-    /// <summary>Delivery tags of the copies taken, with the connection generation of each.</summary>
-    public List<(ulong Tag, long Generation)> Tags { get; } = new(1);
+    /// <summary>Delivery tags of the copies taken, with the epoch of the consuming channel of each.</summary>
+    public List<(ulong Tag, long Epoch)> Tags { get; } = new(1);
 
     /// <summary>Acknowledge once every message the process accepted up to this one is confirmed.</summary>
     public long Required;
@@ -79,6 +79,8 @@ internal sealed class ProcessPort
     private IChannel? _publishChannel;
     private long _publishGeneration;
     private ulong _channelSeq;
+    /// <summary>A refused message went again on this channel: publishing order no longer follows sequence order.</summary>
+    private bool _outOfOrder;
     private CancellationTokenSource _channelLost = new();
     private int _backoffMs;
     private long _pausedUntil;
@@ -88,13 +90,14 @@ internal sealed class ProcessPort
     private readonly Queue<PendingAck> _handled = new();
     private readonly List<PendingAck> _ends = new();
     private readonly RecentIds _acked = new(1 << 16);
-    private readonly Queue<(ulong Tag, long Generation)> _toAck = new();
+    private readonly Queue<(ulong Tag, long Epoch)> _toAck = new();
     private readonly Signal _ackWork = new();
     private IChannel? _consumeChannel;
     private List<string> _consumerTags = new();
     private bool _paused;
     private readonly List<Outgoing> _heldEnds = new();
-    private long _consumeGeneration;
+    private long _consumeEpoch;
+    private readonly SemaphoreSlim _setUp = new(1, 1);
     private long _externalMessages;
 
     private volatile bool _closed;
@@ -163,7 +166,7 @@ internal sealed class ProcessPort
             return $"{Name}: accepted {_assigned}, confirmed up to {_confirmed}, to send {_toSend.Count}, unconfirmed {_unconfirmed.Count}" +
                    $"{(Refusing ? " (refused)" : "")}, taken {_pending.Count}, handled awaiting confirms {_handled.Count}, end marks {_ends.Count}, " +
                    $"acks to send {_toAck.Count}, publish channel {(_publishChannel is { IsOpen: true } ? "open" : "none")} gen {_publishGeneration}, " +
-                   $"consume gen {_consumeGeneration}/{_session.Generation}, state {Runner.Status.State}";
+                   $"consume epoch {_consumeEpoch}, connection {_session.Generation}, state {Runner.Status.State}";
     }
 
     /// <summary>
@@ -254,7 +257,7 @@ internal sealed class ProcessPort
                         message = first.Value;
                         _toSend.RemoveFirst();
                         message.ChannelSeq = ++_channelSeq;
-                        _unconfirmed.AddLast(message);
+                        InsertInOrder(_unconfirmed, message);
                     }
                 }
                 if (message is null) break;
@@ -311,8 +314,10 @@ internal sealed class ProcessPort
             _publishChannel = channel;
             _publishGeneration = generation;
             _channelSeq = 0;
-            // Whatever the old channel did not confirm goes again, before anything newer.
-            for (LinkedListNode<Outgoing>? node = _unconfirmed.Last; node is not null; node = node.Previous) _toSend.AddFirst(node.Value);
+            _outOfOrder = false;
+            // Whatever the old channel did not confirm goes again, in order among what waits (a
+            // refused message may already wait there, behind newer unconfirmed ones).
+            foreach (Outgoing message in _unconfirmed) InsertInOrder(_toSend, message);
             _unconfirmed.Clear();
         }
         return channel;
@@ -352,20 +357,14 @@ internal sealed class ProcessPort
         lock (_lock)
         {
             if (!ReferenceEquals(channel, _publishChannel)) return;
-            if (multiple)
+            // Ordered by sequence number, not by publishing order (a refused message goes again
+            // later): look at every one.
+            for (LinkedListNode<Outgoing>? node = _unconfirmed.First; node is not null;)
             {
-                while (_unconfirmed.First is { } first && first.Value.ChannelSeq <= tag) _unconfirmed.RemoveFirst();
-            }
-            else
-            {
-                for (LinkedListNode<Outgoing>? node = _unconfirmed.First; node is not null; node = node.Next)
-                {
-                    if (node.Value.ChannelSeq == tag)
-                    {
-                        _unconfirmed.Remove(node);
-                        break;
-                    }
-                }
+                LinkedListNode<Outgoing>? next = node.Next;
+                if (node.Value.ChannelSeq == tag || (multiple && node.Value.ChannelSeq < tag)) _unconfirmed.Remove(node);
+                else if (node.Value.ChannelSeq > tag && !_outOfOrder) break;
+                node = next;
             }
             long firstOpen = Math.Min(_unconfirmed.First?.Value.Seq ?? long.MaxValue, _toSend.First?.Value.Seq ?? long.MaxValue);
             _confirmed = firstOpen == long.MaxValue ? _assigned : firstOpen - 1;
@@ -404,14 +403,9 @@ internal sealed class ProcessPort
             }
             if (refused.Count == 0) return;
             poke = false;
-            // Back in front of what waits, in their order.
-            for (int i = refused.Count - 1; i >= 0; i--)
-            {
-                LinkedListNode<Outgoing>? after = _toSend.First;
-                while (after is not null && after.Value.Seq < refused[i].Seq) after = after.Next;
-                if (after is null) _toSend.AddLast(refused[i]);
-                else _toSend.AddBefore(after, refused[i]);
-            }
+            // Back among what waits, in order.
+            foreach (Outgoing message in refused) InsertInOrder(_toSend, message);
+            _outOfOrder = true;
             _backoffMs = Math.Clamp(_backoffMs * 2, 5, 200);
             _pausedUntil = Environment.TickCount64 + _backoffMs;
             poke = !Refusing;
@@ -422,27 +416,78 @@ internal sealed class ProcessPort
         _publishWork.Set();
     }
 
+    /// <summary>Keeps <paramref name="list"/> ordered by sequence number (the lowest open one is then always first).</summary>
+    private static void InsertInOrder(LinkedList<Outgoing> list, Outgoing message)
+    {
+        // Usually the newest: walk from the end.
+        LinkedListNode<Outgoing>? before = list.Last;
+        while (before is not null && before.Value.Seq > message.Seq) before = before.Previous;
+        if (before is null) list.AddFirst(message);
+        else list.AddAfter(before, message);
+    }
+
     /// <summary>The broker refuses this process's messages (a reader's queue is full): the process is blocked, not busy.</summary>
     public bool Refusing { get; private set; }
 
     // ---------------------------------------------------------------- consuming
 
+    /// <summary>
+    /// A new consuming channel (at start, after a reconnection, or when the broker closed the channel
+    /// alone). One at a time; each has its own epoch, and delivery tags of older ones are never acknowledged.
+    /// </summary>
     private async Task SetUpConsumerAsync()
     {
         if (_inputs.Count == 0) return;
-        IConnection connection = await _session.ConnectionAsync();
-        long generation = _session.Generation;
-        IChannel channel = await connection.CreateChannelAsync().WaitAsync(OperationTimeout);
-        await channel.BasicQosAsync(0, _prefetch, false).WaitAsync(OperationTimeout);
-        lock (_lock)
+        await _setUp.WaitAsync();
+        try
         {
-            _consumeChannel = channel;
-            _consumeGeneration = generation;
+            if (_closed) return;
+            IConnection connection = await _session.ConnectionAsync();
+            IChannel channel = await connection.CreateChannelAsync().WaitAsync(OperationTimeout);
+            await channel.BasicQosAsync(0, _prefetch, false).WaitAsync(OperationTimeout);
+            IChannel? old;
+            long epoch;
+            lock (_lock)
+            {
+                old = _consumeChannel;
+                _consumeChannel = channel;
+                epoch = ++_consumeEpoch;
+            }
+            old?.Dispose();
+            channel.ChannelShutdownAsync += (_, e) =>
+            {
+                // Closed by the broker alone (the connection lives on): take from the queues on a new channel.
+                if (!_closed && e.Initiator != ShutdownInitiator.Application && connection.IsOpen)
+                    _ = Task.Run(async () =>
+                    {
+                        await Task.Delay(100);
+                        bool current;
+                        lock (_lock) current = ReferenceEquals(_consumeChannel, channel);
+                        if (current && connection.IsOpen) await SetUpConsumerSafelyAsync();
+                    });
+                return Task.CompletedTask;
+            };
+            if (!_paused) await ConsumeAsync(channel, epoch);
         }
-        if (!_paused) await ConsumeAsync(channel, generation);
+        finally
+        {
+            _setUp.Release();
+        }
     }
 
-    private async Task ConsumeAsync(IChannel channel, long generation)
+    private async Task SetUpConsumerSafelyAsync()
+    {
+        try
+        {
+            await SetUpConsumerAsync();
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"[millrace] process '{Name}' could not take from its queues again: {BrokerSession.Reason(e)}");
+        }
+    }
+
+    private async Task ConsumeAsync(IChannel channel, long epoch)
     {
         var tags = new List<string>();
         foreach (var input in _inputs)
@@ -450,7 +495,7 @@ internal sealed class ProcessPort
             var consumer = new AsyncEventingBasicConsumer(channel);
             consumer.ReceivedAsync += (_, delivery) =>
             {
-                Received(input.Lane, input.Stream, input.Codec, generation, delivery);
+                Received(input.Lane, input.Stream, input.Codec, epoch, delivery);
                 return Task.CompletedTask;
             };
             tags.Add(await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer).WaitAsync(OperationTimeout));
@@ -487,17 +532,17 @@ internal sealed class ProcessPort
     public async Task ResumeConsumingAsync()
     {
         IChannel? channel;
-        long generation;
+        long epoch;
         lock (_lock)
         {
             if (!_paused) return;
             _paused = false;
             channel = _consumeChannel;
-            generation = _consumeGeneration;
+            epoch = _consumeEpoch;
         }
         try
         {
-            if (channel is { IsOpen: true }) await ConsumeAsync(channel, generation);
+            if (channel is { IsOpen: true }) await ConsumeAsync(channel, epoch);
         }
         catch (Exception)
         {
@@ -556,7 +601,7 @@ internal sealed class ProcessPort
         _publishWork.Set();
     }
 
-    private void Received(Lane lane, StreamInfo stream, BatchCodec codec, long generation, BasicDeliverEventArgs delivery)
+    private void Received(Lane lane, StreamInfo stream, BatchCodec codec, long epoch, BasicDeliverEventArgs delivery)
     {
         IReadOnlyBasicProperties properties = delivery.BasicProperties;
         string messageId = properties.MessageId ?? $"external-{_incarnation}-{Interlocked.Increment(ref _externalMessages)}";
@@ -568,17 +613,17 @@ internal sealed class ProcessPort
             if (_pending.TryGetValue(messageId, out PendingAck? known))
             {
                 // Another copy of a message already taken: acknowledged with it.
-                known.Tags.Add((delivery.DeliveryTag, generation));
+                known.Tags.Add((delivery.DeliveryTag, epoch));
                 return;
             }
             if (_acked.Contains(messageId))
             {
-                _toAck.Enqueue((delivery.DeliveryTag, generation));
+                _toAck.Enqueue((delivery.DeliveryTag, epoch));
                 _ackWork.Set();
                 return;
             }
             pending = new PendingAck(this, messageId, end);
-            pending.Tags.Add((delivery.DeliveryTag, generation));
+            pending.Tags.Add((delivery.DeliveryTag, epoch));
             _pending[messageId] = pending;
         }
 
@@ -686,14 +731,14 @@ internal sealed class ProcessPort
         {
             while (true)
             {
-                (ulong Tag, long Generation) next;
+                (ulong Tag, long Epoch) next;
                 IChannel? channel;
                 lock (_lock)
                 {
                     if (!_toAck.TryDequeue(out next)) break;
                     channel = _consumeChannel;
                     // A tag of an older connection means nothing now: that copy comes again and is acknowledged then.
-                    if (next.Generation != _consumeGeneration) continue;
+                    if (next.Epoch != _consumeEpoch) continue;
                 }
                 try
                 {

@@ -91,7 +91,15 @@ public sealed class Output<T> : IOutputPort
     private ulong NextId()
     {
         ProcessRunner writer = _sender!.Writer;
-        if (writer.InItem) return writer.CurrentId + _salt + ItemIds.Spread * (ulong)writer.EmitIndex++;
+        if (writer.InItem)
+        {
+            // The first item emitted for an item: a fixed step from its id (so a batch of consecutive
+            // ids stays consecutive, and its ids travel as one range). Further ones: well mixed, so
+            // that two flat-maps in a row cannot give two different items the same id.
+            int k = writer.EmitIndex++;
+            ulong id = writer.CurrentId + _salt;
+            return k == 0 ? id : ItemIds.Mix(id + ItemIds.Spread * (ulong)k);
+        }
         return _salt + _nextFreeId++;
     }
 

@@ -43,7 +43,61 @@ static class Scenarios
         ["corrupt"] = Corrupt,
         ["deadlock"] = Deadlock,
         ["unstable-graph"] = UnstableGraph,
+        ["fan-out"] = FanOut,
+        ["cycle-with-watcher"] = CycleWithWatcher,
     };
+
+    /// <summary>
+    /// Two processes in a row that each emit two items per item, into a sink that skips repeats:
+    /// every item must keep an id of its own (nothing is skipped where nothing was delivered twice).
+    /// </summary>
+    private static void FanOut(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        var doubled = graph.Stream<long>("doubled");
+        var quadrupled = graph.Stream<long>("quadrupled");
+        graph.Source("source", numbers, Range(1000));
+        void Split(string name, Stream<long> input, Stream<long> output) => graph.Process(name, p =>
+        {
+            var o = p.Output(output);
+            p.On(input, x =>
+            {
+                o.Emit(x * 2);
+                o.Emit(x * 2 + 1);
+            });
+        });
+        Split("split1", numbers, doubled);
+        Split("split2", doubled, quadrupled);
+        graph.Process("sink", p =>
+        {
+            p.SkipRepeats();
+            long n = 0, sum = 0;
+            p.On(quadrupled, x =>
+            {
+                n++;
+                sum += x;
+            });
+            p.OnCompleted(() => Console.WriteLine($"sink: {n} items, sum {sum}"));
+        });
+    }
+
+    /// <summary>A ring whose first stream is also read by a watcher outside it: the watcher must end too.</summary>
+    private static void CycleWithWatcher(Graph graph)
+    {
+        var s1 = graph.Stream<long>("s1");
+        var s2 = graph.Stream<long>("s2");
+        var done = graph.Stream<long>("done");
+        graph.Source("launcher", s1, Enumerable.Range(0, 50).Select(i => (long)(i % 7)));
+        Passer(graph, "p1", s1, s2, done);
+        Passer(graph, "p2", s2, s1, done);
+        Tally(graph, done);
+        graph.Process("watcher", p =>
+        {
+            long n = 0;
+            p.On(s2, _ => n++);
+            p.OnCompleted(() => Console.WriteLine($"watcher: {n} items"));
+        });
+    }
 
     /// <summary>
     /// A graph that comes out differently in every OS process (an extra process when started as a

@@ -144,6 +144,26 @@ public abstract class PlacementContract
         Assert.Contains("waits to write stream", error);
     }
 
+    [Fact]
+    public async Task Items_emitted_two_by_two_twice_keep_ids_of_their_own()
+    {
+        var (exit, output, err) = await Scenario("fan-out");
+        Assert.True(exit == 0, err);
+        Assert.Contains("sink: 4000 items, sum 7998000", Lines(output));
+    }
+
+    [Fact]
+    public async Task A_reader_outside_a_cycle_of_a_stream_inside_it_ends_with_the_cycle()
+    {
+        var (exit, output, err) = await Scenario("cycle-with-watcher");
+        Assert.True(exit == 0, err);
+        string[] lines = Lines(output);
+        Assert.Contains("tally: 50 tokens reached zero", lines);
+        Assert.Contains("termination detected", lines);
+        string written = Assert.Single(lines, l => l.StartsWith("stream s2: ", StringComparison.Ordinal));
+        Assert.Contains($"watcher: {written["stream s2: ".Length..].Replace(" written", "")} items", lines);
+    }
+
     [Theory]
     [InlineData("ring", "tally: 500 tokens reached zero")]
     [InlineData("growing-cycle", "tally: 320 tokens reached zero")]

@@ -38,6 +38,17 @@ internal static class ItemIds
     /// <summary>Spreads the ids of several items emitted for one item.</summary>
     public const ulong Spread = 0x9E3779B97F4A7C15;
 
+    /// <summary>SplitMix64's finish: every bit of the input moves about half of the output's.</summary>
+    public static ulong Mix(ulong h)
+    {
+        h ^= h >> 30;
+        h *= 0xBF58476D1CE4E5B9;
+        h ^= h >> 27;
+        h *= 0x94D049BB133111EB;
+        h ^= h >> 31;
+        return h;
+    }
+
     /// <summary>A well-mixed 64-bit number for a text (FNV-1a, then a SplitMix64 finish); never random.</summary>
     public static ulong Hash(string text)
     {
