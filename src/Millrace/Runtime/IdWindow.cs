@@ -58,11 +58,6 @@ internal static class ItemIds
             h ^= c;
             h *= 1099511628211;
         }
-        h ^= h >> 30;
-        h *= 0xBF58476D1CE4E5B9;
-        h ^= h >> 27;
-        h *= 0x94D049BB133111EB;
-        h ^= h >> 31;
-        return h;
+        return Mix(h);
     }
 }
