@@ -25,6 +25,7 @@ internal sealed class InputSpec<T> : InputSpec
         _asyncHandler = asyncHandler;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public override ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count)
     {
         T[] items = (T[])batch;
