@@ -92,7 +92,7 @@ internal sealed class BrokerPlacement : IPlacement
             // Processes with inputs, outside cycles, may run in several places (replicas); they agree when their inputs are over.
             if (model.CycleOf[p] >= 0 || ports[p]!.EndsNeeded == 0) continue;
             ProcessPort port = ports[p]!;
-            port.Protocol = new EndProtocol(port, run, port.EndsNeeded, control.Send, port.QueuesEmptyAsync);
+            port.Protocol = new EndProtocol(port, run, port.EndsNeeded, control.Send);
             protocols.Add(port.Protocol);
         }
         if (detectorHere) run.Detector = new TerminationDetector(run, control, model);
@@ -158,6 +158,7 @@ internal sealed class BrokerPlacement : IPlacement
                 run.Fail(new ProcessFailure(names[p], null, null, null,
                     $"Process '{names[p]}' ended, but the broker at {session.Where} did not confirm all it published within {FinishFor.TotalSeconds:0} s ({ports[p]!.Fill}).", null));
         }
+        foreach (EndProtocol protocol in protocols) protocol.Leave();
         await Task.WhenAny(Task.WhenAll(agreements), Task.Delay(TimeSpan.FromSeconds(2)));
         stopwatch.Stop();
         run.StopDetector();

@@ -70,6 +70,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     // The wave being read: its number and the statuses received so far.
     private int _waveSeq;
     private ProcessStatus?[]? _wave;
+    private string?[] _waveHosts = Array.Empty<string>();
     private TaskCompletionSource? _waveDone;
 
     public ControlBus(BrokerSession session, string prefix, RunContext run, GraphModel model, ProcessRunner?[] runners, ProcessPort?[] ports, bool detectorHere)
@@ -202,7 +203,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             case "status" when _detectorHere:
                 TakeStatus(message);
                 break;
-            case "member" or "end-seen" or "prepare" or "prepared" or "finish" or "resume" or "finished":
+            case "member" or "end-seen" or "prepare" or "prepared" or "finish" or "resume" or "finished" or "ends-sent":
                 if (message.Index >= 0 && message.Index < _ports.Length) _ports[message.Index]?.Protocol?.OnControl(message);
                 break;
             case "closed":
@@ -246,6 +247,15 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             {
                 int p = message.Indexes[i][0];
                 if (p < 0 || p >= _wave.Length) continue;
+                if (_waveHosts[p] is { } other && other != message.Host)
+                {
+                    string name = _model.Processes[p].Name;
+                    _ = Task.Run(() => _run.Fail(new ProcessFailure(name, null, null, null,
+                        $"Process '{name}' runs on two hosts, but it is in a cycle (or the graph has cycles and it answers their termination detection): " +
+                        "processes in graphs with cycles cannot have replicas. Start it in one place only.", null)));
+                    return;
+                }
+                _waveHosts[p] = message.Host;
                 _wave[p] = new ProcessStatus((RunnerState)message.Indexes[i][1], message.Counts[i][0], message.Counts[i][1]);
             }
             if (_wave.All(s => s.HasValue)) done = _waveDone;
@@ -263,6 +273,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
         {
             seq = ++_waveSeq;
             _wave = new ProcessStatus?[_model.Processes.Count];
+            _waveHosts = new string?[_model.Processes.Count];
             _waveDone = done;
         }
         Send(new ControlMessage { Type = "status?", Seq = seq });

@@ -4,27 +4,30 @@ namespace Millrace.RabbitMQ;
 
 /// <summary>
 /// How the instances of one process (replicas: the same process started on several hosts, competing
-/// for its queues) agree that its inputs are over, and which of them sends its end marks.
+/// for its queues; or just one) agree that its inputs are over, and which of them sends its end marks.
 /// </summary>
 /// <remarks>
-/// An end mark reaches only the instance that took it; it tells the others (<c>end-seen</c>). Once
-/// every writer of every input has ended: alone, an instance simply ends. Otherwise the instance
-/// with the smallest id (the closer) asks all to stop taking messages and finish what they hold
-/// (<c>prepare</c>); when every live instance is idle and the input queues are empty it tells them
-/// to end (<c>finish</c>), waits until each has its outputs confirmed (<c>finished</c>), and only
-/// then sends the process's end marks, once. Anything else (a queue not empty yet, an instance
-/// still busy) ends the round (<c>resume</c>) and another follows. Instances announce themselves
-/// every second; one not heard for 4 s is gone (and what it held goes back to the queues).
+/// An end mark reaches only the instance that took it; it tells the others (<c>end-seen</c>, repeated
+/// every second with a <c>member</c> heartbeat). Once every writer of every input has ended, the
+/// instance with the smallest id (the closer; alone, itself) runs a round: every instance stops
+/// taking messages and finishes what it holds (<c>prepare</c>, answered by <c>prepared</c>); if all
+/// are idle and every input queue has no message waiting and no consumer left (an instance the
+/// closer does not know of would still be consuming), it tells them to end (<c>finish</c>, repeated
+/// until answered), waits until each has its outputs confirmed (<c>finished</c>), and only then sends
+/// the process's end marks, once; when those are confirmed it says so (<c>ends-sent</c>), and only
+/// then do the others acknowledge the end marks they hold: if the closer dies before, the end marks
+/// go back to the queues, and an instance started again finds them. Anything else ends the round
+/// (<c>resume</c>) and another follows.
 /// </remarks>
 internal sealed class EndProtocol
 {
     private static readonly TimeSpan Heartbeat = TimeSpan.FromSeconds(1);
     private static readonly long GoneAfterMs = 4000;
+    private static readonly bool Debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1";
 
     private readonly ProcessPort _port;
     private readonly RunContext _run;
     private readonly Action<ControlMessage> _send;
-    private readonly Func<Task<bool>> _queuesEmpty;
     private readonly object _lock = new();
     private readonly HashSet<(int Lane, int Writer)> _endSeen = new();
     private readonly int _endsNeeded;
@@ -32,20 +35,23 @@ internal sealed class EndProtocol
     private readonly Dictionary<string, bool> _votes = new();
     private readonly HashSet<string> _finished = new();
     private readonly Signal _wake = new();
+    private readonly TaskCompletionSource _othersFinished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _endsSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _round;
+    private int _pausedFor;
     private string[] _roundMembers = Array.Empty<string>();
     private bool _finishing;
     private bool _closer;
+    private volatile bool _leaving;
+    private volatile bool _finishedSent;
     private TaskCompletionSource<bool>? _allVoted;
-    private TaskCompletionSource _othersFinished = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public EndProtocol(ProcessPort port, RunContext run, int endsNeeded, Action<ControlMessage> send, Func<Task<bool>> queuesEmpty)
+    public EndProtocol(ProcessPort port, RunContext run, int endsNeeded, Action<ControlMessage> send)
     {
         _port = port;
         _run = run;
         _endsNeeded = endsNeeded;
         _send = send;
-        _queuesEmpty = queuesEmpty;
     }
 
     public string Instance => _port.Instance;
@@ -56,10 +62,18 @@ internal sealed class EndProtocol
         get { lock (_lock) return _closer; }
     }
 
-    /// <summary>Completes when the other instances of the last round have their outputs confirmed.</summary>
-    public Task OthersFinished => _othersFinished.Task;
+    /// <summary>The process is ending here: what arrives now goes back to its queue.</summary>
+    public bool Finishing
+    {
+        get { lock (_lock) return _finishing; }
+    }
 
-    private ControlMessage Message(string type) => new() { Type = type, Index = _port.Index, Instance = Instance, Round = _round };
+    private ControlMessage Message(string type, int round) => new() { Type = type, Index = _port.Index, Instance = Instance, Round = round };
+
+    private void Log(string text)
+    {
+        if (Debug) Console.Error.WriteLine($"[millrace debug] {_port.Name} {Instance[..6]}: {text}");
+    }
 
     public Task RunAsync() => Task.Run(async () =>
     {
@@ -67,7 +81,9 @@ internal sealed class EndProtocol
         long lastBeat = 0;
         try
         {
-            while (!stop.IsCancellationRequested)
+            // Announcing goes on until the host leaves: a closer that goes quiet is gone, and an
+            // instance started late learns the end marks it missed.
+            while (!stop.IsCancellationRequested && !_leaving)
             {
                 if (Environment.TickCount64 - lastBeat >= Heartbeat.TotalMilliseconds)
                 {
@@ -84,16 +100,9 @@ internal sealed class EndProtocol
                     foreach (string gone in _others.Where(o => now - o.Value > GoneAfterMs).Select(o => o.Key).ToArray()) _others.Remove(gone);
                     others = _others.Keys.ToArray();
                 }
-                if (finishing) return;
-                if (ended && others.Length == 0)
+                if (!finishing && ended && others.All(o => string.CompareOrdinal(Instance, o) < 0))
                 {
-                    Finish(closer: true, Array.Empty<string>());
-                    return;
-                }
-                if (ended && others.All(o => string.CompareOrdinal(Instance, o) < 0))
-                {
-                    if (await RoundAsync(others, stop)) return;
-                    await Task.Delay(300, stop);
+                    if (!await RoundAsync(others, stop)) await Task.Delay(300, stop);
                     continue;
                 }
                 await _wake.WaitAsync(TimeSpan.FromMilliseconds(200));
@@ -104,22 +113,28 @@ internal sealed class EndProtocol
         }
     });
 
-    /// <summary>
-    /// Says this instance is here, and repeats the end marks it knows of: an instance that started
-    /// later, or missed a message, learns them this way.
-    /// </summary>
+    /// <summary>The host is leaving: stop announcing.</summary>
+    public void Leave()
+    {
+        _leaving = true;
+        _wake.Set();
+    }
+
+    /// <summary>Says this instance is here, and repeats the end marks it knows of.</summary>
     public void Announce()
     {
-        _send(Message("member"));
+        _send(Message("member", 0));
         (int Lane, int Writer)[] seen;
         lock (_lock) seen = _endSeen.ToArray();
-        foreach (var (lane, writer) in seen)
-        {
-            var message = Message("end-seen");
-            message.Lane = lane;
-            message.Writer = writer;
-            _send(message);
-        }
+        foreach (var (lane, writer) in seen) _send(EndSeen(lane, writer));
+    }
+
+    private ControlMessage EndSeen(int lane, int writer)
+    {
+        var message = Message("end-seen", 0);
+        message.Lane = lane;
+        message.Writer = writer;
+        return message;
     }
 
     /// <summary>An end mark taken from one of this process's queues.</summary>
@@ -127,27 +142,14 @@ internal sealed class EndProtocol
     {
         bool added;
         lock (_lock) added = _endSeen.Add((lane, writer));
-        if (added)
-        {
-            var message = Message("end-seen");
-            message.Lane = lane;
-            message.Writer = writer;
-            _send(message);
-        }
+        if (added) _send(EndSeen(lane, writer));
         _wake.Set();
-    }
-
-    private static readonly bool Debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1";
-
-    private void Log(string text)
-    {
-        if (Debug) Console.Error.WriteLine($"[millrace debug] {_port.Name} {Instance[..6]}: {text}");
     }
 
     public void OnControl(ControlMessage message)
     {
         bool mine = message.Instance == Instance;
-        if (message.Type != "member" && message.Type != "end-seen") Log($"got {message.Type} round {message.Round} from {message.Instance?[..6]} ok={message.Ok}");
+        if (message.Type is not ("member" or "end-seen")) Log($"got {message.Type} round {message.Round} from {message.Instance?[..Math.Min(6, message.Instance.Length)]} ok={message.Ok}");
         switch (message.Type)
         {
             case "member" when !mine:
@@ -158,7 +160,7 @@ internal sealed class EndProtocol
                 _wake.Set();
                 break;
             case "prepare":
-                _ = Task.Run(() => PrepareAsync(message));
+                _ = Task.Run(() => PrepareAsync(message.Round));
                 break;
             case "prepared":
                 lock (_lock)
@@ -170,9 +172,11 @@ internal sealed class EndProtocol
                 break;
             case "finish" when !mine:
                 Finish(closer: false, Array.Empty<string>());
+                // Said again: the closer may have missed this instance's answer.
+                if (_finishedSent) _send(Message("finished", 0));
                 break;
             case "resume" when !mine:
-                _ = _port.ResumeConsumingAsync();
+                _ = ResumeAsync(message.Round);
                 break;
             case "finished" when !mine:
                 lock (_lock)
@@ -181,23 +185,25 @@ internal sealed class EndProtocol
                     if (_closer && _roundMembers.Where(m => m != Instance).All(_finished.Contains)) _othersFinished.TrySetResult();
                 }
                 break;
+            case "ends-sent" when !mine:
+                _endsSent.TrySetResult();
+                break;
         }
     }
 
-    /// <summary>The closer's round: everyone stops taking and finishes what it holds; if all are idle and the queues empty, finish.</summary>
+    /// <summary>The closer's round (alone too): everyone stops taking and finishes what it holds; if all are idle and the queues quiet, finish.</summary>
     private async Task<bool> RoundAsync(string[] others, CancellationToken stop)
     {
         TaskCompletionSource<bool> allVoted = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        ControlMessage prepare;
+        int round;
         lock (_lock)
         {
-            _round++;
+            round = ++_round;
             _votes.Clear();
             _roundMembers = others.Append(Instance).ToArray();
             _allVoted = allVoted;
-            prepare = Message("prepare");
         }
-        _send(prepare);
+        _send(Message("prepare", round));
         bool ready;
         try
         {
@@ -207,44 +213,58 @@ internal sealed class EndProtocol
         {
             ready = false;
         }
-        if (ready && await _queuesEmpty())
+        if (ready && await _port.QueuesQuietAsync())
         {
             Finish(closer: true, others);
-            var finish = Message("finish");
-            _send(finish);
+            _send(Message("finish", round));
             return true;
         }
-        _send(Message("resume"));
-        await _port.ResumeConsumingAsync();
+        Log($"round {round} not ready (votes {(ready ? "all idle" : "missing or busy")})");
+        _send(Message("resume", round));
+        await ResumeAsync(round);
         return false;
     }
 
     /// <summary>Any instance, on the closer's prepare: stop taking messages, finish what is held, say whether idle.</summary>
-    private async Task PrepareAsync(ControlMessage prepare)
+    private async Task PrepareAsync(int round)
     {
-        // Only a closer that has seen every end mark prepares: the inputs are over, whatever this instance heard.
-        bool idle = false;
-        await _port.PauseConsumingAsync();
-        for (int i = 0; i < 250 && !(idle = _port.Idle); i++) await Task.Delay(20);
-        var reply = Message("prepared");
-        reply.Round = prepare.Round;
-        reply.Ok = idle;
-        // Replies go to the closer through the control exchange; the closer's own comes back the same way.
-        _send(reply);
-        if (!idle) await _port.ResumeConsumingAsync();
-        else
+        lock (_lock)
         {
-            // A closer that dies mid-round must not leave this instance paused for ever.
-            await Task.Delay(TimeSpan.FromSeconds(10));
-            bool finishing;
-            lock (_lock) finishing = _finishing;
-            if (!finishing) await _port.ResumeConsumingAsync();
+            if (_finishing) return;
+            _pausedFor = round;
         }
+        await _port.PauseConsumingAsync();
+        // What the broker sent before the cancel reaches the process first.
+        await Task.Delay(100);
+        bool idle = false;
+        for (int i = 0; i < 250 && !(idle = _port.Idle); i++) await Task.Delay(20);
+        var reply = Message("prepared", round);
+        reply.Ok = idle;
+        _send(reply);
+        if (!idle)
+        {
+            await ResumeAsync(round);
+            return;
+        }
+        // A closer that dies mid-round must not leave this instance paused for ever.
+        await Task.Delay(TimeSpan.FromSeconds(10));
+        await ResumeAsync(round);
+    }
+
+    /// <summary>Takes messages again, unless a later round paused it meanwhile or the process is ending.</summary>
+    private async Task ResumeAsync(int round)
+    {
+        lock (_lock)
+        {
+            if (_finishing || _pausedFor != round) return;
+            _pausedFor = 0;
+        }
+        await _port.ResumeConsumingAsync();
     }
 
     private void Finish(bool closer, string[] others)
     {
-        Log($"finish as {(closer ? "closer" : "member")}, others {string.Join(",", others.Select(o => o[..6]))}");
+        Log($"finish as {(closer ? "closer" : "member")}, others {string.Join(",", others.Select(o => o[..Math.Min(6, o.Length)]))}");
         lock (_lock)
         {
             if (_finishing) return;
@@ -256,11 +276,43 @@ internal sealed class EndProtocol
         _wake.Set();
     }
 
-    /// <summary>This instance's outputs are confirmed after it ended: the closer may send the end marks.</summary>
-    public void Finished()
+    /// <summary>
+    /// The closer, before sending the end marks: until the other instances have their outputs
+    /// confirmed, saying <c>finish</c> again now and then (it may have been lost). Bounded.
+    /// </summary>
+    public async Task WaitForOthersAsync()
+    {
+        int round;
+        lock (_lock) round = _round;
+        DateTime deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!_othersFinished.Task.IsCompleted && DateTime.UtcNow < deadline)
+        {
+            if (await Task.WhenAny(_othersFinished.Task, Task.Delay(TimeSpan.FromSeconds(2))) != _othersFinished.Task)
+                _send(Message("finish", round));
+        }
+        if (!_othersFinished.Task.IsCompleted)
+            Console.Error.WriteLine($"[millrace] process '{_port.Name}': not every instance said its outputs were confirmed within 60 s; sending its end marks anyway.");
+    }
+
+    /// <summary>
+    /// This instance ended and its outputs are confirmed. The closer says its end marks are out;
+    /// another instance says it is done and waits (bounded) for that. True when the end marks this
+    /// instance holds may be acknowledged; false leaves them to go back to the queues.
+    /// </summary>
+    public async Task<bool> CompletedAsync()
     {
         bool closer;
         lock (_lock) closer = _closer;
-        if (!closer) _send(Message("finished"));
+        if (closer)
+        {
+            _send(Message("ends-sent", 0));
+            return true;
+        }
+        _finishedSent = true;
+        _send(Message("finished", 0));
+        if (await Task.WhenAny(_endsSent.Task, Task.Delay(TimeSpan.FromSeconds(60))) == _endsSent.Task) return true;
+        Console.Error.WriteLine($"[millrace] process '{_port.Name}': the instance sending its end marks did not confirm them within 60 s; " +
+                                "the end marks this instance took go back to the queues.");
+        return false;
     }
 }

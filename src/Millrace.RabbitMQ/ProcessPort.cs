@@ -91,6 +91,7 @@ internal sealed class ProcessPort
     private readonly List<PendingAck> _ends = new();
     private readonly RecentIds _acked = new(1 << 16);
     private readonly Queue<(ulong Tag, long Epoch)> _toAck = new();
+    private readonly Queue<(ulong Tag, long Epoch)> _toNack = new();
     private readonly Signal _ackWork = new();
     private IChannel? _consumeChannel;
     private List<string> _consumerTags = new();
@@ -188,13 +189,13 @@ internal sealed class ProcessPort
             _heldEnds.Add(message);
         }
         // Not on the process thread's context: that thread is about to end.
-        if (first) _ = Task.Run(() => ReleaseEndsAsync(protocol.OthersFinished));
+        if (first) _ = Task.Run(ReleaseEndsAsync);
     }
 
-    private async Task ReleaseEndsAsync(Task othersFinished)
+    private async Task ReleaseEndsAsync()
     {
         // Bounded: an instance that died after agreeing cannot hold the end for ever.
-        await Task.WhenAny(othersFinished, Task.Delay(TimeSpan.FromSeconds(30)));
+        await Protocol!.WaitForOthersAsync();
         Outgoing[] ends;
         lock (_lock)
         {
@@ -506,47 +507,61 @@ internal sealed class ProcessPort
     /// <summary>Stops taking messages (what was taken stays taken): the process's other instances are about to agree to end.</summary>
     public async Task PauseConsumingAsync()
     {
-        IChannel? channel;
-        List<string> tags;
-        lock (_lock)
+        // One change of consumers at a time (pause, resume, a new channel), so none is missed.
+        await _setUp.WaitAsync();
+        try
         {
-            if (_paused) return;
-            _paused = true;
-            channel = _consumeChannel;
-            tags = _consumerTags;
-            _consumerTags = new List<string>();
+            IChannel? channel;
+            List<string> tags;
+            lock (_lock)
+            {
+                if (_paused) return;
+                _paused = true;
+                channel = _consumeChannel;
+                tags = _consumerTags;
+                _consumerTags = new List<string>();
+            }
+            foreach (string tag in tags)
+            {
+                try
+                {
+                    if (channel is { IsOpen: true }) await channel.BasicCancelAsync(tag).WaitAsync(OperationTimeout);
+                }
+                catch (Exception)
+                {
+                    // A channel that went takes its consumers with it.
+                }
+            }
         }
-        foreach (string tag in tags)
+        finally
         {
-            try
-            {
-                if (channel is { IsOpen: true }) await channel.BasicCancelAsync(tag).WaitAsync(OperationTimeout);
-            }
-            catch (Exception)
-            {
-                // A channel that went takes its consumers with it.
-            }
+            _setUp.Release();
         }
     }
 
     public async Task ResumeConsumingAsync()
     {
-        IChannel? channel;
-        long epoch;
-        lock (_lock)
-        {
-            if (!_paused) return;
-            _paused = false;
-            channel = _consumeChannel;
-            epoch = _consumeEpoch;
-        }
+        await _setUp.WaitAsync();
         try
         {
+            IChannel? channel;
+            long epoch;
+            lock (_lock)
+            {
+                if (!_paused) return;
+                _paused = false;
+                channel = _consumeChannel;
+                epoch = _consumeEpoch;
+            }
             if (channel is { IsOpen: true }) await ConsumeAsync(channel, epoch);
         }
         catch (Exception)
         {
             // The connection went: consuming starts again with the next one.
+        }
+        finally
+        {
+            _setUp.Release();
         }
     }
 
@@ -560,8 +575,11 @@ internal sealed class ProcessPort
         }
     }
 
-    /// <summary>Every input queue is empty (messages ready; those taken are the instances' business).</summary>
-    public async Task<bool> QueuesEmptyAsync()
+    /// <summary>
+    /// Every input queue has no message waiting and no consumer: the instances have all paused, and
+    /// none the closer does not know of is still taking messages.
+    /// </summary>
+    public async Task<bool> QueuesQuietAsync()
     {
         try
         {
@@ -569,7 +587,7 @@ internal sealed class ProcessPort
             foreach (var input in _inputs)
             {
                 QueueDeclareOk queue = await channel.QueueDeclarePassiveAsync(input.Queue).WaitAsync(OperationTimeout);
-                if (queue.MessageCount > 0) return false;
+                if (queue.MessageCount > 0 || queue.ConsumerCount > 0) return false;
             }
             return true;
         }
@@ -640,6 +658,17 @@ internal sealed class ProcessPort
         else if (end)
         {
             Reject(stream, $"is an end mark without the {Wire.WriterHeader} header saying which writer ended");
+            return;
+        }
+        if (!end && Protocol is { Finishing: true })
+        {
+            // Its inputs are over here; a copy taken now (another instance's, going round again) goes back.
+            lock (_lock)
+            {
+                _pending.Remove(messageId);
+                _toNack.Enqueue((delivery.DeliveryTag, epoch));
+            }
+            _ackWork.Set();
             return;
         }
         if (end && Protocol is { } protocol)
@@ -731,6 +760,24 @@ internal sealed class ProcessPort
         {
             while (true)
             {
+                (ulong Tag, long Epoch) back;
+                IChannel? channel;
+                lock (_lock)
+                {
+                    if (!_toNack.TryDequeue(out back)) break;
+                    channel = _consumeChannel;
+                    if (back.Epoch != _consumeEpoch) continue;
+                }
+                try
+                {
+                    if (channel is { IsOpen: true }) await channel.BasicNackAsync(back.Tag, multiple: false, requeue: true).AsTask().WaitAsync(OperationTimeout);
+                }
+                catch (Exception)
+                {
+                }
+            }
+            while (true)
+            {
                 (ulong Tag, long Epoch) next;
                 IChannel? channel;
                 lock (_lock)
@@ -767,19 +814,29 @@ internal sealed class ProcessPort
             lock (_lock)
             {
                 CollectAcksLocked();
-                if (_confirmed == _assigned && _heldEnds.Count == 0)
-                {
-                    if (ended)
-                    {
-                        foreach (PendingAck end in _ends) Acknowledge(end);
-                        _ends.Clear();
-                    }
-                    done = true;
-                }
+                done = _confirmed == _assigned && _heldEnds.Count == 0;
             }
             _ackWork.Set();
             if (done) break;
             await Task.Delay(5);
+        }
+        if (done && ended)
+        {
+            // With other instances, the end marks held here are acknowledged only once the
+            // process's own end marks are out (else they go back to the queues for a restart).
+            bool acknowledgeEnds = Protocol is null || await Protocol.CompletedAsync();
+            lock (_lock)
+            {
+                int left = _pending.Values.Count(p => !p.End);
+                if (left > 0)
+                    Console.Error.WriteLine($"[millrace] process '{Name}' ended holding {left} messages it had not handled; they go back to its queues.");
+                if (acknowledgeEnds)
+                {
+                    foreach (PendingAck end in _ends) Acknowledge(end);
+                    _ends.Clear();
+                }
+            }
+            _ackWork.Set();
         }
         // Let the acknowledgements leave.
         while (DateTime.UtcNow < deadline)
@@ -790,7 +847,6 @@ internal sealed class ProcessPort
             }
             await Task.Delay(5);
         }
-        if (done && ended) Protocol?.Finished();
         return done;
     }
 
