@@ -234,8 +234,8 @@ internal sealed class EndProtocol
             _pausedFor = round;
         }
         await _port.PauseConsumingAsync();
-        // What the broker sent before the cancel reaches the process first.
-        await Task.Delay(100);
+        // What the broker sent before the cancel (still in the client's dispatcher) reaches the process first.
+        await Task.Delay(25);
         bool idle = false;
         for (int i = 0; i < 250 && !(idle = _port.Idle); i++) await Task.Delay(20);
         var reply = Message("prepared", round);
