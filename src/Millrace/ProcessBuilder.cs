@@ -136,6 +136,14 @@ public sealed class ProcessBuilder
 
     internal int RepeatWindow { get; private set; }
 
+    /// <summary>For operators: <paramref name="ended"/> runs, on the process's thread, when <paramref name="input"/> has ended.</summary>
+    internal void OnEnded(IStreamReference input, Action ended)
+    {
+        InputSpec spec = _inputs.FirstOrDefault(i => i.Stream.Name == input.Name)
+            ?? throw new InvalidOperationException($"Process '{Name}' does not read stream '{input.Name}'.");
+        spec.Ended += ended;
+    }
+
     internal void SetSource(SourceBody source)
     {
         ThrowIfSealed();

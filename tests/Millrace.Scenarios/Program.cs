@@ -45,7 +45,48 @@ static class Scenarios
         ["unstable-graph"] = UnstableGraph,
         ["fan-out"] = FanOut,
         ["cycle-with-watcher"] = CycleWithWatcher,
+        ["operators"] = OperatorPipeline,
     };
+
+    /// <summary>Several operators in a row, their results printed by one process: the same lines in every placement.</summary>
+    private static void OperatorPipeline(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        var squares = graph.Stream<long>("squares");
+        var evens = graph.Stream<long>("evens");
+        var doubled = graph.Stream<long>("doubled");
+        var sums = graph.Stream<long>("sums");
+        var pairs = graph.Stream<string>("pairs");
+        var tagged = graph.Stream<Tagged<long>>("tagged");
+        var back0 = graph.Stream<long>("back0");
+        var back1 = graph.Stream<long>("back1");
+        var batches = graph.Stream<long[]>("batches");
+        graph.Source("source", numbers, Range(100));
+        graph.Map("square", numbers, squares, x => x * x);
+        graph.Filter("even", squares, evens, x => x % 2 == 0);
+        graph.FlatMap("twice", evens, doubled, x => new[] { x, x });
+        graph.Window("sum4", doubled, sums, 4, 4, w => w.Sum());
+        graph.Zip("pair", numbers, sums, pairs, (n, s) => $"{n}:{s}");
+        graph.Mix("mix", new[] { evens, squares }, tagged);
+        graph.Separate("separate", tagged, new[] { back0, back1 });
+        graph.Batch("batch", back0, batches, 7);
+        graph.Process("printer", p =>
+        {
+            var seen = new List<string>();
+            long back1Sum = 0, back1Count = 0;
+            var sizes = new List<int>();
+            long batchSum = 0;
+            p.On(pairs, seen.Add);
+            p.On(back1, x => { back1Sum += x; back1Count++; });
+            p.On(batches, b => { sizes.Add(b.Length); batchSum += b.Sum(); });
+            p.OnCompleted(() =>
+            {
+                Console.WriteLine($"pairs: {seen.Count}, first {string.Join(" ", seen.Take(3))}, last {seen[^1]}");
+                Console.WriteLine($"squares again: {back1Count} items, sum {back1Sum}");
+                Console.WriteLine($"batches: {string.Join(",", sizes)}, sum {batchSum}");
+            });
+        });
+    }
 
     /// <summary>
     /// Two processes in a row that each emit two items per item, into a sink that skips repeats:

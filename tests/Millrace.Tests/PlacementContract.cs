@@ -145,6 +145,18 @@ public abstract class PlacementContract
     }
 
     [Fact]
+    public async Task A_pipeline_of_operators_gives_the_same_results()
+    {
+        var (exit, output, err) = await Scenario("operators");
+        Assert.True(exit == 0, err);
+        string[] lines = Lines(output);
+        Assert.Contains("pairs: 25, first 0:8 1:104 2:328, last 24:37640", lines);
+        Assert.Contains("squares again: 100 items, sum 328350", lines);
+        Assert.Contains("batches: 7,7,7,7,7,7,7,1, sum 161700", lines);
+        Assert.Contains("outcome: Completed", lines);
+    }
+
+    [Fact]
     public async Task Items_emitted_two_by_two_twice_keep_ids_of_their_own()
     {
         var (exit, output, err) = await Scenario("fan-out");

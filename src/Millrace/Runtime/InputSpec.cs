@@ -7,6 +7,9 @@ internal abstract class InputSpec
 
     public IStreamReference Stream { get; }
 
+    /// <summary>Called on the process's thread when this input has ended (every writer of it), if set.</summary>
+    public Action? Ended { get; set; }
+
     /// <summary>Calls the handler for each item of a batch, in order; the runner's state says when to pause.</summary>
     public abstract ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count);
 

@@ -182,7 +182,11 @@ internal sealed class ProcessRunner
                     }
                     break;
                 case EnvelopeKind.End:
-                    if (envelope.Lane!.EndWriter(envelope.Writer)) _openLanes--;
+                    if (envelope.Lane!.EndWriter(envelope.Writer))
+                    {
+                        _openLanes--;
+                        envelope.Lane.Input.Ended?.Invoke();
+                    }
                     envelope.Delivery?.Handled(this);
                     break;
                 case EnvelopeKind.ForceEnd:
@@ -190,7 +194,11 @@ internal sealed class ProcessRunner
                     {
                         foreach (int writer in l.CycleWriters)
                         {
-                            if (l.EndWriter(writer)) _openLanes--;
+                            if (l.EndWriter(writer))
+                            {
+                                _openLanes--;
+                                l.Input.Ended?.Invoke();
+                            }
                         }
                     }
                     foreach (IOutputPort output in Outputs) output.Sender.CloseCycleLinks();

@@ -1,0 +1,390 @@
+namespace Millrace;
+
+/// <summary>An item together with the index of the input it came from (<see cref="Operators.Mix{T}"/>, <see cref="Operators.Separate{T}"/>).</summary>
+/// <param name="Index">Which input, counting from 0 in the order the inputs were given.</param>
+/// <param name="Item">The item.</param>
+public readonly record struct Tagged<T>(int Index, T Item);
+
+/// <summary>
+/// Ready-made processes (IoTPy's agent types): each call declares one process, named by its first
+/// argument, that reads its input streams and writes its output streams. They run unchanged in every
+/// placement. Handlers of one process never run concurrently, so the functions given may keep state
+/// in their closures; the <c>...WithState</c> variants make the state explicit.
+/// </summary>
+public static class Operators
+{
+    /// <summary>Writes <c>f(x)</c> to <paramref name="output"/> for every item x of <paramref name="input"/>.</summary>
+    public static void Map<TIn, TOut>(this Graph graph, string name, Stream<TIn> input, Stream<TOut> output, Func<TIn, TOut> f)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        graph.Process(name, p =>
+        {
+            Output<TOut> o = p.Output(output);
+            p.On(input, x => o.Emit(f(x)));
+        });
+    }
+
+    /// <summary>
+    /// Map with explicit state: <c>(y, state) = f(x, state)</c> for every item x, starting from
+    /// <paramref name="initial"/>; writes y.
+    /// </summary>
+    public static void MapWithState<TIn, TOut, TState>(this Graph graph, string name, Stream<TIn> input, Stream<TOut> output,
+        TState initial, Func<TIn, TState, (TOut Output, TState State)> f)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        graph.Process(name, p =>
+        {
+            Output<TOut> o = p.Output(output);
+            TState state = initial;
+            p.On(input, x =>
+            {
+                (TOut y, state) = f(x, state);
+                o.Emit(y);
+            });
+        });
+    }
+
+    /// <summary>Writes the items of <paramref name="input"/> for which <paramref name="keep"/> is true, in order.</summary>
+    public static void Filter<T>(this Graph graph, string name, Stream<T> input, Stream<T> output, Func<T, bool> keep)
+    {
+        ArgumentNullException.ThrowIfNull(keep);
+        graph.Process(name, p =>
+        {
+            Output<T> o = p.Output(output);
+            p.On(input, x =>
+            {
+                if (keep(x)) o.Emit(x);
+            });
+        });
+    }
+
+    /// <summary>Writes every item of <c>f(x)</c> (none, one or many) for every item x of <paramref name="input"/>.</summary>
+    public static void FlatMap<TIn, TOut>(this Graph graph, string name, Stream<TIn> input, Stream<TOut> output, Func<TIn, IEnumerable<TOut>> f)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        graph.Process(name, p =>
+        {
+            Output<TOut> o = p.Output(output);
+            p.On(input, x =>
+            {
+                foreach (TOut y in f(x)) o.Emit(y);
+            });
+        });
+    }
+
+    /// <summary>
+    /// An element function with several outputs: <paramref name="f"/> gets each item and the writers
+    /// of <paramref name="outputs"/> (in the order given) and emits to any of them, any number of times.
+    /// </summary>
+    public static void ForEachTo<TIn, TOut>(this Graph graph, string name, Stream<TIn> input, Stream<TOut>[] outputs, Action<TIn, Output<TOut>[]> f)
+    {
+        ArgumentNullException.ThrowIfNull(outputs);
+        ArgumentNullException.ThrowIfNull(f);
+        graph.Process(name, p =>
+        {
+            Output<TOut>[] o = outputs.Select(p.Output).ToArray();
+            p.On(input, x => f(x, o));
+        });
+    }
+
+    /// <summary>
+    /// Count windows: every <paramref name="step"/> items, <c>f</c> of the last <paramref name="size"/>
+    /// items (tumbling when step = size, sliding when step &lt; size; with step &gt; size the items
+    /// between windows are skipped). Window k holds items k·step … k·step + size − 1. With
+    /// <paramref name="partialAtStart"/>, the windows that would end before the first full one (on
+    /// the same grid) are written too, with the items seen so far. An incomplete window at the end is not written.
+    /// </summary>
+    public static void Window<T, TOut>(this Graph graph, string name, Stream<T> input, Stream<TOut> output, int size, int step,
+        Func<IReadOnlyList<T>, TOut> f, bool partialAtStart = false)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        WindowCore(graph, name, input, output, size, step, partialAtStart, (w, o) => o.Emit(f(w)));
+    }
+
+    /// <summary>Count windows as in <see cref="Window{T, TOut}"/>, with a function that returns any number of items per window.</summary>
+    public static void WindowMany<T, TOut>(this Graph graph, string name, Stream<T> input, Stream<TOut> output, int size, int step,
+        Func<IReadOnlyList<T>, IEnumerable<TOut>> f, bool partialAtStart = false)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        WindowCore(graph, name, input, output, size, step, partialAtStart, (w, o) =>
+        {
+            foreach (TOut y in f(w)) o.Emit(y);
+        });
+    }
+
+    private static void WindowCore<T, TOut>(Graph graph, string name, Stream<T> input, Stream<TOut> output, int size, int step,
+        bool partialAtStart, Action<IReadOnlyList<T>, Output<TOut>> emit)
+    {
+        if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), size, $"Window '{name}': the size must be at least 1.");
+        if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, $"Window '{name}': the step must be at least 1.");
+        graph.Process(name, p =>
+        {
+            Output<TOut> o = p.Output(output);
+            var ring = new T[size];
+            long seen = 0;
+            p.On(input, x =>
+            {
+                ring[seen % size] = x;
+                long last = seen++;
+                long fromFirstEnd = last - (size - 1);
+                bool full = fromFirstEnd >= 0;
+                if (fromFirstEnd % step != 0 || (!full && !partialAtStart)) return;
+                int count = (int)Math.Min(size, seen);
+                var window = new T[count];
+                for (int k = 0; k < count; k++) window[k] = ring[(seen - count + k) % size];
+                emit(window, o);
+            });
+        });
+    }
+
+    /// <summary>
+    /// Synchronous zip of two streams: the n-th item of each, combined by <paramref name="f"/>. Ends
+    /// with the shorter input (the other's later items are read and dropped). At most
+    /// <paramref name="maxBuffered"/> items wait for their partner; more is a clear error, not unbounded memory.
+    /// </summary>
+    public static void Zip<T1, T2, TOut>(this Graph graph, string name, Stream<T1> first, Stream<T2> second, Stream<TOut> output,
+        Func<T1, T2, TOut> f, int maxBuffered = 1_000_000)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        graph.Process(name, p =>
+        {
+            Output<TOut> o = p.Output(output);
+            var a = new Queue<T1>();
+            var b = new Queue<T2>();
+            bool aEnded = false, bEnded = false;
+            void Pair()
+            {
+                while (a.Count > 0 && b.Count > 0) o.Emit(f(a.Dequeue(), b.Dequeue()));
+            }
+            p.On(first, x =>
+            {
+                if (bEnded && b.Count == 0) return; // no partner will ever come
+                Buffer(name, a, x, maxBuffered, first.Name);
+                Pair();
+            });
+            p.On(second, y =>
+            {
+                if (aEnded && a.Count == 0) return;
+                Buffer(name, b, y, maxBuffered, second.Name);
+                Pair();
+            });
+            p.OnEnded(first, () =>
+            {
+                aEnded = true;
+                if (a.Count == 0) b.Clear();
+            });
+            p.OnEnded(second, () =>
+            {
+                bEnded = true;
+                if (b.Count == 0) a.Clear();
+            });
+        });
+    }
+
+    /// <summary>Synchronous zip of any number of streams of one type: the n-th item of each, as an array in input order.</summary>
+    public static void Zip<T>(this Graph graph, string name, Stream<T>[] inputs, Stream<T[]> output, int maxBuffered = 1_000_000)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        if (inputs.Length == 0) throw new ArgumentException($"Zip '{name}' needs at least one input.", nameof(inputs));
+        graph.Process(name, p =>
+        {
+            Output<T[]> o = p.Output(output);
+            var queues = inputs.Select(_ => new Queue<T>()).ToArray();
+            var ended = new bool[inputs.Length];
+            bool over = false;
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                int index = i;
+                p.On(inputs[i], x =>
+                {
+                    if (over) return;
+                    Buffer(name, queues[index], x, maxBuffered, inputs[index].Name);
+                    while (queues.All(q => q.Count > 0)) o.Emit(queues.Select(q => q.Dequeue()).ToArray());
+                });
+                p.OnEnded(inputs[i], () =>
+                {
+                    ended[index] = true;
+                    if (queues[index].Count == 0)
+                    {
+                        over = true;
+                        foreach (Queue<T> q in queues) q.Clear();
+                    }
+                });
+            }
+        });
+    }
+
+    private static void Buffer<T>(string name, Queue<T> queue, T item, int max, string stream)
+    {
+        if (queue.Count >= max)
+            throw new InvalidOperationException(
+                $"Zip '{name}': {queue.Count} items of stream '{stream}' wait for partners from the other inputs (maxBuffered is {max}); " +
+                "the inputs are too far apart. Raise maxBuffered or use Mix/Blend if items need not be paired.");
+        queue.Enqueue(item);
+    }
+
+    /// <summary>Asynchronous merge: every item of every input, in arrival order, tagged with the index of its input.</summary>
+    public static void Mix<T>(this Graph graph, string name, Stream<T>[] inputs, Stream<Tagged<T>> output)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        graph.Process(name, p =>
+        {
+            Output<Tagged<T>> o = p.Output(output);
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                int index = i;
+                p.On(inputs[i], x => o.Emit(new Tagged<T>(index, x)));
+            }
+        });
+    }
+
+    /// <summary>Asynchronous merge: every item of every input, in arrival order, untagged.</summary>
+    public static void Blend<T>(this Graph graph, string name, Stream<T>[] inputs, Stream<T> output)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        graph.Process(name, p =>
+        {
+            Output<T> o = p.Output(output);
+            foreach (Stream<T> input in inputs) p.On(input, o.Emit);
+        });
+    }
+
+    /// <summary>Writes each item to the output whose index <paramref name="choose"/> returns (0 … outputs − 1).</summary>
+    public static void Split<T>(this Graph graph, string name, Stream<T> input, Stream<T>[] outputs, Func<T, int> choose)
+    {
+        ArgumentNullException.ThrowIfNull(outputs);
+        ArgumentNullException.ThrowIfNull(choose);
+        graph.Process(name, p =>
+        {
+            Output<T>[] o = outputs.Select(p.Output).ToArray();
+            p.On(input, x =>
+            {
+                int i = choose(x);
+                if ((uint)i >= (uint)o.Length)
+                    throw new ArgumentOutOfRangeException(nameof(choose), i, $"Split '{name}' chose output {i} for an item; it has outputs 0 to {o.Length - 1}.");
+                o[i].Emit(x);
+            });
+        });
+    }
+
+    /// <summary>The inverse of <see cref="Zip{T}(Graph, string, Stream{T}[], Stream{T[]}, int)"/>: element i of each array goes to output i.</summary>
+    public static void Unzip<T>(this Graph graph, string name, Stream<T[]> input, Stream<T>[] outputs)
+    {
+        ArgumentNullException.ThrowIfNull(outputs);
+        graph.Process(name, p =>
+        {
+            Output<T>[] o = outputs.Select(p.Output).ToArray();
+            p.On(input, xs =>
+            {
+                if (xs.Length != o.Length)
+                    throw new ArgumentException($"Unzip '{name}' got an array of {xs.Length} items for {o.Length} outputs.");
+                for (int i = 0; i < xs.Length; i++) o[i].Emit(xs[i]);
+            });
+        });
+    }
+
+    /// <summary>The inverse of <see cref="Mix{T}"/>: each item goes, untagged, to the output its tag names.</summary>
+    public static void Separate<T>(this Graph graph, string name, Stream<Tagged<T>> input, Stream<T>[] outputs)
+    {
+        ArgumentNullException.ThrowIfNull(outputs);
+        graph.Process(name, p =>
+        {
+            Output<T>[] o = outputs.Select(p.Output).ToArray();
+            p.On(input, t =>
+            {
+                if ((uint)t.Index >= (uint)o.Length)
+                    throw new ArgumentOutOfRangeException(nameof(input), t.Index, $"Separate '{name}' got an item tagged {t.Index}; it has outputs 0 to {o.Length - 1}.");
+                o[t.Index].Emit(t.Item);
+            });
+        });
+    }
+
+    /// <summary>
+    /// Groups items into arrays of <paramref name="count"/> (the last one may be shorter: what is left when the input ends).
+    /// </summary>
+    public static void Batch<T>(this Graph graph, string name, Stream<T> input, Stream<T[]> output, int count)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"Batch '{name}': the count must be at least 1.");
+        graph.Process(name, p =>
+        {
+            Output<T[]> o = p.Output(output);
+            var batch = new List<T>(count);
+            p.On(input, x =>
+            {
+                batch.Add(x);
+                if (batch.Count < count) return;
+                o.Emit(batch.ToArray());
+                batch.Clear();
+            });
+            p.OnCompleted(() =>
+            {
+                if (batch.Count > 0) o.Emit(batch.ToArray());
+            });
+        });
+    }
+
+    /// <summary>A sink: calls <paramref name="action"/> for every item, in order, in the OS process that runs it.</summary>
+    public static void Sink<T>(this Graph graph, string name, Stream<T> input, Action<T> action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        graph.Process(name, p => p.On(input, action));
+    }
+
+    /// <summary>
+    /// A sink that adds every item to <paramref name="target"/> (for tests and small results). The
+    /// collection fills in the OS process that runs the sink: in the processes and broker
+    /// placements that is not the program that started the run, unless it runs the sink itself.
+    /// </summary>
+    public static void ToCollection<T>(this Graph graph, string name, Stream<T> input, ICollection<T> target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        graph.Process(name, p => p.On(input, target.Add));
+    }
+
+    /// <summary>A sink that appends every item to a file as one line of JSON (System.Text.Json, web defaults), flushed when the input ends.</summary>
+    public static void ToJsonLines<T>(this Graph graph, string name, Stream<T> input, string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        graph.Process(name, p =>
+        {
+            StreamWriter? writer = null;
+            p.OnStart(() => writer = new StreamWriter(path, append: true));
+            p.On(input, x => writer!.WriteLine(System.Text.Json.JsonSerializer.Serialize(x, JsonCodec<T>.Defaults)));
+            p.OnCompleted(() => writer!.Dispose());
+        });
+    }
+
+    /// <summary>
+    /// A sink that appends every item to a CSV file (RFC 4180 quoting), the columns given by
+    /// <paramref name="columns"/>; a header line with <paramref name="header"/> is written first when the file is new.
+    /// </summary>
+    public static void ToCsv<T>(this Graph graph, string name, Stream<T> input, string path, string[] header, Func<T, IEnumerable<object?>> columns)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(header);
+        ArgumentNullException.ThrowIfNull(columns);
+        graph.Process(name, p =>
+        {
+            StreamWriter? writer = null;
+            p.OnStart(() =>
+            {
+                bool fresh = !File.Exists(path) || new FileInfo(path).Length == 0;
+                writer = new StreamWriter(path, append: true);
+                if (fresh) writer.WriteLine(Csv(header));
+            });
+            p.On(input, x => writer!.WriteLine(Csv(columns(x))));
+            p.OnCompleted(() => writer!.Dispose());
+        });
+    }
+
+    private static string Csv(IEnumerable<object?> values) => string.Join(",", values.Select(v =>
+    {
+        string text = v switch
+        {
+            null => "",
+            IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+            _ => v.ToString() ?? "",
+        };
+        return text.IndexOfAny(new[] { ',', '"', '\n', '\r' }) >= 0 ? "\"" + text.Replace("\"", "\"\"") + "\"" : text;
+    }));
+}

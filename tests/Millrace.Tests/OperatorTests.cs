@@ -1,0 +1,252 @@
+namespace Millrace.Tests;
+
+/// <summary>Every operator on concrete inputs, with its edges (threads placement; the placement suite runs a pipeline of them everywhere).</summary>
+public class OperatorTests
+{
+    /// <summary>Runs a graph: source of <paramref name="items"/> into "in", <paramref name="build"/> wires the rest, "out" collected.</summary>
+    private static async Task<List<TOut>> Run<TIn, TOut>(IEnumerable<TIn> items, Action<Graph, Stream<TIn>, Stream<TOut>> build)
+    {
+        var graph = new Graph();
+        var input = graph.Stream<TIn>("in");
+        var output = graph.Stream<TOut>("out");
+        graph.Source("source", input, items);
+        build(graph, input, output);
+        var collected = new List<TOut>();
+        graph.ToCollection("collect", output, collected);
+        RunResult result = await graph.RunWithin();
+        result.EnsureSuccess();
+        return collected;
+    }
+
+    private static async IAsyncEnumerable<int> Slowly(int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            if (i % 3 == 0) await Task.Delay(15); // batches arrive over time
+            yield return i;
+        }
+    }
+
+    [Fact]
+    public async Task Map_filter_and_flat_map()
+    {
+        Assert.Equal(new[] { 0, 1, 4, 9 }, await Run<int, int>(Enumerable.Range(0, 4), (g, i, o) => g.Map("square", i, o, x => x * x)));
+        Assert.Equal(new[] { 0, 2, 4 }, await Run<int, int>(Enumerable.Range(0, 6), (g, i, o) => g.Filter("even", i, o, x => x % 2 == 0)));
+        // None, one or many per item.
+        Assert.Equal(new[] { 1, 2, 2, 3, 3, 3 }, await Run<int, int>(new[] { 0, 1, 2, 3 }, (g, i, o) => g.FlatMap("repeat", i, o, x => Enumerable.Repeat(x, x))));
+        Assert.Empty(await Run<int, int>(Array.Empty<int>(), (g, i, o) => g.Map("square", i, o, x => x * x)));
+    }
+
+    [Fact]
+    public async Task Map_with_explicit_state_keeps_a_running_sum()
+    {
+        Assert.Equal(new[] { 1, 3, 6, 10 }, await Run<int, int>(new[] { 1, 2, 3, 4 },
+            (g, i, o) => g.MapWithState("running", i, o, 0, (x, sum) => (sum + x, sum + x))));
+    }
+
+    [Fact]
+    public async Task An_element_function_writes_to_several_outputs()
+    {
+        var graph = new Graph();
+        var input = graph.Stream<int>("in");
+        var even = graph.Stream<int>("even");
+        var odd = graph.Stream<int>("odd");
+        graph.Source("source", input, Enumerable.Range(0, 7));
+        graph.ForEachTo("route", input, new[] { even, odd }, (x, outputs) =>
+        {
+            outputs[x % 2].Emit(x);
+            if (x == 6) outputs[1].Emit(-1);
+        });
+        var evens = new List<int>();
+        var odds = new List<int>();
+        graph.ToCollection("evens", even, evens);
+        graph.ToCollection("odds", odd, odds);
+        (await graph.RunWithin()).EnsureSuccess();
+        Assert.Equal(new[] { 0, 2, 4, 6 }, evens);
+        Assert.Equal(new[] { 1, 3, 5, -1 }, odds);
+    }
+
+    [Theory]
+    [InlineData(3, 3, false, 10, "3,12,21")]          // tumbling; the incomplete last window (9) is not written
+    [InlineData(3, 1, false, 5, "3,6,9")]             // sliding
+    [InlineData(3, 1, true, 5, "0,1,3,6,9")]          // sliding, partial windows at start
+    [InlineData(4, 2, true, 8, "1,6,14,22")]          // partial at start on the same grid: [0,1], then full [0..3], [2..5], [4..7]
+    [InlineData(2, 3, false, 10, "1,7,13")]           // step larger than size: [0,1], [3,4], [6,7]; 2, 5, 8 skipped
+    [InlineData(3, 1, false, 0, "")]                  // empty input: no window
+    [InlineData(3, 1, false, 2, "")]                  // fewer items than a window
+    public async Task Count_windows(int size, int step, bool partial, int count, string sums)
+    {
+        List<int> result = await Run<int, int>(Enumerable.Range(0, count), (g, i, o) => g.Window("sum", i, o, size, step, w => w.Sum(), partial));
+        Assert.Equal(sums, string.Join(",", result));
+    }
+
+    [Fact]
+    public async Task Windows_over_batches_that_arrive_over_time_are_the_same()
+    {
+        var graph = new Graph();
+        var input = graph.Stream<int>("in");
+        var output = graph.Stream<int>("out");
+        graph.Source("source", input, Slowly(10));
+        graph.Window("sum", input, output, 3, 2, w => w.Sum());
+        var sums = new List<int>();
+        graph.ToCollection("collect", output, sums);
+        (await graph.RunWithin()).EnsureSuccess();
+        Assert.Equal(new[] { 3, 9, 15, 21 }, sums); // [0,1,2] [2,3,4] [4,5,6] [6,7,8]
+    }
+
+    [Fact]
+    public async Task A_window_function_may_return_several_items()
+    {
+        Assert.Equal(new[] { 0, 2, 3, 5 }, await Run<int, int>(Enumerable.Range(0, 6),
+            (g, i, o) => g.WindowMany("ends", i, o, 3, 3, w => new[] { w[0], w[^1] })));
+    }
+
+    [Fact]
+    public async Task Zip_pairs_the_nth_items_and_ends_with_the_shorter_input()
+    {
+        var graph = new Graph();
+        var numbers = graph.Stream<int>("numbers");
+        var letters = graph.Stream<string>("letters");
+        var pairs = graph.Stream<string>("pairs");
+        graph.Source("numbers-source", numbers, Enumerable.Range(1, 1000));
+        graph.Source("letters-source", letters, new[] { "a", "b", "c" });
+        graph.Zip("zip", numbers, letters, pairs, (n, l) => $"{n}{l}");
+        var result = new List<string>();
+        graph.ToCollection("collect", pairs, result);
+        (await graph.RunWithin()).EnsureSuccess();
+        Assert.Equal(new[] { "1a", "2b", "3c" }, result);
+    }
+
+    [Fact]
+    public async Task Zip_of_several_inputs_gives_arrays_and_unzip_takes_them_apart()
+    {
+        var graph = new Graph();
+        var a = graph.Stream<int>("a");
+        var b = graph.Stream<int>("b");
+        var c = graph.Stream<int>("c");
+        var zipped = graph.Stream<int[]>("zipped");
+        var x = graph.Stream<int>("x");
+        var y = graph.Stream<int>("y");
+        var z = graph.Stream<int>("z");
+        graph.Source("sa", a, new[] { 1, 2, 3 });
+        graph.Source("sb", b, new[] { 10, 20, 30, 40 });
+        graph.Source("sc", c, new[] { 100, 200, 300 });
+        graph.Zip("zip", new[] { a, b, c }, zipped);
+        graph.Unzip("unzip", zipped, new[] { x, y, z });
+        var (xs, ys, zs) = (new List<int>(), new List<int>(), new List<int>());
+        graph.ToCollection("cx", x, xs);
+        graph.ToCollection("cy", y, ys);
+        graph.ToCollection("cz", z, zs);
+        (await graph.RunWithin()).EnsureSuccess();
+        Assert.Equal(new[] { 1, 2, 3 }, xs);
+        Assert.Equal(new[] { 10, 20, 30 }, ys);
+        Assert.Equal(new[] { 100, 200, 300 }, zs);
+    }
+
+    [Fact]
+    public async Task Zip_refuses_to_buffer_without_bound()
+    {
+        var graph = new Graph();
+        var fast = graph.Stream<int>("fast");
+        var never = graph.Stream<int>("never");
+        var pairs = graph.Stream<int>("pairs");
+        graph.Source("fast-source", fast, Enumerable.Range(0, 100));
+        graph.Source("never-source", never, Forever());
+        graph.Zip("zip", fast, never, pairs, (p, q) => p + q, maxBuffered: 10);
+        graph.Sink("sink", pairs, _ => { });
+        RunResult result = await graph.RunWithin();
+        Assert.Equal(RunOutcome.Failed, result.Outcome);
+        Assert.Contains("Zip 'zip': 10 items of stream 'fast' wait for partners", result.Errors[0].Message);
+
+        static async IAsyncEnumerable<int> Forever([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken token = default)
+        {
+            await Task.Delay(Timeout.Infinite, token);
+            yield break;
+        }
+    }
+
+    [Fact]
+    public async Task Mix_tags_blend_merges_and_separate_undoes_mix()
+    {
+        var graph = new Graph();
+        var a = graph.Stream<int>("a");
+        var b = graph.Stream<int>("b");
+        var mixed = graph.Stream<Tagged<int>>("mixed");
+        var blended = graph.Stream<int>("blended");
+        var backA = graph.Stream<int>("back-a");
+        var backB = graph.Stream<int>("back-b");
+        graph.Source("sa", a, Enumerable.Range(0, 50));
+        graph.Source("sb", b, Enumerable.Range(1000, 30));
+        graph.Mix("mix", new[] { a, b }, mixed);
+        graph.Blend("blend", new[] { a, b }, blended);
+        graph.Separate("separate", mixed, new[] { backA, backB });
+        var (ra, rb, all) = (new List<int>(), new List<int>(), new List<int>());
+        graph.ToCollection("ca", backA, ra);
+        graph.ToCollection("cb", backB, rb);
+        graph.ToCollection("call", blended, all);
+        (await graph.RunWithin()).EnsureSuccess();
+        // Each input keeps its order through mix and separate; blend has every item once.
+        Assert.Equal(Enumerable.Range(0, 50), ra);
+        Assert.Equal(Enumerable.Range(1000, 30), rb);
+        Assert.Equal(Enumerable.Range(0, 50).Concat(Enumerable.Range(1000, 30)), all.Order());
+    }
+
+    [Fact]
+    public async Task Split_by_function_and_a_bad_choice_is_a_named_error()
+    {
+        var graph = new Graph();
+        var input = graph.Stream<int>("in");
+        var small = graph.Stream<int>("small");
+        var large = graph.Stream<int>("large");
+        graph.Source("source", input, new[] { 1, 50, 2, 99 });
+        graph.Split("by-size", input, new[] { small, large }, x => x < 10 ? 0 : 1);
+        var (s, l) = (new List<int>(), new List<int>());
+        graph.ToCollection("cs", small, s);
+        graph.ToCollection("cl", large, l);
+        (await graph.RunWithin()).EnsureSuccess();
+        Assert.Equal(new[] { 1, 2 }, s);
+        Assert.Equal(new[] { 50, 99 }, l);
+
+        List<int> none = new();
+        var bad = new Graph();
+        var bin = bad.Stream<int>("in");
+        var bout = bad.Stream<int>("out");
+        bad.Source("source", bin, new[] { 1 });
+        bad.Split("picky", bin, new[] { bout }, _ => 3);
+        bad.ToCollection("c", bout, none);
+        RunResult result = await bad.RunWithin();
+        Assert.Equal(RunOutcome.Failed, result.Outcome);
+        Assert.Contains("Split 'picky' chose output 3 for an item; it has outputs 0 to 0", result.Errors[0].Message);
+    }
+
+    [Fact]
+    public async Task Batch_by_count_keeps_the_remainder_at_the_end()
+    {
+        List<int[]> batches = await Run<int, int[]>(Enumerable.Range(0, 10), (g, i, o) => g.Batch("batch", i, o, 4));
+        Assert.Equal(new[] { "0,1,2,3", "4,5,6,7", "8,9" }, batches.Select(b => string.Join(",", b)));
+    }
+
+    [Fact]
+    public async Task File_sinks_write_json_lines_and_csv()
+    {
+        string dir = Directory.CreateTempSubdirectory("millrace-sinks-").FullName;
+        try
+        {
+            string jsonl = Path.Combine(dir, "out.jsonl"), csv = Path.Combine(dir, "out.csv");
+            var graph = new Graph();
+            var input = graph.Stream<Reading>("readings");
+            graph.Source("source", input, new[] { new Reading("a,1", 1.5), new Reading("b \"2\"", -2) });
+            graph.ToJsonLines("jsonl", input, jsonl);
+            graph.ToCsv("csv", input, csv, new[] { "name", "value" }, r => new object?[] { r.Name, r.Value });
+            (await graph.RunWithin()).EnsureSuccess();
+            Assert.Equal(new[] { "{\"name\":\"a,1\",\"value\":1.5}", "{\"name\":\"b \\u00222\\u0022\",\"value\":-2}" }, File.ReadAllLines(jsonl));
+            Assert.Equal(new[] { "name,value", "\"a,1\",1.5", "\"b \"\"2\"\"\",-2" }, File.ReadAllLines(csv));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    public sealed record Reading(string Name, double Value);
+}
