@@ -98,6 +98,29 @@ public sealed class Graph
     }
 
     /// <summary>
+    /// Declares a source process that emits 0, 1, 2, … every <paramref name="interval"/> (the first
+    /// after one interval), <paramref name="count"/> times, or until stopped when count is null.
+    /// </summary>
+    public void Timer(string name, Stream<long> output, TimeSpan interval, long? count = null)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        if (interval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(interval), interval, $"Timer '{name}': the interval must be positive.");
+        if (count < 0) throw new ArgumentOutOfRangeException(nameof(count), count, $"Timer '{name}': the count must not be negative.");
+        Source(name, output, Ticks(interval, count));
+    }
+
+    private static async IAsyncEnumerable<long> Ticks(TimeSpan interval, long? count,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        using var timer = new PeriodicTimer(interval);
+        for (long i = 0; count is null || i < count; i++)
+        {
+            if (!await timer.WaitForNextTickAsync(cancellationToken)) yield break;
+            yield return i;
+        }
+    }
+
+    /// <summary>
     /// Uses <paramref name="codec"/> for every stream that carries <typeparamref name="T"/>, wherever
     /// items cross an OS process or machine boundary (it overrides <see cref="RunOptions.Codec"/>).
     /// </summary>

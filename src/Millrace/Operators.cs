@@ -323,6 +323,136 @@ public static class Operators
         });
     }
 
+    /// <summary>
+    /// Groups items into arrays of at most <paramref name="count"/>, written when full or when the
+    /// oldest item has waited <paramref name="maxAge"/>, whichever comes first (not a debounce: new
+    /// items do not postpone it; the age is checked four times per <paramref name="maxAge"/>, so a
+    /// batch leaves at most a quarter of it late). What is left when the input ends is written too.
+    /// </summary>
+    public static void Batch<T>(this Graph graph, string name, Stream<T> input, Stream<T[]> output, int count, TimeSpan maxAge)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"Batch '{name}': the count must be at least 1.");
+        if (maxAge <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(maxAge), maxAge, $"Batch '{name}': the age must be positive.");
+        graph.Process(name, p =>
+        {
+            Output<T[]> o = p.Output(output);
+            var batch = new List<T>(Math.Min(count, 4096));
+            long oldest = 0;
+            void Send()
+            {
+                o.Emit(batch.ToArray());
+                batch.Clear();
+            }
+            p.On(input, x =>
+            {
+                if (batch.Count == 0) oldest = Environment.TickCount64;
+                batch.Add(x);
+                if (batch.Count >= count) Send();
+            });
+            p.Every(TimeSpan.FromMilliseconds(Math.Max(1, maxAge.TotalMilliseconds / 4)), () =>
+            {
+                if (batch.Count > 0 && Environment.TickCount64 - oldest >= maxAge.TotalMilliseconds) Send();
+            });
+            p.OnCompleted(() =>
+            {
+                if (batch.Count > 0) Send();
+            });
+        });
+    }
+
+    /// <summary>
+    /// Processing-time windows: every <paramref name="size"/> of wall-clock time, <c>f</c> of the
+    /// items that arrived in it (tumbling). A window in which nothing arrived is not written unless
+    /// <paramref name="emitEmpty"/>; the last, partial window is written when the input ends.
+    /// </summary>
+    public static void TimedWindow<T, TOut>(this Graph graph, string name, Stream<T> input, Stream<TOut> output, TimeSpan size,
+        Func<IReadOnlyList<T>, TOut> f, bool emitEmpty = false)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        if (size <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(size), size, $"TimedWindow '{name}': the size must be positive.");
+        graph.Process(name, p =>
+        {
+            Output<TOut> o = p.Output(output);
+            var window = new List<T>();
+            p.On(input, window.Add);
+            p.Every(size, () =>
+            {
+                if (window.Count == 0 && !emitEmpty) return;
+                o.Emit(f(window.ToArray()));
+                window.Clear();
+            });
+            p.OnCompleted(() =>
+            {
+                if (window.Count > 0) o.Emit(f(window.ToArray()));
+            });
+        });
+    }
+
+    /// <summary>
+    /// Event-time windows: items carry their own time (<paramref name="timeOf"/>, in any unit);
+    /// window k covers times <c>[k·step, k·step + size)</c>. Items may arrive out of order. The
+    /// latest time seen is the watermark; a window closes once the watermark reaches its end plus
+    /// <paramref name="allowedLateness"/>, and is then written as <c>f(start, items in arrival order)</c>;
+    /// the windows still open when the input ends are written then, in order. Windows with no items
+    /// are not written. An item whose every window has closed is late: it goes to
+    /// <paramref name="late"/> when given; without it, a late item is an error naming the item
+    /// (nothing is dropped silently).
+    /// </summary>
+    public static void EventTimeWindow<T, TOut>(this Graph graph, string name, Stream<T> input, Stream<TOut> output,
+        Func<T, long> timeOf, long size, long step, Func<long, IReadOnlyList<T>, TOut> f, Stream<T>? late = null, long allowedLateness = 0)
+    {
+        if (allowedLateness < 0) throw new ArgumentOutOfRangeException(nameof(allowedLateness), allowedLateness, $"EventTimeWindow '{name}': the allowed lateness must not be negative.");
+        ArgumentNullException.ThrowIfNull(timeOf);
+        ArgumentNullException.ThrowIfNull(f);
+        if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), size, $"EventTimeWindow '{name}': the size must be at least 1.");
+        if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, $"EventTimeWindow '{name}': the step must be at least 1.");
+        graph.Process(name, p =>
+        {
+            Output<TOut> o = p.Output(output);
+            Output<T>? lateOutput = late is null ? null : p.Output(late);
+            var open = new SortedDictionary<long, List<T>>(); // window start -> items
+            long watermark = long.MinValue;
+            bool Closed(long start) => watermark != long.MinValue && start + size + allowedLateness <= watermark;
+            p.On(input, x =>
+            {
+                long t = timeOf(x);
+                // Windows containing t: starts s = k·step with s <= t < s + size.
+                long last = FloorDiv(t, step) * step;
+                bool placed = false;
+                for (long start = last; start > t - size; start -= step)
+                {
+                    if (Closed(start)) break;
+                    if (!open.TryGetValue(start, out List<T>? items)) open[start] = items = new List<T>();
+                    items.Add(x);
+                    placed = true;
+                }
+                if (!placed)
+                {
+                    if (lateOutput is not null) lateOutput.Emit(x);
+                    else
+                        throw new InvalidOperationException(
+                            $"EventTimeWindow '{name}': the item at time {t} is late: every window holding it was already written (latest time seen {watermark}). " +
+                            "Give the operator a stream for late items to keep them.");
+                }
+                watermark = Math.Max(watermark, t);
+                while (open.Count > 0)
+                {
+                    var (start, items) = open.First();
+                    if (!Closed(start)) break;
+                    o.Emit(f(start, items));
+                    open.Remove(start);
+                }
+            });
+            p.OnCompleted(() =>
+            {
+                foreach (var (start, items) in open) o.Emit(f(start, items));
+                open.Clear();
+            });
+        });
+    }
+
+    private static long FloorDiv(long a, long b) => a >= 0 ? a / b : -((-a + b - 1) / b);
+
     /// <summary>A sink: calls <paramref name="action"/> for every item, in order, in the OS process that runs it.</summary>
     public static void Sink<T>(this Graph graph, string name, Stream<T> input, Action<T> action)
     {

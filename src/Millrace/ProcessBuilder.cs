@@ -118,6 +118,25 @@ public sealed class ProcessBuilder
     public CancellationToken CancellationToken => _runner?.UserToken ?? CancellationToken.None;
 
     /// <summary>
+    /// Runs <paramref name="tick"/> every <paramref name="interval"/> while the process runs, on the
+    /// process's own thread, between items (never while a handler runs), so it may read and change
+    /// the process's state and emit. For time-based work: flushing what has waited too long,
+    /// processing-time windows, heartbeats. Declare it in the start action or a handler, or here
+    /// while configuring (it starts when the process starts).
+    /// </summary>
+    public void Every(TimeSpan interval, Action tick)
+    {
+        ArgumentNullException.ThrowIfNull(tick);
+        if (interval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(interval), interval, "The interval must be positive.");
+        if (_runner is { Started: true } runner) runner.Every(interval, tick);
+        else _timers.Add((interval, tick));
+    }
+
+    internal IReadOnlyList<(TimeSpan Interval, Action Tick)> Timers => _timers;
+
+    private readonly List<(TimeSpan Interval, Action Tick)> _timers = new();
+
+    /// <summary>
     /// Skips an item this process has already handled when it is delivered again. Only the broker
     /// placement delivers an item twice (at-least-once: after a writer restarts or a connection is
     /// lost, what was not yet acknowledged comes again, with the same item ids); the other placements

@@ -249,4 +249,109 @@ public class OperatorTests
     }
 
     public sealed record Reading(string Name, double Value);
+
+    public sealed record Event(long Time, string Name);
+
+    /// <summary>Items in bursts: each inner list arrives together, <paramref name="pause"/> after the previous one.</summary>
+    private static async IAsyncEnumerable<int> Bursts(int[][] bursts, TimeSpan pause)
+    {
+        foreach (int[] burst in bursts)
+        {
+            await Task.Delay(pause);
+            foreach (int x in burst) yield return x;
+        }
+    }
+
+    [Fact]
+    public async Task Batch_by_count_or_age_whichever_comes_first()
+    {
+        var graph = new Graph();
+        var input = graph.Stream<int>("in");
+        var output = graph.Stream<int[]>("out");
+        // A burst of 5 (full batch of 3 at once, 2 left to age), then one item, then the end.
+        graph.Source("source", input, Bursts(new[] { new[] { 1, 2, 3, 4, 5 }, new[] { 6 } }, TimeSpan.FromMilliseconds(400)));
+        graph.Batch("batch", input, output, 3, TimeSpan.FromMilliseconds(100));
+        var batches = new List<(long At, string Items)>();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        graph.Sink("collect", output, b => batches.Add((clock.ElapsedMilliseconds, string.Join(",", b))));
+        (await graph.RunWithin()).EnsureSuccess();
+        Assert.Equal(new[] { "1,2,3", "4,5", "6" }, batches.Select(b => b.Items));
+        // "4,5" left by age (well before the next burst 400 ms later), not with the next item.
+        Assert.True(batches[2].At - batches[1].At >= 250, $"4,5 at {batches[1].At} ms, 6 at {batches[2].At} ms");
+    }
+
+    [Fact]
+    public async Task A_timer_source_ticks_count_times()
+    {
+        var graph = new Graph();
+        var ticks = graph.Stream<long>("ticks");
+        graph.Timer("clock", ticks, TimeSpan.FromMilliseconds(10), count: 5);
+        var seen = new List<long>();
+        graph.ToCollection("collect", ticks, seen);
+        (await graph.RunWithin()).EnsureSuccess();
+        Assert.Equal(new long[] { 0, 1, 2, 3, 4 }, seen);
+    }
+
+    [Fact]
+    public async Task Processing_time_windows_group_what_arrives_together_and_skip_empty_ones()
+    {
+        var graph = new Graph();
+        var input = graph.Stream<int>("in");
+        var output = graph.Stream<string>("out");
+        graph.Source("source", input, Bursts(new[] { new[] { 1, 2, 3 }, new[] { 4, 5 } }, TimeSpan.FromMilliseconds(500)));
+        graph.TimedWindow("window", input, output, TimeSpan.FromMilliseconds(200), w => string.Join(",", w));
+        var windows = new List<string>();
+        graph.ToCollection("collect", output, windows);
+        (await graph.RunWithin()).EnsureSuccess();
+        // Two bursts 500 ms apart, windows of 200 ms: the bursts land in different windows, and the
+        // empty windows between them are not written. (A burst may straddle a window's end.)
+        Assert.Equal("1,2,3,4,5", string.Join(",", windows));
+        Assert.DoesNotContain("", windows);
+        Assert.DoesNotContain(windows, w => w.Contains('3') && w.Contains('4'));
+        Assert.InRange(windows.Count, 2, 4);
+    }
+
+    [Fact]
+    public async Task Event_time_windows_take_out_of_order_items_and_send_late_ones_aside()
+    {
+        var graph = new Graph();
+        var input = graph.Stream<Event>("events");
+        var output = graph.Stream<string>("windows");
+        var late = graph.Stream<Event>("late");
+        graph.Source("source", input, new[]
+        {
+            new Event(1, "a"), new Event(12, "b"), new Event(5, "c"),   // c is out of order; [0,10) stays open until the watermark reaches 20
+            new Event(23, "d"),                                         // watermark 23: [0,10) closes and is written
+            new Event(3, "e"),                                          // late: [0,10) has closed
+            new Event(41, "f"),                                         // [10,20) and [20,30) close; [30,40) had nothing: not written
+        });
+        graph.EventTimeWindow("tumbling", input, output, e => e.Time, size: 10, step: 10,
+            (start, items) => $"{start}:{string.Join("", items.Select(i => i.Name))}", late, allowedLateness: 10);
+        var windows = new List<string>();
+        var lateOnes = new List<Event>();
+        graph.ToCollection("collect", output, windows);
+        graph.ToCollection("late-ones", late, lateOnes);
+        (await graph.RunWithin()).EnsureSuccess();
+        Assert.Equal(new[] { "0:ac", "10:b", "20:d", "40:f" }, windows);
+        Assert.Equal(new[] { "e" }, lateOnes.Select(e => e.Name));
+    }
+
+    [Fact]
+    public async Task Sliding_event_time_windows_and_a_late_item_without_a_late_stream_is_an_error()
+    {
+        List<string> windows = await Run<Event, string>(new[] { new Event(0, "a"), new Event(5, "b"), new Event(10, "c"), new Event(21, "d") },
+            (g, i, o) => g.EventTimeWindow("sliding", i, o, e => e.Time, size: 10, step: 5,
+                (start, items) => $"{start}:{string.Join("", items.Select(x => x.Name))}"));
+        Assert.Equal(new[] { "-5:a", "0:ab", "5:bc", "10:c", "15:d", "20:d" }, windows);
+
+        var graph = new Graph();
+        var input = graph.Stream<Event>("events");
+        var output = graph.Stream<string>("windows");
+        graph.Source("source", input, new[] { new Event(30, "x"), new Event(1, "y") });
+        graph.EventTimeWindow("strict", input, output, e => e.Time, 10, 10, (s, items) => $"{s}");
+        graph.Sink("sink", output, _ => { });
+        RunResult result = await graph.RunWithin();
+        Assert.Equal(RunOutcome.Failed, result.Outcome);
+        Assert.Contains("EventTimeWindow 'strict': the item at time 1 is late", result.Errors[0].Message);
+    }
 }

@@ -8,6 +8,8 @@ internal enum EnvelopeKind : byte
     End,
     /// <summary>Termination detection found the process's cycle quiet: its writers inside the cycle count as ended.</summary>
     ForceEnd,
+    /// <summary>A timer of the process fired: its action runs on the process's thread (not a counted message).</summary>
+    Tick,
 }
 
 internal readonly record struct Envelope(EnvelopeKind Kind, Lane? Lane, Array? Items, int Count, int Writer, Delivery? Delivery = null);

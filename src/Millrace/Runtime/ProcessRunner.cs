@@ -78,6 +78,28 @@ internal sealed class ProcessRunner
     /// <summary>The token user code gets: sources see graceful stops too.</summary>
     public CancellationToken UserToken => HasInputs ? Run.HardToken : Run.SourceToken;
 
+    private readonly List<IDisposable> _timers = new();
+    private bool _timersStopped;
+
+    /// <summary>
+    /// Runs <paramref name="action"/> on this process's thread every <paramref name="interval"/>
+    /// (between items, never during a handler) until the process ends.
+    /// </summary>
+    public void Every(TimeSpan interval, Action action)
+    {
+        var tick = new TickAction(action);
+        lock (_timers)
+        {
+            if (_timersStopped) return;
+            _timers.Add(Ticker.Every(interval, () => Inbox.EnqueueControl(new Envelope(EnvelopeKind.Tick, null, null, 0, -1, tick))));
+        }
+    }
+
+    private sealed class TickAction(Action action) : Delivery
+    {
+        public override void Handled(ProcessRunner runner) => action();
+    }
+
     public Lane AddLane(InputSpec input, int capacity, int writers)
     {
         var lane = new Lane(_lanes.Count, input, capacity, writers);
@@ -94,6 +116,7 @@ internal sealed class ProcessRunner
         try
         {
             Started = true;
+            foreach (var (interval, tick) in _builder.Timers) Every(interval, tick);
             try
             {
                 if (_builder.Start is { } start)
@@ -142,6 +165,12 @@ internal sealed class ProcessRunner
         }
         finally
         {
+            lock (_timers)
+            {
+                _timersStopped = true;
+                foreach (IDisposable timer in _timers) timer.Dispose();
+                _timers.Clear();
+            }
             SetState(RunnerState.Ended);
         }
     }
@@ -161,6 +190,13 @@ internal sealed class ProcessRunner
                     await Inbox.WaitAsync(Run.HardToken);
                     continue;
                 }
+            }
+            if (envelope.Kind == EnvelopeKind.Tick)
+            {
+                // A timer, not a message: it wakes the process but is not counted by termination detection.
+                SetState(RunnerState.Running);
+                envelope.Delivery!.Handled(this);
+                continue;
             }
             CountReceived();
             switch (envelope.Kind)
