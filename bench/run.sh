@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Millrace against its peers on the Tutorial workload, measured in one run.
-#   bash bench/run.sh [--items N] [--python-items N] [--broker-items N] [--runs R] [--systems a,b,...] [--json FILE] [--quick] [--latency]
+#   bash bench/run.sh [--items N] [--python-items N] [--broker-items N] [--runs R] [--systems a,b,...] [--json FILE] [--quick] [--latency] [--replicas]
+# --replicas also measures ordered replicas of a CPU-heavy map against one replica (bench/Replicas).
 # Systems: millrace-threads, millrace-processes, millrace-broker, millrace-broker-batched, channels, dataflow, channels-batched, ipc-pump,
 #          rabbitmq-raw, rabbitmq-raw-batched (a RabbitMQ broker on 127.0.0.1 is started, and
 #          installed when missing, for them), python-multiprocessing (the seed as written),

@@ -94,6 +94,13 @@ if (options.Latency)
     }
 }
 
+if (options.Replicas)
+{
+    Console.WriteLine();
+    Measure.Sample sample = Measure.Launch(Dotnet(root, "bench/Replicas", "Replicas", "--runs", options.Quick ? 3 : 5));
+    Console.WriteLine(sample.Output.Trim());
+}
+
 if (options.Json is not null)
 {
     File.WriteAllText(options.Json, JsonSerializer.Serialize(results.Select(r => new Dictionary<string, object>
@@ -140,6 +147,7 @@ internal sealed class Options
     public string? Json { get; private set; }
     public bool Quick { get; private set; }
     public bool Latency { get; private set; }
+    public bool Replicas { get; private set; }
 
     public static Options? Parse(string[] args)
     {
@@ -158,8 +166,9 @@ internal sealed class Options
                 case "--json": o.Json = Next(); break;
                 case "--quick": o.Quick = true; break;
                 case "--latency": o.Latency = true; break;
+                case "--replicas": o.Replicas = true; break;
                 default:
-                    Console.Error.WriteLine($"unknown option '{args[i]}'. Options: --items N, --python-items N, --broker-items N, --runs R, --systems a,b, --json FILE, --quick, --latency");
+                    Console.Error.WriteLine($"unknown option '{args[i]}'. Options: --items N, --python-items N, --broker-items N, --runs R, --systems a,b, --json FILE, --quick, --latency, --replicas");
                     return null;
             }
         }

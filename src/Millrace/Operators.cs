@@ -11,7 +11,7 @@ public readonly record struct Tagged<T>(int Index, T Item);
 /// placement. Handlers of one process never run concurrently, so the functions given may keep state
 /// in their closures; the <c>...WithState</c> variants make the state explicit.
 /// </summary>
-public static class Operators
+public static partial class Operators
 {
     /// <summary>Writes <c>f(x)</c> to <paramref name="output"/> for every item x of <paramref name="input"/>.</summary>
     public static void Map<TIn, TOut>(this Graph graph, string name, Stream<TIn> input, Stream<TOut> output, Func<TIn, TOut> f)

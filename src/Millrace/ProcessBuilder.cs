@@ -155,6 +155,13 @@ public sealed class ProcessBuilder
 
     internal int RepeatWindow { get; private set; }
 
+    /// <summary>For operators: runs <paramref name="action"/> on the process's thread soon (between items), from any thread.</summary>
+    internal void Post(Action action) =>
+        (_runner ?? throw new InvalidOperationException($"Process '{Name}' is not running.")).Post(action);
+
+    /// <summary>For operators: the runner, to give items emitted outside a handler the id of the item they came from.</summary>
+    internal ProcessRunner? Runner => _runner;
+
     /// <summary>For operators: <paramref name="ended"/> runs, on the process's thread, when <paramref name="input"/> has ended.</summary>
     internal void OnEnded(IStreamReference input, Action ended)
     {

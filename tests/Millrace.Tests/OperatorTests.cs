@@ -252,6 +252,48 @@ public class OperatorTests
 
     public sealed record Event(long Time, string Name);
 
+    /// <summary>Some work whose time varies from item to item, so that replicas finish out of order.</summary>
+    private static long Busy(long x)
+    {
+        long h = x;
+        for (int i = 0; i < 200 + (int)(x % 7) * 300; i++) h = h * 6364136223846793005 + 1442695040888963407;
+        return x * 1000 + (h & 7);
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public async Task Ordered_replicas_give_exactly_the_output_of_one(int workers)
+    {
+        List<long> one = await Run<long, long>(Enumerable.Range(0, 20000).Select(i => (long)i), (g, i, o) => g.Map("busy", i, o, Busy));
+        List<long> many = await Run<long, long>(Enumerable.Range(0, 20000).Select(i => (long)i),
+            (g, i, o) => g.ParallelMap("busy", i, o, Busy, workers, ordered: true, maxInFlight: 100));
+        Assert.Equal(one, many);
+    }
+
+    [Fact]
+    public async Task Unordered_replicas_give_the_same_multiset()
+    {
+        List<long> one = await Run<long, long>(Enumerable.Range(0, 20000).Select(i => (long)i), (g, i, o) => g.Map("busy", i, o, Busy));
+        List<long> many = await Run<long, long>(Enumerable.Range(0, 20000).Select(i => (long)i),
+            (g, i, o) => g.ParallelMap("busy", i, o, Busy, 3, ordered: false));
+        Assert.Equal(one, many.Order());
+    }
+
+    [Fact]
+    public async Task A_replica_that_throws_fails_the_run_with_the_operator_named()
+    {
+        var graph = new Graph();
+        var input = graph.Stream<int>("in");
+        var output = graph.Stream<int>("out");
+        graph.Source("source", input, Enumerable.Range(0, 100));
+        graph.ParallelMap("fragile", input, output, x => x == 42 ? throw new InvalidOperationException("no 42") : x, 2);
+        graph.Sink("sink", output, _ => { });
+        RunResult result = await graph.RunWithin();
+        Assert.Equal(RunOutcome.Failed, result.Outcome);
+        Assert.Contains("ParallelMap 'fragile': the function failed on item 42: no 42", result.Errors[0].Message);
+    }
+
     /// <summary>Items in bursts: each inner list arrives together, <paramref name="pause"/> after the previous one.</summary>
     private static async IAsyncEnumerable<int> Bursts(int[][] bursts, TimeSpan pause)
     {

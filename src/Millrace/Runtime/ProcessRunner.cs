@@ -95,6 +95,9 @@ internal sealed class ProcessRunner
         }
     }
 
+    /// <summary>Runs <paramref name="action"/> on this process's thread between items (not a counted message).</summary>
+    public void Post(Action action) => Inbox.EnqueueControl(new Envelope(EnvelopeKind.Tick, null, null, 0, -1, new TickAction(action)));
+
     private sealed class TickAction(Action action) : Delivery
     {
         public override void Handled(ProcessRunner runner) => action();
