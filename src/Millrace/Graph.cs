@@ -22,7 +22,7 @@ namespace Millrace;
 /// RunResult result = await graph.RunAsync();
 /// </code>
 /// </example>
-public sealed class Graph
+public sealed partial class Graph
 {
     private readonly List<IStreamReference> _streams = new();
     private readonly List<ProcessDeclaration> _processes = new();
