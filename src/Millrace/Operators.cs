@@ -5,6 +5,12 @@ namespace Millrace;
 /// <param name="Item">The item.</param>
 public readonly record struct Tagged<T>(int Index, T Item);
 
+/// <summary>One time of a <see cref="Operators.TimedZip{T}"/>: for each input, its item at that time, if it had one.</summary>
+/// <param name="Time">The time.</param>
+/// <param name="Values">Per input, in input order: its item at this time (default when it had none).</param>
+/// <param name="Present">Per input: whether it had an item at this time.</param>
+public sealed record TimedRow<T>(long Time, T[] Values, bool[] Present);
+
 /// <summary>
 /// Ready-made processes (IoTPy's agent types): each call declares one process, named by its first
 /// argument, that reads its input streams and writes its output streams. They run unchanged in every
@@ -209,6 +215,71 @@ public static partial class Operators
                         over = true;
                         foreach (Queue<T> q in queues) q.Clear();
                     }
+                });
+            }
+        });
+    }
+
+    /// <summary>
+    /// Timed zip (a join on time): each input carries items in time order (<paramref name="timeOf"/>);
+    /// for every time at which some input has an item, writes a <see cref="TimedRow{T}"/> with each
+    /// input's item at that time — once every input has passed that time (its latest item is later,
+    /// or it has ended), so a row is never written before it is complete. Times come out in order.
+    /// An input whose times go backwards is an error naming the item; two items of one input at the
+    /// same time are an error too.
+    /// </summary>
+    public static void TimedZip<T>(this Graph graph, string name, Stream<T>[] inputs, Stream<TimedRow<T>> output, Func<T, long> timeOf,
+        int maxBuffered = 1_000_000)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(timeOf);
+        if (inputs.Length == 0) throw new ArgumentException($"TimedZip '{name}' needs at least one input.", nameof(inputs));
+        graph.Process(name, p =>
+        {
+            Output<TimedRow<T>> o = p.Output(output);
+            int n = inputs.Length;
+            var rows = new SortedDictionary<long, TimedRow<T>>();
+            var latest = Enumerable.Repeat(long.MinValue, n).ToArray();
+            var ended = new bool[n];
+            void Release()
+            {
+                // Every input has passed a time when its latest item is later, or it has ended.
+                long passed = long.MaxValue;
+                for (int i = 0; i < n; i++)
+                    if (!ended[i]) passed = Math.Min(passed, latest[i] == long.MinValue ? long.MinValue : latest[i] - 1);
+                while (rows.Count > 0)
+                {
+                    var (time, row) = rows.First();
+                    if (time > passed) break;
+                    o.Emit(row);
+                    rows.Remove(time);
+                }
+            }
+            for (int i = 0; i < n; i++)
+            {
+                int index = i;
+                p.On(inputs[i], x =>
+                {
+                    long t = timeOf(x);
+                    if (t < latest[index])
+                        throw new InvalidOperationException($"TimedZip '{name}': input '{inputs[index].Name}' went back in time, from {latest[index]} to {t}; each input must be in time order.");
+                    if (t == latest[index])
+                        throw new InvalidOperationException($"TimedZip '{name}': input '{inputs[index].Name}' has two items at time {t}.");
+                    latest[index] = t;
+                    if (!rows.TryGetValue(t, out TimedRow<T>? row))
+                    {
+                        if (rows.Count >= maxBuffered)
+                            throw new InvalidOperationException($"TimedZip '{name}': {rows.Count} times wait for every input to pass them (maxBuffered is {maxBuffered}); an input lags too far behind.");
+                        rows[t] = row = new TimedRow<T>(t, new T[n], new bool[n]);
+                    }
+                    row.Values[index] = x;
+                    row.Present[index] = true;
+                    Release();
+                });
+                p.OnEnded(inputs[i], () =>
+                {
+                    ended[index] = true;
+                    Release();
                 });
             }
         });

@@ -166,6 +166,46 @@ public class OperatorTests
     }
 
     [Fact]
+    public async Task Timed_zip_writes_a_time_once_every_input_has_passed_it()
+    {
+        var graph = new Graph();
+        var a = graph.Stream<Event>("a");
+        var b = graph.Stream<Event>("b");
+        var rows = graph.Stream<TimedRow<Event>>("rows");
+        graph.Source("sa", a, new[] { new Event(1, "a1"), new Event(3, "a3"), new Event(7, "a7") });
+        graph.Source("sb", b, Slowly(new[] { new Event(3, "b3"), new Event(4, "b4") }));
+        graph.TimedZip("join", new[] { a, b }, rows, e => e.Time);
+        var seen = new List<string>();
+        graph.Sink("collect", rows, r => seen.Add($"{r.Time}:{string.Join("|", r.Values.Zip(r.Present, (v, present) => present ? v.Name : "-"))}"));
+        (await graph.RunWithin()).EnsureSuccess();
+        // Times in order; 7 only after b ended (b never passed it otherwise).
+        Assert.Equal(new[] { "1:a1|-", "3:a3|b3", "4:-|b4", "7:a7|-" }, seen);
+
+        static async IAsyncEnumerable<Event> Slowly(Event[] events)
+        {
+            foreach (Event e in events)
+            {
+                await Task.Delay(50);
+                yield return e;
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Timed_zip_refuses_an_input_that_goes_back_in_time()
+    {
+        var graph = new Graph();
+        var a = graph.Stream<Event>("a");
+        var rows = graph.Stream<TimedRow<Event>>("rows");
+        graph.Source("sa", a, new[] { new Event(5, "x"), new Event(2, "y") });
+        graph.TimedZip("join", new[] { a }, rows, e => e.Time);
+        graph.Sink("collect", rows, _ => { });
+        RunResult result = await graph.RunWithin();
+        Assert.Equal(RunOutcome.Failed, result.Outcome);
+        Assert.Contains("TimedZip 'join': input 'a' went back in time, from 5 to 2", result.Errors[0].Message);
+    }
+
+    [Fact]
     public async Task Mix_tags_blend_merges_and_separate_undoes_mix()
     {
         var graph = new Graph();
