@@ -39,10 +39,11 @@ public class SourceTests
             Task<RunResult> run = graph.RunWithin(token: stop.Token);
 
             await Append("one\ntw");
-            await Task.Delay(400);
-            lock (seen) Assert.Equal(new[] { "one" }, seen); // "tw" waits for its line end
+            for (int i = 0; i < 200 && Count() < 1; i++) await Task.Delay(50);
+            await Task.Delay(300); // several polls of the file: "tw" must still wait for its line end
+            lock (seen) Assert.Equal(new[] { "one" }, seen);
             await Append("o\nthree\n");
-            for (int i = 0; i < 100 && Count() < 3; i++) await Task.Delay(50);
+            for (int i = 0; i < 200 && Count() < 3; i++) await Task.Delay(50);
             stop.Cancel(); // a graceful stop ends the following source
 
             RunResult result = await run;
