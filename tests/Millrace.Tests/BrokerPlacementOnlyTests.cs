@@ -129,13 +129,14 @@ public class BrokerPlacementOnlyTests
     public async Task A_replica_killed_mid_run_leaves_its_work_to_the_other_and_the_result_is_exact()
     {
         string runId = Broker.NewRunId();
-        string[] common = { "--count", "100000", "--batch", "20", "--placement", "broker", "--run-id", runId };
+        string[] common = { "--count", "300000", "--batch", "20", "--placement", "broker", "--run-id", runId };
         ExampleProgram Start(string process, params string[] more) =>
             ExampleProgram.Start("Tutorial", common.Concat(more).Concat(new[] { "--processes", process }).ToArray());
         using ExampleProgram db = Start("db"), process2 = Start("process2"), survivor = Start("process1"), web = Start("web");
         using ExampleProgram victim = Start("process1", "--verbose");
-        await victim.WaitForOutputAsync(o => o.Contains("tmp process1 : "), seconds: 60);
-        await Task.Delay(300);
+        // Mid-run: the victim has handled its first thousand items or so (it prints each one).
+        await victim.WaitForOutputAsync(o => o.Length > 30_000, seconds: 60);
+        Assert.False(victim.HasExited, "The victim ended before it could be killed; give the run more items.");
         ExampleProgram.Kill(victim.Pid, SIGKILL);
         await victim.WaitAsync(seconds: 30);
 
@@ -146,7 +147,7 @@ public class BrokerPlacementOnlyTests
         }
         var (dbExit, dbOut, dbErr) = await db.WaitAsync(seconds: 120);
         Assert.True(dbExit == 0, dbErr);
-        Assert.Equal(new[] { "db: 100000 items, sum of roots 4999950000" }, Lines(dbOut));
+        Assert.Equal(new[] { "db: 300000 items, sum of roots 44999850000" }, Lines(dbOut));
     }
 
     [Fact]
