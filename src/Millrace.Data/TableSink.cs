@@ -1,0 +1,113 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Npgsql;
+
+namespace Millrace.Data;
+
+/// <summary>A column of a table sink: its name, its SQL type, and how to get its value from an item.</summary>
+/// <param name="Name">The column's name (letters, digits and '_').</param>
+/// <param name="SqlType">Its type as the database knows it: <c>TEXT</c>, <c>INTEGER</c>, <c>BIGINT</c>, <c>DOUBLE PRECISION</c>, …</param>
+/// <param name="Value">The value for an item.</param>
+public sealed record Column<T>(string Name, string SqlType, Func<T, object?> Value);
+
+/// <summary>
+/// Database sinks: every item becomes a row of a table, <b>upserted</b> by a key, so an item
+/// written again (a replay, a redelivery after a restart, a client retrying an upload) leaves one
+/// row, not two. SQLite through Microsoft.Data.Sqlite is the embedded default; PostgreSQL through
+/// Npgsql takes the same call with a connection string.
+/// </summary>
+public static class TableSinks
+{
+    /// <summary>
+    /// Declares a process that upserts every item of <paramref name="input"/> into
+    /// <paramref name="table"/> (created when missing, with the key column <c>id</c> as primary key),
+    /// committing each item before taking the next (so what the process has handled is stored).
+    /// </summary>
+    /// <param name="graph">The graph.</param>
+    /// <param name="name">The sink process's name.</param>
+    /// <param name="input">The stream whose items become rows.</param>
+    /// <param name="database">A SQLite file path (or <c>Data Source=PATH</c>), or a PostgreSQL connection string (<c>Host=...;Username=...;Database=...</c>).</param>
+    /// <param name="table">The table's name.</param>
+    /// <param name="key">The item's key: the row's <c>id</c>. Items with the same key are one row (the latest wins).</param>
+    /// <param name="columns">The other columns.</param>
+    public static void ToTable<T>(this Graph graph, string name, Stream<T> input, string database, string table, Func<T, string> key,
+        params Column<T>[] columns)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
+        ArgumentException.ThrowIfNullOrEmpty(database);
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(columns);
+        CheckName(name, "table", table);
+        foreach (Column<T> c in columns)
+        {
+            CheckName(name, "column", c.Name);
+            if (c.Name == "id") throw new ArgumentException($"Table sink '{name}': 'id' is the key column; name the other columns otherwise.");
+        }
+        graph.Process(name, p =>
+        {
+            DbConnection? connection = null;
+            DbCommand? upsert = null;
+            p.OnStart(() =>
+            {
+                connection = Open(database);
+                using (DbCommand create = connection.CreateCommand())
+                {
+                    create.CommandText = $"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY{string.Concat(columns.Select(c => $", {c.Name} {c.SqlType}"))})";
+                    create.ExecuteNonQuery();
+                }
+                upsert = connection.CreateCommand();
+                string names = string.Concat(columns.Select(c => ", " + c.Name));
+                string values = string.Concat(columns.Select((_, i) => $", @p{i}"));
+                string updates = columns.Length == 0 ? "NOTHING" : "UPDATE SET " + string.Join(", ", columns.Select(c => $"{c.Name} = excluded.{c.Name}"));
+                upsert.CommandText = $"INSERT INTO {table} (id{names}) VALUES (@id{values}) ON CONFLICT (id) DO {updates}";
+            });
+            p.On(input, item =>
+            {
+                DbCommand command = upsert!;
+                command.Parameters.Clear();
+                Add(command, "@id", key(item));
+                for (int i = 0; i < columns.Length; i++) Add(command, $"@p{i}", columns[i].Value(item));
+                command.ExecuteNonQuery();
+            });
+            p.OnCompleted(() =>
+            {
+                upsert?.Dispose();
+                connection?.Dispose();
+            });
+        });
+    }
+
+    private static void Add(DbCommand command, string name, object? value)
+    {
+        DbParameter parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.Value = value ?? DBNull.Value;
+        command.Parameters.Add(parameter);
+    }
+
+    /// <summary>PostgreSQL for a connection string with a host; SQLite otherwise (a path, or <c>Data Source=...</c>).</summary>
+    internal static DbConnection Open(string database)
+    {
+        DbConnection connection;
+        if (database.Contains("Host=", StringComparison.OrdinalIgnoreCase) || database.StartsWith("postgres", StringComparison.OrdinalIgnoreCase))
+        {
+            connection = new NpgsqlConnection(database);
+            connection.Open();
+            return connection;
+        }
+        string source = database.Contains('=') ? database : $"Data Source={database}";
+        connection = new SqliteConnection(source);
+        connection.Open();
+        using DbCommand wal = connection.CreateCommand();
+        // Committed rows survive a crash of the program; WAL keeps one commit per item quick.
+        wal.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;";
+        wal.ExecuteNonQuery();
+        return connection;
+    }
+
+    private static void CheckName(string sink, string what, string name)
+    {
+        if (string.IsNullOrEmpty(name) || !name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') || char.IsAsciiDigit(name[0]))
+            throw new ArgumentException($"Table sink '{sink}': the {what} name '{name}' must be letters, digits and '_', not starting with a digit.");
+    }
+}

@@ -1,0 +1,58 @@
+using Microsoft.Data.Sqlite;
+using Millrace.Data;
+
+namespace Millrace.Tests;
+
+/// <summary>The table sink on SQLite: rows upserted by key, so a replay leaves one row per key.</summary>
+public class TableSinkTests
+{
+    public sealed record FileInfoItem(string Id, int Words, double Score);
+
+    private static async Task Write(string db, IEnumerable<FileInfoItem> items)
+    {
+        var graph = new Graph();
+        var files = graph.Stream<FileInfoItem>("files");
+        graph.Source("source", files, items);
+        graph.ToTable("db", files, db, "files", f => f.Id,
+            new Column<FileInfoItem>("words", "INTEGER", f => f.Words),
+            new Column<FileInfoItem>("score", "REAL", f => f.Score));
+        (await graph.RunWithin()).EnsureSuccess();
+    }
+
+    [Fact]
+    public async Task Items_become_rows_and_a_replay_does_not_duplicate_them()
+    {
+        string db = Path.Combine(Path.GetTempPath(), $"millrace-{Guid.NewGuid():N}.db");
+        try
+        {
+            var items = Enumerable.Range(0, 1000).Select(i => new FileInfoItem($"file-{i}", i, i / 2.0)).ToArray();
+            await Write(db, items);
+            // The same items again (a replay), some with new values: still one row per key, the latest values.
+            await Write(db, items.Select(f => f.Id == "file-7" ? f with { Words = 700 } : f));
+
+            using var connection = new SqliteConnection($"Data Source={db}");
+            connection.Open();
+            using var count = connection.CreateCommand();
+            count.CommandText = "SELECT COUNT(*), SUM(words), MAX(score) FROM files";
+            using var reader = count.ExecuteReader();
+            Assert.True(reader.Read());
+            Assert.Equal(1000L, reader.GetInt64(0));
+            Assert.Equal(Enumerable.Range(0, 1000).Sum() - 7 + 700, reader.GetInt64(1));
+            Assert.Equal(499.5, reader.GetDouble(2));
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            foreach (string f in new[] { db, db + "-wal", db + "-shm" }) File.Delete(f);
+        }
+    }
+
+    [Fact]
+    public void A_bad_table_name_is_refused_before_anything_runs()
+    {
+        var graph = new Graph();
+        var files = graph.Stream<FileInfoItem>("files");
+        var e = Assert.Throws<ArgumentException>(() => graph.ToTable("db", files, "x.db", "files; DROP TABLE x", f => f.Id));
+        Assert.Contains("the table name 'files; DROP TABLE x' must be letters, digits and '_'", e.Message);
+    }
+}
