@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Millrace. It does its own set-up, so it works on a fresh Debian machine
-# with the .NET 10 SDK: it installs rabbitmq-server with apt-get when missing, starts it on
-# 127.0.0.1 only, gives this run a fresh virtual host, and stops the broker (and epmd) at the end.
+# with the .NET 10 SDK: it installs rabbitmq-server, postgresql and python3-pika with apt-get when
+# missing, starts RabbitMQ on 127.0.0.1 only with a fresh virtual host for this run, and a
+# throw-away PostgreSQL on 127.0.0.1, and stops them (and epmd) at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +16,16 @@ if ! /usr/bin/python3 -c 'import pika' 2>/dev/null; then
     { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pika >/dev/null; }
 fi
 vhost="millrace-test-$$-$(date +%s)"
+MILLRACE_PG_DIR=""
 cleanup() {
   rabbitmqctl delete_vhost "$vhost" >/dev/null 2>&1 || true
   bash scripts/rabbitmq.sh stop
+  if [[ -n "$MILLRACE_PG_DIR" ]]; then bash scripts/postgres.sh stop "$MILLRACE_PG_DIR"; fi
 }
 trap cleanup EXIT
+# The table sink's tests use a real PostgreSQL: installed when missing, a throw-away cluster on 127.0.0.1.
+pg_env=$(bash scripts/postgres.sh start)
+eval "$pg_env"
 rabbitmqctl add_vhost "$vhost" >/dev/null
 rabbitmqctl set_permissions -p "$vhost" guest ".*" ".*" ".*" >/dev/null
 export MILLRACE_BROKER="amqp://guest:guest@127.0.0.1:5672/$vhost"

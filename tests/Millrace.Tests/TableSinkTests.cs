@@ -48,6 +48,35 @@ public class TableSinkTests
     }
 
     [Fact]
+    public async Task The_same_call_upserts_into_PostgreSQL()
+    {
+        // The test command starts a throw-away PostgreSQL on 127.0.0.1 and names it in MILLRACE_POSTGRES.
+        string database = Environment.GetEnvironmentVariable("MILLRACE_POSTGRES")
+            ?? throw new InvalidOperationException("MILLRACE_POSTGRES is not set: run the tests with bash scripts/test.sh, which starts PostgreSQL.");
+        string table = "files_" + Guid.NewGuid().ToString("N")[..10];
+        var items = Enumerable.Range(0, 500).Select(i => new FileInfoItem($"file-{i}", i, i / 2.0)).ToArray();
+        for (int round = 0; round < 2; round++)
+        {
+            var graph = new Graph();
+            var files = graph.Stream<FileInfoItem>("files");
+            graph.Source("source", files, round == 0 ? items : items.Select(f => f.Id == "file-7" ? f with { Words = 700 } : f));
+            graph.ToTable("db", files, database, table, f => f.Id,
+                new Column<FileInfoItem>("words", "INTEGER", f => f.Words),
+                new Column<FileInfoItem>("score", "DOUBLE PRECISION", f => f.Score));
+            (await graph.RunWithin()).EnsureSuccess();
+        }
+        await using var connection = new Npgsql.NpgsqlConnection(database);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT COUNT(*), SUM(words), MAX(score) FROM {table}";
+        await using var reader = await command.ExecuteReaderAsync();
+        Assert.True(await reader.ReadAsync());
+        Assert.Equal(500L, reader.GetInt64(0));
+        Assert.Equal(Enumerable.Range(0, 500).Sum() - 7 + 700, reader.GetInt64(1));
+        Assert.Equal(249.5, reader.GetDouble(2));
+    }
+
+    [Fact]
     public void A_bad_table_name_is_refused_before_anything_runs()
     {
         var graph = new Graph();
