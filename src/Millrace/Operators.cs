@@ -285,6 +285,120 @@ public static partial class Operators
         });
     }
 
+    /// <summary>
+    /// Window merge: count windows (<paramref name="size"/>, <paramref name="step"/>, as in
+    /// <see cref="Window{T, TOut}"/>) over each input in step; once every input has its k-th window,
+    /// writes <c>f(windows)</c> (one window per input, in input order). Ends with the shortest input.
+    /// </summary>
+    public static void MergeWindows<T, TOut>(this Graph graph, string name, Stream<T>[] inputs, Stream<TOut> output, int size, int step,
+        Func<IReadOnlyList<T>[], TOut> f, int maxBuffered = 1_000_000)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(f);
+        if (inputs.Length == 0) throw new ArgumentException($"MergeWindows '{name}' needs at least one input.", nameof(inputs));
+        if (size < 1 || step < 1) throw new ArgumentOutOfRangeException(nameof(size), $"MergeWindows '{name}': size and step must be at least 1.");
+        graph.Process(name, p =>
+        {
+            Output<TOut> o = p.Output(output);
+            var items = inputs.Select(_ => new List<T>()).ToArray(); // items from the start of the next window on
+            var skip = new int[inputs.Length];                         // with step > size: items to drop before the next window
+            void Release()
+            {
+                while (items.All(list => list.Count >= size))
+                {
+                    o.Emit(f(items.Select(list => (IReadOnlyList<T>)list.Take(size).ToArray()).ToArray()));
+                    for (int k = 0; k < items.Length; k++)
+                    {
+                        int removed = Math.Min(step, items[k].Count);
+                        items[k].RemoveRange(0, removed);
+                        skip[k] += step - removed;
+                    }
+                }
+            }
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                int index = i;
+                p.On(inputs[i], x =>
+                {
+                    if (skip[index] > 0)
+                    {
+                        skip[index]--;
+                        return;
+                    }
+                    if (items[index].Count >= maxBuffered)
+                        throw new InvalidOperationException($"MergeWindows '{name}': {maxBuffered} items of stream '{inputs[index].Name}' wait for the other inputs' windows.");
+                    items[index].Add(x);
+                    Release();
+                });
+            }
+        });
+    }
+
+    /// <summary>
+    /// Split windows: count windows of <paramref name="input"/> (as in <see cref="Window{T, TOut}"/>);
+    /// <c>f(window)</c> returns one value per output, written to the outputs in order.
+    /// </summary>
+    public static void SplitWindows<T, TOut>(this Graph graph, string name, Stream<T> input, Stream<TOut>[] outputs, int size, int step,
+        Func<IReadOnlyList<T>, TOut[]> f)
+    {
+        ArgumentNullException.ThrowIfNull(outputs);
+        ArgumentNullException.ThrowIfNull(f);
+        if (size < 1 || step < 1) throw new ArgumentOutOfRangeException(nameof(size), $"SplitWindows '{name}': size and step must be at least 1.");
+        graph.Process(name, p =>
+        {
+            Output<TOut>[] o = outputs.Select(p.Output).ToArray();
+            var items = new List<T>();
+            long seen = 0;
+            p.On(input, x =>
+            {
+                long index = seen++;
+                // Keep only what a coming window needs; window k starts at k·step.
+                if (index % step < size || size > step) items.Add(x);
+                while (items.Count >= size)
+                {
+                    TOut[] values = f(items.Take(size).ToArray());
+                    if (values.Length != o.Length)
+                        throw new InvalidOperationException($"SplitWindows '{name}': the function returned {values.Length} values for {o.Length} outputs.");
+                    for (int i = 0; i < o.Length; i++) o[i].Emit(values[i]);
+                    items.RemoveRange(0, Math.Min(step, items.Count));
+                }
+            });
+        });
+    }
+
+    /// <summary>
+    /// Many inputs to many outputs, element by element: once every input has its n-th item,
+    /// <c>f(items)</c> (one per input, in input order) returns one value per output. Ends with the shortest input.
+    /// </summary>
+    public static void Multi<TIn, TOut>(this Graph graph, string name, Stream<TIn>[] inputs, Stream<TOut>[] outputs, Func<TIn[], TOut[]> f,
+        int maxBuffered = 1_000_000)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(outputs);
+        ArgumentNullException.ThrowIfNull(f);
+        if (inputs.Length == 0) throw new ArgumentException($"Multi '{name}' needs at least one input.", nameof(inputs));
+        graph.Process(name, p =>
+        {
+            Output<TOut>[] o = outputs.Select(p.Output).ToArray();
+            var queues = inputs.Select(_ => new Queue<TIn>()).ToArray();
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                int index = i;
+                p.On(inputs[i], x =>
+                {
+                    Buffer(name, queues[index], x, maxBuffered, inputs[index].Name);
+                    while (queues.All(q => q.Count > 0))
+                    {
+                        TOut[] values = f(queues.Select(q => q.Dequeue()).ToArray());
+                        if (values.Length != o.Length)
+                            throw new InvalidOperationException($"Multi '{name}': the function returned {values.Length} values for {o.Length} outputs.");
+                        for (int k = 0; k < o.Length; k++) o[k].Emit(values[k]);
+                    }
+                });
+            }
+        });
+    }
+
     private static void Buffer<T>(string name, Queue<T> queue, T item, int max, string stream)
     {
         if (queue.Count >= max)
@@ -437,7 +551,54 @@ public static partial class Operators
     /// <paramref name="emitEmpty"/>; the last, partial window is written when the input ends.
     /// </summary>
     public static void TimedWindow<T, TOut>(this Graph graph, string name, Stream<T> input, Stream<TOut> output, TimeSpan size,
+        Func<IReadOnlyList<T>, TOut> f, bool emitEmpty = false) =>
+        TimedWindow(graph, name, input, output, size, size, f, emitEmpty);
+
+    /// <summary>
+    /// Sliding processing-time windows: every <paramref name="step"/> of wall-clock time, <c>f</c> of
+    /// the items that arrived in the last <paramref name="size"/>. Empty windows are not written
+    /// unless <paramref name="emitEmpty"/>; when the input ends, what arrived since the last window is written.
+    /// </summary>
+    public static void TimedWindow<T, TOut>(this Graph graph, string name, Stream<T> input, Stream<TOut> output, TimeSpan size, TimeSpan step,
         Func<IReadOnlyList<T>, TOut> f, bool emitEmpty = false)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        if (size <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(size), size, $"TimedWindow '{name}': the size must be positive.");
+        if (step <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(step), step, $"TimedWindow '{name}': the step must be positive.");
+        if (step == size)
+        {
+            Tumbling(graph, name, input, output, size, f, emitEmpty);
+            return;
+        }
+        graph.Process(name, p =>
+        {
+            Output<TOut> o = p.Output(output);
+            var recent = new Queue<(long At, T Item)>();
+            long lastWindow = Environment.TickCount64;
+            bool fresh = false;
+            p.On(input, x =>
+            {
+                recent.Enqueue((Environment.TickCount64, x));
+                fresh = true;
+            });
+            p.Every(step, () =>
+            {
+                long now = Environment.TickCount64;
+                while (recent.Count > 0 && now - recent.Peek().At >= size.TotalMilliseconds) recent.Dequeue();
+                lastWindow = now;
+                fresh = false;
+                if (recent.Count == 0 && !emitEmpty) return;
+                o.Emit(f(recent.Select(r => r.Item).ToArray()));
+            });
+            p.OnCompleted(() =>
+            {
+                if (fresh) o.Emit(f(recent.Where(r => r.At >= lastWindow - (long)size.TotalMilliseconds).Select(r => r.Item).ToArray()));
+            });
+        });
+    }
+
+    private static void Tumbling<T, TOut>(Graph graph, string name, Stream<T> input, Stream<TOut> output, TimeSpan size,
+        Func<IReadOnlyList<T>, TOut> f, bool emitEmpty)
     {
         ArgumentNullException.ThrowIfNull(f);
         if (size <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(size), size, $"TimedWindow '{name}': the size must be positive.");

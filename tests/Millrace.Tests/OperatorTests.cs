@@ -205,6 +205,63 @@ public class OperatorTests
         Assert.Contains("TimedZip 'join': input 'a' went back in time, from 5 to 2", result.Errors[0].Message);
     }
 
+    [Theory]
+    [InlineData(2, 2, "1+21,5+25,9+29")]   // tumbling windows of 2 over a = 0..5, b = 10..16: [0,1]+[10,11], ...; b's 16 has no partner
+    [InlineData(2, 3, "1+21,7+27")]        // step > size: [0,1] [3,4] of a with [10,11] [13,14] of b
+    public async Task Window_merges_pair_the_kth_windows_of_each_input(int size, int step, string expected)
+    {
+        var graph = new Graph();
+        var a = graph.Stream<int>("a");
+        var b = graph.Stream<int>("b");
+        var merged = graph.Stream<string>("merged");
+        graph.Source("sa", a, Enumerable.Range(0, 6));
+        graph.Source("sb", b, Enumerable.Range(10, 7));
+        graph.MergeWindows("merge", new[] { a, b }, merged, size, step, ws => $"{ws[0].Sum()}+{ws[1].Sum()}");
+        var seen = new List<string>();
+        graph.ToCollection("collect", merged, seen);
+        (await graph.RunWithin()).EnsureSuccess();
+        Assert.Equal(expected, string.Join(",", seen));
+    }
+
+    [Fact]
+    public async Task Split_windows_and_many_to_many()
+    {
+        var graph = new Graph();
+        var input = graph.Stream<int>("in");
+        var mins = graph.Stream<int>("mins");
+        var maxs = graph.Stream<int>("maxs");
+        var sums = graph.Stream<int>("sums");
+        var diffs = graph.Stream<int>("diffs");
+        graph.Source("source", input, new[] { 5, 1, 4, 2, 8, 3, 9 });
+        graph.SplitWindows("range", input, new[] { mins, maxs }, 3, 2, w => new[] { w.Min(), w.Max() });
+        graph.Multi("combine", new[] { mins, maxs }, new[] { sums, diffs }, xs => new[] { xs[0] + xs[1], xs[1] - xs[0] });
+        var (s, d) = (new List<int>(), new List<int>());
+        graph.ToCollection("cs", sums, s);
+        graph.ToCollection("cd", diffs, d);
+        (await graph.RunWithin()).EnsureSuccess();
+        // Windows [5,1,4] [4,2,8] [8,3,9]: (min, max) = (1,5) (2,8) (3,9).
+        Assert.Equal(new[] { 6, 10, 12 }, s);
+        Assert.Equal(new[] { 4, 6, 6 }, d);
+    }
+
+    [Fact]
+    public async Task Sliding_processing_time_windows()
+    {
+        var graph = new Graph();
+        var input = graph.Stream<int>("in");
+        var output = graph.Stream<string>("out");
+        graph.Source("source", input, Bursts(new[] { new[] { 1, 2 }, new[] { 3 } }, TimeSpan.FromMilliseconds(300)));
+        graph.TimedWindow("recent", input, output, size: TimeSpan.FromMilliseconds(1000), step: TimeSpan.FromMilliseconds(100), w => string.Join(",", w));
+        var windows = new List<string>();
+        graph.ToCollection("collect", output, windows);
+        (await graph.RunWithin()).EnsureSuccess();
+        // Windows overlap: several hold 1,2 before 3 arrives, then 1,2,3; never an empty one.
+        Assert.Contains("1,2", windows);
+        Assert.Contains("1,2,3", windows);
+        Assert.DoesNotContain("", windows);
+        Assert.True(windows.IndexOf("1,2") < windows.IndexOf("1,2,3"));
+    }
+
     [Fact]
     public async Task Mix_tags_blend_merges_and_separate_undoes_mix()
     {
