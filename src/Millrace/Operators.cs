@@ -50,6 +50,26 @@ public static partial class Operators
         });
     }
 
+    /// <summary>
+    /// Flat-map with explicit state (covers a filter with state too): <c>(ys, state) = f(x, state)</c>
+    /// for every item x, starting from <paramref name="initial"/>; writes every item of ys (none, one or many).
+    /// </summary>
+    public static void FlatMapWithState<TIn, TOut, TState>(this Graph graph, string name, Stream<TIn> input, Stream<TOut> output,
+        TState initial, Func<TIn, TState, (IEnumerable<TOut> Outputs, TState State)> f)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        graph.Process(name, p =>
+        {
+            Output<TOut> o = p.Output(output);
+            TState state = initial;
+            p.On(input, x =>
+            {
+                (IEnumerable<TOut> ys, state) = f(x, state);
+                foreach (TOut y in ys) o.Emit(y);
+            });
+        });
+    }
+
     /// <summary>Writes the items of <paramref name="input"/> for which <paramref name="keep"/> is true, in order.</summary>
     public static void Filter<T>(this Graph graph, string name, Stream<T> input, Stream<T> output, Func<T, bool> keep)
     {

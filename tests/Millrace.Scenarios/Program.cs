@@ -70,6 +70,10 @@ static class Scenarios
         graph.Mix("mix", new[] { evens, squares }, tagged);
         graph.Separate("separate", tagged, new[] { back0, back1 });
         graph.Batch("batch", back0, batches, 7);
+        var cubes = graph.Stream<long>("cubes");
+        var perThousand = graph.Stream<string>("per-thousand");
+        graph.ParallelMap("cube", numbers, cubes, x => x * x * x, workers: 2);
+        graph.EventTimeWindow("per-1000", squares, perThousand, x => x, size: 1000, step: 1000, (start, xs) => $"{start}:{xs.Count}");
         graph.Process("printer", p =>
         {
             var seen = new List<string>();
@@ -79,11 +83,17 @@ static class Scenarios
             p.On(pairs, seen.Add);
             p.On(back1, x => { back1Sum += x; back1Count++; });
             p.On(batches, b => { sizes.Add(b.Length); batchSum += b.Sum(); });
+            var cubeList = new List<long>();
+            var thousands = new List<string>();
+            p.On(cubes, cubeList.Add);
+            p.On(perThousand, thousands.Add);
             p.OnCompleted(() =>
             {
                 Console.WriteLine($"pairs: {seen.Count}, first {string.Join(" ", seen.Take(3))}, last {seen[^1]}");
                 Console.WriteLine($"squares again: {back1Count} items, sum {back1Sum}");
                 Console.WriteLine($"batches: {string.Join(",", sizes)}, sum {batchSum}");
+                Console.WriteLine($"cubes: {cubeList.Count}, in order {cubeList.SequenceEqual(cubeList.Order())}, sum {cubeList.Sum()}");
+                Console.WriteLine($"squares per thousand: {string.Join(" ", thousands.Take(4))} ... {thousands[^1]} ({thousands.Count} windows)");
             });
         });
     }

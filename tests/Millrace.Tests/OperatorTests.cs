@@ -45,6 +45,14 @@ public class OperatorTests
     }
 
     [Fact]
+    public async Task Flat_map_with_state_drops_repeats_of_the_previous_item()
+    {
+        // A stateful filter: an item equal to the one before it is dropped.
+        Assert.Equal(new[] { 1, 2, 1, 3 }, await Run<int, int>(new[] { 1, 1, 2, 2, 2, 1, 3, 3 },
+            (g, i, o) => g.FlatMapWithState("changes", i, o, (int?)null, (x, last) => (x == last ? Array.Empty<int>() : new[] { x }, x))));
+    }
+
+    [Fact]
     public async Task An_element_function_writes_to_several_outputs()
     {
         var graph = new Graph();

@@ -153,6 +153,8 @@ public abstract class PlacementContract
         Assert.Contains("pairs: 25, first 0:8 1:104 2:328, last 24:37640", lines);
         Assert.Contains("squares again: 100 items, sum 328350", lines);
         Assert.Contains("batches: 7,7,7,7,7,7,7,1, sum 161700", lines);
+        Assert.Contains("cubes: 100, in order True, sum 24502500", lines);
+        Assert.Contains("squares per thousand: 0:32 1000:13 2000:10 3000:9 ... 9000:5 (10 windows)", lines);
         Assert.Contains("outcome: Completed", lines);
     }
 
