@@ -218,6 +218,18 @@ public static partial class Operators
             var queues = inputs.Select(_ => new Queue<T>()).ToArray();
             var ended = new bool[inputs.Length];
             bool over = false;
+            // An input that has ended with nothing left waiting can pair no more: the zip is over.
+            void CheckOver()
+            {
+                if (over) return;
+                for (int k = 0; k < queues.Length; k++)
+                {
+                    if (!ended[k] || queues[k].Count > 0) continue;
+                    over = true;
+                    foreach (Queue<T> q in queues) q.Clear();
+                    return;
+                }
+            }
             for (int i = 0; i < inputs.Length; i++)
             {
                 int index = i;
@@ -226,15 +238,12 @@ public static partial class Operators
                     if (over) return;
                     Buffer(name, queues[index], x, maxBuffered, inputs[index].Name);
                     while (queues.All(q => q.Count > 0)) o.Emit(queues.Select(q => q.Dequeue()).ToArray());
+                    CheckOver();
                 });
                 p.OnEnded(inputs[i], () =>
                 {
                     ended[index] = true;
-                    if (queues[index].Count == 0)
-                    {
-                        over = true;
-                        foreach (Queue<T> q in queues) q.Clear();
-                    }
+                    CheckOver();
                 });
             }
         });
@@ -335,11 +344,14 @@ public static partial class Operators
                     }
                 }
             }
+            bool over = false;
+            var endedInputs = new bool[inputs.Length];
             for (int i = 0; i < inputs.Length; i++)
             {
                 int index = i;
                 p.On(inputs[i], x =>
                 {
+                    if (over) return;
                     if (skip[index] > 0)
                     {
                         skip[index]--;
@@ -349,6 +361,22 @@ public static partial class Operators
                         throw new InvalidOperationException($"MergeWindows '{name}': {maxBuffered} items of stream '{inputs[index].Name}' wait for the other inputs' windows.");
                     items[index].Add(x);
                     Release();
+                    for (int k = 0; k < items.Length && !over; k++)
+                    {
+                        if (!endedInputs[k] || items[k].Count >= size) continue;
+                        over = true;
+                        foreach (List<T> list in items) list.Clear();
+                    }
+                });
+                p.OnEnded(inputs[i], () =>
+                {
+                    endedInputs[index] = true;
+                    // It can complete no more windows: the merge is over.
+                    if (items[index].Count < size)
+                    {
+                        over = true;
+                        foreach (List<T> list in items) list.Clear();
+                    }
                 });
             }
         });
@@ -401,11 +429,23 @@ public static partial class Operators
         {
             Output<TOut>[] o = outputs.Select(p.Output).ToArray();
             var queues = inputs.Select(_ => new Queue<TIn>()).ToArray();
+            var ended = new bool[inputs.Length];
+            bool over = false;
+            void CheckOver()
+            {
+                for (int k = 0; k < queues.Length && !over; k++)
+                {
+                    if (!ended[k] || queues[k].Count > 0) continue;
+                    over = true;
+                    foreach (Queue<TIn> q in queues) q.Clear();
+                }
+            }
             for (int i = 0; i < inputs.Length; i++)
             {
                 int index = i;
                 p.On(inputs[i], x =>
                 {
+                    if (over) return;
                     Buffer(name, queues[index], x, maxBuffered, inputs[index].Name);
                     while (queues.All(q => q.Count > 0))
                     {
@@ -414,6 +454,12 @@ public static partial class Operators
                             throw new InvalidOperationException($"Multi '{name}': the function returned {values.Length} values for {o.Length} outputs.");
                         for (int k = 0; k < o.Length; k++) o[k].Emit(values[k]);
                     }
+                    CheckOver();
+                });
+                p.OnEnded(inputs[i], () =>
+                {
+                    ended[index] = true;
+                    CheckOver();
                 });
             }
         });
@@ -612,7 +658,8 @@ public static partial class Operators
             });
             p.OnCompleted(() =>
             {
-                if (fresh) o.Emit(f(recent.Where(r => r.At >= lastWindow - (long)size.TotalMilliseconds).Select(r => r.Item).ToArray()));
+                long end = Environment.TickCount64;
+                if (fresh) o.Emit(f(recent.Where(r => end - r.At < size.TotalMilliseconds).Select(r => r.Item).ToArray()));
             });
         });
     }
@@ -676,6 +723,12 @@ public static partial class Operators
                     if (Closed(start)) break;
                     if (!open.TryGetValue(start, out List<T>? items)) open[start] = items = new List<T>();
                     items.Add(x);
+                    placed = true;
+                }
+                if (!placed && t - last >= size)
+                {
+                    // Between windows (step > size): no window holds it, as with count windows.
+                    watermark = Math.Max(watermark, t);
                     placed = true;
                 }
                 if (!placed)

@@ -49,7 +49,18 @@ public sealed class SourceWriter<T>
     /// <summary>Ends the stream: the source ends once what was written has been emitted.</summary>
     public void Complete() => _channel.Writer.TryComplete();
 
-    internal IAsyncEnumerable<T> Items(CancellationToken cancellationToken = default) => _channel.Reader.ReadAllAsync(cancellationToken);
+    internal async IAsyncEnumerable<T> Items([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await foreach (T item in _channel.Reader.ReadAllAsync(cancellationToken)) yield return item;
+        }
+        finally
+        {
+            // The source has ended (or the run stopped): writers waiting for room must not wait for ever.
+            _channel.Writer.TryComplete();
+        }
+    }
 }
 
 public sealed partial class Graph

@@ -152,6 +152,36 @@ public class OperatorTests
     }
 
     [Fact]
+    public async Task Zips_and_multi_end_with_the_shorter_input_without_buffering_the_rest()
+    {
+        var graph = new Graph();
+        var shortOne = graph.Stream<int>("short");
+        var longOne = graph.Stream<int>("long");
+        var rows = graph.Stream<int[]>("rows");
+        var sums = graph.Stream<int>("sums");
+        graph.Source("s-short", shortOne, new[] { 1, 2, 3 });
+        graph.Source("s-long", longOne, Enumerable.Range(0, 5000));
+        // The short input ends long before the long one; only 10 items may wait for partners.
+        graph.Zip("rows", new[] { shortOne, longOne }, rows, maxBuffered: 10);
+        graph.Multi("sums", new[] { shortOne, longOne }, new[] { sums }, v => new[] { v[0] + v[1] }, maxBuffered: 10);
+        var (r, s) = (new List<string>(), new List<int>());
+        graph.Sink("cr", rows, x => r.Add(string.Join(":", x)));
+        graph.ToCollection("cs", sums, s);
+        RunResult result = await graph.RunWithin();
+        Assert.True(result.Succeeded, string.Join("; ", result.Errors.Select(e => e.Message)));
+        Assert.Equal(new[] { "1:0", "2:1", "3:2" }, r);
+        Assert.Equal(new[] { 1, 3, 5 }, s);
+    }
+
+    [Fact]
+    public async Task Event_time_items_between_windows_are_skipped_like_count_windows()
+    {
+        List<string> windows = await Run<Event, string>(new[] { new Event(0, "a"), new Event(1, "b"), new Event(2, "gap"), new Event(3, "c") },
+            (g, i, o) => g.EventTimeWindow("gappy", i, o, e => e.Time, size: 2, step: 3, (start, items) => $"{start}:{string.Join("", items.Select(x => x.Name))}"));
+        Assert.Equal(new[] { "0:ab", "3:c" }, windows);
+    }
+
+    [Fact]
     public async Task Zip_refuses_to_buffer_without_bound()
     {
         var graph = new Graph();
@@ -259,7 +289,7 @@ public class OperatorTests
         var input = graph.Stream<int>("in");
         var output = graph.Stream<string>("out");
         graph.Source("source", input, Bursts(new[] { new[] { 1, 2 }, new[] { 3 } }, TimeSpan.FromMilliseconds(300)));
-        graph.TimedWindow("recent", input, output, size: TimeSpan.FromMilliseconds(1000), step: TimeSpan.FromMilliseconds(100), w => string.Join(",", w));
+        graph.TimedWindow("recent", input, output, size: TimeSpan.FromSeconds(10), step: TimeSpan.FromMilliseconds(100), w => string.Join(",", w));
         var windows = new List<string>();
         graph.ToCollection("collect", output, windows);
         (await graph.RunWithin()).EnsureSuccess();

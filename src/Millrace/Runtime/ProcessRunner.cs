@@ -87,11 +87,21 @@ internal sealed class ProcessRunner
     /// </summary>
     public void Every(TimeSpan interval, Action action)
     {
-        var tick = new TickAction(action);
+        // One tick of a timer waits in the inbox at most: a process held up for a while does not
+        // find a pile of them (bounded), it runs the action once when it gets to it.
+        int pending = 0;
+        var tick = new TickAction(() =>
+        {
+            Volatile.Write(ref pending, 0);
+            action();
+        });
         lock (_timers)
         {
             if (_timersStopped) return;
-            _timers.Add(Ticker.Every(interval, () => Inbox.EnqueueControl(new Envelope(EnvelopeKind.Tick, null, null, 0, -1, tick))));
+            _timers.Add(Ticker.Every(interval, () =>
+            {
+                if (Interlocked.Exchange(ref pending, 1) == 0) Inbox.EnqueueControl(new Envelope(EnvelopeKind.Tick, null, null, 0, -1, tick));
+            }));
         }
     }
 

@@ -16,7 +16,7 @@ internal static class Ticker
         public required long IntervalMs;
         public required Action Fire;
         public long Due;
-        public bool Stopped;
+        public volatile bool Stopped;
 
         public void Dispose()
         {
@@ -70,7 +70,15 @@ internal static class Ticker
             }
             foreach (Entry e in due)
             {
-                if (!e.Stopped) e.Fire();
+                try
+                {
+                    if (!e.Stopped) e.Fire();
+                }
+                catch (Exception ex)
+                {
+                    // The shared timer thread must live on; a failing tick only loses itself.
+                    Console.Error.WriteLine($"[millrace] a timer failed: {ex.GetType().Name}: {ex.Message}");
+                }
             }
             due.Clear();
         }
