@@ -52,20 +52,20 @@ public static class TableSinks
                 connection = Open(database);
                 using (DbCommand create = connection.CreateCommand())
                 {
-                    create.CommandText = $"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY{string.Concat(columns.Select(c => $", {c.Name} {c.SqlType}"))})";
+                    create.CommandText = $"CREATE TABLE IF NOT EXISTS {Quote(table)} (id TEXT PRIMARY KEY{string.Concat(columns.Select(c => $", {Quote(c.Name)} {c.SqlType}"))})";
                     create.ExecuteNonQuery();
                 }
                 upsert = connection.CreateCommand();
-                string names = string.Concat(columns.Select(c => ", " + c.Name));
+                string names = string.Concat(columns.Select(c => ", " + Quote(c.Name)));
                 string values = string.Concat(columns.Select((_, i) => $", @p{i}"));
-                string updates = columns.Length == 0 ? "NOTHING" : "UPDATE SET " + string.Join(", ", columns.Select(c => $"{c.Name} = excluded.{c.Name}"));
-                upsert.CommandText = $"INSERT INTO {table} (id{names}) VALUES (@id{values}) ON CONFLICT (id) DO {updates}";
+                string updates = columns.Length == 0 ? "NOTHING" : "UPDATE SET " + string.Join(", ", columns.Select(c => $"{Quote(c.Name)} = excluded.{Quote(c.Name)}"));
+                upsert.CommandText = $"INSERT INTO {Quote(table)} (id{names}) VALUES (@id{values}) ON CONFLICT (id) DO {updates}";
             });
             p.On(input, item =>
             {
                 DbCommand command = upsert!;
                 command.Parameters.Clear();
-                Add(command, "@id", key(item));
+                Add(command, "@id", key(item) ?? throw new InvalidOperationException($"Table sink '{name}': an item's key is null; every row needs one."));
                 for (int i = 0; i < columns.Length; i++) Add(command, $"@p{i}", columns[i].Value(item));
                 command.ExecuteNonQuery();
             });
@@ -104,6 +104,9 @@ public static class TableSinks
         wal.ExecuteNonQuery();
         return connection;
     }
+
+    /// <summary>A checked name, quoted (reserved words such as <c>order</c> work in SQLite and PostgreSQL alike).</summary>
+    private static string Quote(string name) => "\"" + name + "\"";
 
     private static void CheckName(string sink, string what, string name)
     {

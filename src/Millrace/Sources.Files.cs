@@ -98,6 +98,12 @@ public sealed partial class Graph
         long position = 0;
         while (true)
         {
+            if (follow && !File.Exists(path))
+            {
+                // Not there yet, or being rotated: wait for it.
+                await Task.Delay(100, cancellationToken);
+                continue;
+            }
             await using (var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, useAsync: true))
             {
                 if (file.Length < position)

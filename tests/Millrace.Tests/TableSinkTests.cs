@@ -77,6 +77,32 @@ public class TableSinkTests
     }
 
     [Fact]
+    public async Task Reserved_words_work_as_table_and_column_names()
+    {
+        string db = Path.Combine(Path.GetTempPath(), $"millrace-{Guid.NewGuid():N}.db");
+        try
+        {
+            var graph = new Graph();
+            var orders = graph.Stream<FileInfoItem>("orders");
+            graph.Source("source", orders, new[] { new FileInfoItem("a", 1, 1), new FileInfoItem("a", 2, 2) });
+            graph.ToTable("db", orders, db, "order", o => o.Id, new Column<FileInfoItem>("select", "INTEGER", o => o.Words));
+            (await graph.RunWithin()).EnsureSuccess();
+            using var connection = new SqliteConnection($"Data Source={db}");
+            connection.Open();
+            using var query = connection.CreateCommand();
+            query.CommandText = "SELECT COUNT(*), MAX(\"select\") FROM \"order\"";
+            using var reader = query.ExecuteReader();
+            Assert.True(reader.Read());
+            Assert.Equal((1L, 2L), (reader.GetInt64(0), reader.GetInt64(1)));
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            foreach (string f in new[] { db, db + "-wal", db + "-shm" }) File.Delete(f);
+        }
+    }
+
+    [Fact]
     public void A_bad_table_name_is_refused_before_anything_runs()
     {
         var graph = new Graph();
