@@ -69,7 +69,8 @@ public static class TableSinks
                 for (int i = 0; i < columns.Length; i++) Add(command, $"@p{i}", columns[i].Value(item));
                 command.ExecuteNonQuery();
             });
-            p.OnCompleted(() =>
+            // However the process ends (a failed CREATE TABLE included), the connection is closed.
+            p.OnEnd(() =>
             {
                 upsert?.Dispose();
                 connection?.Dispose();

@@ -134,6 +134,8 @@ public static partial class Operators
                 Drain();
             });
 
+            // Halted, failed or stopped: the workers leave (their token is cancelled); nothing more is added.
+            p.OnEnd(() => work.CompleteAdding());
             p.OnCompleted(() =>
             {
                 work.CompleteAdding();

@@ -785,7 +785,8 @@ public static partial class Operators
             StreamWriter? writer = null;
             p.OnStart(() => writer = new StreamWriter(path, append: true));
             p.On(input, x => writer!.WriteLine(System.Text.Json.JsonSerializer.Serialize(x, JsonCodec<T>.Defaults)));
-            p.OnCompleted(() => writer!.Dispose());
+            // However the process ends, what was written is flushed and the file closed.
+            p.OnEnd(() => writer?.Dispose());
         });
     }
 
@@ -808,7 +809,7 @@ public static partial class Operators
                 if (fresh) writer.WriteLine(Csv(header));
             });
             p.On(input, x => writer!.WriteLine(Csv(columns(x))));
-            p.OnCompleted(() => writer!.Dispose());
+            p.OnEnd(() => writer?.Dispose());
         });
     }
 

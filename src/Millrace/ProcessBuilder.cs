@@ -155,6 +155,13 @@ public sealed class ProcessBuilder
 
     internal int RepeatWindow { get; private set; }
 
+    /// <summary>For operators and sinks: runs when the process ends, however it ends (normally, halted, failed, stopped), to release what it holds.</summary>
+    internal void OnEnd(Action release) => _ends.Add(release);
+
+    internal IReadOnlyList<Action> Ends => _ends;
+
+    private readonly List<Action> _ends = new();
+
     /// <summary>For operators: runs <paramref name="action"/> on the process's thread soon (between items), from any thread.</summary>
     internal void Post(Action action) =>
         (_runner ?? throw new InvalidOperationException($"Process '{Name}' is not running.")).Post(action);

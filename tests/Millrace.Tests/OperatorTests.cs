@@ -385,6 +385,33 @@ public class OperatorTests
 
     public sealed record Reading(string Name, double Value);
 
+    [Fact]
+    public async Task A_file_sink_keeps_what_it_handled_when_the_run_is_halted()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"millrace-{Guid.NewGuid():N}.jsonl");
+        try
+        {
+            var graph = new Graph();
+            var numbers = graph.Stream<long>("numbers");
+            graph.Source("source", numbers, Helpers.Forever());
+            graph.ToJsonLines("jsonl", numbers, path);
+            graph.Process("stopper", p => p.On(numbers, x =>
+            {
+                if (x == 50_000) p.Halt("enough");
+            }));
+            RunResult result = await graph.RunWithin();
+            Assert.Equal(RunOutcome.Halted, result.Outcome);
+            // Every line the sink handled is in the file, though OnCompleted never ran.
+            long handled = result.Processes["jsonl"].ItemsIn;
+            Assert.True(handled > 0);
+            Assert.Equal(handled, File.ReadLines(path).LongCount());
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     public sealed record Event(long Time, string Name);
 
     /// <summary>Some work whose time varies from item to item, so that replicas finish out of order.</summary>

@@ -184,6 +184,17 @@ internal sealed class ProcessRunner
                 foreach (IDisposable timer in _timers) timer.Dispose();
                 _timers.Clear();
             }
+            foreach (Action release in _builder.Ends)
+            {
+                try
+                {
+                    release();
+                }
+                catch (Exception e)
+                {
+                    Run.Fail(new ProcessFailure(Name, null, null, null, $"Process '{Name}' failed releasing what it held: {e.GetType().Name}: {e.Message}", e));
+                }
+            }
             SetState(RunnerState.Ended);
         }
     }
