@@ -32,60 +32,56 @@ public static class TableSinks
     /// <param name="columns">The other columns.</param>
     public static void ToTable<T>(this Graph graph, string name, Stream<T> input, string database, string table, Func<T, string> key,
         params Column<T>[] columns)
+        => Declare(graph, name, input, stored: null, database, table, key, columns);
+
+    /// <summary>
+    /// Declares a process that upserts every item of <paramref name="input"/> into
+    /// <paramref name="table"/>, like the other overload, and writes each item's key to
+    /// <paramref name="stored"/> once its row is committed: whoever reads <paramref name="stored"/>
+    /// knows the row is safe (a web source's spool lets the file go, for one).
+    /// </summary>
+    /// <param name="graph">The graph.</param>
+    /// <param name="name">The sink process's name.</param>
+    /// <param name="input">The stream whose items become rows.</param>
+    /// <param name="stored">Receives the key of every committed row, in order.</param>
+    /// <param name="database">A SQLite file path (or <c>Data Source=PATH</c>), or a PostgreSQL connection string.</param>
+    /// <param name="table">The table's name.</param>
+    /// <param name="key">The item's key: the row's <c>id</c>.</param>
+    /// <param name="columns">The other columns.</param>
+    public static void ToTable<T>(this Graph graph, string name, Stream<T> input, Stream<string> stored, string database, string table,
+        Func<T, string> key, params Column<T>[] columns)
+    {
+        ArgumentNullException.ThrowIfNull(stored);
+        Declare(graph, name, input, stored, database, table, key, columns);
+    }
+
+    private static void Declare<T>(Graph graph, string name, Stream<T> input, Stream<string>? stored, string database, string table,
+        Func<T, string> key, Column<T>[] columns)
     {
         ArgumentNullException.ThrowIfNull(graph);
-        ArgumentException.ThrowIfNullOrEmpty(database);
-        ArgumentNullException.ThrowIfNull(key);
-        ArgumentNullException.ThrowIfNull(columns);
-        CheckName(name, "table", table);
-        foreach (Column<T> c in columns)
-        {
-            CheckName(name, "column", c.Name);
-            if (c.Name == "id") throw new ArgumentException($"Table sink '{name}': 'id' is the key column; name the other columns otherwise.");
-        }
+        Table<T>.Check($"Table sink '{name}'", database, table, key, columns);
         graph.Process(name, p =>
         {
-            DbConnection? connection = null;
-            DbCommand? upsert = null;
-            p.OnStart(() =>
-            {
-                connection = Open(database);
-                using (DbCommand create = connection.CreateCommand())
-                {
-                    create.CommandText = $"CREATE TABLE IF NOT EXISTS {Quote(table)} (id TEXT PRIMARY KEY{string.Concat(columns.Select(c => $", {Quote(c.Name)} {c.SqlType}"))})";
-                    create.ExecuteNonQuery();
-                }
-                upsert = connection.CreateCommand();
-                string names = string.Concat(columns.Select(c => ", " + Quote(c.Name)));
-                string values = string.Concat(columns.Select((_, i) => $", @p{i}"));
-                string updates = columns.Length == 0 ? "NOTHING" : "UPDATE SET " + string.Join(", ", columns.Select(c => $"{Quote(c.Name)} = excluded.{Quote(c.Name)}"));
-                upsert.CommandText = $"INSERT INTO {Quote(table)} (id{names}) VALUES (@id{values}) ON CONFLICT (id) DO {updates}";
-            });
+            Table<T>? rows = null;
+            Output<string>? keys = stored is null ? null : p.Output(stored);
+            p.OnStart(() => rows = Table<T>.Open(database, table, key, columns, $"Table sink '{name}'"));
             p.On(input, item =>
             {
-                DbCommand command = upsert!;
-                command.Parameters.Clear();
-                Add(command, "@id", key(item) ?? throw new InvalidOperationException($"Table sink '{name}': an item's key is null; every row needs one."));
-                for (int i = 0; i < columns.Length; i++) Add(command, $"@p{i}", columns[i].Value(item));
-                command.ExecuteNonQuery();
+                string id = rows!.Upsert(item);
+                keys?.Emit(id);
             });
             // However the process ends (a failed CREATE TABLE included), the connection is closed.
-            p.OnEnd(() =>
-            {
-                upsert?.Dispose();
-                connection?.Dispose();
-            });
+            p.OnEnd(() => rows?.Dispose());
         });
     }
 
-    private static void Add(DbCommand command, string name, object? value)
+    internal static void Add(DbCommand command, string name, object? value)
     {
         DbParameter parameter = command.CreateParameter();
         parameter.ParameterName = name;
         parameter.Value = value ?? DBNull.Value;
         command.Parameters.Add(parameter);
     }
-
     /// <summary>PostgreSQL for a connection string with a host; SQLite otherwise (a path, or <c>Data Source=...</c>).</summary>
     internal static DbConnection Open(string database)
     {
@@ -107,11 +103,11 @@ public static class TableSinks
     }
 
     /// <summary>A checked name, quoted (reserved words such as <c>order</c> work in SQLite and PostgreSQL alike).</summary>
-    private static string Quote(string name) => "\"" + name + "\"";
+    internal static string Quote(string name) => "\"" + name + "\"";
 
-    private static void CheckName(string sink, string what, string name)
+    internal static void CheckName(string sink, string what, string name)
     {
         if (string.IsNullOrEmpty(name) || !name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') || char.IsAsciiDigit(name[0]))
-            throw new ArgumentException($"Table sink '{sink}': the {what} name '{name}' must be letters, digits and '_', not starting with a digit.");
+            throw new ArgumentException($"{sink}: the {what} name '{name}' must be letters, digits and '_', not starting with a digit.");
     }
 }

@@ -1,0 +1,157 @@
+// The first seed's whole problem: files keep arriving from the web (HTTP, or dropped in a folder),
+// pass through process1 and process2, and end in a database, each file exactly once.
+//
+//   web --files--> process1 (parse) --parsed--> process2 (summarize) --summaries--> db --stored--> web-release
+//
+//   dotnet run --project examples/FileFlow -c Release -- [--urls http://127.0.0.1:5080] [--db fileflow.db]
+//       [--watch DIR] [--spool DIR] [--placement threads|processes|broker]
+//   curl -H 'Millrace-Item-Id: report-1' --data-binary @report.txt http://127.0.0.1:5080/streams/files
+//   curl -F file=@photo.jpg http://127.0.0.1:5080/streams/files
+//   sqlite3 fileflow.db 'select id, name, kind, lines, words, summary from files'
+//
+// It runs until Ctrl+C (or SIGTERM): the server stops taking files, what was accepted drains
+// into the database, and whatever was accepted but not yet stored is sent again on the next start.
+using System.Security.Cryptography;
+using System.Text;
+using Millrace;
+using Millrace.Data;
+using Millrace.Web;
+
+RunOptions options;
+string urls = "http://127.0.0.1:5080", database = "fileflow.db", spool = "fileflow-spool";
+string? watch = null;
+try
+{
+    options = RunOptions.Parse(args);
+    IReadOnlyList<string> rest = options.OtherArguments;
+    for (int i = 0; i < rest.Count; i++)
+    {
+        string Value() => i + 1 < rest.Count ? rest[++i] : throw new ArgumentException($"The option '{rest[i]}' needs a value.");
+        switch (rest[i])
+        {
+            case "--urls": urls = Value(); break;
+            case "--db": database = Value(); break;
+            case "--watch": watch = Value(); break;
+            case "--spool": spool = Value(); break;
+            default:
+                throw new ArgumentException($"Unknown option '{rest[i]}'. Options: --urls URL, --db PATH-or-connection-string, --watch DIR, --spool DIR, " +
+                    "--placement threads|processes|broker (and the other run options).");
+        }
+    }
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"FileFlow: {e.Message}");
+    return 2;
+}
+
+var graph = new Graph();
+var files = graph.Stream<IncomingFile>("files");
+var parsed = graph.Stream<ParsedFile>("parsed");
+var summaries = graph.Stream<FileSummary>("summaries");
+var stored = graph.Stream<string>("stored");
+
+WebSource web;
+try
+{
+    web = graph.Web("web", files, new WebOptions { Urls = urls, Spool = spool, Watch = watch });
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"FileFlow: {e.Message}");
+    return 2;
+}
+
+// process1: parse — bytes, lines, words, the most frequent words, a content hash.
+graph.Map("process1", files, parsed, FileWork.Parse);
+
+// process2: summarize — what kind of file it is, in one line.
+graph.Map("process2", parsed, summaries, FileWork.Summarize);
+
+// db: one row per file id, upserted (a file sent again is one row); each stored id goes back to the web source.
+graph.ToTable("db", summaries, stored, database, "files", s => s.Id,
+    new Column<FileSummary>("name", "TEXT", s => s.Name),
+    new Column<FileSummary>("origin", "TEXT", s => s.Origin),
+    new Column<FileSummary>("received_at", "TEXT", s => s.ReceivedAt.ToString("O")),
+    new Column<FileSummary>("bytes", "BIGINT", s => s.Bytes),
+    new Column<FileSummary>("lines", "BIGINT", s => s.Lines),
+    new Column<FileSummary>("words", "BIGINT", s => s.Words),
+    new Column<FileSummary>("sha256", "TEXT", s => s.Sha256),
+    new Column<FileSummary>("kind", "TEXT", s => s.Kind),
+    new Column<FileSummary>("summary", "TEXT", s => s.Summary));
+
+// The spool lets a file go once its row is committed.
+web.Release(stored);
+
+RunResult result = await graph.RunAsync(options);
+Console.WriteLine($"FileFlow: {result.Outcome} after {result.Duration.TotalSeconds:0.0} s; " +
+    $"{(result.Processes.TryGetValue("db", out ProcessStats? db) ? db.ItemsIn : 0)} files stored in this run.");
+if (!result.Succeeded)
+{
+    foreach (ProcessFailure error in result.Errors) Console.Error.WriteLine($"FileFlow: {error.Message}");
+    return 1;
+}
+return 0;
+
+/// <summary>What process1 learns of a file.</summary>
+public sealed record ParsedFile(string Id, string Name, string Origin, DateTimeOffset ReceivedAt, string ContentType,
+    long Bytes, long Lines, long Words, string Sha256, bool IsText, string[] TopWords, string Start);
+
+/// <summary>What process2 makes of it: one row.</summary>
+public sealed record FileSummary(string Id, string Name, string Origin, DateTimeOffset ReceivedAt,
+    long Bytes, long Lines, long Words, string Sha256, string Kind, string Summary);
+
+public static class FileWork
+{
+    public static ParsedFile Parse(IncomingFile file)
+    {
+        byte[] content = file.Content;
+        string sha = Convert.ToHexStringLower(SHA256.HashData(content));
+        bool isText = Array.IndexOf(content, (byte)0) < 0 && IsUtf8(content);
+        long lines = 0, words = 0;
+        string[] top = [];
+        string start = "";
+        if (isText)
+        {
+            string text = Encoding.UTF8.GetString(content);
+            foreach (char c in text) if (c == '\n') lines++;
+            if (text.Length > 0 && text[^1] != '\n') lines++;
+            var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (string word in text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))
+            {
+                words++;
+                string w = new string(word.Where(char.IsLetter).ToArray()).ToLowerInvariant();
+                if (w.Length > 2) counts[w] = counts.GetValueOrDefault(w) + 1;
+            }
+            top = counts.OrderByDescending(kv => kv.Value).ThenBy(kv => kv.Key, StringComparer.Ordinal).Take(3).Select(kv => kv.Key).ToArray();
+            start = text.Length <= 64 ? text : text[..64];
+        }
+        return new ParsedFile(file.Id, file.Name, file.Origin, file.ReceivedAt, file.ContentType, content.Length, lines, words, sha, isText, top, start);
+    }
+
+    public static FileSummary Summarize(ParsedFile f)
+    {
+        string trimmed = f.Start.TrimStart();
+        string kind = !f.IsText ? "binary"
+            : trimmed.StartsWith('{') || trimmed.StartsWith('[') ? "json"
+            : f.Name.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || (f.Start.Contains(',') && f.Lines > 1) ? "csv"
+            : "text";
+        string summary = kind == "binary"
+            ? $"binary, {f.Bytes} bytes"
+            : $"{kind}, {f.Lines} lines, {f.Words} words" + (f.TopWords.Length > 0 ? $", mostly '{string.Join("', '", f.TopWords)}'" : "");
+        return new FileSummary(f.Id, f.Name, f.Origin, f.ReceivedAt, f.Bytes, f.Lines, f.Words, f.Sha256, kind, summary);
+    }
+
+    private static bool IsUtf8(byte[] content)
+    {
+        try
+        {
+            _ = new UTF8Encoding(false, throwOnInvalidBytes: true).GetCharCount(content);
+            return true;
+        }
+        catch (DecoderFallbackException)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,103 @@
+using System.Data.Common;
+
+namespace Millrace.Data;
+
+/// <summary>
+/// A database table that items are upserted into by key: SQLite (a file path) or PostgreSQL (a
+/// connection string). <see cref="TableSinks.ToTable{T}(Graph, string, Stream{T}, string, string, Func{T, string}, Column{T}[])"/>
+/// declares a whole process around one; open one yourself to write rows from a process of your own.
+/// Not thread-safe: use it from the process that opened it.
+/// </summary>
+/// <example>
+/// <code>
+/// graph.Process("db", p =>
+/// {
+///     Table&lt;double&gt;? roots = null;
+///     p.OnStart(() => roots = Table&lt;double&gt;.Open("roots.db", "roots", r => r.ToString("R"),
+///         new Column&lt;double&gt;("root", "DOUBLE PRECISION", r => r)));
+///     p.On(input, r => roots!.Upsert(r));
+///     p.OnCompleted(() => roots?.Dispose());
+/// });
+/// </code>
+/// </example>
+public sealed class Table<T> : IDisposable
+{
+    private readonly DbConnection _connection;
+    private readonly DbCommand _upsert;
+    private readonly Func<T, string> _key;
+    private readonly Column<T>[] _columns;
+    private readonly string _owner;
+
+    private Table(DbConnection connection, DbCommand upsert, Func<T, string> key, Column<T>[] columns, string owner)
+    {
+        _connection = connection;
+        _upsert = upsert;
+        _key = key;
+        _columns = columns;
+        _owner = owner;
+    }
+
+    /// <summary>Opens the database and creates the table when missing (key column <c>id TEXT PRIMARY KEY</c>, then the columns).</summary>
+    /// <param name="database">A SQLite file path (or <c>Data Source=PATH</c>), or a PostgreSQL connection string (<c>Host=...;Username=...;Database=...</c>).</param>
+    /// <param name="table">The table's name (letters, digits and '_').</param>
+    /// <param name="key">The item's key: the row's <c>id</c>. Items with the same key are one row (the latest wins).</param>
+    /// <param name="columns">The other columns.</param>
+    public static Table<T> Open(string database, string table, Func<T, string> key, params Column<T>[] columns)
+        => Open(database, table, key, columns, owner: $"Table '{table}'");
+
+    internal static Table<T> Open(string database, string table, Func<T, string> key, Column<T>[] columns, string owner)
+    {
+        Check(owner, database, table, key, columns);
+        DbConnection connection = TableSinks.Open(database);
+        try
+        {
+            using (DbCommand create = connection.CreateCommand())
+            {
+                create.CommandText = $"CREATE TABLE IF NOT EXISTS {TableSinks.Quote(table)} (id TEXT PRIMARY KEY{string.Concat(columns.Select(c => $", {TableSinks.Quote(c.Name)} {c.SqlType}"))})";
+                create.ExecuteNonQuery();
+            }
+            DbCommand upsert = connection.CreateCommand();
+            string names = string.Concat(columns.Select(c => ", " + TableSinks.Quote(c.Name)));
+            string values = string.Concat(columns.Select((_, i) => $", @p{i}"));
+            string updates = columns.Length == 0 ? "NOTHING" : "UPDATE SET " + string.Join(", ", columns.Select(c => $"{TableSinks.Quote(c.Name)} = excluded.{TableSinks.Quote(c.Name)}"));
+            upsert.CommandText = $"INSERT INTO {TableSinks.Quote(table)} (id{names}) VALUES (@id{values}) ON CONFLICT (id) DO {updates}";
+            return new Table<T>(connection, upsert, key, columns, owner);
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Inserts the item's row, or replaces the row with its key; committed when this returns. Returns the key.</summary>
+    public string Upsert(T item)
+    {
+        string id = _key(item) ?? throw new InvalidOperationException($"{_owner}: an item's key is null; every row needs one.");
+        _upsert.Parameters.Clear();
+        TableSinks.Add(_upsert, "@id", id);
+        for (int i = 0; i < _columns.Length; i++) TableSinks.Add(_upsert, $"@p{i}", _columns[i].Value(item));
+        _upsert.ExecuteNonQuery();
+        return id;
+    }
+
+    /// <summary>Closes the connection.</summary>
+    public void Dispose()
+    {
+        _upsert.Dispose();
+        _connection.Dispose();
+    }
+
+    internal static void Check(string owner, string database, string table, Func<T, string> key, Column<T>[] columns)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(database);
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(columns);
+        TableSinks.CheckName(owner, "table", table);
+        foreach (Column<T> c in columns)
+        {
+            TableSinks.CheckName(owner, "column", c.Name);
+            if (c.Name == "id") throw new ArgumentException($"{owner}: 'id' is the key column; name the other columns otherwise.");
+        }
+    }
+}

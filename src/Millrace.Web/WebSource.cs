@@ -1,0 +1,529 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Net.Http.Headers;
+
+namespace Millrace.Web;
+
+/// <summary>Web sources: files into a stream over HTTP (<c>POST /streams/NAME</c>) and from a watched folder.</summary>
+public static class WebSources
+{
+    /// <summary>
+    /// Declares a source process that listens on <see cref="WebOptions.Urls"/> and writes every
+    /// file posted to <c>/streams/{stream's name}</c> (raw body or multipart) — and every file
+    /// dropped into <see cref="WebOptions.Watch"/> — into <paramref name="output"/>. A file is
+    /// written to the spool and flushed before its sender gets the 2xx with its id. The server
+    /// starts with the run (in whichever OS process runs the source) and stops with it.
+    /// </summary>
+    /// <param name="graph">The graph.</param>
+    /// <param name="name">The source process's name.</param>
+    /// <param name="output">The stream files go to; its name is the path: <c>POST /streams/NAME</c>.</param>
+    /// <param name="options">Where to listen and keep files, and the bounds; defaults when null.</param>
+    /// <returns>The source, to say which stream tells it what is stored (<see cref="WebSource.Release"/>).</returns>
+    public static WebSource Web(this Graph graph, string name, Stream<IncomingFile> output, WebOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
+        ArgumentNullException.ThrowIfNull(output);
+        options ??= new WebOptions();
+        options.Check(name);
+        var source = new WebSource(graph, name, output, options);
+        graph.Source(name, output, source.RunAsync());
+        return source;
+    }
+}
+
+/// <summary>A declared web source (see <see cref="WebSources.Web"/>).</summary>
+public sealed class WebSource
+{
+    /// <summary>The header a client sets to give a file its own id (retries with the same id are one file).</summary>
+    public const string IdHeader = "Millrace-Item-Id";
+
+    private readonly Graph _graph;
+    private readonly WebOptions _options;
+    private readonly Spool _spool;
+    private bool _releasedByStream;
+
+    internal WebSource(Graph graph, string name, Stream<IncomingFile> output, WebOptions options)
+    {
+        _graph = graph;
+        Name = name;
+        Stream = output;
+        _options = options;
+        _spool = new Spool(options.Spool);
+    }
+
+    /// <summary>The source process's name.</summary>
+    public string Name { get; }
+
+    /// <summary>The stream files go to.</summary>
+    public Stream<IncomingFile> Stream { get; }
+
+    /// <summary>
+    /// Keeps every accepted file in the spool until its id comes by on <paramref name="stored"/>
+    /// (a database sink writes there once the row is committed): after a crash or restart, every
+    /// accepted file not yet stored is sent again. Declares the process <c>NAME-release</c>, which
+    /// must run on the machine that holds the spool. Without this, a file leaves the spool once
+    /// it has entered the stream.
+    /// </summary>
+    public void Release(Stream<string> stored)
+    {
+        ArgumentNullException.ThrowIfNull(stored);
+        if (_releasedByStream) throw new InvalidOperationException($"Web source '{Name}': Release was already called.");
+        _releasedByStream = true;
+        Spool spool = _spool;
+        _graph.Process(Name + "-release", p => p.On(stored, id => spool.Release(id)));
+    }
+
+    internal async IAsyncEnumerable<IncomingFile> RunAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var server = new Server(this, _options, _spool);
+        await server.StartAsync(cancellationToken);
+        try
+        {
+            ChannelReader<IncomingFile> accepted = server.Accepted;
+            while (true)
+            {
+                bool more;
+                try
+                {
+                    more = await accepted.WaitToReadAsync(cancellationToken);
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    break; // a stop: what is accepted and not yet in the stream stays in the spool for the next run
+                }
+                if (!more) break;
+                while (accepted.TryRead(out IncomingFile? file))
+                {
+                    server.Taken();
+                    yield return file;
+                    if (!_releasedByStream) _spool.Release(file.Id);
+                }
+            }
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+
+    /// <summary>The HTTP server and folder watcher of one run of the source.</summary>
+    private sealed class Server : IAsyncDisposable
+    {
+        private readonly WebSource _source;
+        private readonly WebOptions _options;
+        private readonly Spool _spool;
+        private readonly string _path;
+        private readonly Channel<IncomingFile> _accepted = Channel.CreateUnbounded<IncomingFile>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly SemaphoreSlim _slots;
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _inProgress = new(StringComparer.Ordinal);
+        private readonly CancellationTokenSource _stop = new();
+        private WebApplication? _app;
+        private Task _replay = Task.CompletedTask;
+        private Task _watch = Task.CompletedTask;
+        private int _spooled;
+        private long _countedAt;
+
+        public Server(WebSource source, WebOptions options, Spool spool)
+        {
+            _source = source;
+            _options = options;
+            _spool = spool;
+            _path = "/streams/" + source.Stream.Name;
+            _slots = new SemaphoreSlim(options.MaxWaiting, options.MaxWaiting);
+        }
+
+        public ChannelReader<IncomingFile> Accepted => _accepted.Reader;
+
+        /// <summary>A file left the waiting line for the stream: its slot is free.</summary>
+        public void Taken() => _slots.Release();
+
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            _spool.Prepare();
+            List<string> spooled = _spool.Ids();
+            _spooled = spooled.Count;
+            _countedAt = Environment.TickCount64;
+
+            WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+            {
+                Args = [],
+                ContentRootPath = AppContext.BaseDirectory,
+            });
+            builder.Logging.ClearProviders();
+            // The run handles Ctrl+C and SIGTERM (a graceful stop); the web host must not take them.
+            builder.Services.AddSingleton<IHostLifetime, RunOwnedLifetime>();
+            builder.WebHost.UseUrls(_options.Urls);
+            builder.WebHost.ConfigureKestrel(k =>
+            {
+                k.AddServerHeader = false;
+                k.Limits.MaxRequestBodySize = _options.MaxFileBytes + 64 * 1024; // room for multipart framing
+                k.Limits.MaxConcurrentConnections = _options.MaxConnections;
+                k.Limits.MaxConcurrentUpgradedConnections = 0;
+            });
+            _app = builder.Build();
+            _app.Run(HandleAsync);
+            try
+            {
+                await _app.StartAsync(cancellationToken);
+            }
+            catch (IOException e)
+            {
+                throw new InvalidOperationException($"Web source '{_source.Name}' cannot listen on {_options.Urls}: {e.Message}", e);
+            }
+            if (_options.Announce)
+            {
+                var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+                foreach (string address in addresses)
+                    Console.WriteLine($"{_source.Name}: listening on {address} (POST {address}{_path}){(spooled.Count > 0 ? $"; {spooled.Count} spooled files sent again" : "")}");
+            }
+            _replay = Task.Run(() => ReplayAsync(spooled, _stop.Token));
+            if (_options.Watch is not null) _watch = Task.Run(() => WatchAsync(_options.Watch, _stop.Token));
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _stop.Cancel();
+            if (_app is not null)
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                try { await _app.StopAsync(timeout.Token); } catch (OperationCanceledException) { }
+                await _app.DisposeAsync();
+            }
+            try { await Task.WhenAll(_replay, _watch); } catch (OperationCanceledException) { }
+            _stop.Dispose();
+        }
+
+        /// <summary>Files accepted by an earlier run and not yet stored go into the stream again.</summary>
+        private async Task ReplayAsync(List<string> ids, CancellationToken cancellationToken)
+        {
+            foreach (string id in ids)
+            {
+                await _slots.WaitAsync(cancellationToken);
+                IncomingFile? file = _spool.Read(id, Complain);
+                if (file is null)
+                {
+                    _slots.Release();
+                    continue;
+                }
+                _accepted.Writer.TryWrite(file);
+            }
+        }
+
+        private async Task WatchAsync(string folder, CancellationToken cancellationToken)
+        {
+            folder = Path.GetFullPath(folder);
+            Directory.CreateDirectory(folder);
+            var seen = new Dictionary<string, (long Size, DateTime Time, long Since)>(StringComparer.Ordinal);
+            long settle = (long)_options.SettleTime.TotalMilliseconds;
+            using var timer = new PeriodicTimer(_options.PollInterval);
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                var present = new HashSet<string>(StringComparer.Ordinal);
+                foreach (FileInfo info in new DirectoryInfo(folder).EnumerateFiles())
+                {
+                    // Writers that write elsewhere (or under a temporary name) and rename are never read half-way.
+                    if (info.Name.StartsWith('.') || info.Name.EndsWith(".tmp", StringComparison.OrdinalIgnoreCase)
+                        || info.Name.EndsWith(".part", StringComparison.OrdinalIgnoreCase)) continue;
+                    present.Add(info.Name);
+                    long now = Environment.TickCount64;
+                    if (!seen.TryGetValue(info.Name, out var last) || last.Size != info.Length || last.Time != info.LastWriteTimeUtc)
+                    {
+                        seen[info.Name] = (info.Length, info.LastWriteTimeUtc, now); // new or still changing
+                        continue;
+                    }
+                    if (now - last.Since < settle) continue;
+                    seen.Remove(info.Name);
+                    await _slots.WaitAsync(cancellationToken);
+                    bool handed = false;
+                    try
+                    {
+                        handed = await TakeAsync(folder, info, cancellationToken);
+                    }
+                    finally
+                    {
+                        if (!handed) _slots.Release();
+                    }
+                }
+                foreach (string gone in seen.Keys.Where(k => !present.Contains(k)).ToList()) seen.Remove(gone);
+            }
+        }
+
+        /// <summary>Moves one settled folder file into the spool and the waiting line; true when it was handed on.</summary>
+        private async Task<bool> TakeAsync(string folder, FileInfo info, CancellationToken cancellationToken)
+        {
+            if (info.Length > _options.MaxFileBytes || info.Length == 0)
+            {
+                string rejected = Path.Combine(folder, ".rejected");
+                Directory.CreateDirectory(rejected);
+                File.Move(info.FullName, Path.Combine(rejected, info.Name), overwrite: true);
+                Complain(info.Length == 0
+                    ? $"the file '{info.FullName}' is empty; moved to {rejected}"
+                    : $"the file '{info.FullName}' has {info.Length} bytes, more than the {_options.MaxFileBytes} allowed; moved to {rejected}");
+                return false;
+            }
+            byte[] content;
+            try
+            {
+                content = await File.ReadAllBytesAsync(info.FullName, cancellationToken);
+            }
+            catch (FileNotFoundException)
+            {
+                return false; // taken away meanwhile
+            }
+            string id = ItemIds.ForFolderFile(info.Name, content);
+            bool handed = false;
+            if (!_spool.Contains(id))
+            {
+                var file = new IncomingFile(id, info.Name, "application/octet-stream", content, DateTimeOffset.UtcNow, "folder");
+                await _spool.WriteAsync(file, cancellationToken);
+                Interlocked.Increment(ref _spooled);
+                handed = _accepted.Writer.TryWrite(file);
+            }
+            // In the spool now (or already, from a run that stopped before this line): it leaves the folder.
+            File.Delete(info.FullName);
+            return handed;
+        }
+
+        private void Complain(string message) => Console.Error.WriteLine($"{_source.Name}: {message}");
+
+        private async Task HandleAsync(HttpContext context)
+        {
+            HttpRequest request = context.Request;
+            string path = request.Path.Value ?? "";
+            if (path == "/" && HttpMethods.IsGet(request.Method))
+            {
+                await Answer(context, 200, new { streams = new[] { _source.Stream.Name }, post = _path, idHeader = IdHeader, maxFileBytes = _options.MaxFileBytes });
+                return;
+            }
+            if (!path.StartsWith("/streams/", StringComparison.Ordinal) || path.IndexOf('/', "/streams/".Length) >= 0)
+            {
+                await Error(context, 404, $"No such address '{path}': post files to {_path}.");
+                return;
+            }
+            if (path != _path)
+            {
+                await Error(context, 404, $"Unknown stream '{Uri.UnescapeDataString(path["/streams/".Length..])}': this server takes files for '{_source.Stream.Name}' at {_path}.");
+                return;
+            }
+            if (!HttpMethods.IsPost(request.Method))
+            {
+                context.Response.Headers.Allow = "POST";
+                await Error(context, 405, $"{request.Method} is not allowed on {_path}: POST a file.");
+                return;
+            }
+            string? id = request.Headers[IdHeader].FirstOrDefault() ?? request.Headers["Idempotency-Key"].FirstOrDefault();
+            if (id is not null && !ItemIds.IsValid(id))
+            {
+                await Error(context, 400, $"The {IdHeader} header '{Shorten(id)}' is not a valid id: 1 to {ItemIds.MaxLength} letters, digits, '.', '_' or '-', starting with a letter or digit.");
+                return;
+            }
+            if (request.ContentLength > _options.MaxFileBytes + 64 * 1024)
+            {
+                await TooLarge(context, request.ContentLength.Value);
+                return;
+            }
+            id ??= ItemIds.New();
+            if (!_inProgress.TryAdd(id, 0))
+            {
+                context.Response.Headers.RetryAfter = RetrySeconds();
+                await Error(context, 409, $"The file '{id}' is being uploaded by another request; try again when it is done.");
+                return;
+            }
+            bool slot = false;
+            try
+            {
+                if (_spool.Contains(id))
+                {
+                    await Answer(context, 200, new { id, stream = _source.Stream.Name, duplicate = true });
+                    return;
+                }
+                if (!_slots.Wait(0))
+                {
+                    await Busy(context, $"Stream '{_source.Stream.Name}' is saturated: {_options.MaxWaiting} accepted files are waiting to enter it. Try again later.");
+                    return;
+                }
+                slot = true;
+                if (SpooledCount() >= _options.MaxSpooled)
+                {
+                    await Busy(context, $"The spool of '{_source.Name}' holds {_options.MaxSpooled} files not yet stored. Try again later.");
+                    return;
+                }
+                (byte[] Content, string Name, string ContentType)? body = await ReadFileAsync(context, id);
+                if (body is null) return; // answered
+                var file = new IncomingFile(id, body.Value.Name, body.Value.ContentType, body.Value.Content, DateTimeOffset.UtcNow, "http");
+                try
+                {
+                    await _spool.WriteAsync(file, context.RequestAborted);
+                }
+                catch (IOException e)
+                {
+                    await Error(context, 503, $"The file could not be written to the spool ({e.Message}); it was not accepted.");
+                    return;
+                }
+                Interlocked.Increment(ref _spooled);
+                _accepted.Writer.TryWrite(file);
+                slot = false; // handed on: the stream's side frees it
+                await Answer(context, 202, new { id, stream = _source.Stream.Name, name = file.Name, bytes = file.Content.Length });
+            }
+            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            {
+                // the client went away before the file was accepted
+            }
+            finally
+            {
+                if (slot) _slots.Release();
+                _inProgress.TryRemove(id, out _);
+            }
+        }
+
+        /// <summary>The file of a request (raw body or one multipart file part); null when the request was answered with an error.</summary>
+        private async Task<(byte[] Content, string Name, string ContentType)?> ReadFileAsync(HttpContext context, string id)
+        {
+            HttpRequest request = context.Request;
+            string? name = request.Query["name"].FirstOrDefault();
+            try
+            {
+                if (request.HasFormContentType && request.ContentType!.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase))
+                {
+                    if (!MediaTypeHeaderValue.TryParse(request.ContentType, out MediaTypeHeaderValue? type)
+                        || HeaderUtilities.RemoveQuotes(type.Boundary).Value is not { Length: > 0 and <= 200 } boundary)
+                    {
+                        await Error(context, 400, "Malformed multipart body: the Content-Type has no boundary.");
+                        return null;
+                    }
+                    var reader = new MultipartReader(boundary, request.Body);
+                    (byte[] Content, string Name, string ContentType)? found = null;
+                    MultipartSection? section;
+                    while ((section = await reader.ReadNextSectionAsync(context.RequestAborted)) is not null)
+                    {
+                        if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out ContentDispositionHeaderValue? disposition))
+                        {
+                            await Error(context, 400, "Malformed multipart body: a part has no Content-Disposition.");
+                            return null;
+                        }
+                        string? fileName = disposition.FileNameStar.Value ?? HeaderUtilities.RemoveQuotes(disposition.FileName).Value;
+                        if (string.IsNullOrEmpty(fileName) && disposition.Name.Value?.Trim('"') != "file")
+                        {
+                            await section.Body.CopyToAsync(System.IO.Stream.Null, context.RequestAborted); // a plain form field
+                            continue;
+                        }
+                        if (found is not null)
+                        {
+                            await Error(context, 400, "The multipart body holds more than one file: send one file per request.");
+                            return null;
+                        }
+                        byte[]? content = await ReadLimitedAsync(section.Body, context);
+                        if (content is null) return null;
+                        found = (content, Path.GetFileName(fileName ?? "") is { Length: > 0 } n ? n : name ?? id, section.ContentType ?? "application/octet-stream");
+                    }
+                    if (found is null)
+                    {
+                        await Error(context, 400, "The multipart body holds no file: send a part with a file name (curl -F file=@PATH).");
+                        return null;
+                    }
+                    if (found.Value.Content.Length == 0)
+                    {
+                        await Error(context, 400, $"The file '{found.Value.Name}' is empty: a file needs at least one byte.");
+                        return null;
+                    }
+                    return found;
+                }
+                byte[]? raw = await ReadLimitedAsync(request.Body, context);
+                if (raw is null) return null;
+                if (raw.Length == 0)
+                {
+                    await Error(context, 400, "The body is empty: a file needs at least one byte.");
+                    return null;
+                }
+                return (raw, name is { Length: > 0 } ? Path.GetFileName(name) : id, request.ContentType ?? "application/octet-stream");
+            }
+            catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+            {
+                await TooLarge(context, request.ContentLength ?? -1);
+                return null;
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or BadHttpRequestException && !context.RequestAborted.IsCancellationRequested)
+            {
+                await Error(context, 400, request.HasFormContentType ? $"Malformed multipart body: {e.Message.Trim()}" : $"Malformed request body: {e.Message.Trim()}");
+                return null;
+            }
+        }
+
+        private async Task<byte[]?> ReadLimitedAsync(System.IO.Stream body, HttpContext context)
+        {
+            using var buffer = new MemoryStream();
+            byte[] chunk = new byte[81920];
+            int read;
+            while ((read = await body.ReadAsync(chunk, context.RequestAborted)) > 0)
+            {
+                if (buffer.Length + read > _options.MaxFileBytes)
+                {
+                    await TooLarge(context, context.Request.ContentLength ?? -1);
+                    return null;
+                }
+                buffer.Write(chunk, 0, read);
+            }
+            return buffer.ToArray();
+        }
+
+        private int SpooledCount()
+        {
+            // The release process may run elsewhere (another OS process): count the folder again now and then.
+            long now = Environment.TickCount64;
+            if (Volatile.Read(ref _spooled) >= _options.MaxSpooled || now - Interlocked.Read(ref _countedAt) > 1000)
+            {
+                Interlocked.Exchange(ref _countedAt, now);
+                Volatile.Write(ref _spooled, _spool.Count());
+            }
+            return Volatile.Read(ref _spooled);
+        }
+
+        private string RetrySeconds() => Math.Max(0, (int)Math.Ceiling(_options.RetryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+        private Task Busy(HttpContext context, string message)
+        {
+            context.Response.Headers.RetryAfter = RetrySeconds();
+            return Error(context, 503, message);
+        }
+
+        private Task TooLarge(HttpContext context, long length) =>
+            Error(context, 413, length >= 0
+                ? $"The request has {length} bytes; files of at most {_options.MaxFileBytes} bytes are accepted."
+                : $"The file is larger than the {_options.MaxFileBytes} bytes accepted.");
+
+        private static Task Error(HttpContext context, int status, string message) => Answer(context, status, new { error = message });
+
+        private static async Task Answer(HttpContext context, int status, object body)
+        {
+            if (context.Response.HasStarted) return;
+            context.Response.StatusCode = status;
+            context.Response.ContentType = "application/json; charset=utf-8";
+            await context.Response.WriteAsync(JsonSerializer.Serialize(body, AnswerJson), context.RequestAborted);
+        }
+
+        private static readonly JsonSerializerOptions AnswerJson = new(JsonSerializerDefaults.Web)
+        {
+            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        };
+
+        private static string Shorten(string s) => s.Length <= 40 ? s : s[..40] + "…";
+    }
+
+    /// <summary>The host's lifetime belongs to the run: no Ctrl+C or SIGTERM handling of its own.</summary>
+    private sealed class RunOwnedLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}
