@@ -64,6 +64,9 @@ public sealed class WebSource
     /// <summary>The source process's name.</summary>
     public string Name { get; }
 
+    /// <summary>The addresses listened on, once the server of the current run has started (in the OS process that runs the source).</summary>
+    internal TaskCompletionSource<IReadOnlyList<string>> Listening { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>The stream files go to.</summary>
     public Stream<IncomingFile> Stream { get; }
 
@@ -180,9 +183,11 @@ public sealed class WebSource
             {
                 throw new InvalidOperationException($"Web source '{_source.Name}' cannot listen on {_options.Urls}: {e.Message}", e);
             }
+            var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToList() ?? [];
+            if (_source.Listening.Task.IsCompleted) _source.Listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            _source.Listening.TrySetResult(addresses);
             if (_options.Announce)
             {
-                var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
                 foreach (string address in addresses)
                     Console.WriteLine($"{_source.Name}: listening on {address} (POST {address}{_path}){(spooled.Count > 0 ? $"; {spooled.Count} spooled files sent again" : "")}");
             }

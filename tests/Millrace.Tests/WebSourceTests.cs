@@ -1,0 +1,285 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using Millrace.Data;
+using Millrace.Web;
+
+namespace Millrace.Tests;
+
+/// <summary>The web source in the threads placement, driven from the test: uploads, bad requests, saturation, the folder, the spool.</summary>
+public sealed class WebSourceTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("millrace-web-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    private string Database => Path.Combine(_dir, "files.db");
+
+    private WebOptions Options(Action<WebOptions>? change = null)
+    {
+        var options = new WebOptions
+        {
+            Urls = "http://127.0.0.1:0",
+            Spool = Path.Combine(_dir, "spool"),
+            Announce = false,
+            PollInterval = TimeSpan.FromMilliseconds(50),
+            SettleTime = TimeSpan.FromMilliseconds(300),
+        };
+        change?.Invoke(options);
+        return options;
+    }
+
+    /// <summary>web → files → hash (a map) → rows → db (stored) → web-release; the gate, when given, holds the map.</summary>
+    private (Graph Graph, WebSource Web) FileGraph(WebOptions options, ManualResetEventSlim? gate = null)
+    {
+        var graph = new Graph();
+        var files = graph.Stream<IncomingFile>("files");
+        var rows = graph.Stream<(string Id, string Sha, string Name)>("rows");
+        var stored = graph.Stream<string>("stored");
+        WebSource web = graph.Web("web", files, options);
+        graph.Map("hash", files, rows, f =>
+        {
+            gate?.Wait(TimeSpan.FromSeconds(60));
+            return (f.Id, Uploads.Sha(f.Content), f.Name);
+        });
+        graph.ToTable("db", rows, stored, Database, "files", r => r.Id,
+            new Column<(string Id, string Sha, string Name)>("sha256", "TEXT", r => r.Sha),
+            new Column<(string Id, string Sha, string Name)>("name", "TEXT", r => r.Name));
+        web.Release(stored);
+        return (graph, web);
+    }
+
+    private static async Task<string> UrlOf(WebSource web, Task<RunResult> run)
+    {
+        Task started = await Task.WhenAny(web.Listening.Task, run, Task.Delay(TimeSpan.FromSeconds(30)));
+        if (started == run) throw new InvalidOperationException($"The run ended before the server started: {await run}");
+        if (started != web.Listening.Task) throw new TimeoutException("The web source did not start listening within 30 s.");
+        return (await web.Listening.Task)[0] + "/streams/files";
+    }
+
+    [Fact]
+    public async Task A_thousand_concurrent_uploads_become_a_thousand_correct_rows_and_a_repeated_id_stays_one_row()
+    {
+        var (graph, web) = FileGraph(Options());
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = graph.RunWithin(token: stop.Token, seconds: 150);
+        string url = await UrlOf(web, run);
+        using HttpClient client = Uploads.NewClient();
+
+        var expected = new ConcurrentDictionary<string, string>();
+        await Task.WhenAll(Enumerable.Range(0, 1000).Select(async n =>
+        {
+            byte[] content = Uploads.Content(n);
+            string? id = n % 3 == 0 ? $"client-{n}" : null;      // a third name their own id
+            var (status, answered) = await Uploads.PostAsync(client, url, content, $"f{n}.txt", id, multipart: n % 2 == 0);
+            Assert.Equal(HttpStatusCode.Accepted, status);
+            if (id is not null) Assert.Equal(id, answered);
+            Assert.True(expected.TryAdd(answered, Uploads.Sha(content)), $"The id {answered} was given twice.");
+        }));
+        var rows = await Uploads.WaitForRowsAsync(Database, expected.Keys);
+
+        // The same file posted again with the same id (a client's retry): still one row.
+        byte[] again = Uploads.Content(3);
+        var (againStatus, againId) = await Uploads.PostAsync(client, url, again, "f3.txt", "client-3");
+        Assert.Equal("client-3", againId);
+        Assert.True(againStatus is HttpStatusCode.OK or HttpStatusCode.Accepted);
+        // Two posts with one id at once: one row.
+        await Task.WhenAll(Uploads.PostAsync(client, url, again, "f3.txt", "twice"), Uploads.PostAsync(client, url, again, "f3.txt", "twice"));
+        expected["twice"] = Uploads.Sha(again);
+        rows = await Uploads.WaitForRowsAsync(Database, expected.Keys);
+
+        stop.Cancel();
+        RunResult result = await run;
+        Assert.Equal(RunOutcome.Stopped, result.Outcome);
+        Assert.Equal(1001, rows.Count);
+        foreach (var (id, sha) in expected) Assert.Equal(sha, rows[id].Sha);
+        Assert.Equal("f7.txt", rows.Single(r => r.Value.Sha == Uploads.Sha(Uploads.Content(7))).Value.Name);
+        // Every stored file was released from the spool.
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(_dir, "spool", "ready")));
+    }
+
+    [Fact]
+    public async Task Bad_requests_get_a_clear_4xx_and_the_pipeline_keeps_running()
+    {
+        var (graph, web) = FileGraph(Options(o => o.MaxFileBytes = 1000));
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = graph.RunWithin(token: stop.Token, seconds: 60);
+        string url = await UrlOf(web, run);
+        using HttpClient client = Uploads.NewClient();
+
+        async Task Expect(HttpStatusCode status, string text, HttpRequestMessage request)
+        {
+            using HttpResponseMessage response = await client.SendAsync(request);
+            string body = await response.Content.ReadAsStringAsync();
+            Assert.True(status == response.StatusCode, $"{request.Method} {request.RequestUri}: {(int)response.StatusCode} {body}");
+            Assert.Contains(text, body);
+        }
+        HttpRequestMessage Post(string to, HttpContent? content, string? id = null)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, to) { Content = content };
+            if (id is not null) request.Headers.Add("Millrace-Item-Id", id);
+            return request;
+        }
+
+        await Expect(HttpStatusCode.BadRequest, "The body is empty", Post(url, new ByteArrayContent([])));
+        await Expect(HttpStatusCode.RequestEntityTooLarge, "files of at most 1000 bytes", Post(url, new ByteArrayContent(new byte[5000])));
+        await Expect(HttpStatusCode.NotFound, "Unknown stream 'photos'", Post(url.Replace("/files", "/photos"), new ByteArrayContent([1])));
+        await Expect(HttpStatusCode.NotFound, "No such address", Post(url.Replace("/streams/files", "/upload"), new ByteArrayContent([1])));
+        await Expect(HttpStatusCode.MethodNotAllowed, "POST a file", new HttpRequestMessage(HttpMethod.Get, url));
+        await Expect(HttpStatusCode.BadRequest, "is not a valid id", Post(url, new ByteArrayContent([1]), id: "../etc/passwd"));
+        var garbage = new ByteArrayContent(Encoding.ASCII.GetBytes("this is not multipart at all"));
+        garbage.Headers.ContentType = MediaTypeHeaderValue.Parse("multipart/form-data; boundary=xyz");
+        await Expect(HttpStatusCode.BadRequest, "Malformed multipart body", Post(url, garbage));
+        var truncated = new ByteArrayContent(Encoding.ASCII.GetBytes("--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nhalf a fi"));
+        truncated.Headers.ContentType = MediaTypeHeaderValue.Parse("multipart/form-data; boundary=xyz");
+        await Expect(HttpStatusCode.BadRequest, "Malformed multipart body", Post(url, truncated));
+        await Expect(HttpStatusCode.BadRequest, "holds no file", Post(url, new MultipartFormDataContent { { new StringContent("x"), "note" } }));
+        var twoFiles = new MultipartFormDataContent { { new ByteArrayContent([1]), "file", "a" }, { new ByteArrayContent([2]), "file", "b" } };
+        await Expect(HttpStatusCode.BadRequest, "more than one file", Post(url, twoFiles));
+        var bigPart = new MultipartFormDataContent { { new ByteArrayContent(new byte[3000]), "file", "big.bin" } };
+        await Expect(HttpStatusCode.RequestEntityTooLarge, "1000 bytes", Post(url, bigPart));
+
+        // Nothing of that reached the stream, and a good file still goes through.
+        var (status, id) = await Uploads.PostAsync(client, url, Uploads.Content(1), "good.txt");
+        Assert.Equal(HttpStatusCode.Accepted, status);
+        var rows = await Uploads.WaitForRowsAsync(Database, [id]);
+        stop.Cancel();
+        RunResult result = await run;
+        Assert.Empty(result.Errors);
+        Assert.Single(rows);
+        Assert.Equal(1, result.Processes["db"].ItemsIn);
+    }
+
+    [Fact]
+    public async Task A_saturated_pipeline_answers_503_with_Retry_After_and_loses_nothing_it_accepted()
+    {
+        using var gate = new ManualResetEventSlim(false);
+        var (graph, web) = FileGraph(Options(o => o.MaxWaiting = 2), gate);
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = graph.RunWithin(new RunOptions { StreamCapacity = 1, BatchSize = 1 }, stop.Token, seconds: 60);
+        string url = await UrlOf(web, run);
+        using HttpClient client = Uploads.NewClient();
+
+        var accepted = new List<string>();
+        HttpResponseMessage? busy = null;
+        for (int n = 0; n < 50 && busy is null; n++)
+        {
+            HttpResponseMessage response = await client.PostAsync(url, new ByteArrayContent(Uploads.Content(n)));
+            if (response.StatusCode == HttpStatusCode.ServiceUnavailable) busy = response;
+            else
+            {
+                Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+                accepted.Add(System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!);
+                response.Dispose();
+            }
+        }
+        Assert.NotNull(busy);
+        Assert.Equal(TimeSpan.FromSeconds(1), busy!.Headers.RetryAfter?.Delta);
+        Assert.Contains("saturated", await busy.Content.ReadAsStringAsync());
+        // Bounded: the held map, the stream's lanes and the waiting line hold a handful, not 50.
+        Assert.InRange(accepted.Count, 2, 12);
+
+        gate.Set();
+        var rows = await Uploads.WaitForRowsAsync(Database, accepted);
+        stop.Cancel();
+        await run;
+        Assert.Equal(accepted.Order(), rows.Keys.Order());
+    }
+
+    [Fact]
+    public async Task Files_dropped_in_the_folder_are_taken_whole_and_once_also_across_a_restart()
+    {
+        string inbox = Path.Combine(_dir, "inbox");
+        Directory.CreateDirectory(inbox);
+        WebOptions options = Options(o => o.Watch = inbox);
+        var (graph, web) = FileGraph(options);
+        using (var stop = new CancellationTokenSource())
+        {
+            Task<RunResult> run = graph.RunWithin(token: stop.Token, seconds: 60);
+            await UrlOf(web, run);
+            // A file written slowly, in pieces: never read half-way.
+            byte[] slow = Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 2000).Select(i => $"line {i}\n")));
+            await using (var writer = new FileStream(Path.Combine(inbox, "slow.log"), FileMode.CreateNew))
+            {
+                for (int i = 0; i < slow.Length; i += 2000)
+                {
+                    writer.Write(slow, i, Math.Min(2000, slow.Length - i));
+                    writer.Flush();
+                    await Task.Delay(40);
+                }
+            }
+            // Files written under a temporary name and renamed: the safe way.
+            for (int n = 0; n < 20; n++)
+            {
+                string part = Path.Combine(inbox, $"drop{n}.txt.part");
+                await File.WriteAllBytesAsync(part, Uploads.Content(n));
+                File.Move(part, Path.Combine(inbox, $"drop{n}.txt"));
+            }
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (Uploads.Rows(Database).Count < 21 && DateTime.UtcNow < deadline) await Task.Delay(100);
+            stop.Cancel();
+            RunResult first = await run;
+            var rows = Uploads.Rows(Database);
+            Assert.Equal(21, rows.Count);
+            Assert.Equal(Uploads.Sha(slow), rows.Values.Single(r => r.Name == "slow.log").Sha);
+            for (int n = 0; n < 20; n++) Assert.Equal(Uploads.Sha(Uploads.Content(n)), rows.Values.Single(r => r.Name == $"drop{n}.txt").Sha);
+            Assert.Equal(21, first.Processes["db"].ItemsIn);
+            Assert.Empty(Directory.EnumerateFiles(inbox));
+        }
+
+        // Started again on the same folders: nothing is taken twice; a new file is taken.
+        var (again, web2) = FileGraph(options);
+        using (var stop = new CancellationTokenSource())
+        {
+            Task<RunResult> run = again.RunWithin(token: stop.Token, seconds: 60);
+            await UrlOf(web2, run);
+            await File.WriteAllBytesAsync(Path.Combine(inbox, "late.txt"), Uploads.Content(99));
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (Uploads.Rows(Database).Count < 22 && DateTime.UtcNow < deadline) await Task.Delay(100);
+            stop.Cancel();
+            RunResult second = await run;
+            Assert.Equal(22, Uploads.Rows(Database).Count);
+            Assert.Equal(1, second.Processes["db"].ItemsIn);
+        }
+    }
+
+    [Fact]
+    public async Task Files_accepted_but_not_stored_before_a_crash_are_sent_again_at_the_next_start()
+    {
+        // What a crash leaves: accepted files in the spool (never released), and a half-written one in tmp/.
+        var spool = new Spool(Path.Combine(_dir, "spool"));
+        spool.Prepare();
+        var left = Enumerable.Range(0, 30).Select(n => new IncomingFile($"left-{n}", $"l{n}.txt", "text/plain", Uploads.Content(n), DateTimeOffset.UtcNow, "http")).ToList();
+        foreach (IncomingFile file in left) await spool.WriteAsync(file, CancellationToken.None);
+        await File.WriteAllTextAsync(Path.Combine(_dir, "spool", "tmp", "half-1.ABCD"), "{\"id\":\"half-1\"");
+        await File.WriteAllTextAsync(Path.Combine(_dir, "spool", "ready", "broken-1"), "no header here");
+
+        var (graph, web) = FileGraph(Options());
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = graph.RunWithin(token: stop.Token, seconds: 60);
+        await UrlOf(web, run);
+        var rows = await Uploads.WaitForRowsAsync(Database, left.Select(f => f.Id).ToList());
+        stop.Cancel();
+        await run;
+        Assert.Equal(30, rows.Count);
+        foreach (IncomingFile file in left) Assert.Equal(Uploads.Sha(file.Content), rows[file.Id].Sha);
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(_dir, "spool", "ready")));
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(_dir, "spool", "tmp")));
+        Assert.True(File.Exists(Path.Combine(_dir, "spool", "damaged", "broken-1")), "A damaged spool file is kept aside, not lost.");
+    }
+
+    [Fact]
+    public void Bad_options_are_named()
+    {
+        var graph = new Graph();
+        var files = graph.Stream<IncomingFile>("files");
+        var e = Assert.Throws<ArgumentException>(() => graph.Web("web", files, new WebOptions { Urls = "ftp://127.0.0.1:21" }));
+        Assert.Contains("Web source 'web': 'ftp://127.0.0.1:21' is not an http:// address", e.Message);
+        e = Assert.Throws<ArgumentException>(() => graph.Web("web", files, new WebOptions { MaxWaiting = 0 }));
+        Assert.Contains("MaxWaiting must be at least 1, not 0", e.Message);
+    }
+}
