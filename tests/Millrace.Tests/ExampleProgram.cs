@@ -62,6 +62,11 @@ internal sealed class ExampleProgram : IDisposable
         get { lock (_out) return _out.ToString(); }
     }
 
+    public string ErrorOutput
+    {
+        get { lock (_err) return _err.ToString(); }
+    }
+
     public async Task<(int ExitCode, string Out, string Err)> WaitAsync(int seconds)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
@@ -84,7 +89,7 @@ internal sealed class ExampleProgram : IDisposable
         while (!condition(Output))
         {
             if (_process.HasExited || DateTime.UtcNow > deadline)
-                throw new TimeoutException($"The expected output did not appear within {seconds} s. Output so far:\n{Output}");
+                throw new TimeoutException($"The expected output did not appear within {seconds} s{(_process.HasExited ? $" (the program ended with exit code {_process.ExitCode})" : "")}. Output so far:\n{Output}\nErrors so far:\n{ErrorOutput}");
             await Task.Delay(20);
         }
     }

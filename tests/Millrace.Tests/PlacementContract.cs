@@ -193,6 +193,142 @@ public abstract class PlacementContract
             Assert.Contains("outcome: Completed", lines);
         }
     }
+
+    private static async Task<string> FileFlowUrl(ExampleProgram program)
+    {
+        await program.WaitForOutputAsync(o => o.Contains("web: listening on "), seconds: 60);
+        return Regex.Match(program.Output, @"web: listening on (http://127\.0\.0\.1:\d+)").Groups[1].Value + "/streams/files";
+    }
+
+    private ExampleProgram StartFileFlow(string dir) =>
+        ExampleProgram.Start("FileFlow", new[] { "--urls", "http://127.0.0.1:0", "--db", Path.Combine(dir, "files.db"),
+            "--spool", Path.Combine(dir, "spool"), "--watch", Path.Combine(dir, "inbox") }.Concat(PlacementArguments).ToArray());
+
+    [Fact]
+    public async Task FileFlow_stores_a_thousand_concurrent_uploads_and_a_dropped_file_once_each()
+    {
+        string dir = Directory.CreateTempSubdirectory("millrace-fileflow-").FullName;
+        try
+        {
+            using var program = StartFileFlow(dir);
+            string url = await FileFlowUrl(program);
+            using HttpClient client = Uploads.NewClient();
+            var sent = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+            await Task.WhenAll(Enumerable.Range(0, 1000).Select(async n =>
+            {
+                var (_, id) = await Uploads.PostAsync(client, url, Uploads.Content(n), $"f{n}.txt", n % 3 == 0 ? $"c-{n}" : null, multipart: n % 2 == 1);
+                Assert.True(sent.TryAdd(id, n));
+            }));
+            await File.WriteAllBytesAsync(Path.Combine(dir, "inbox", "dropped.txt"), Uploads.Content(5000));
+            // A retry of a file already sent, with its id: still one row.
+            var (_, again) = await Uploads.PostAsync(client, url, Uploads.Content(3), "f3.txt", "c-3");
+            Assert.Equal("c-3", again);
+            var rows = await Uploads.WaitForRowsAsync(Path.Combine(dir, "files.db"), sent.Keys);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while ((rows = Uploads.Rows(Path.Combine(dir, "files.db"))).Count < 1001 && DateTime.UtcNow < deadline) await Task.Delay(100);
+
+            program.Signal(SIGTERM);
+            var (exit, output, err) = await program.WaitAsync(seconds: 60);
+            Assert.True(exit == 0, err + output);
+            Assert.Contains("FileFlow: Stopped", output);
+            Assert.Equal(1001, rows.Count);
+            foreach (var (id, n) in sent)
+            {
+                Assert.Equal(Uploads.Sha(Uploads.Content(n)), rows[id].Sha);
+                Assert.Equal($"f{n}.txt", rows[id].Name);
+            }
+            Assert.Equal(Uploads.Sha(Uploads.Content(5000)), rows.Values.Single(r => r.Name == "dropped.txt").Sha);
+            // process1 and process2 did their work: lines and words of every file as written by Uploads.Content.
+            using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(dir, "files.db")};Mode=ReadOnly");
+            db.Open();
+            using var query = db.CreateCommand();
+            query.CommandText = "SELECT id, lines, words, kind, summary FROM files";
+            using var reader = query.ExecuteReader();
+            while (reader.Read())
+            {
+                if (!sent.TryGetValue(reader.GetString(0), out int n)) continue;
+                Assert.Equal(1 + n % 7 + 1, reader.GetInt64(1));
+                Assert.Equal(2 + 5 * (n % 7 + 1), reader.GetInt64(2));
+                Assert.Equal("text", reader.GetString(3));
+                Assert.EndsWith(n % 7 == 0 ? "mostly 'end', 'file', 'line'" : "mostly 'end', 'line', 'the'", reader.GetString(4));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task FileFlow_killed_and_stopped_amid_uploads_keeps_every_acknowledged_file_once()
+    {
+        string dir = Directory.CreateTempSubdirectory("millrace-fileflow-").FullName;
+        try
+        {
+            var acknowledged = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+            int next = 0;
+            using HttpClient client = Uploads.NewClient();
+
+            // Eight clients post files with their own ids until the program goes away.
+            async Task Upload(string url, CancellationToken stop)
+            {
+                await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
+                {
+                    while (!stop.IsCancellationRequested)
+                    {
+                        int n = Interlocked.Increment(ref next);
+                        try
+                        {
+                            var (_, id) = await Uploads.PostAsync(client, url, Uploads.Content(n, "r"), $"r{n}.txt", $"r-{n}");
+                            acknowledged[id] = n;
+                        }
+                        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or InvalidOperationException)
+                        {
+                            return; // the program is gone: this one was not acknowledged
+                        }
+                    }
+                }));
+            }
+
+            async Task RunUntil(int acks, int signal)
+            {
+                using var program = StartFileFlow(dir);
+                string url = await FileFlowUrl(program);
+                using var stop = new CancellationTokenSource();
+                Task uploads = Upload(url, stop.Token);
+                var deadline = DateTime.UtcNow.AddSeconds(60);
+                while (acknowledged.Count < acks && DateTime.UtcNow < deadline && !uploads.IsCompleted) await Task.Delay(10);
+                Assert.True(acknowledged.Count >= acks, $"Only {acknowledged.Count} uploads were acknowledged. {program.Output}");
+                program.Signal(signal);
+                var (exit, output, err) = await program.WaitAsync(seconds: 60);
+                stop.Cancel();
+                await uploads;
+                if (signal == SIGTERM) Assert.True(exit == 0, err + output);
+            }
+
+            await RunUntil(150, signal: 9);        // a crash (SIGKILL) in the middle of the uploads
+            await RunUntil(300, SIGTERM);          // a graceful stop in the middle of the uploads
+
+            // Started again with nobody uploading: what was acknowledged and not yet stored arrives.
+            using (var program = StartFileFlow(dir))
+            {
+                await FileFlowUrl(program);
+                var rows = await Uploads.WaitForRowsAsync(Path.Combine(dir, "files.db"), acknowledged.Keys);
+                program.Signal(SIGTERM);
+                var (exit, output, err) = await program.WaitAsync(seconds: 60);
+                Assert.True(exit == 0, err + output);
+                foreach (var (id, n) in acknowledged) Assert.Equal(Uploads.Sha(Uploads.Content(n, "r")), rows[id].Sha);
+                // Nothing that was not sent; one row per file (the key), and nothing left in the spool.
+                Assert.All(rows.Keys, id => Assert.Matches(@"^r-\d+$", id));
+                Assert.True(rows.Count <= next);
+                Assert.Empty(Directory.EnumerateFiles(Path.Combine(dir, "spool", "ready")));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }
 
 public sealed class ThreadsPlacementTests : PlacementContract
