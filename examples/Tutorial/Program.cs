@@ -2,12 +2,18 @@
 // Here the "files" are the numbers 0..count-1: web -> numbers -> process1 (square) -> squares
 // -> process2 (square root) -> roots -> db (counts and sums; a stand-in for the database).
 //
-//   dotnet run --project examples/Tutorial -c Release -- [--count N] [--verbose] [--stats] [--placement threads|processes]
+//   dotnet run --project examples/Tutorial -c Release -- [--count N] [--verbose] [--stats] [--db PATH-or-connection-string]
+//       [--placement threads|processes|broker]
+//
+// With --db the db process also writes every root into the table "roots" of a real database
+// (a SQLite file, or PostgreSQL with a connection string): one row per root, upserted.
 using Millrace;
+using Millrace.Data;
 
 RunOptions options;
 long count = 5000;
 bool verbose = false, stats = false;
+string? database = null;
 try
 {
     options = RunOptions.Parse(args);
@@ -24,9 +30,12 @@ try
             case "--stats":
                 stats = true;
                 break;
+            case "--db" when i + 1 < options.OtherArguments.Count:
+                database = options.OtherArguments[++i];
+                break;
             default:
                 throw new ArgumentException($"Unknown or incomplete option '{options.OtherArguments[i]}'. " +
-                    "Options: --count N (N >= 0), --verbose, --stats, --placement NAME, --capacity N, --batch N, --codec NAME, --group A,B.");
+                    "Options: --count N (N >= 0), --verbose, --stats, --db PATH-or-connection-string, --placement NAME, --capacity N, --batch N, --codec NAME, --group A,B.");
         }
     }
 }
@@ -70,12 +79,21 @@ graph.Process("db", p =>
     p.SkipRepeats();
     long items = 0;
     double sum = 0;
+    Table<double>? table = null;
+    if (database is not null)
+        p.OnStart(() => table = Table<double>.Open(database, "roots", root => root.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+            new Column<double>("root", "DOUBLE PRECISION", root => root)));
     p.On(roots, root =>
     {
         items++;
         sum += root;
+        table?.Upsert(root);
     });
-    p.OnCompleted(() => Console.WriteLine($"db: {items} items, sum of roots {sum:0.######}"));
+    p.OnCompleted(() =>
+    {
+        table?.Dispose();
+        Console.WriteLine($"db: {items} items, sum of roots {sum:0.######}");
+    });
 });
 
 RunResult result = await graph.RunAsync(options);

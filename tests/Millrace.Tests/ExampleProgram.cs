@@ -23,12 +23,33 @@ internal sealed class ExampleProgram : IDisposable
         _process.BeginErrorReadLine();
     }
 
-    /// <summary>Starts <c>dotnet NAME.dll ARGS</c> for a program built beside the tests.</summary>
-    public static ExampleProgram Start(string name, params string[] args)
+    /// <summary>Starts <c>dotnet NAME.dll ARGS</c> for a program of the solution, from its own build folder.</summary>
+    public static ExampleProgram Start(string name, params string[] args) => new("dotnet", new[] { OwnFile(name, name + ".dll") }.Concat(args));
+
+    /// <summary>
+    /// A file of a program's own build output (<c>examples/NAME/bin/CONFIG/net10.0/</c>, or under
+    /// <c>tests/</c>), found beside the tests when the solution is not around. Each program runs
+    /// from its own folder with its own dependencies: beside the tests, a package that the test
+    /// project gets from the ASP.NET Core framework (System.Threading.RateLimiting) is missing for
+    /// programs that do not use that framework.
+    /// </summary>
+    public static string OwnFile(string program, string file)
     {
-        string dll = Path.Combine(AppContext.BaseDirectory, name + ".dll");
-        if (!File.Exists(dll)) throw new FileNotFoundException($"Example {name} is not built beside the tests.", dll);
-        return new ExampleProgram("dotnet", new[] { dll }.Concat(args));
+        string here = AppContext.BaseDirectory;
+        string configuration = here.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}") ? "Debug" : "Release";
+        for (DirectoryInfo? dir = new(here); dir is not null; dir = dir.Parent)
+        {
+            if (!File.Exists(Path.Combine(dir.FullName, "Millrace.sln"))) continue;
+            foreach (string folder in new[] { "examples", "tests" })
+            {
+                string candidate = Path.Combine(dir.FullName, folder, program, "bin", configuration, "net10.0", file);
+                if (File.Exists(candidate)) return candidate;
+            }
+            break;
+        }
+        string beside = Path.Combine(here, file);
+        if (!File.Exists(beside)) throw new FileNotFoundException($"Program {program} is built neither in its own folder nor beside the tests.", beside);
+        return beside;
     }
 
     /// <summary>Starts an executable file.</summary>

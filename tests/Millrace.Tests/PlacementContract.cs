@@ -194,6 +194,33 @@ public abstract class PlacementContract
         }
     }
 
+    [Fact]
+    public async Task Tutorial_with_db_writes_every_root_to_a_database()
+    {
+        string dir = Directory.CreateTempSubdirectory("millrace-tutorial-").FullName;
+        try
+        {
+            string database = Path.Combine(dir, "roots.db");
+            var (exit, output, err) = await Run("Tutorial", "--db", database);
+            Assert.True(exit == 0, err);
+            Assert.Equal(new[] { "db: 5000 items, sum of roots 12497500" }, Lines(output));
+            using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={database};Mode=ReadOnly");
+            db.Open();
+            using var query = db.CreateCommand();
+            query.CommandText = "SELECT count(*), sum(root), min(root), max(root) FROM roots";
+            using var reader = query.ExecuteReader();
+            Assert.True(reader.Read());
+            Assert.Equal(5000, reader.GetInt64(0));
+            Assert.Equal(12497500.0, reader.GetDouble(1));
+            Assert.Equal(0.0, reader.GetDouble(2));
+            Assert.Equal(4999.0, reader.GetDouble(3));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private static async Task<string> FileFlowUrl(ExampleProgram program)
     {
         await program.WaitForOutputAsync(o => o.Contains("web: listening on "), seconds: 60);

@@ -47,7 +47,7 @@ public class ProcessesPlacementOnlyTests
     [Fact]
     public async Task The_apphost_executable_can_start_itself_again()
     {
-        string apphost = Path.Combine(AppContext.BaseDirectory, "Tutorial");
+        string apphost = ExampleProgram.OwnFile("Tutorial", "Tutorial");
         Assert.True(File.Exists(apphost), apphost);
         var (exit, output, err) = await ExampleProgram.RunFileAsync(apphost, new[] { "--placement", "processes" });
         Assert.True(exit == 0, err);
