@@ -175,6 +175,7 @@ public sealed class WebSource
             });
             _app = builder.Build();
             _app.Run(HandleAsync);
+            if (_options.Watch is not null) Directory.CreateDirectory(_options.Watch);
             try
             {
                 await _app.StartAsync(cancellationToken);
@@ -191,8 +192,8 @@ public sealed class WebSource
                 foreach (string address in addresses)
                     Console.WriteLine($"{_source.Name}: listening on {address} (POST {address}{_path}){(spooled.Count > 0 ? $"; {spooled.Count} spooled files sent again" : "")}");
             }
-            _replay = Task.Run(() => ReplayAsync(spooled, _stop.Token));
-            if (_options.Watch is not null) _watch = Task.Run(() => WatchAsync(_options.Watch, _stop.Token));
+            _replay = Task.Run(() => FailRunOnErrorAsync(() => ReplayAsync(spooled, _stop.Token)));
+            if (_options.Watch is not null) _watch = Task.Run(() => FailRunOnErrorAsync(() => WatchAsync(_options.Watch, _stop.Token)));
         }
 
         public async ValueTask DisposeAsync()
@@ -206,6 +207,22 @@ public sealed class WebSource
             }
             try { await Task.WhenAll(_replay, _watch); } catch (OperationCanceledException) { }
             _stop.Dispose();
+        }
+
+        /// <summary>An unexpected failure of the replay or the folder watcher ends the source with it (the run names it), never silently.</summary>
+        private async Task FailRunOnErrorAsync(Func<Task> work)
+        {
+            try
+            {
+                await work();
+            }
+            catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+            {
+            }
+            catch (Exception e)
+            {
+                _accepted.Writer.TryComplete(new InvalidOperationException($"Web source '{_source.Name}': {e.Message}", e));
+            }
         }
 
         /// <summary>Files accepted by an earlier run and not yet stored go into the stream again.</summary>
@@ -253,6 +270,11 @@ public sealed class WebSource
                     try
                     {
                         handed = await TakeAsync(folder, info, cancellationToken);
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                        // Unreadable now, or the spool is full: the file stays in the folder and is tried again.
+                        Complain($"the file '{info.FullName}' could not be taken ({e.Message}); it stays and is tried again");
                     }
                     finally
                     {

@@ -273,6 +273,25 @@ public sealed class WebSourceTests : IDisposable
     }
 
     [Fact]
+    public async Task A_port_already_in_use_fails_the_run_naming_the_source_and_the_address()
+    {
+        var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        try
+        {
+            int port = ((IPEndPoint)taken.LocalEndpoint).Port;
+            var (graph, _) = FileGraph(Options(o => o.Urls = $"http://127.0.0.1:{port}"));
+            RunResult result = await graph.RunWithin(seconds: 30);
+            Assert.Equal(RunOutcome.Failed, result.Outcome);
+            Assert.Contains(result.Errors, e => e.Process == "web" && e.Message.Contains($"Web source 'web' cannot listen on http://127.0.0.1:{port}"));
+        }
+        finally
+        {
+            taken.Stop();
+        }
+    }
+
+    [Fact]
     public void Bad_options_are_named()
     {
         var graph = new Graph();
