@@ -101,6 +101,13 @@ if (options.Replicas)
     Console.WriteLine(sample.Output.Trim());
 }
 
+if (options.Uploads)
+{
+    Console.WriteLine();
+    Measure.Sample sample = Measure.Launch(Dotnet(root, "bench/Uploads", "Uploads", "--runs", options.Quick ? 1 : 3));
+    Console.WriteLine(sample.Output.Trim());
+}
+
 if (options.Json is not null)
 {
     File.WriteAllText(options.Json, JsonSerializer.Serialize(results.Select(r => new Dictionary<string, object>
@@ -149,6 +156,8 @@ internal sealed class Options
     public bool Latency { get; private set; }
     public bool Replicas { get; private set; }
 
+    public bool Uploads { get; private set; }
+
     public static Options? Parse(string[] args)
     {
         var o = new Options();
@@ -167,8 +176,9 @@ internal sealed class Options
                 case "--quick": o.Quick = true; break;
                 case "--latency": o.Latency = true; break;
                 case "--replicas": o.Replicas = true; break;
+                case "--uploads": o.Uploads = true; break;
                 default:
-                    Console.Error.WriteLine($"unknown option '{args[i]}'. Options: --items N, --python-items N, --broker-items N, --runs R, --systems a,b, --json FILE, --quick, --latency, --replicas");
+                    Console.Error.WriteLine($"unknown option '{args[i]}'. Options: --items N, --python-items N, --broker-items N, --runs R, --systems a,b, --json FILE, --quick, --latency, --replicas, --uploads");
                     return null;
             }
         }
