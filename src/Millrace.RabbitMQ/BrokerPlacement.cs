@@ -127,6 +127,8 @@ internal sealed class BrokerPlacement : IPlacement
 
         using CancellationTokenRegistration onCancel = cancellationToken.Register(run.RequestStop);
         using ThreadsPlacement.StopSignals? signals = options.HandleStopSignals ? new ThreadsPlacement.StopSignals(run) : null;
+        // The meter and the views show the processes of this host.
+        RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed => ThreadsPlacement.LocalSample(run, local, elapsed));
         Task detector = run.Detector?.RunAsync() ?? Task.CompletedTask;
         Task[] agreements = protocols.Select(p => p.RunAsync()).ToArray();
         using var debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1"
@@ -165,6 +167,7 @@ internal sealed class BrokerPlacement : IPlacement
         await detector;
         foreach (int p in hosted) await ports[p]!.CloseAsync();
         await control.CloseAsync();
+        await watch.EndAsync(run.Outcome);
 
         return new RunResult(
             run.Outcome,

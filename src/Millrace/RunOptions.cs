@@ -79,6 +79,22 @@ public sealed class RunOptions
     /// </summary>
     public string? RunId { get; set; }
 
+    /// <summary>
+    /// Serve a live page of the run on 127.0.0.1 (<see cref="DashboardPort"/>): the graph drawn, each
+    /// process's rate and each queue's depth, the bottleneck marked, errors listed. Needs the
+    /// Millrace.Web library. On the command line: <c>--dashboard</c>.
+    /// </summary>
+    public bool Dashboard { get; set; }
+
+    /// <summary>The dashboard's port on 127.0.0.1 (0: any free port, printed when it starts). Default 5090. On the command line: <c>--dashboard-port PORT</c>.</summary>
+    public int DashboardPort { get; set; } = 5090;
+
+    /// <summary>
+    /// No live terminal view. The view (the Millrace.Terminal library, when the program references
+    /// it) is shown only when standard output is a terminal. On the command line: <c>--quiet</c>.
+    /// </summary>
+    public bool Quiet { get; set; }
+
     /// <summary>Whether Ctrl+C and SIGTERM stop the run gracefully (the second one at once). Default true.</summary>
     public bool HandleStopSignals { get; set; } = true;
 
@@ -87,7 +103,7 @@ public sealed class RunOptions
 
     /// <summary>
     /// Reads Millrace's command-line options (<c>--placement NAME</c>, <c>--capacity N</c>, <c>--batch N</c>, <c>--codec NAME</c>, <c>--group A,B</c>,
-    /// <c>--broker URI</c>, <c>--processes A,B</c>, <c>--run-id NAME</c>)
+    /// <c>--broker URI</c>, <c>--processes A,B</c>, <c>--run-id NAME</c>, <c>--dashboard</c>, <c>--dashboard-port PORT</c>, <c>--quiet</c>)
     /// from <paramref name="args"/>; everything else is left, in order, in <see cref="OtherArguments"/>.
     /// </summary>
     /// <exception cref="ArgumentException">An option is missing its value or has a bad one.</exception>
@@ -127,6 +143,16 @@ public sealed class RunOptions
                 case "--run-id":
                     options.RunId = Value(e, arg);
                     break;
+                case "--dashboard":
+                    options.Dashboard = true;
+                    break;
+                case "--dashboard-port":
+                    options.DashboardPort = Port(e, arg);
+                    options.Dashboard = true;
+                    break;
+                case "--quiet":
+                    options.Quiet = true;
+                    break;
                 default:
                     others.Add(arg);
                     break;
@@ -147,6 +173,7 @@ public sealed class RunOptions
         if (BatchSize < 1) throw new ArgumentException($"BatchSize must be at least 1; got {BatchSize}.");
         if (Linger < TimeSpan.Zero) throw new ArgumentException($"Linger must not be negative; got {Linger}.");
         if (DrainTimeout < TimeSpan.Zero) throw new ArgumentException($"DrainTimeout must not be negative; got {DrainTimeout}.");
+        if (DashboardPort is < 0 or > 65535) throw new ArgumentException($"DashboardPort must be 0 to 65535; got {DashboardPort}.");
         if (StopTimeout < TimeSpan.Zero) throw new ArgumentException($"StopTimeout must not be negative; got {StopTimeout}.");
         if (Placement != "broker" && Processes.Count > 0)
             throw new ArgumentException($"Processes (--processes) chooses what runs on each host in the broker placement; the {Placement} placement runs every process.");
@@ -168,6 +195,14 @@ public sealed class RunOptions
         string text = Value(e, option);
         if (!int.TryParse(text, out int value) || value < 1)
             throw new ArgumentException($"Option {option} needs a whole number of at least 1; got '{text}'.");
+        return value;
+    }
+
+    private static int Port(IEnumerator<string> e, string option)
+    {
+        string text = Value(e, option);
+        if (!int.TryParse(text, out int value) || value is < 0 or > 65535)
+            throw new ArgumentException($"Option {option} needs a port number from 0 to 65535; got '{text}'.");
         return value;
     }
 }

@@ -19,7 +19,9 @@ if (!Scenarios.All.TryGetValue(args[0], out var build))
 RunOptions options = RunOptions.Parse(args.Skip(1));
 var graph = new Graph();
 build(graph);
+using MetricsWatcher? metrics = args[0] == "metrics" ? new MetricsWatcher() : null;
 RunResult result = await graph.RunAsync(options);
+metrics?.Report(options);
 Console.WriteLine($"outcome: {result.Outcome}");
 if (result.HaltedBy is not null) Console.WriteLine($"halted by: {result.HaltedBy} ({result.HaltReason})");
 if (result.TerminationDetected) Console.WriteLine("termination detected");
@@ -46,7 +48,34 @@ static class Scenarios
         ["fan-out"] = FanOut,
         ["cycle-with-watcher"] = CycleWithWatcher,
         ["operators"] = OperatorPipeline,
+        ["metrics"] = Metrics,
     };
+
+    /// <summary>The Tutorial's shape with a paced source (about a second in every placement), watched through the "Millrace" meter.</summary>
+    private static void Metrics(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        var squares = graph.Stream<long>("squares");
+        var roots = graph.Stream<double>("roots");
+        graph.Source("web", numbers, Paced());
+        graph.Map("process1", numbers, squares, x => x * x);
+        graph.Map("process2", squares, roots, x => Math.Sqrt(x));
+        graph.Process("db", p =>
+        {
+            double sum = 0;
+            p.On(roots, r => sum += r);
+            p.OnCompleted(() => Console.WriteLine($"db: sum of roots {sum}"));
+        });
+
+        static IEnumerable<long> Paced()
+        {
+            for (long i = 0; i < 200_000; i++)
+            {
+                if (i % 2000 == 0) Thread.Sleep(10);
+                yield return i;
+            }
+        }
+    }
 
     /// <summary>Several operators in a row, their results printed by one process: the same lines in every placement.</summary>
     private static void OperatorPipeline(Graph graph)
@@ -395,5 +424,69 @@ public sealed class FragileCodec : ICodec<Reading>
             items[i] = value >= 0 ? new Reading(value) : throw new InvalidDataException($"reading {i} of the batch is garbled");
         }
         return items;
+    }
+}
+
+/// <summary>Reads the "Millrace" meter every 50 ms while the run lasts (as dotnet-counters or OpenTelemetry would) and says what it saw.</summary>
+sealed class MetricsWatcher : IDisposable
+{
+    private readonly System.Diagnostics.Metrics.MeterListener _listener = new();
+    private readonly Dictionary<string, List<long>> _itemsIn = new();
+    private readonly HashSet<string> _instruments = new();
+    private long _maxDepth, _capacity, _looks;
+    private readonly Timer _timer;
+
+    public MetricsWatcher()
+    {
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (instrument.Meter.Name == "Millrace") listener.EnableMeasurementEvents(instrument);
+        };
+        _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            lock (_instruments)
+            {
+                _instruments.Add(instrument.Name);
+                string? process = null;
+                foreach (var tag in tags) if (tag.Key == "process") process = tag.Value as string;
+                if (instrument.Name == "millrace.process.items_in" && process is not null)
+                {
+                    if (!_itemsIn.TryGetValue(process, out var seen)) _itemsIn[process] = seen = new List<long>();
+                    seen.Add(value);
+                }
+                if (instrument.Name == "millrace.stream.queue_depth") _maxDepth = Math.Max(_maxDepth, value);
+                if (instrument.Name == "millrace.stream.queue_capacity") _capacity = Math.Max(_capacity, value);
+            }
+        });
+        _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) =>
+        {
+            lock (_instruments) _instruments.Add(instrument.Name);
+        });
+        _listener.Start();
+        _timer = new Timer(_ =>
+        {
+            _listener.RecordObservableInstruments();
+            Interlocked.Increment(ref _looks);
+        }, null, 50, 50);
+    }
+
+    public void Report(RunOptions options)
+    {
+        _timer.Dispose();
+        lock (_instruments)
+        {
+            Console.WriteLine("metrics: instruments " + string.Join(",", _instruments.Order(StringComparer.Ordinal)));
+            Console.WriteLine("metrics: processes " + string.Join(",", _itemsIn.Keys.Order(StringComparer.Ordinal)));
+            List<long> db = _itemsIn.GetValueOrDefault("db") ?? new List<long>();
+            bool rising = db.Zip(db.Skip(1)).All(p => p.Second >= p.First) && db.Distinct().Count() >= 3;
+            Console.WriteLine($"metrics: db items_in rose over {db.Distinct().Count()} looks: {(rising ? "yes" : "no")} ({string.Join(" ", db.Distinct().Take(12))})");
+            Console.WriteLine($"metrics: max queue depth {_maxDepth}, capacity {_capacity}, within bounds: {(_capacity == options.StreamCapacity && _maxDepth <= _capacity + options.BatchSize ? "yes" : "no")}");
+        }
+    }
+
+    public void Dispose()
+    {
+        _timer.Dispose();
+        _listener.Dispose();
     }
 }

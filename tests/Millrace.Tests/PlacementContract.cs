@@ -195,6 +195,20 @@ public abstract class PlacementContract
     }
 
     [Fact]
+    public async Task The_Millrace_meter_shows_counts_rising_and_queues_within_bounds_while_it_runs()
+    {
+        var (exit, output, err) = await Run("Millrace.Scenarios", "metrics", "--capacity", "1000", "--batch", "100");
+        Assert.True(exit == 0, err + output);
+        string[] lines = Lines(output);
+        Assert.Contains("db: sum of roots 19999900000", lines);
+        Assert.Contains("metrics: instruments millrace.process.busy_time,millrace.process.errors,millrace.process.items_in,millrace.process.items_out," +
+            "millrace.stream.items_written,millrace.stream.queue_capacity,millrace.stream.queue_depth", lines);
+        Assert.Contains("metrics: processes db,process1,process2,web", lines);
+        Assert.Contains(lines, l => l.StartsWith("metrics: db items_in rose over ") && l.Contains(": yes"));
+        Assert.Contains(lines, l => l.StartsWith("metrics: max queue depth ") && l.EndsWith("capacity 1000, within bounds: yes"));
+    }
+
+    [Fact]
     public async Task Tutorial_with_db_writes_every_root_to_a_database()
     {
         string dir = Directory.CreateTempSubdirectory("millrace-tutorial-").FullName;

@@ -63,6 +63,12 @@ internal sealed class ProcessRunner
     /// <summary>Items handed to this process's handlers.</summary>
     public long ItemsIn;
 
+    /// <summary>Stopwatch ticks spent handling items, waits for room downstream excluded (written by the runner thread).</summary>
+    public long BusyTicks;
+
+    /// <summary>Stopwatch ticks spent waiting for room downstream.</summary>
+    private long _blockedTicks;
+
     /// <summary>The id of the item being handled, while <see cref="InItem"/> (ids are tracked in broker placement only).</summary>
     public ulong CurrentId;
 
@@ -227,6 +233,7 @@ internal sealed class ProcessRunner
             {
                 case EnvelopeKind.Data:
                     Lane lane = envelope.Lane!;
+                    long began = System.Diagnostics.Stopwatch.GetTimestamp(), blockedBefore = _blockedTicks;
                     if (envelope.Delivery is { } delivery)
                     {
                         await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count, delivery.Ids);
@@ -240,6 +247,7 @@ internal sealed class ProcessRunner
                     {
                         await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count);
                     }
+                    Volatile.Write(ref BusyTicks, BusyTicks + (System.Diagnostics.Stopwatch.GetTimestamp() - began) - (_blockedTicks - blockedBefore));
                     break;
                 case EnvelopeKind.End:
                     if (envelope.Lane!.EndWriter(envelope.Writer))
@@ -320,13 +328,33 @@ internal sealed class ProcessRunner
     /// <summary>Waits until every output has delivered what it holds.</summary>
     public async ValueTask DrainAsync()
     {
-        while (!TryDrain()) await _room.WaitAsync(Run.HardToken);
+        if (TryDrain()) return;
+        long began = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            do await _room.WaitAsync(Run.HardToken);
+            while (!TryDrain());
+        }
+        finally
+        {
+            _blockedTicks += System.Diagnostics.Stopwatch.GetTimestamp() - began;
+        }
     }
 
     /// <summary>The same for threads that may block (synchronous sources, and emit storms inside one handler).</summary>
     public void DrainBlocking()
     {
-        while (!TryDrain()) _room.Wait(Run.HardToken);
+        if (TryDrain()) return;
+        long began = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            do _room.Wait(Run.HardToken);
+            while (!TryDrain());
+        }
+        finally
+        {
+            _blockedTicks += System.Diagnostics.Stopwatch.GetTimestamp() - began;
+        }
     }
 
     /// <summary>Delivers what it can; false when some reader is full and the process must wait for room.</summary>

@@ -14,6 +14,7 @@ internal static class ThreadsPlacement
         Wiring.Wire(model, runners, options, remote: null);
         if (model.Cycles.Count > 0) run.Detector = new TerminationDetector(run, new LocalStatusSource(runners), model);
 
+        RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed => LocalSample(run, runners, elapsed));
         var stopwatch = Stopwatch.StartNew();
         using CancellationTokenRegistration onCancel = cancellationToken.Register(run.RequestStop);
         using StopSignals? signals = options.HandleStopSignals ? new StopSignals(run) : null;
@@ -23,6 +24,7 @@ internal static class ThreadsPlacement
         stopwatch.Stop();
         run.StopDetector();
         await detector;
+        await watch.EndAsync(run.Outcome);
 
         return new RunResult(
             run.Outcome,
@@ -35,6 +37,15 @@ internal static class ThreadsPlacement
             model.Streams.Values.ToDictionary(
                 s => s.Name,
                 s => new StreamStats(s.Writers.Sum(w => runners[w].Outputs.First(o => o.Stream.Name == s.Name).ItemsOut))));
+    }
+
+    /// <summary>A sample of the processes running in this OS process.</summary>
+    public static RunSample LocalSample(RunContext run, IEnumerable<ProcessRunner> runners, double elapsed)
+    {
+        IReadOnlyList<ProcessFailure> errors = run.Errors;
+        var list = runners.ToList();
+        return new RunSample(elapsed, list.Select(r => Sampling.Of(r, errors)).ToList(), list.SelectMany(Sampling.QueuesOf).ToList(),
+            errors, null);
     }
 
     /// <summary>

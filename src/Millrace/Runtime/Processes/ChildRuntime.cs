@@ -157,7 +157,9 @@ internal static class ChildRuntime
         Volatile.Write(ref running, true);
         control.Send(new ControlMessage { Type = "ready" });
 
-        await ThreadsPlacement.RunRunnersAsync(run, local, options);
+        // Counts and queue depths for the coordinator's metrics and views (a few hundred bytes, four times a second).
+        using (Ticker.Every(TimeSpan.FromMilliseconds(250), () => control.Send(Report("stats", 0, mine, runners, links, final: false, stats: true))))
+            await ThreadsPlacement.RunRunnersAsync(run, local, options);
 
         control.Send(Report("final", 0, mine, runners, links, final: true));
         Console.Out.Flush();
@@ -166,7 +168,7 @@ internal static class ChildRuntime
         throw new InvalidOperationException("unreachable");
     }
 
-    private static ControlMessage Report(string type, int seq, int[] mine, ProcessRunner?[] runners, ProcessLinks links, bool final) => new()
+    private static ControlMessage Report(string type, int seq, int[] mine, ProcessRunner?[] runners, ProcessLinks links, bool final, bool stats = false) => new()
     {
         Type = type,
         Seq = seq,
@@ -180,8 +182,10 @@ internal static class ChildRuntime
                 State = final ? RunnerState.Ended : status.State,
                 Sent = status.Sent,
                 Received = status.Received,
-                ItemsIn = final ? r.ItemsIn : 0,
-                Outputs = final ? r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut) : null,
+                ItemsIn = final || stats ? Volatile.Read(ref r.ItemsIn) : 0,
+                Outputs = final || stats ? r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut) : null,
+                Busy = final || stats ? System.Diagnostics.Stopwatch.GetElapsedTime(0, Volatile.Read(ref r.BusyTicks)).TotalSeconds : 0,
+                Queued = stats ? r.Lanes.GroupBy(l => l.StreamName).ToDictionary(g => g.Key, g => g.Sum(l => (long)Volatile.Read(ref l.Queued))) : null,
             };
         }).ToList(),
     };

@@ -7,7 +7,7 @@ namespace Millrace.Runtime.Processes;
 
 /// <summary>
 /// One line of JSON on the control connection between the coordinator and a child OS process.
-/// Child to coordinator: hello, ready, poke, status, blocked, halt, error, final.
+/// Child to coordinator: hello, ready, poke, status, blocked, halt, error, stats (every 250 ms), final.
 /// Coordinator to child: status, describe-blocked, force-end, stop.
 /// </summary>
 internal sealed class ControlMessage
@@ -39,6 +39,12 @@ internal sealed class ProcessReport
     public long Received { get; set; }
     public long ItemsIn { get; set; }
     public Dictionary<string, long>? Outputs { get; set; }
+
+    /// <summary>Seconds spent handling items (stats and final reports).</summary>
+    public double Busy { get; set; }
+
+    /// <summary>Items waiting in this process's queue of each input stream (stats reports).</summary>
+    public Dictionary<string, long>? Queued { get; set; }
 }
 
 /// <summary>
@@ -85,6 +91,13 @@ internal static class ControlJson
                     {
                         w.WriteStartObject("outputs");
                         foreach (var (stream, count) in outputs) w.WriteNumber(stream, count);
+                        w.WriteEndObject();
+                    }
+                    if (p.Busy != 0) w.WriteNumber("busy", p.Busy);
+                    if (p.Queued is { } queued)
+                    {
+                        w.WriteStartObject("queued");
+                        foreach (var (stream, count) in queued) w.WriteNumber(stream, count);
                         w.WriteEndObject();
                     }
                     w.WriteEndObject();
@@ -152,22 +165,28 @@ internal static class ControlJson
                     case "sent": p.Sent = r.GetInt64(); break;
                     case "received": p.Received = r.GetInt64(); break;
                     case "itemsIn": p.ItemsIn = r.GetInt64(); break;
-                    case "outputs":
-                        if (r.TokenType != JsonTokenType.StartObject) throw new JsonException("'outputs' is not an object.");
-                        p.Outputs = new Dictionary<string, long>();
-                        while (Next(ref r) == JsonTokenType.PropertyName)
-                        {
-                            string stream = r.GetString()!;
-                            Next(ref r);
-                            p.Outputs[stream] = r.GetInt64();
-                        }
-                        break;
+                    case "outputs": p.Outputs = ReadCounts(ref r, name); break;
+                    case "queued": p.Queued = ReadCounts(ref r, name); break;
+                    case "busy": p.Busy = r.GetDouble(); break;
                     default: r.Skip(); break;
                 }
             }
             list.Add(p);
         }
         return list;
+    }
+
+    private static Dictionary<string, long> ReadCounts(ref Utf8JsonReader r, string name)
+    {
+        if (r.TokenType != JsonTokenType.StartObject) throw new JsonException($"'{name}' is not an object.");
+        var counts = new Dictionary<string, long>();
+        while (Next(ref r) == JsonTokenType.PropertyName)
+        {
+            string stream = r.GetString()!;
+            Next(ref r);
+            counts[stream] = r.GetInt64();
+        }
+        return counts;
     }
 
     private static JsonTokenType Next(ref Utf8JsonReader r) =>

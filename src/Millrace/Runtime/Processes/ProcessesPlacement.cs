@@ -87,6 +87,7 @@ internal sealed class ProcessesPlacement
         listener.Listen(_children.Length + 8);
         _run.HardStopRequested += () => Broadcast(new ControlMessage { Type = "stop", Hard = true });
         _run.GracefulStopRequested += () => Broadcast(new ControlMessage { Type = "stop", Hard = false });
+        RunMonitor.Watch watch = await RunMonitor.StartAsync(_model, _options, Sample);
         using CancellationTokenRegistration onCancel = cancellationToken.Register(_run.RequestStop);
         using ThreadsPlacement.StopSignals? signals = _options.HandleStopSignals ? new ThreadsPlacement.StopSignals(_run) : null;
 
@@ -120,6 +121,7 @@ internal sealed class ProcessesPlacement
         foreach (Child child in _children) child.Control?.Dispose();
         await accepting;
         RunResult result = Result(stopwatch.Elapsed);
+        await watch.EndAsync(_run.Outcome);
         foreach (Child child in _children) child.Os?.Dispose();
         return result;
     }
@@ -249,6 +251,9 @@ internal sealed class ProcessesPlacement
                     message.Message ?? "A process failed.", null, message.Exception));
                 child.LastError = message.Message;
                 break;
+            case "stats":
+                child.Stats = message;
+                break;
             case "final":
                 child.Final = message;
                 foreach (var pending in child.Pending.Values) pending.TrySetResult(message);
@@ -338,6 +343,29 @@ internal sealed class ProcessesPlacement
             processes, written.ToDictionary(w => w.Key, w => new StreamStats(w.Value)));
     }
 
+    /// <summary>The run as its children last reported it (every 250 ms), their final reports once they have ended.</summary>
+    private RunSample Sample(double elapsed)
+    {
+        IReadOnlyList<ProcessFailure> errors = _run.Errors;
+        var processes = new List<ProcessSample>();
+        var queues = new List<QueueSample>();
+        foreach (Child child in _children)
+        {
+            ControlMessage? last = child.Final ?? child.Stats;
+            foreach (int p in child.Members)
+            {
+                string name = _model.Processes[p].Name;
+                ProcessReport? report = last?.Processes?.FirstOrDefault(r => r.Index == p);
+                processes.Add(new ProcessSample(name, report?.ItemsIn ?? 0, report?.Outputs?.Values.Sum() ?? 0, errors.Count(e => e.Process == name),
+                    report?.Busy ?? 0, child.Final is not null ? "ended" : (report?.State ?? RunnerState.Running).ToString().ToLowerInvariant(),
+                    child.Pid, report?.Outputs ?? new Dictionary<string, long>()));
+                foreach (InputSpec input in _model.Processes[p].Inputs.DistinctBy(i => i.Stream.Name))
+                    queues.Add(new QueueSample(input.Stream.Name, name, report?.Queued?.GetValueOrDefault(input.Stream.Name) ?? 0, _options.StreamCapacity));
+            }
+        }
+        return new RunSample(elapsed, processes, queues, errors, null);
+    }
+
     /// <summary>One OS process of the run and what the coordinator knows of it.</summary>
     private sealed class Child
     {
@@ -355,6 +383,9 @@ internal sealed class ProcessesPlacement
         public int Pid { get; set; }
         public ControlChannel? Control { get; set; }
         public ControlMessage? Final { get; set; }
+
+        /// <summary>The latest stats report (written by the control reader, read by samplers).</summary>
+        public volatile ControlMessage? Stats;
         public string? LastError { get; set; }
         public bool KilledByCoordinator { get; set; }
         public TaskCompletionSource Hello { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
