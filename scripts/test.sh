@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of Millrace. It does its own set-up, so it works on a fresh Debian machine
-# with the .NET 10 SDK: it installs rabbitmq-server, postgresql and python3-pika with apt-get when
+# with the .NET 10 SDK: it installs rabbitmq-server, postgresql, python3-pika and chromium with apt-get when
 # missing, starts RabbitMQ on 127.0.0.1 only with a fresh virtual host for this run, and a
 # throw-away PostgreSQL on 127.0.0.1, and stops them (and epmd) at the end.
 set -euo pipefail
@@ -15,6 +15,13 @@ if ! /usr/bin/python3 -c 'import pika' 2>/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pika >/dev/null ||
     { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pika >/dev/null; }
 fi
+# The dashboard's browser tests drive Debian's headless Chromium through Playwright (its own browser download cannot work here).
+if ! command -v chromium >/dev/null; then
+  echo "test: installing chromium" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ||
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+fi
+export MILLRACE_CHROMIUM="$(command -v chromium)"
 vhost="millrace-test-$$-$(date +%s)"
 MILLRACE_PG_DIR=""
 cleanup() {

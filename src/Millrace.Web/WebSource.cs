@@ -545,12 +545,4 @@ public sealed class WebSource
 
         private static string Shorten(string s) => s.Length <= 40 ? s : s[..40] + "…";
     }
-
-    /// <summary>The host's lifetime belongs to the run: no Ctrl+C or SIGTERM handling of its own.</summary>
-    private sealed class RunOwnedLifetime : IHostLifetime
-    {
-        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-    }
 }

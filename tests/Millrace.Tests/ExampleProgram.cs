@@ -115,6 +115,17 @@ internal sealed class ExampleProgram : IDisposable
         }
     }
 
+    public async Task WaitForErrorOutputAsync(Func<string, bool> condition, int seconds)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition(ErrorOutput))
+        {
+            if (_process.HasExited || DateTime.UtcNow > deadline)
+                throw new TimeoutException($"The expected error output did not appear within {seconds} s. Errors so far:\n{ErrorOutput}\nOutput so far:\n{Output}");
+            await Task.Delay(20);
+        }
+    }
+
     public void Signal(int signal) => Kill(_process.Id, signal);
 
     public void Dispose()

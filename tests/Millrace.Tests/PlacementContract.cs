@@ -209,6 +209,46 @@ public abstract class PlacementContract
     }
 
     [Fact]
+    public async Task The_dashboard_shows_every_process_with_counts_that_rise_in_a_headless_browser()
+    {
+        using var program = ExampleProgram.Start("Tutorial",
+            new[] { "--count", "1000000000000", "--capacity", "1000", "--dashboard-port", "0" }.Concat(PlacementArguments).ToArray());
+        await program.WaitForErrorOutputAsync(e => e.Contains("dashboard: http://"), seconds: 60);
+        string url = Regex.Match(program.ErrorOutput, @"dashboard: (http://127\.0\.0\.1:\d+/)").Groups[1].Value;
+        var (playwright, browser) = await Browser.LaunchAsync();
+        try
+        {
+            Microsoft.Playwright.IPage page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 1100, Height = 800 } });
+            await page.GotoAsync(url, new() { Timeout = 30_000 });
+            await page.WaitForSelectorAsync("tr[data-process='db'] .items-in", new() { Timeout = 30_000 });
+            foreach (string name in new[] { "web", "process1", "process2", "db" })
+            {
+                Assert.True(await page.IsVisibleAsync($"g.process[data-name='{name}']"), $"The graph has no box for {name}.");
+                Assert.Equal(name, (await page.TextContentAsync($"g.process[data-name='{name}'] .name"))?.Trim());
+            }
+            Assert.Equal(3, await page.Locator("path.edge").CountAsync());
+            long Read(string text) => long.Parse(text.Trim());
+            long first = Read(await page.InnerTextAsync("tr[data-process='db'] .items-in"));
+            await Task.Delay(1500);
+            long second = Read(await page.InnerTextAsync("tr[data-process='db'] .items-in"));
+            Assert.True(second > first, $"db's items in did not rise between two looks: {first}, then {second}.");
+            long queued = Read(await page.InnerTextAsync("tr[data-queue='roots'][data-reader='db'] .queued"));
+            Assert.InRange(queued, 0, 1000 + 8192);
+            Assert.StartsWith("running", await page.InnerTextAsync("#status"));
+            string shot = Browser.ArtifactPath($"dashboard-{Placement}.png");
+            await page.ScreenshotAsync(new() { Path = shot, FullPage = true });
+            Assert.True(new FileInfo(shot).Length > 10_000, "The screenshot is (nearly) empty.");
+        }
+        finally
+        {
+            await browser.DisposeAsync();
+            playwright.Dispose();
+            program.Signal(SIGTERM);
+            await program.WaitAsync(seconds: 60);
+        }
+    }
+
+    [Fact]
     public async Task Tutorial_with_db_writes_every_root_to_a_database()
     {
         string dir = Directory.CreateTempSubdirectory("millrace-tutorial-").FullName;

@@ -1,0 +1,115 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Millrace.Runtime;
+
+namespace Millrace.Web;
+
+/// <summary>
+/// The live page of a run (<c>--dashboard</c>): served on 127.0.0.1 while the run lasts. The page
+/// (plain HTML, JavaScript and SVG, no CDN) asks <c>/api/graph</c> once and <c>/api/sample</c>
+/// twice a second, and draws the graph with each process's rate and each queue's depth.
+/// </summary>
+internal sealed class Dashboard : IRunObserver
+{
+    private WebApplication? _app;
+
+    public async Task StartAsync(RunMonitor monitor)
+    {
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton<IHostLifetime, RunOwnedLifetime>();
+        builder.WebHost.UseUrls($"http://127.0.0.1:{monitor.Options.DashboardPort}");
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxConcurrentConnections = 64;
+            k.Limits.MaxRequestBodySize = 0;
+        });
+        _app = builder.Build();
+        byte[] graph = JsonSerializer.SerializeToUtf8Bytes(DescribeGraph(monitor), Json);
+        _app.Run(async context =>
+        {
+            HttpResponse response = context.Response;
+            response.Headers.CacheControl = "no-store";
+            switch (context.Request.Path.Value)
+            {
+                case "/":
+                case "/index.html":
+                    response.ContentType = "text/html; charset=utf-8";
+                    await response.WriteAsync(DashboardPage.Html, context.RequestAborted);
+                    break;
+                case "/api/graph":
+                    response.ContentType = "application/json";
+                    await response.Body.WriteAsync(graph, context.RequestAborted);
+                    break;
+                case "/api/sample":
+                    response.ContentType = "application/json";
+                    await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(DescribeSample(monitor.Sample()), Json), context.RequestAborted);
+                    break;
+                default:
+                    response.StatusCode = 404;
+                    await response.WriteAsync($"No page '{context.Request.Path}': the dashboard is at /.", context.RequestAborted);
+                    break;
+            }
+        });
+        try
+        {
+            await _app.StartAsync();
+        }
+        catch (IOException e)
+        {
+            await _app.DisposeAsync();
+            _app = null;
+            throw new InvalidOperationException($"The dashboard cannot listen on 127.0.0.1:{monitor.Options.DashboardPort}: {e.Message} " +
+                "Choose another port with --dashboard-port PORT (0: any free port).", e);
+        }
+        string address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "?";
+        Console.Error.WriteLine($"dashboard: {address}/");
+    }
+
+    public async Task StopAsync()
+    {
+        if (_app is null) return;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+        try { await _app.StopAsync(timeout.Token); } catch (OperationCanceledException) { }
+        await _app.DisposeAsync();
+        _app = null;
+    }
+
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    private static object DescribeGraph(RunMonitor monitor) => new
+    {
+        run = monitor.RunId,
+        placement = monitor.Options.Placement,
+        processes = monitor.Model.Processes.Select(p => new
+        {
+            name = p.Name,
+            inputs = p.Inputs.Select(i => i.Stream.Name).Distinct().ToArray(),
+            outputs = p.Outputs.Select(o => o.Stream.Name).ToArray(),
+        }),
+        streams = monitor.Model.Streams.Values.Select(s => new
+        {
+            name = s.Name,
+            writers = s.Writers.Select(w => monitor.Model.Processes[w].Name).ToArray(),
+            readers = s.Readers.Select(r => monitor.Model.Processes[r].Name).ToArray(),
+        }),
+    };
+
+    private static object DescribeSample(RunSample sample) => new
+    {
+        elapsed = sample.ElapsedSeconds,
+        outcome = sample.Outcome?.ToString(),
+        processes = sample.Processes.Select(p => new { name = p.Name, itemsIn = p.ItemsIn, itemsOut = p.ItemsOut, errors = p.Errors, busy = p.BusySeconds, state = p.State, pid = p.OsProcessId }),
+        queues = sample.Queues.Select(q => new { stream = q.Stream, reader = q.Reader, queued = q.Queued, capacity = q.Capacity }),
+        streams = sample.Processes.SelectMany(p => p.Outputs.Keys).Distinct().Select(s => new { name = s, written = sample.Written(s) }),
+        errors = sample.Errors.Select(e => new { process = e.Process, message = e.Message }),
+    };
+}

@@ -1,0 +1,97 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+
+namespace Millrace.Tests;
+
+/// <summary>The dashboard of a run in this process: what it serves, and the bottleneck it marks.</summary>
+public sealed class DashboardTests
+{
+    private static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    /// <summary>A fast source, a slow middle process (2 ms an item) and a sink: the middle one is the bottleneck.</summary>
+    private static Graph SlowMiddle()
+    {
+        var graph = new Graph();
+        var numbers = graph.Stream<long>("numbers");
+        var parsed = graph.Stream<long>("parsed");
+        graph.Source("source", numbers, Helpers.Forever());
+        graph.Map("slow", numbers, parsed, x =>
+        {
+            Thread.Sleep(2);
+            return x;
+        });
+        graph.Sink("sink", parsed, _ => { });
+        return graph;
+    }
+
+    [Fact]
+    public async Task The_page_marks_the_slow_process_as_the_bottleneck()
+    {
+        int port = FreePort();
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = SlowMiddle().RunWithin(new RunOptions { Dashboard = true, DashboardPort = port, StreamCapacity = 100, BatchSize = 10 }, stop.Token, seconds: 90);
+        var (playwright, browser) = await Browser.LaunchAsync();
+        try
+        {
+            Microsoft.Playwright.IPage page = await browser.NewPageAsync();
+            await page.GotoAsync($"http://127.0.0.1:{port}/", new() { Timeout = 30_000 });
+            await page.WaitForSelectorAsync("tr.bottleneck[data-process='slow']", new() { Timeout = 30_000 });
+            Assert.Equal(1, await page.Locator("tr.bottleneck").CountAsync());
+            Assert.Contains("bottleneck: slow", await page.InnerTextAsync("#status"));
+            Assert.Equal("▲ bottleneck", await page.TextContentAsync("g.process[data-name='slow'] .tag-svg"));
+            await page.ScreenshotAsync(new() { Path = Browser.ArtifactPath("dashboard-bottleneck.png"), FullPage = true });
+        }
+        finally
+        {
+            await browser.DisposeAsync();
+            playwright.Dispose();
+            stop.Cancel();
+            await run;
+        }
+    }
+
+    [Fact]
+    public async Task The_api_describes_the_graph_and_samples_that_rise_and_a_taken_port_is_a_clear_error()
+    {
+        int port = FreePort();
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = SlowMiddle().RunWithin(new RunOptions { Dashboard = true, DashboardPort = port }, stop.Token, seconds: 60);
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        JsonElement graph = default;
+        for (int i = 0; i < 100; i++)
+        {
+            try
+            {
+                graph = JsonDocument.Parse(await client.GetStringAsync($"http://127.0.0.1:{port}/api/graph")).RootElement;
+                break;
+            }
+            catch (HttpRequestException)
+            {
+                await Task.Delay(100);
+            }
+        }
+        Assert.Equal(["source", "slow", "sink"], graph.GetProperty("processes").EnumerateArray().Select(p => p.GetProperty("name").GetString()!));
+        Assert.Equal("threads", graph.GetProperty("placement").GetString());
+        long SinkIn(JsonElement sample) => sample.GetProperty("processes").EnumerateArray().Single(p => p.GetProperty("name").GetString() == "sink").GetProperty("itemsIn").GetInt64();
+        JsonElement first = JsonDocument.Parse(await client.GetStringAsync($"http://127.0.0.1:{port}/api/sample")).RootElement;
+        await Task.Delay(500);
+        JsonElement second = JsonDocument.Parse(await client.GetStringAsync($"http://127.0.0.1:{port}/api/sample")).RootElement;
+        Assert.True(SinkIn(second) > SinkIn(first));
+        Assert.Contains(second.GetProperty("queues").EnumerateArray(), q => q.GetProperty("stream").GetString() == "numbers" && q.GetProperty("reader").GetString() == "slow");
+
+        // A second run asking for the same port fails before it starts, saying what to do.
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => SlowMiddle().RunAsync(new RunOptions { Dashboard = true, DashboardPort = port }));
+        Assert.Contains($"The dashboard cannot listen on 127.0.0.1:{port}", e.Message);
+        Assert.Contains("--dashboard-port", e.Message);
+        stop.Cancel();
+        Assert.Equal(RunOutcome.Stopped, (await run).Outcome);
+    }
+}
