@@ -50,7 +50,7 @@ var numbers = graph.Stream<long>("numbers");
 var squares = graph.Stream<long>("squares");
 var roots = graph.Stream<double>("roots");
 
-graph.Source("web", numbers, Numbers(count, verbose));
+graph.Source("web", numbers, Numbers(count, verbose), count);
 
 graph.Process("process1", p =>
 {

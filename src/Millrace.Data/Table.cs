@@ -45,10 +45,10 @@ public sealed class Table<T> : IDisposable
     public static Table<T> Open(string database, string table, Func<T, string> key, params Column<T>[] columns)
         => Open(database, table, key, columns, owner: $"Table '{table}'");
 
-    internal static Table<T> Open(string database, string table, Func<T, string> key, Column<T>[] columns, string owner)
+    internal static Table<T> Open(string database, string table, Func<T, string> key, Column<T>[] columns, string owner, bool durable = false)
     {
         Check(owner, database, table, key, columns);
-        DbConnection connection = TableSinks.Open(database);
+        DbConnection connection = TableSinks.Open(database, durable);
         try
         {
             using (DbCommand create = connection.CreateCommand())

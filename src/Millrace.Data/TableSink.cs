@@ -64,7 +64,7 @@ public static class TableSinks
         {
             Table<T>? rows = null;
             Output<string>? keys = stored is null ? null : p.Output(stored);
-            p.OnStart(() => rows = Table<T>.Open(database, table, key, columns, $"Table sink '{name}'"));
+            p.OnStart(() => rows = Table<T>.Open(database, table, key, columns, $"Table sink '{name}'", durable: stored is not null));
             p.On(input, item =>
             {
                 string id = rows!.Upsert(item);
@@ -83,10 +83,12 @@ public static class TableSinks
         command.Parameters.Add(parameter);
     }
     /// <summary>PostgreSQL for a connection string with a host; SQLite otherwise (a path, or <c>Data Source=...</c>).</summary>
-    internal static DbConnection Open(string database)
+    internal static DbConnection Open(string database, bool durable = false)
     {
         DbConnection connection;
-        if (database.Contains("Host=", StringComparison.OrdinalIgnoreCase) || database.StartsWith("postgres", StringComparison.OrdinalIgnoreCase))
+        if (database.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase) || database.StartsWith("postgresql://", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"'{database.Split('@')[^1]}': give PostgreSQL as a connection string of key=value pairs (Host=127.0.0.1;Username=me;Password=...;Database=files), not a URI.");
+        if (database.Contains("Host=", StringComparison.OrdinalIgnoreCase))
         {
             connection = new NpgsqlConnection(database);
             connection.Open();
@@ -96,8 +98,9 @@ public static class TableSinks
         connection = new SqliteConnection(source);
         connection.Open();
         using DbCommand wal = connection.CreateCommand();
-        // Committed rows survive a crash of the program; WAL keeps one commit per item quick.
-        wal.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;";
+        // Committed rows survive a crash of the program; WAL keeps one commit per item quick. Durable: they also
+        // survive a crash of the machine (a commit waits for the disk), needed when a commit lets a spooled file go.
+        wal.CommandText = $"PRAGMA journal_mode=WAL; PRAGMA synchronous={(durable ? "FULL" : "NORMAL")}; PRAGMA busy_timeout=10000;";
         wal.ExecuteNonQuery();
         return connection;
     }

@@ -25,6 +25,21 @@ internal sealed class Spool
 
     public string Folder { get; }
 
+    /// <summary>Holds the spool for this program alone (a second program on the same folder would replay and delete its files).</summary>
+    public IDisposable Lock(string source)
+    {
+        Directory.CreateDirectory(Folder);
+        string path = Path.Combine(Folder, "lock");
+        try
+        {
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e)
+        {
+            throw new InvalidOperationException($"Web source '{source}': the spool folder {Folder} is in use by another program ({e.Message}); give each program a spool of its own.", e);
+        }
+    }
+
     /// <summary>Makes the folders and removes half-written files a crash left behind (they were never acknowledged).</summary>
     public void Prepare()
     {

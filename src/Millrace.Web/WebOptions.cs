@@ -19,8 +19,14 @@ public sealed class WebOptions
     /// <summary>The largest file accepted, in bytes (larger: 413). Default 16 MiB.</summary>
     public long MaxFileBytes { get; set; } = 16 * 1024 * 1024;
 
-    /// <summary>Files accepted and waiting to enter the stream (more: 503 with Retry-After). Default 256.</summary>
+    /// <summary>Files accepted and waiting to enter the stream (more: 503 with Retry-After, after a wait of up to a second). Default 256.</summary>
     public int MaxWaiting { get; set; } = 256;
+
+    /// <summary>Uploads being received at once (more: 503 with Retry-After). Each holds up to <see cref="MaxFileBytes"/> in memory. Default 64.</summary>
+    public int MaxUploads { get; set; } = 64;
+
+    /// <summary>The longest an upload may take to arrive (longer: 408). Default 5 minutes.</summary>
+    public TimeSpan UploadTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>Files in the spool not yet released (more: 503 with Retry-After). Default 100,000.</summary>
     public int MaxSpooled { get; set; } = 100_000;
@@ -50,6 +56,9 @@ public sealed class WebOptions
         if (string.IsNullOrWhiteSpace(Spool)) throw new ArgumentException($"{where}: Spool is empty; give a folder.");
         if (MaxFileBytes < 1) throw new ArgumentException($"{where}: MaxFileBytes must be at least 1, not {MaxFileBytes}.");
         if (MaxWaiting < 1) throw new ArgumentException($"{where}: MaxWaiting must be at least 1, not {MaxWaiting}.");
+        if (MaxUploads < 1) throw new ArgumentException($"{where}: MaxUploads must be at least 1, not {MaxUploads}.");
+        if (UploadTimeout <= TimeSpan.Zero) throw new ArgumentException($"{where}: UploadTimeout must be positive.");
+        if (MaxFileBytes > int.MaxValue - 1024 * 1024) throw new ArgumentException($"{where}: MaxFileBytes can be at most {int.MaxValue - 1024 * 1024} (files are held in memory), not {MaxFileBytes}.");
         if (MaxSpooled < 1) throw new ArgumentException($"{where}: MaxSpooled must be at least 1, not {MaxSpooled}.");
         if (MaxConnections < 1) throw new ArgumentException($"{where}: MaxConnections must be at least 1, not {MaxConnections}.");
         if (RetryAfter < TimeSpan.Zero) throw new ArgumentException($"{where}: RetryAfter cannot be negative.");

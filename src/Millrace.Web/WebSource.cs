@@ -89,9 +89,9 @@ public sealed class WebSource
     internal async IAsyncEnumerable<IncomingFile> RunAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var server = new Server(this, _options, _spool);
-        await server.StartAsync(cancellationToken);
         try
         {
+            await server.StartAsync(cancellationToken);
             ChannelReader<IncomingFile> accepted = server.Accepted;
             while (true)
             {
@@ -128,6 +128,7 @@ public sealed class WebSource
         private readonly string _path;
         private readonly Channel<IncomingFile> _accepted = Channel.CreateUnbounded<IncomingFile>(new UnboundedChannelOptions { SingleReader = true });
         private readonly SemaphoreSlim _slots;
+        private readonly SemaphoreSlim _uploads;
         private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _inProgress = new(StringComparer.Ordinal);
         private readonly CancellationTokenSource _stop = new();
         private WebApplication? _app;
@@ -143,6 +144,7 @@ public sealed class WebSource
             _spool = spool;
             _path = "/streams/" + source.Stream.Name;
             _slots = new SemaphoreSlim(options.MaxWaiting, options.MaxWaiting);
+            _uploads = new SemaphoreSlim(options.MaxUploads, options.MaxUploads);
         }
 
         public ChannelReader<IncomingFile> Accepted => _accepted.Reader;
@@ -150,8 +152,11 @@ public sealed class WebSource
         /// <summary>A file left the waiting line for the stream: its slot is free.</summary>
         public void Taken() => _slots.Release();
 
+        private IDisposable? _spoolLock;
+
         public async Task StartAsync(CancellationToken cancellationToken)
         {
+            _spoolLock = _spool.Lock(_source.Name);
             _spool.Prepare();
             List<string> spooled = _spool.Ids();
             _spooled = spooled.Count;
@@ -199,6 +204,7 @@ public sealed class WebSource
         public async ValueTask DisposeAsync()
         {
             _stop.Cancel();
+            _spoolLock?.Dispose();
             if (_app is not null)
             {
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
@@ -245,7 +251,13 @@ public sealed class WebSource
         {
             folder = Path.GetFullPath(folder);
             Directory.CreateDirectory(folder);
+            // A settled file is first renamed into .taking/ (one atomic step), then read, spooled and deleted from
+            // there: a file replaced under its name meanwhile is not lost, and one left by a crash is taken first.
+            string taking = Path.Combine(folder, ".taking");
+            Directory.CreateDirectory(taking);
+            foreach (FileInfo left in new DirectoryInfo(taking).EnumerateFiles()) await TakeOneAsync(left, cancellationToken);
             var seen = new Dictionary<string, (long Size, DateTime Time, long Since)>(StringComparer.Ordinal);
+            var told = new HashSet<string>(StringComparer.Ordinal);
             long settle = (long)_options.SettleTime.TotalMilliseconds;
             using var timer = new PeriodicTimer(_options.PollInterval);
             while (await timer.WaitForNextTickAsync(cancellationToken))
@@ -253,10 +265,22 @@ public sealed class WebSource
                 var present = new HashSet<string>(StringComparer.Ordinal);
                 foreach (FileInfo info in new DirectoryInfo(folder).EnumerateFiles())
                 {
-                    // Writers that write elsewhere (or under a temporary name) and rename are never read half-way.
+                    // Writers that write under a temporary name and rename are never read half-way.
                     if (info.Name.StartsWith('.') || info.Name.EndsWith(".tmp", StringComparison.OrdinalIgnoreCase)
                         || info.Name.EndsWith(".part", StringComparison.OrdinalIgnoreCase)) continue;
                     present.Add(info.Name);
+                    // Only regular files with content: links could reach other files (or around the size limit),
+                    // and an empty name may still be written to (pipes and devices look empty too).
+                    string? why = info.LinkTarget is not null ? "it is a symbolic link"
+                        : info.Length == 0 ? "it is empty (or not a regular file)"
+                        : info.Length > _options.MaxFileBytes ? $"it has {info.Length} bytes, more than the {_options.MaxFileBytes} allowed"
+                        : null;
+                    if (why is not null)
+                    {
+                        if (told.Add(info.Name)) Complain($"the file '{info.FullName}' is left in the folder: {why}");
+                        continue;
+                    }
+                    told.Remove(info.Name);
                     long now = Environment.TickCount64;
                     if (!seen.TryGetValue(info.Name, out var last) || last.Size != info.Length || last.Time != info.LastWriteTimeUtc)
                     {
@@ -265,60 +289,60 @@ public sealed class WebSource
                     }
                     if (now - last.Since < settle) continue;
                     seen.Remove(info.Name);
-                    await _slots.WaitAsync(cancellationToken);
-                    bool handed = false;
+                    string claimed = Path.Combine(taking, info.Name);
                     try
                     {
-                        handed = await TakeAsync(folder, info, cancellationToken);
+                        File.Move(info.FullName, claimed, overwrite: false);
                     }
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                     {
-                        // Unreadable now, or the spool is full: the file stays in the folder and is tried again.
-                        Complain($"the file '{info.FullName}' could not be taken ({e.Message}); it stays and is tried again");
+                        if (told.Add(info.Name)) Complain($"the file '{info.FullName}' cannot be taken ({e.Message}); it stays and is tried again");
+                        continue;
                     }
-                    finally
-                    {
-                        if (!handed) _slots.Release();
-                    }
+                    await TakeOneAsync(new FileInfo(claimed), cancellationToken);
                 }
                 foreach (string gone in seen.Keys.Where(k => !present.Contains(k)).ToList()) seen.Remove(gone);
+                told.IntersectWith(present);
             }
         }
 
-        /// <summary>Moves one settled folder file into the spool and the waiting line; true when it was handed on.</summary>
-        private async Task<bool> TakeAsync(string folder, FileInfo info, CancellationToken cancellationToken)
+        /// <summary>Spools one file claimed into .taking/ and hands it on, waiting for room in the waiting line.</summary>
+        private async Task TakeOneAsync(FileInfo claimed, CancellationToken cancellationToken)
         {
-            if (info.Length > _options.MaxFileBytes || info.Length == 0)
-            {
-                string rejected = Path.Combine(folder, ".rejected");
-                Directory.CreateDirectory(rejected);
-                File.Move(info.FullName, Path.Combine(rejected, info.Name), overwrite: true);
-                Complain(info.Length == 0
-                    ? $"the file '{info.FullName}' is empty; moved to {rejected}"
-                    : $"the file '{info.FullName}' has {info.Length} bytes, more than the {_options.MaxFileBytes} allowed; moved to {rejected}");
-                return false;
-            }
-            byte[] content;
+            await _slots.WaitAsync(cancellationToken);
+            bool handed = false;
             try
             {
-                content = await File.ReadAllBytesAsync(info.FullName, cancellationToken);
+                byte[] content = await File.ReadAllBytesAsync(claimed.FullName, cancellationToken);
+                if (content.Length > _options.MaxFileBytes) throw new IOException($"it grew to {content.Length} bytes, more than the {_options.MaxFileBytes} allowed");
+                string id = ItemIds.ForFolderFile(claimed.Name, content);
+                if (!_spool.Contains(id))
+                {
+                    var file = new IncomingFile(id, claimed.Name, "application/octet-stream", content, DateTimeOffset.UtcNow, "folder");
+                    await _spool.WriteAsync(file, cancellationToken);
+                    Interlocked.Increment(ref _spooled);
+                    handed = _accepted.Writer.TryWrite(file);
+                }
             }
-            catch (FileNotFoundException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                return false; // taken away meanwhile
+                // Unreadable, too large, or the spool cannot be written: the file stays in .taking/ and is tried at the next start.
+                Complain($"the file '{claimed.FullName}' could not be taken ({e.Message}); it stays there and is tried again at the next start");
+                return;
             }
-            string id = ItemIds.ForFolderFile(info.Name, content);
-            bool handed = false;
-            if (!_spool.Contains(id))
+            finally
             {
-                var file = new IncomingFile(id, info.Name, "application/octet-stream", content, DateTimeOffset.UtcNow, "folder");
-                await _spool.WriteAsync(file, cancellationToken);
-                Interlocked.Increment(ref _spooled);
-                handed = _accepted.Writer.TryWrite(file);
+                if (!handed) _slots.Release();
             }
             // In the spool now (or already, from a run that stopped before this line): it leaves the folder.
-            File.Delete(info.FullName);
-            return handed;
+            try
+            {
+                File.Delete(claimed.FullName);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Complain($"the file '{claimed.FullName}' was taken but cannot be deleted ({e.Message}); it will be recognised, not taken twice");
+            }
         }
 
         private void Complain(string message) => Console.Error.WriteLine($"{_source.Name}: {message}");
@@ -348,10 +372,11 @@ public sealed class WebSource
                 await Error(context, 405, $"{request.Method} is not allowed on {_path}: POST a file.");
                 return;
             }
-            string? id = request.Headers[IdHeader].FirstOrDefault() ?? request.Headers["Idempotency-Key"].FirstOrDefault();
+            string idHeader = request.Headers.ContainsKey(IdHeader) ? IdHeader : "Idempotency-Key";
+            string? id = request.Headers[idHeader].FirstOrDefault();
             if (id is not null && !ItemIds.IsValid(id))
             {
-                await Error(context, 400, $"The {IdHeader} header '{Shorten(id)}' is not a valid id: 1 to {ItemIds.MaxLength} letters, digits, '.', '_' or '-', starting with a letter or digit.");
+                await Error(context, 400, $"The {idHeader} header '{Shorten(id)}' is not a valid id: 1 to {ItemIds.MaxLength} letters, digits, '.', '_' or '-', starting with a letter or digit.");
                 return;
             }
             if (request.ContentLength > _options.MaxFileBytes + 64 * 1024)
@@ -366,7 +391,7 @@ public sealed class WebSource
                 await Error(context, 409, $"The file '{id}' is being uploaded by another request; try again when it is done.");
                 return;
             }
-            bool slot = false;
+            bool slot = false, uploading = false;
             try
             {
                 if (_spool.Contains(id))
@@ -374,7 +399,27 @@ public sealed class WebSource
                     await Answer(context, 200, new { id, stream = _source.Stream.Name, duplicate = true });
                     return;
                 }
-                if (!_slots.Wait(0))
+                if (!_uploads.Wait(0))
+                {
+                    await Busy(context, $"{_options.MaxUploads} uploads are in progress, the most this server takes at once. Try again later.");
+                    return;
+                }
+                uploading = true;
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+                deadline.CancelAfter(_options.UploadTimeout);
+                (byte[] Content, string Name, string ContentType)? body;
+                try
+                {
+                    body = await ReadFileAsync(context, id, deadline.Token);
+                }
+                catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
+                {
+                    await Error(context, 408, $"The upload took longer than {_options.UploadTimeout.TotalSeconds:0} s; it was not accepted.");
+                    return;
+                }
+                if (body is null) return; // answered
+                // Room in the waiting line for the stream: a short wait smooths a burst; then the answer is 503.
+                if (!await _slots.WaitAsync(TimeSpan.FromSeconds(1), context.RequestAborted))
                 {
                     await Busy(context, $"Stream '{_source.Stream.Name}' is saturated: {_options.MaxWaiting} accepted files are waiting to enter it. Try again later.");
                     return;
@@ -385,16 +430,15 @@ public sealed class WebSource
                     await Busy(context, $"The spool of '{_source.Name}' holds {_options.MaxSpooled} files not yet stored. Try again later.");
                     return;
                 }
-                (byte[] Content, string Name, string ContentType)? body = await ReadFileAsync(context, id);
-                if (body is null) return; // answered
                 var file = new IncomingFile(id, body.Value.Name, body.Value.ContentType, body.Value.Content, DateTimeOffset.UtcNow, "http");
                 try
                 {
                     await _spool.WriteAsync(file, context.RequestAborted);
                 }
-                catch (IOException e)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    await Error(context, 503, $"The file could not be written to the spool ({e.Message}); it was not accepted.");
+                    Complain($"a file could not be written to the spool: {e.Message}");
+                    await Busy(context, $"The file could not be written to the spool ({e.Message}); it was not accepted. Try again later.");
                     return;
                 }
                 Interlocked.Increment(ref _spooled);
@@ -409,29 +453,35 @@ public sealed class WebSource
             finally
             {
                 if (slot) _slots.Release();
+                if (uploading) _uploads.Release();
                 _inProgress.TryRemove(id, out _);
             }
         }
 
         /// <summary>The file of a request (raw body or one multipart file part); null when the request was answered with an error.</summary>
-        private async Task<(byte[] Content, string Name, string ContentType)?> ReadFileAsync(HttpContext context, string id)
+        private async Task<(byte[] Content, string Name, string ContentType)?> ReadFileAsync(HttpContext context, string id, CancellationToken token)
         {
             HttpRequest request = context.Request;
             string? name = request.Query["name"].FirstOrDefault();
             try
             {
-                if (request.HasFormContentType && request.ContentType!.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase))
+                if (IsMultipart(request))
                 {
                     if (!MediaTypeHeaderValue.TryParse(request.ContentType, out MediaTypeHeaderValue? type)
-                        || HeaderUtilities.RemoveQuotes(type.Boundary).Value is not { Length: > 0 and <= 200 } boundary)
+                        || HeaderUtilities.RemoveQuotes(type.Boundary).Value is not { Length: > 0 } boundary)
                     {
                         await Error(context, 400, "Malformed multipart body: the Content-Type has no boundary.");
+                        return null;
+                    }
+                    if (boundary.Length > 200)
+                    {
+                        await Error(context, 400, $"Malformed multipart body: the boundary has {boundary.Length} characters; at most 200 are allowed.");
                         return null;
                     }
                     var reader = new MultipartReader(boundary, request.Body);
                     (byte[] Content, string Name, string ContentType)? found = null;
                     MultipartSection? section;
-                    while ((section = await reader.ReadNextSectionAsync(context.RequestAborted)) is not null)
+                    while ((section = await reader.ReadNextSectionAsync(token)) is not null)
                     {
                         if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out ContentDispositionHeaderValue? disposition))
                         {
@@ -441,7 +491,7 @@ public sealed class WebSource
                         string? fileName = disposition.FileNameStar.Value ?? HeaderUtilities.RemoveQuotes(disposition.FileName).Value;
                         if (string.IsNullOrEmpty(fileName) && disposition.Name.Value?.Trim('"') != "file")
                         {
-                            await section.Body.CopyToAsync(System.IO.Stream.Null, context.RequestAborted); // a plain form field
+                            await section.Body.CopyToAsync(System.IO.Stream.Null, token); // a plain form field
                             continue;
                         }
                         if (found is not null)
@@ -449,7 +499,7 @@ public sealed class WebSource
                             await Error(context, 400, "The multipart body holds more than one file: send one file per request.");
                             return null;
                         }
-                        byte[]? content = await ReadLimitedAsync(section.Body, context);
+                        byte[]? content = await ReadLimitedAsync(section.Body, context, token);
                         if (content is null) return null;
                         found = (content, Path.GetFileName(fileName ?? "") is { Length: > 0 } n ? n : name ?? id, section.ContentType ?? "application/octet-stream");
                     }
@@ -465,7 +515,7 @@ public sealed class WebSource
                     }
                     return found;
                 }
-                byte[]? raw = await ReadLimitedAsync(request.Body, context);
+                byte[]? raw = await ReadLimitedAsync(request.Body, context, token);
                 if (raw is null) return null;
                 if (raw.Length == 0)
                 {
@@ -479,19 +529,19 @@ public sealed class WebSource
                 await TooLarge(context, request.ContentLength ?? -1);
                 return null;
             }
-            catch (Exception e) when (e is InvalidDataException or IOException or BadHttpRequestException && !context.RequestAborted.IsCancellationRequested)
+            catch (Exception e) when (e is InvalidDataException or IOException or BadHttpRequestException && !token.IsCancellationRequested)
             {
-                await Error(context, 400, request.HasFormContentType ? $"Malformed multipart body: {e.Message.Trim()}" : $"Malformed request body: {e.Message.Trim()}");
+                await Error(context, 400, IsMultipart(request) ? $"Malformed multipart body: {e.Message.Trim()}" : $"Malformed request body: {e.Message.Trim()}");
                 return null;
             }
         }
 
-        private async Task<byte[]?> ReadLimitedAsync(System.IO.Stream body, HttpContext context)
+        private async Task<byte[]?> ReadLimitedAsync(System.IO.Stream body, HttpContext context, CancellationToken token)
         {
             using var buffer = new MemoryStream();
             byte[] chunk = new byte[81920];
             int read;
-            while ((read = await body.ReadAsync(chunk, context.RequestAborted)) > 0)
+            while ((read = await body.ReadAsync(chunk, token)) > 0)
             {
                 if (buffer.Length + read > _options.MaxFileBytes)
                 {
@@ -502,6 +552,9 @@ public sealed class WebSource
             }
             return buffer.ToArray();
         }
+
+        private static bool IsMultipart(HttpRequest request) =>
+            request.ContentType?.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase) == true;
 
         private int SpooledCount()
         {

@@ -60,11 +60,17 @@ public sealed partial class Graph
     /// waits between items (for a file, a socket, a clock) is better written as an
     /// <see cref="IAsyncEnumerable{T}"/>: whatever it has emitted leaves whenever it awaits.
     /// </remarks>
-    public void Source<T>(string name, Stream<T> output, IEnumerable<T> items)
+    /// <param name="name">The source process's name.</param>
+    /// <param name="output">The stream it writes.</param>
+    /// <param name="items">What it emits.</param>
+    /// <param name="count">How many items there are, when known and <paramref name="items"/> cannot tell (an iterator): the live views show progress against it.</param>
+    public void Source<T>(string name, Stream<T> output, IEnumerable<T> items, long? count = null)
     {
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(items);
-        Process(name, p => p.SetSource(new EnumerableSource<T>(p.Output(output), items)));
+        if (count < 0) throw new ArgumentOutOfRangeException(nameof(count), count, $"Source '{name}': count cannot be negative.");
+        long? total = count ?? (Enumerable.TryGetNonEnumeratedCount(items, out int n) ? n : null);
+        Process(name, p => p.SetSource(new EnumerableSource<T>(p.Output(output), items) { Total = total }));
     }
 
     /// <summary>Declares a source process that emits every item of <paramref name="items"/> into <paramref name="output"/>, then ends.</summary>

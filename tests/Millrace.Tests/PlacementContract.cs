@@ -319,6 +319,8 @@ public abstract class PlacementContract
                 Assert.Equal($"f{n}.txt", rows[id].Name);
             }
             Assert.Equal(Uploads.Sha(Uploads.Content(5000)), rows.Values.Single(r => r.Name == "dropped.txt").Sha);
+            // No file stored twice under two ids (two thirds of them got their id from the server).
+            Assert.Equal(rows.Count, rows.Values.Select(r => r.Sha).Distinct().Count());
             // process1 and process2 did their work: lines and words of every file as written by Uploads.Content.
             using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(dir, "files.db")};Mode=ReadOnly");
             db.Open();

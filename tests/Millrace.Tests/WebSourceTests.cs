@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Sockets;
 using System.Net.Http.Headers;
 using System.Text;
 using Millrace.Data;
@@ -105,7 +106,13 @@ public sealed class WebSourceTests : IDisposable
     [Fact]
     public async Task Bad_requests_get_a_clear_4xx_and_the_pipeline_keeps_running()
     {
-        var (graph, web) = FileGraph(Options(o => o.MaxFileBytes = 1000));
+        // One upload and one waiting file at a time: a slot lost on any error path would turn the good file at the end away.
+        var (graph, web) = FileGraph(Options(o =>
+        {
+            o.MaxFileBytes = 1000;
+            o.MaxWaiting = 1;
+            o.MaxUploads = 1;
+        }));
         using var stop = new CancellationTokenSource();
         Task<RunResult> run = graph.RunWithin(token: stop.Token, seconds: 60);
         string url = await UrlOf(web, run);
@@ -127,6 +134,10 @@ public sealed class WebSourceTests : IDisposable
 
         await Expect(HttpStatusCode.BadRequest, "The body is empty", Post(url, new ByteArrayContent([])));
         await Expect(HttpStatusCode.RequestEntityTooLarge, "files of at most 1000 bytes", Post(url, new ByteArrayContent(new byte[5000])));
+        await Expect(HttpStatusCode.RequestEntityTooLarge, "The request has 100000 bytes", Post(url, new ByteArrayContent(new byte[100_000])));
+        var badKey = Post(url, new ByteArrayContent([1]));
+        badKey.Headers.Add("Idempotency-Key", "no spaces allowed");
+        await Expect(HttpStatusCode.BadRequest, "The Idempotency-Key header 'no spaces allowed' is not a valid id", badKey);
         await Expect(HttpStatusCode.NotFound, "Unknown stream 'photos'", Post(url.Replace("/files", "/photos"), new ByteArrayContent([1])));
         await Expect(HttpStatusCode.NotFound, "No such address", Post(url.Replace("/streams/files", "/upload"), new ByteArrayContent([1])));
         await Expect(HttpStatusCode.MethodNotAllowed, "POST a file", new HttpRequestMessage(HttpMethod.Get, url));
@@ -184,6 +195,10 @@ public sealed class WebSourceTests : IDisposable
         Assert.InRange(accepted.Count, 2, 12);
 
         gate.Set();
+        // Once the pipeline moves again, files are accepted again.
+        var (status, late) = await Uploads.PostAsync(client, url, Uploads.Content(1000), "late.txt");
+        Assert.Equal(HttpStatusCode.Accepted, status);
+        accepted.Add(late);
         var rows = await Uploads.WaitForRowsAsync(Database, accepted);
         stop.Cancel();
         await run;
@@ -212,6 +227,11 @@ public sealed class WebSourceTests : IDisposable
                     await Task.Delay(40);
                 }
             }
+            // What is not a regular file with content stays where it is: a link (to a file outside), an empty file.
+            string outside = Path.Combine(_dir, "secret.txt");
+            await File.WriteAllTextAsync(outside, "not for the database");
+            File.CreateSymbolicLink(Path.Combine(inbox, "link.txt"), outside);
+            await File.WriteAllBytesAsync(Path.Combine(inbox, "empty.txt"), []);
             // Files written under a temporary name and renamed: the safe way.
             for (int n = 0; n < 20; n++)
             {
@@ -228,7 +248,12 @@ public sealed class WebSourceTests : IDisposable
             Assert.Equal(Uploads.Sha(slow), rows.Values.Single(r => r.Name == "slow.log").Sha);
             for (int n = 0; n < 20; n++) Assert.Equal(Uploads.Sha(Uploads.Content(n)), rows.Values.Single(r => r.Name == $"drop{n}.txt").Sha);
             Assert.Equal(21, first.Processes["db"].ItemsIn);
-            Assert.Empty(Directory.EnumerateFiles(inbox));
+            Assert.Equal(["empty.txt", "link.txt"], Directory.EnumerateFileSystemEntries(inbox).Select(Path.GetFileName).Where(n => !n!.StartsWith('.')).Order());
+            Assert.Empty(Directory.EnumerateFiles(Path.Combine(inbox, ".taking")));
+            File.Delete(Path.Combine(inbox, "link.txt"));
+            File.Delete(Path.Combine(inbox, "empty.txt"));
+            // A file a crash left half-taken (claimed, not yet spooled) is taken at the next start.
+            await File.WriteAllBytesAsync(Path.Combine(inbox, ".taking", "claimed.txt"), Uploads.Content(77));
         }
 
         // Started again on the same folders: nothing is taken twice; a new file is taken.
@@ -239,11 +264,13 @@ public sealed class WebSourceTests : IDisposable
             await UrlOf(web2, run);
             await File.WriteAllBytesAsync(Path.Combine(inbox, "late.txt"), Uploads.Content(99));
             var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (Uploads.Rows(Database).Count < 22 && DateTime.UtcNow < deadline) await Task.Delay(100);
+            while (Uploads.Rows(Database).Count < 23 && DateTime.UtcNow < deadline) await Task.Delay(100);
             stop.Cancel();
             RunResult second = await run;
-            Assert.Equal(22, Uploads.Rows(Database).Count);
-            Assert.Equal(1, second.Processes["db"].ItemsIn);
+            var rows = Uploads.Rows(Database);
+            Assert.Equal(23, rows.Count);
+            Assert.Equal(Uploads.Sha(Uploads.Content(77)), rows.Values.Single(r => r.Name == "claimed.txt").Sha);
+            Assert.Equal(2, second.Processes["db"].ItemsIn);
         }
     }
 
@@ -289,6 +316,43 @@ public sealed class WebSourceTests : IDisposable
         {
             taken.Stop();
         }
+    }
+
+    [Fact]
+    public async Task An_upload_that_does_not_arrive_in_time_gets_408_and_a_second_program_cannot_take_the_same_spool()
+    {
+        var (graph, web) = FileGraph(Options(o =>
+        {
+            o.UploadTimeout = TimeSpan.FromSeconds(1);
+            o.MaxUploads = 1;
+        }));
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = graph.RunWithin(token: stop.Token, seconds: 60);
+        var uri = new Uri(await UrlOf(web, run));
+        using (var slow = new System.Net.Sockets.TcpClient())
+        {
+            await slow.ConnectAsync(IPAddress.Loopback, uri.Port);
+            NetworkStream stream = slow.GetStream();
+            await stream.WriteAsync(Encoding.ASCII.GetBytes($"POST {uri.AbsolutePath} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nten bytes."));
+            var answer = new byte[4096];
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            int read = await stream.ReadAsync(answer, wait.Token);
+            string text = Encoding.ASCII.GetString(answer, 0, read);
+            Assert.StartsWith("HTTP/1.1 408", text);
+            Assert.Contains("The upload took longer than 1 s", text);
+        }
+        // The slow upload's place is free again.
+        using HttpClient client = Uploads.NewClient();
+        var (status, _) = await Uploads.PostAsync(client, uri.ToString(), Uploads.Content(1), "after.txt");
+        Assert.Equal(HttpStatusCode.Accepted, status);
+
+        // Another program (here: another run) on the same spool is refused by name.
+        var (other, _) = FileGraph(Options());
+        RunResult refused = await other.RunWithin(seconds: 30);
+        Assert.Equal(RunOutcome.Failed, refused.Outcome);
+        Assert.Contains(refused.Errors, e => e.Message.Contains("is in use by another program"));
+        stop.Cancel();
+        await run;
     }
 
     [Fact]

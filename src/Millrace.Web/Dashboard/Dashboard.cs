@@ -107,7 +107,7 @@ internal sealed class Dashboard : IRunObserver
     {
         elapsed = sample.ElapsedSeconds,
         outcome = sample.Outcome?.ToString(),
-        processes = sample.Processes.Select(p => new { name = p.Name, itemsIn = p.ItemsIn, itemsOut = p.ItemsOut, errors = p.Errors, busy = p.BusySeconds, state = p.State, pid = p.OsProcessId }),
+        processes = sample.Processes.Select(p => new { name = p.Name, itemsIn = p.ItemsIn, itemsOut = p.ItemsOut, errors = p.Errors, busy = p.BusySeconds, state = p.State, pid = p.OsProcessId, total = p.Total }),
         queues = sample.Queues.Select(q => new { stream = q.Stream, reader = q.Reader, queued = q.Queued, capacity = q.Capacity }),
         streams = sample.Processes.SelectMany(p => p.Outputs.Keys).Distinct().Select(s => new { name = s, written = sample.Written(s) }),
         errors = sample.Errors.Select(e => new { process = e.Process, message = e.Message }),

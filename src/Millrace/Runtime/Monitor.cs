@@ -6,7 +6,11 @@ namespace Millrace.Runtime;
 
 /// <summary>One process at one moment: counts since the run started.</summary>
 internal sealed record ProcessSample(string Name, long ItemsIn, long ItemsOut, long Errors, double BusySeconds, string State, int OsProcessId,
-    IReadOnlyDictionary<string, long> Outputs);
+    IReadOnlyDictionary<string, long> Outputs)
+{
+    /// <summary>For a source that knows it: how many items it will emit.</summary>
+    public long? Total { get; init; }
+}
 
 /// <summary>One reader's queue of one stream at one moment.</summary>
 internal sealed record QueueSample(string Stream, string Reader, long Queued, long Capacity);
@@ -30,7 +34,7 @@ internal static class Sampling
         Stopwatch.GetElapsedTime(0, Volatile.Read(ref r.BusyTicks)).TotalSeconds,
         r.Status.State.ToString().ToLowerInvariant(),
         Environment.ProcessId,
-        r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut));
+        r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut)) { Total = r.SourceTotal };
 
     public static IEnumerable<QueueSample> QueuesOf(ProcessRunner r) =>
         r.Lanes.Select(l => new QueueSample(l.StreamName, r.Name, Volatile.Read(ref l.Queued), l.Capacity));

@@ -47,6 +47,7 @@ internal sealed class ProcessRunner
     public IReadOnlyList<Lane> Lanes => _lanes;
     public IReadOnlyList<IOutputPort> Outputs => _builder.Outputs;
     public bool HasInputs => _builder.Inputs.Count > 0;
+    public long? SourceTotal => _builder.Source?.Total;
 
     /// <summary>Set once the process may emit.</summary>
     public bool Started { get; private set; }

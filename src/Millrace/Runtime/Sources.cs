@@ -3,6 +3,9 @@ namespace Millrace.Runtime;
 /// <summary>The body of a built-in source process: emits until its data ends or a stop is asked.</summary>
 internal abstract class SourceBody
 {
+    /// <summary>How many items it will emit, when known (progress in the live views).</summary>
+    public long? Total { get; init; }
+
     public abstract ValueTask RunAsync(ProcessRunner runner);
 }
 

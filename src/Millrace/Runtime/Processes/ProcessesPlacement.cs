@@ -358,7 +358,7 @@ internal sealed class ProcessesPlacement
                 ProcessReport? report = last?.Processes?.FirstOrDefault(r => r.Index == p);
                 processes.Add(new ProcessSample(name, report?.ItemsIn ?? 0, report?.Outputs?.Values.Sum() ?? 0, errors.Count(e => e.Process == name),
                     report?.Busy ?? 0, child.Final is not null ? "ended" : (report?.State ?? RunnerState.Running).ToString().ToLowerInvariant(),
-                    child.Pid, report?.Outputs ?? new Dictionary<string, long>()));
+                    child.Pid, report?.Outputs ?? new Dictionary<string, long>()) { Total = _model.Processes[p].Source?.Total });
                 foreach (InputSpec input in _model.Processes[p].Inputs.DistinctBy(i => i.Stream.Name))
                     queues.Add(new QueueSample(input.Stream.Name, name, report?.Queued?.GetValueOrDefault(input.Stream.Name) ?? 0, _options.StreamCapacity));
             }

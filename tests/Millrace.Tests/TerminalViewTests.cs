@@ -1,0 +1,45 @@
+using System.Text.RegularExpressions;
+
+namespace Millrace.Tests;
+
+/// <summary>The live terminal view, read from a pseudo-terminal (script(1) gives the program one).</summary>
+public sealed class TerminalViewTests
+{
+    private static async Task<string> RunInTerminal(params string[] args)
+    {
+        string command = "dotnet " + ExampleProgram.OwnFile("Tutorial", "Tutorial.dll") + " " + string.Join(" ", args);
+        var (exit, output, err) = await ExampleProgram.RunFileAsync("script", ["-qfec", command, "/dev/null"], seconds: 120);
+        Assert.True(exit == 0, err + output);
+        // What a person would see, without the escape sequences that draw it.
+        return Regex.Replace(output, @"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r", "");
+    }
+
+    [Theory]
+    [InlineData("threads")]
+    [InlineData("processes")]
+    public async Task A_terminal_shows_the_live_view_while_the_run_lasts_and_its_last_picture_at_the_end(string placement)
+    {
+        string screen = await RunInTerminal("--count", "150000000", "--capacity", "1000", "--placement", placement);
+        Assert.Contains("db: 150000000 items, sum of roots", screen);
+        Assert.Contains($"Millrace · {placement} · running", screen);          // drawn while it ran
+        Assert.Contains($"Millrace · {placement} · Completed", screen);        // and the last picture
+        foreach (string name in new[] { "web", "process1", "process2", "db" }) Assert.Contains($"│ {name} ", screen);
+        foreach (string queue in new[] { "numbers → process1", "squares → process2", "roots → db" }) Assert.Contains(queue, screen);
+        Assert.Contains("of 1000", screen);
+        // The web source knows its count: its progress reached 100%, and the counts went 150M.
+        Assert.Contains("100%", screen);
+        Assert.Contains("150.00M", screen);
+        // Pictures during the run showed db's count growing.
+        var counts = Regex.Matches(screen, @"│ db\s+│ \w+\s+│[^│]*│[^│]*│\s*([\d.]+[kMG]?) │").Select(m => m.Groups[1].Value).Distinct().ToList();
+        Assert.True(counts.Count >= 2, "db's count did not change between pictures: " + string.Join(", ", counts));
+    }
+
+    [Fact]
+    public async Task Quiet_runs_show_no_view_even_in_a_terminal()
+    {
+        string screen = await RunInTerminal("--count", "1000000", "--quiet");
+        Assert.Contains("db: 1000000 items, sum of roots 499999500000", screen);
+        Assert.DoesNotContain("Millrace ·", screen);
+        Assert.DoesNotContain("│", screen);
+    }
+}
