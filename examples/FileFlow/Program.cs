@@ -13,6 +13,7 @@
 // into the database, and whatever was accepted but not yet stored is sent again on the next start.
 using System.Security.Cryptography;
 using System.Text;
+using Microsoft.Extensions.Logging;
 using Millrace;
 using Millrace.Data;
 using Millrace.Web;
@@ -45,6 +46,14 @@ catch (ArgumentException e)
     return 2;
 }
 
+// Structured log events (run started and ended, failures, files the folder left alone, ...) to standard error.
+using ILoggerFactory logging = LoggerFactory.Create(b => b
+    .AddSimpleConsole(c => c.SingleLine = true)
+    .AddConsole(c => c.LogToStandardErrorThreshold = LogLevel.Trace)
+    .SetMinimumLevel(LogLevel.Information));
+ILogger logger = logging.CreateLogger("Millrace");
+options.Logger = logger;
+
 var graph = new Graph();
 var files = graph.Stream<IncomingFile>("files");
 var parsed = graph.Stream<ParsedFile>("parsed");
@@ -54,7 +63,7 @@ var stored = graph.Stream<string>("stored");
 WebSource web;
 try
 {
-    web = graph.Web("web", files, new WebOptions { Urls = urls, Spool = spool, Watch = watch });
+    web = graph.Web("web", files, new WebOptions { Urls = urls, Spool = spool, Watch = watch, Logger = logger });
 }
 catch (ArgumentException e)
 {

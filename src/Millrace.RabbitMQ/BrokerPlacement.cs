@@ -40,6 +40,7 @@ internal sealed class BrokerPlacement : IPlacement
         try
         {
             session = await BrokerSession.ConnectAsync(uri, $"millrace {prefix} {hostedNames}", ConnectFor, ReconnectFor, cancellationToken);
+            session.Logger = options.Logger;
         }
         catch (BrokerUnreachableException e)
         {
@@ -128,7 +129,13 @@ internal sealed class BrokerPlacement : IPlacement
         using CancellationTokenRegistration onCancel = cancellationToken.Register(run.RequestStop);
         using ThreadsPlacement.StopSignals? signals = options.HandleStopSignals ? new ThreadsPlacement.StopSignals(run) : null;
         // The meter and the views show the processes of this host.
-        RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed => ThreadsPlacement.LocalSample(run, local, elapsed));
+        // A reader's queue here holds what the broker lets it take ahead: its prefetch window of batches.
+        long held = (long)window * options.BatchSize;
+        RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed =>
+        {
+            RunSample sample = ThreadsPlacement.LocalSample(run, local, elapsed);
+            return sample with { Queues = sample.Queues.Select(q => q with { Capacity = Math.Max(q.Capacity, held) }).ToList() };
+        });
         Task detector = run.Detector?.RunAsync() ?? Task.CompletedTask;
         Task[] agreements = protocols.Select(p => p.RunAsync()).ToArray();
         using var debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1"

@@ -1,3 +1,4 @@
+using Millrace.Runtime;
 using System.Net.Sockets;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
@@ -29,6 +30,9 @@ internal sealed class BrokerSession : IAsyncDisposable
     private TaskCompletionSource<IConnection> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _closing;
     private int _setupFailures;
+
+    /// <summary>Where notices (a lost connection, a reconnection) go; standard error when null.</summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; set; }
 
     private BrokerSession(ConnectionFactory factory, string where, TimeSpan reconnectFor, IConnection connection)
     {
@@ -154,7 +158,7 @@ internal sealed class BrokerSession : IAsyncDisposable
             _ready = new TaskCompletionSource<IConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
         }
         Lost?.Invoke(generation);
-        Console.Error.WriteLine($"[millrace] lost the broker connection to {_where} ({reason}); connecting again");
+        Log.Notice(Logger, "broker", $"lost the broker connection to {_where} ({reason}); connecting again");
         IConnection connection;
         try
         {
@@ -183,13 +187,13 @@ internal sealed class BrokerSession : IAsyncDisposable
             if (Reconnected is { } handlers)
                 foreach (Func<Task> handler in handlers.GetInvocationList().Cast<Func<Task>>())
                     await handler();
-            Console.Error.WriteLine($"[millrace] connected to the broker at {_where} again");
+            Log.Notice(Logger, "broker", $"connected to the broker at {_where} again");
         }
         catch (Exception e) when (!_closing)
         {
             // Usually the new connection went too, and its own shutdown starts the next attempt; if it
             // is still open, drop it and start one here. Bounded: a few attempts, then the run fails.
-            Console.Error.WriteLine($"[millrace] setting up again after reconnecting failed: {Reason(e)}");
+            Log.Notice(Logger, "broker", $"setting up again after reconnecting failed: {Reason(e)}");
             if (++_setupFailures > 10)
             {
                 var failure = new BrokerUnreachableException($"Could not set up again on the broker at {_where} after reconnecting: {Reason(e)}", e);

@@ -111,7 +111,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             }
             catch (JsonException e)
             {
-                Console.Error.WriteLine($"[millrace] ignored a control message that is not valid: {e.Message}");
+                Log.Notice(_run.Options.Logger, "broker", $"ignored a control message that is not valid: {e.Message}");
             }
             if (message is not null) Handle(message);
             return Task.CompletedTask;

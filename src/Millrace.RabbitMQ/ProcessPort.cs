@@ -484,7 +484,7 @@ internal sealed class ProcessPort
         }
         catch (Exception e)
         {
-            Console.Error.WriteLine($"[millrace] process '{Name}' could not take from its queues again: {BrokerSession.Reason(e)}");
+            Log.Notice(_run.Options.Logger, "broker", $"process '{Name}' could not take from its queues again: {BrokerSession.Reason(e)}");
         }
     }
 
@@ -829,7 +829,7 @@ internal sealed class ProcessPort
             {
                 int left = _pending.Values.Count(p => !p.End);
                 if (left > 0)
-                    Console.Error.WriteLine($"[millrace] process '{Name}' ended holding {left} messages it had not handled; they go back to its queues.");
+                    Log.Notice(_run.Options.Logger, "broker", $"process '{Name}' ended holding {left} messages it had not handled; they go back to its queues.");
                 if (acknowledgeEnds)
                 {
                     foreach (PendingAck end in _ends) Acknowledge(end);

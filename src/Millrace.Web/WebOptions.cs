@@ -43,6 +43,9 @@ public sealed class WebOptions
     /// <summary>How often the watched folder is looked at. Default 250 ms.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>Where the source's notices go (a file left in the folder, a spool that cannot be written), as structured log events; standard error when null.</summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; set; }
+
     /// <summary>Print the address listened on to standard output when it starts. Default true.</summary>
     public bool Announce { get; set; } = true;
 

@@ -11,6 +11,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Net.Http.Headers;
+using Millrace.Runtime;
 
 namespace Millrace.Web;
 
@@ -195,7 +196,10 @@ public sealed class WebSource
             if (_options.Announce)
             {
                 foreach (string address in addresses)
+                {
+                    Log.Info(_options.Logger, $"web source '{_source.Name}'", $"listening on {address}, POST {address}{_path}");
                     Console.WriteLine($"{_source.Name}: listening on {address} (POST {address}{_path}){(spooled.Count > 0 ? $"; {spooled.Count} spooled files sent again" : "")}");
+                }
             }
             _replay = Task.Run(() => FailRunOnErrorAsync(() => ReplayAsync(spooled, _stop.Token)));
             if (_options.Watch is not null) _watch = Task.Run(() => FailRunOnErrorAsync(() => WatchAsync(_options.Watch, _stop.Token)));
@@ -345,7 +349,7 @@ public sealed class WebSource
             }
         }
 
-        private void Complain(string message) => Console.Error.WriteLine($"{_source.Name}: {message}");
+        private void Complain(string message) => Log.Notice(_options.Logger, $"web source '{_source.Name}'", message);
 
         private async Task HandleAsync(HttpContext context)
         {

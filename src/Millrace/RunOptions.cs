@@ -95,6 +95,14 @@ public sealed class RunOptions
     /// </summary>
     public bool Quiet { get; set; }
 
+    /// <summary>
+    /// Where the run's structured log events go (Microsoft.Extensions.Logging): started, ended,
+    /// process failures (with process, stream and item), halts, stops, and notices such as a broker
+    /// reconnection. Null (the default): notices go to standard error, the rest is not said. In the
+    /// processes placement the coordinator logs for its children.
+    /// </summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; set; }
+
     /// <summary>Whether Ctrl+C and SIGTERM stop the run gracefully (the second one at once). Default true.</summary>
     public bool HandleStopSignals { get; set; } = true;
 

@@ -480,7 +480,7 @@ sealed class MetricsWatcher : IDisposable
             List<long> db = _itemsIn.GetValueOrDefault("db") ?? new List<long>();
             bool rising = db.Zip(db.Skip(1)).All(p => p.Second >= p.First) && db.Distinct().Count() >= 3;
             Console.WriteLine($"metrics: db items_in rose over {db.Distinct().Count()} looks: {(rising ? "yes" : "no")} ({string.Join(" ", db.Distinct().Take(12))})");
-            Console.WriteLine($"metrics: max queue depth {_maxDepth}, capacity {_capacity}, within bounds: {(_capacity == options.StreamCapacity && _maxDepth <= _capacity + options.BatchSize ? "yes" : "no")}");
+            Console.WriteLine($"metrics: max queue depth {_maxDepth}, capacity {_capacity}, within bounds: {(_capacity >= options.StreamCapacity && _maxDepth <= _capacity + options.BatchSize ? "yes" : "no")}");
         }
     }
 

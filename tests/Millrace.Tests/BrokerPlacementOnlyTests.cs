@@ -102,9 +102,13 @@ public class BrokerPlacementOnlyTests
         string[] common = { "--count", "100000", "--batch", "20", "--stats", "--placement", "broker", "--run-id", runId };
         ExampleProgram Start(string process) => ExampleProgram.Start("Tutorial", common.Concat(new[] { "--processes", process }).ToArray());
         // Two instances each of process1 and process2, as on four hosts; they compete for their queues.
-        var programs = new[] { Start("db"), Start("process2"), Start("process2"), Start("process1"), Start("process1"), Start("web") };
+        var programs = new List<ExampleProgram> { Start("db"), Start("process2"), Start("process2"), Start("process1"), Start("process1") };
         try
         {
+            // Six .NET programs starting on two cores: the source starts once every replica takes from its queue,
+            // or a late one could find the work done.
+            await Broker.WaitForConsumersAsync([$"millrace.{runId}.numbers.process1", $"millrace.{runId}.squares.process2"], consumers: 2);
+            programs.Add(Start("web"));
             var results = new List<(int Exit, string Out, string Err)>();
             foreach (ExampleProgram p in programs) results.Add(await p.WaitAsync(seconds: 120));
             Assert.All(results, r => Assert.True(r.Exit == 0, r.Err));

@@ -72,6 +72,7 @@ internal sealed class Dashboard : IRunObserver
         }
         string address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "?";
         Console.Error.WriteLine($"dashboard: {address}/");
+        Log.Info(monitor.Options.Logger, "dashboard", $"serving {address}/");
     }
 
     public async Task StopAsync()

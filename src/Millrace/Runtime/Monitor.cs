@@ -73,6 +73,7 @@ internal sealed class RunMonitor
     public static async Task<Watch> StartAsync(GraphModel model, RunOptions options, Func<double, RunSample> sample)
     {
         var monitor = new RunMonitor(model, options, sample);
+        if (options.Logger is { } logger) Log.RunStarted(logger, monitor.RunId, options.Placement, model.Processes.Count, model.Streams.Count);
         Metrics.EnsureCreated();
         ActiveRuns[monitor] = 0;
         var observers = new List<IRunObserver>();
@@ -101,6 +102,8 @@ internal sealed class RunMonitor
         {
             RunSample last = monitor._sample();
             monitor.Final = last with { Outcome = outcome };
+            if (monitor.Options.Logger is { } logger)
+                Log.RunEnded(logger, monitor.RunId, outcome, Math.Round(last.ElapsedSeconds, 3), last.Processes.Sum(p => p.ItemsIn));
             foreach (IRunObserver o in observers)
             {
                 try
@@ -109,7 +112,7 @@ internal sealed class RunMonitor
                 }
                 catch (Exception e)
                 {
-                    Console.Error.WriteLine($"millrace: a view failed to stop: {e.Message}");
+                    Log.Notice(monitor.Options.Logger, "monitor", $"a view failed to stop: {e.Message}");
                 }
             }
             ActiveRuns.TryRemove(monitor, out _);

@@ -79,6 +79,7 @@ internal sealed class RunContext : IDisposable
             HaltedBy = process;
             HaltReason = reason;
         }
+        if (Options.Logger is { } logger) Log.Halted(logger, process, reason ?? "no reason given");
         if (!fromElsewhere) Reporter?.Halted(process, reason);
         StopAll();
     }
@@ -90,6 +91,7 @@ internal sealed class RunContext : IDisposable
             _errors.Add(failure);
             if (_outcome is not RunOutcome.Halted) _outcome = RunOutcome.Failed;
         }
+        if (Options.Logger is { } logger) Log.ProcessFailed(logger, failure.Process, failure.Stream, failure.ItemIndex, failure.Message, failure.Exception);
         if (!fromElsewhere) Reporter?.Failed(failure);
         StopAll();
     }
@@ -103,6 +105,7 @@ internal sealed class RunContext : IDisposable
             _stopRequested = true;
             _outcome ??= RunOutcome.Stopped;
         }
+        if (Options.Logger is { } logger) Log.GracefulStop(logger, Options.DrainTimeout.TotalSeconds);
         try
         {
             _sources.Cancel();
@@ -127,7 +130,11 @@ internal sealed class RunContext : IDisposable
         catch (ObjectDisposedException)
         {
         }
-        if (_hardStopped.TrySetResult()) HardStopRequested?.Invoke();
+        if (_hardStopped.TrySetResult())
+        {
+            if (Options.Logger is { } logger) Log.HardStop(logger, Outcome);
+            HardStopRequested?.Invoke();
+        }
     }
 
     /// <summary>Releases timers once every process has ended; the outcome stays as it is.</summary>

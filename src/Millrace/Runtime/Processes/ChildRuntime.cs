@@ -79,6 +79,8 @@ internal static class ChildRuntime
         // Hello first: nothing else may reach the coordinator before it knows who this is.
         control.Send(new ControlMessage { Type = "hello", Group = info.Group, Pid = Environment.ProcessId });
 
+        // The coordinator logs for the run (it hears of every halt and failure): a child saying it too would say it twice.
+        options.Logger = null;
         using var run = new RunContext(options);
         var runners = new ProcessRunner?[model.Processes.Count];
         foreach (int p in mine) runners[p] = new ProcessRunner(model.Processes[p], run);
