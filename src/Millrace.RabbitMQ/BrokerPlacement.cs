@@ -131,11 +131,15 @@ internal sealed class BrokerPlacement : IPlacement
         // The meter and the views show the processes of this host.
         // A reader's queue here holds what the broker lets it take ahead: its prefetch window of batches.
         long held = (long)window * options.BatchSize;
-        RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed =>
+        RunSample Local(double elapsed)
         {
             RunSample sample = ThreadsPlacement.LocalSample(run, local, elapsed);
             return sample with { Queues = sample.Queues.Select(q => q with { Capacity = Math.Max(q.Capacity, held) }).ToList() };
-        });
+        }
+        // The other hosts hear how this one's processes do twice a second: every host's meter and views show the whole run.
+        var clock = Stopwatch.StartNew();
+        using IDisposable stats = Ticker.Every(TimeSpan.FromMilliseconds(500), () => control.PublishStats(Local(clock.Elapsed.TotalSeconds)));
+        RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed => control.Combine(Local(elapsed)));
         Task detector = run.Detector?.RunAsync() ?? Task.CompletedTask;
         Task[] agreements = protocols.Select(p => p.RunAsync()).ToArray();
         using var debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1"
@@ -173,8 +177,9 @@ internal sealed class BrokerPlacement : IPlacement
         run.StopDetector();
         await detector;
         foreach (int p in hosted) await ports[p]!.CloseAsync();
-        await control.CloseAsync();
+        control.PublishStats(Local(clock.Elapsed.TotalSeconds)); // the last word: final counts
         await watch.EndAsync(run.Outcome);
+        await control.CloseAsync();
 
         return new RunResult(
             run.Outcome,

@@ -27,6 +27,27 @@ internal sealed class ControlMessage
     public bool Ok { get; set; }
     public int Lane { get; set; }
     public int Writer { get; set; }
+    public List<HostStats>? Stats { get; set; }
+}
+
+/// <summary>One process on one host, as that host reports it for the others' metrics and views (every half second).</summary>
+internal sealed class HostStats
+{
+    public string Process { get; set; } = "";
+    public long ItemsIn { get; set; }
+    public long ItemsOut { get; set; }
+    public double Busy { get; set; }
+    public string State { get; set; } = "";
+    public int Pid { get; set; }
+    public Dictionary<string, long>? Outputs { get; set; }
+    public List<HostQueue>? Queues { get; set; }
+}
+
+internal sealed class HostQueue
+{
+    public string Stream { get; set; } = "";
+    public long Queued { get; set; }
+    public long Capacity { get; set; }
 }
 
 /// <summary>
@@ -206,6 +227,9 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             case "member" or "end-seen" or "prepare" or "prepared" or "finish" or "resume" or "finished" or "ends-sent":
                 if (message.Index >= 0 && message.Index < _ports.Length) _ports[message.Index]?.Protocol?.OnControl(message);
                 break;
+            case "stats" when !mine:
+                if (message.Stats is { } stats) lock (_remote) _remote[message.Host] = stats;
+                break;
             case "closed":
                 _run.TerminationDetected = true;
                 _cyclesClosed.TrySetResult();
@@ -218,6 +242,50 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
                     runner.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
                 break;
         }
+    }
+
+    private readonly Dictionary<string, List<HostStats>> _remote = new();
+
+    /// <summary>Tells the other hosts how this host's processes are doing (their metrics and views show the whole run).</summary>
+    public void PublishStats(RunSample local)
+    {
+        var stats = local.Processes.Select(p => new HostStats
+        {
+            Process = p.Name,
+            ItemsIn = p.ItemsIn,
+            ItemsOut = p.ItemsOut,
+            Busy = p.BusySeconds,
+            State = p.State,
+            Pid = p.OsProcessId,
+            Outputs = p.Outputs.ToDictionary(),
+            Queues = local.Queues.Where(q => q.Reader == p.Name).Select(q => new HostQueue { Stream = q.Stream, Queued = q.Queued, Capacity = q.Capacity }).ToList(),
+        }).ToList();
+        Send(new ControlMessage { Type = "stats", Stats = stats });
+    }
+
+    /// <summary>
+    /// The whole run as this host knows it: its own processes, and the others' as they last reported;
+    /// instances of one process on several hosts (replicas) are added up.
+    /// </summary>
+    public RunSample Combine(RunSample local)
+    {
+        List<HostStats> remote;
+        lock (_remote) remote = _remote.Values.SelectMany(v => v).ToList();
+        if (remote.Count == 0) return local;
+        var processes = local.Processes.Concat(remote.Select(r => new ProcessSample(r.Process, r.ItemsIn, r.ItemsOut, 0, r.Busy, r.State, r.Pid,
+                r.Outputs ?? new Dictionary<string, long>())))
+            .GroupBy(p => p.Name)
+            .Select(g => new ProcessSample(g.Key, g.Sum(p => p.ItemsIn), g.Sum(p => p.ItemsOut), local.Errors.Count(e => e.Process == g.Key),
+                g.Sum(p => p.BusySeconds), g.Any(p => p.State != "ended") ? g.First(p => p.State != "ended").State : "ended", g.First().OsProcessId,
+                g.SelectMany(p => p.Outputs).GroupBy(kv => kv.Key).ToDictionary(o => o.Key, o => o.Sum(kv => kv.Value)))
+            { Total = g.Select(p => p.Total).FirstOrDefault(t => t is not null) })
+            .OrderBy(p => Array.FindIndex(_model.Processes.ToArray(), b => b.Name == p.Name))
+            .ToList();
+        var queues = local.Queues.Concat(remote.SelectMany(r => (r.Queues ?? []).Select(q => new QueueSample(q.Stream, r.Process, q.Queued, q.Capacity))))
+            .GroupBy(q => (q.Stream, q.Reader))
+            .Select(g => new QueueSample(g.Key.Stream, g.Key.Reader, g.Sum(q => q.Queued), g.Sum(q => q.Capacity)))
+            .ToList();
+        return local with { Processes = processes, Queues = queues };
     }
 
     private void ReplyStatus(int seq)

@@ -10,7 +10,7 @@ namespace Millrace.Tests;
 /// </summary>
 public class BrokerPlacementOnlyTests
 {
-    private const int SIGKILL = 9;
+    private const int SIGKILL = 9, SIGTERM = 15;
 
     private static string[] Lines(string output) =>
         output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -93,6 +93,44 @@ public class BrokerPlacementOnlyTests
         var (dbExit, dbOut, dbErr) = await db.WaitAsync(seconds: 90);
         Assert.True(dbExit == 0, dbErr);
         Assert.Equal(new[] { "db: 100000 items, sum of roots 4999950000" }, Lines(dbOut));
+    }
+
+    [Fact]
+    public async Task A_dashboard_on_one_host_shows_the_processes_of_every_host()
+    {
+        string runId = Broker.NewRunId();
+        string[] common = { "--count", "1000000000000", "--capacity", "1000", "--placement", "broker", "--run-id", runId };
+        using ExampleProgram there = ExampleProgram.Start("Tutorial", common.Concat(new[] { "--processes", "process2,db" }).ToArray());
+        using ExampleProgram here = ExampleProgram.Start("Tutorial", common.Concat(new[] { "--processes", "web,process1", "--dashboard-port", "0" }).ToArray());
+        try
+        {
+            await here.WaitForErrorOutputAsync(e => e.Contains("dashboard: http://"), seconds: 60);
+            string url = Regex.Match(here.ErrorOutput, @"dashboard: (http://127\.0\.0\.1:\d+/)").Groups[1].Value;
+            using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            async Task<Dictionary<string, long>> ItemsInByProcess() =>
+                System.Text.Json.JsonDocument.Parse(await client.GetStringAsync(url + "api/sample")).RootElement.GetProperty("processes").EnumerateArray()
+                    .ToDictionary(p => p.GetProperty("name").GetString()!, p => p.GetProperty("itemsIn").GetInt64());
+            // The other host's processes appear once it has reported (twice a second), and their counts rise.
+            Dictionary<string, long> first = new();
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (!(first.TryGetValue("db", out long n) && n > 0) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(250);
+                first = await ItemsInByProcess();
+            }
+            Assert.Equal(["web", "process1", "process2", "db"], first.Keys);
+            await Task.Delay(1500);
+            Dictionary<string, long> second = await ItemsInByProcess();
+            Assert.True(second["db"] > first["db"], $"db (on the other host): {first["db"]}, then {second["db"]}");
+            Assert.True(second["process1"] > first["process1"]);
+        }
+        finally
+        {
+            here.Signal(SIGTERM);
+            there.Signal(SIGTERM);
+            await here.WaitAsync(seconds: 60);
+            await there.WaitAsync(seconds: 60);
+        }
     }
 
     [Fact]
