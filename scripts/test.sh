@@ -22,6 +22,11 @@ if ! command -v chromium >/dev/null; then
     { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 fi
 export MILLRACE_CHROMIUM="$(command -v chromium)"
+# One test reads the Millrace meter with dotnet-counters, as a user would (a local tool folder, not the user's).
+if [[ ! -x .tools/dotnet-counters ]]; then
+  dotnet tool install --tool-path .tools dotnet-counters --version 10.0.750501 >/dev/null
+fi
+export MILLRACE_DOTNET_COUNTERS="$PWD/.tools/dotnet-counters"
 vhost="millrace-test-$$-$(date +%s)"
 MILLRACE_PG_DIR=""
 cleanup() {

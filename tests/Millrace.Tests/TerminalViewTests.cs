@@ -43,3 +43,43 @@ public sealed class TerminalViewTests
         Assert.DoesNotContain("│", screen);
     }
 }
+
+/// <summary>The Millrace meter read from outside, with dotnet-counters (the test command installs it in .tools/).</summary>
+public sealed class DotnetCountersTests
+{
+    [Theory]
+    [InlineData("threads")]
+    [InlineData("processes")]
+    public async Task Dotnet_counters_reads_the_Millrace_meter_of_a_running_program(string placement)
+    {
+        string tool = Environment.GetEnvironmentVariable("MILLRACE_DOTNET_COUNTERS")
+            ?? throw new InvalidOperationException("MILLRACE_DOTNET_COUNTERS is not set: run the tests with bash scripts/test.sh, which installs dotnet-counters.");
+        string csv = Path.Combine(Path.GetTempPath(), $"millrace-counters-{Guid.NewGuid():N}.csv");
+        using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--capacity", "1000", "--placement", placement);
+        try
+        {
+            await Task.Delay(1500); // started and running
+            // The program started is the one to watch: in the processes placement its children report to it.
+            var (exit, output, err) = await ExampleProgram.RunFileAsync(tool,
+                ["collect", "-p", program.Pid.ToString(), "--counters", "Millrace", "--format", "csv", "-o", csv, "--refresh-interval", "1", "--duration", "00:00:00:04"], seconds: 60);
+            Assert.True(exit == 0, err + output);
+            string[] lines = File.ReadAllLines(csv);
+            foreach (string process in new[] { "web", "process1", "process2", "db" })
+                Assert.Contains(lines, l => l.Contains("millrace.process.items_out") && l.Contains($"[process={process};"));
+            var dbRates = lines.Where(l => l.Contains("millrace.process.items_in") && l.Contains("[process=db;"))
+                .Select(l => double.Parse(l.Split(',')[^1], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+            Assert.NotEmpty(dbRates);
+            Assert.Contains(dbRates, r => r > 0);
+            var depths = lines.Where(l => l.Contains("millrace.stream.queue_depth"))
+                .Select(l => double.Parse(l.Split(',')[^1], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+            Assert.NotEmpty(depths);
+            Assert.All(depths, d => Assert.InRange(d, 0, 1000 + 8192));
+        }
+        finally
+        {
+            program.Signal(15);
+            await program.WaitAsync(seconds: 60);
+            File.Delete(csv);
+        }
+    }
+}
