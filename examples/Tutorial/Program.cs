@@ -45,6 +45,9 @@ catch (ArgumentException e)
     return 2;
 }
 
+// Printing every item and drawing the live view on one terminal do not mix: --verbose keeps the view off.
+if (verbose) options.Quiet = true;
+
 var graph = new Graph();
 var numbers = graph.Stream<long>("numbers");
 var squares = graph.Stream<long>("squares");

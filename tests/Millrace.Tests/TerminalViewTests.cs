@@ -19,16 +19,16 @@ public sealed class TerminalViewTests
     [InlineData("processes")]
     public async Task A_terminal_shows_the_live_view_while_the_run_lasts_and_its_last_picture_at_the_end(string placement)
     {
-        string screen = await RunInTerminal("--count", "150000000", "--capacity", "1000", "--placement", placement);
-        Assert.Contains("db: 150000000 items, sum of roots", screen);
+        string screen = await RunInTerminal("--count", "60000000", "--capacity", "1000", "--placement", placement);
+        Assert.Contains("db: 60000000 items, sum of roots", screen);
         Assert.Contains($"Millrace · {placement} · running", screen);          // drawn while it ran
         Assert.Contains($"Millrace · {placement} · Completed", screen);        // and the last picture
         foreach (string name in new[] { "web", "process1", "process2", "db" }) Assert.Contains($"│ {name} ", screen);
         foreach (string queue in new[] { "numbers → process1", "squares → process2", "roots → db" }) Assert.Contains(queue, screen);
         Assert.Contains("of 1000", screen);
-        // The web source knows its count: its progress reached 100%, and the counts went 150M.
+        // The web source knows its count: its progress reached 100%, and the counts went 60M.
         Assert.Contains("100%", screen);
-        Assert.Contains("150.00M", screen);
+        Assert.Contains("60.00M", screen);
         // Pictures during the run showed db's count growing.
         var counts = Regex.Matches(screen, @"│ db\s+│ \w+\s+│[^│]*│[^│]*│\s*([\d.]+[kMG]?) │").Select(m => m.Groups[1].Value).Distinct().ToList();
         Assert.True(counts.Count >= 2, "db's count did not change between pictures: " + string.Join(", ", counts));
