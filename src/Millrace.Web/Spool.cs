@@ -75,8 +75,17 @@ internal sealed class Spool
                 await stream.WriteAsync(file.Content, cancellationToken);
                 stream.Flush(flushToDisk: true);
             }
-            File.Move(tmp, Path.Combine(_ready, file.Id), overwrite: true);
-            FlushFolder(_ready);
+            string ready = Path.Combine(_ready, file.Id);
+            File.Move(tmp, ready, overwrite: true);
+            try
+            {
+                FlushFolder(_ready);
+            }
+            catch (IOException)
+            {
+                File.Delete(ready); // not durable: not accepted
+                throw;
+            }
         }
         catch
         {
@@ -123,6 +132,8 @@ internal sealed class Spool
     {
         if (!ItemIds.IsValid(id)) return;
         File.Delete(Path.Combine(_ready, id));
+        string counter = Path.Combine(Folder, "replays", id);
+        if (File.Exists(counter)) File.Delete(counter);
     }
 
     private static void FlushFolder(string folder)
@@ -130,9 +141,41 @@ internal sealed class Spool
         // A rename is durable once the folder itself is flushed (POSIX); elsewhere there is no portable way.
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
         int fd = open(folder, 0 /* O_RDONLY */);
-        if (fd < 0) return;
-        try { fsync(fd); }
-        finally { close(fd); }
+        if (fd < 0) throw new IOException($"cannot open the folder {folder} to flush it (errno {Marshal.GetLastPInvokeError()})");
+        try
+        {
+            if (fsync(fd) != 0) throw new IOException($"cannot flush the folder {folder} to disk (errno {Marshal.GetLastPInvokeError()})");
+        }
+        finally
+        {
+            close(fd);
+        }
+    }
+
+    /// <summary>
+    /// Counts one more start that sends the file again. The first file of a start found already sent at
+    /// <paramref name="most"/> starts without being stored is moved to <c>damaged/</c> instead, and
+    /// every other count starts again: a file that makes the pipeline fail would otherwise fail every
+    /// start, and the files behind it are not to blame. True: send it.
+    /// </summary>
+    public bool CountReplay(string id, int most, ref bool movedOne, Action<string> complain)
+    {
+        string folder = Path.Combine(Folder, "replays");
+        Directory.CreateDirectory(folder);
+        string counter = Path.Combine(folder, id);
+        int count = File.Exists(counter) && int.TryParse(File.ReadAllText(counter), out int n) ? n : 0;
+        if (count >= most && !movedOne)
+        {
+            string aside = Path.Combine(Folder, "damaged");
+            Directory.CreateDirectory(aside);
+            File.Move(Path.Combine(_ready, id), Path.Combine(aside, id), overwrite: true);
+            movedOne = true;
+            foreach (string other in Directory.EnumerateFiles(folder)) File.Delete(other);
+            complain($"the spooled file '{id}' was sent again at {most} starts and never stored (does it make the pipeline fail?); moved to {aside}");
+            return false;
+        }
+        File.WriteAllText(counter, (movedOne ? 1 : count + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return true;
     }
 
     private sealed record Header(string Id, string Name, string ContentType, DateTimeOffset ReceivedAt, string Origin, long Bytes);

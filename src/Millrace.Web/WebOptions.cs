@@ -31,6 +31,13 @@ public sealed class WebOptions
     /// <summary>Files in the spool not yet released (more: 503 with Retry-After). Default 100,000.</summary>
     public int MaxSpooled { get; set; } = 100_000;
 
+    /// <summary>
+    /// Starts at which a spooled file is sent again without being stored; at the next it is moved to
+    /// the spool's <c>damaged/</c> folder and named on standard error (a file that makes the pipeline
+    /// fail would otherwise fail every start). Default 5.
+    /// </summary>
+    public int MaxReplays { get; set; } = 5;
+
     /// <summary>Open connections at most. Default 4,096.</summary>
     public int MaxConnections { get; set; } = 4096;
 
@@ -59,6 +66,7 @@ public sealed class WebOptions
         if (string.IsNullOrWhiteSpace(Spool)) throw new ArgumentException($"{where}: Spool is empty; give a folder.");
         if (MaxFileBytes < 1) throw new ArgumentException($"{where}: MaxFileBytes must be at least 1, not {MaxFileBytes}.");
         if (MaxWaiting < 1) throw new ArgumentException($"{where}: MaxWaiting must be at least 1, not {MaxWaiting}.");
+        if (MaxReplays < 1) throw new ArgumentException($"{where}: MaxReplays must be at least 1, not {MaxReplays}.");
         if (MaxUploads < 1) throw new ArgumentException($"{where}: MaxUploads must be at least 1, not {MaxUploads}.");
         if (UploadTimeout <= TimeSpan.Zero) throw new ArgumentException($"{where}: UploadTimeout must be positive.");
         if (MaxFileBytes > int.MaxValue - 1024 * 1024) throw new ArgumentException($"{where}: MaxFileBytes can be at most {int.MaxValue - 1024 * 1024} (files are held in memory), not {MaxFileBytes}.");

@@ -208,7 +208,6 @@ public sealed class WebSource
         public async ValueTask DisposeAsync()
         {
             _stop.Cancel();
-            _spoolLock?.Dispose();
             if (_app is not null)
             {
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
@@ -217,6 +216,7 @@ public sealed class WebSource
             }
             try { await Task.WhenAll(_replay, _watch); } catch (OperationCanceledException) { }
             _stop.Dispose();
+            _spoolLock?.Dispose(); // last: nothing writes to the spool any more
         }
 
         /// <summary>An unexpected failure of the replay or the folder watcher ends the source with it (the run names it), never silently.</summary>
@@ -238,16 +238,26 @@ public sealed class WebSource
         /// <summary>Files accepted by an earlier run and not yet stored go into the stream again.</summary>
         private async Task ReplayAsync(List<string> ids, CancellationToken cancellationToken)
         {
+            bool movedOne = false;
             foreach (string id in ids)
             {
                 await _slots.WaitAsync(cancellationToken);
                 IncomingFile? file = _spool.Read(id, Complain);
-                if (file is null)
+                bool send;
+                try
+                {
+                    send = file is not null && _spool.CountReplay(id, _options.MaxReplays, ref movedOne, Complain);
+                }
+                catch (FileNotFoundException)
+                {
+                    send = false; // stored and released meanwhile
+                }
+                if (!send)
                 {
                     _slots.Release();
                     continue;
                 }
-                _accepted.Writer.TryWrite(file);
+                _accepted.Writer.TryWrite(file!);
             }
         }
 

@@ -356,6 +356,42 @@ public sealed class WebSourceTests : IDisposable
     }
 
     [Fact]
+    public async Task A_spooled_file_that_fails_the_pipeline_at_every_start_is_moved_aside_after_MaxReplays()
+    {
+        var spool = new Spool(Path.Combine(_dir, "spool"));
+        spool.Prepare();
+        await spool.WriteAsync(new IncomingFile("poison", "poison.txt", "text/plain", "boom"u8.ToArray(), DateTimeOffset.UtcNow, "http"), CancellationToken.None);
+        await spool.WriteAsync(new IncomingFile("fine", "fine.txt", "text/plain", "fine"u8.ToArray(), DateTimeOffset.UtcNow, "http"), CancellationToken.None);
+        var outcomes = new List<RunOutcome>();
+        for (int start = 0; start < 3; start++)
+        {
+            var graph = new Graph();
+            var files = graph.Stream<IncomingFile>("files");
+            var stored = graph.Stream<string>("stored");
+            WebSource web = graph.Web("web", files, Options(o => o.MaxReplays = 2));
+            graph.Process("db", p =>
+            {
+                var ids = p.Output(stored);
+                p.On(files, f =>
+                {
+                    if (f.Id == "poison") throw new InvalidOperationException("cannot store this one");
+                    ids.Emit(f.Id);
+                });
+            });
+            web.Release(stored);
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+            outcomes.Add((await graph.RunWithin(token: stop.Token, seconds: 30)).Outcome);
+        }
+        // Two starts fail on it; the third moves it aside and runs on.
+        Assert.Equal([RunOutcome.Failed, RunOutcome.Failed, RunOutcome.Stopped], outcomes);
+        Assert.True(File.Exists(Path.Combine(_dir, "spool", "damaged", "poison")));
+        // The file behind it was not to blame: it was stored (released), not moved aside.
+        Assert.False(File.Exists(Path.Combine(_dir, "spool", "damaged", "fine")));
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(_dir, "spool", "ready")));
+        Assert.False(File.Exists(Path.Combine(_dir, "spool", "replays", "fine")), "A stored file's replay count goes with it.");
+    }
+
+    [Fact]
     public void Bad_options_are_named()
     {
         var graph = new Graph();
