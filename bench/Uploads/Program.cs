@@ -99,7 +99,7 @@ async Task<double> Direct(string dir, string db)
     connection.Open();
     using (var setup = connection.CreateCommand())
     {
-        setup.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE files (id TEXT PRIMARY KEY, sha256 TEXT, bytes BIGINT)";
+        setup.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE files (id TEXT PRIMARY KEY, sha256 TEXT, bytes BIGINT)";
         setup.ExecuteNonQuery();
     }
     var gate = new SemaphoreSlim(1);
