@@ -130,7 +130,7 @@ internal sealed class BrokerPlacement : IPlacement
         using ThreadsPlacement.StopSignals? signals = options.HandleStopSignals ? new ThreadsPlacement.StopSignals(run) : null;
         // The meter and the views show the processes of this host.
         // A reader's queue here holds what the broker lets it take ahead: its prefetch window of batches.
-        long held = (long)window * options.BatchSize;
+        long held = (long)window * options.EffectiveBatchSize;
         RunSample Local(double elapsed)
         {
             RunSample sample = ThreadsPlacement.LocalSample(run, local, elapsed);
@@ -139,7 +139,7 @@ internal sealed class BrokerPlacement : IPlacement
         // The other hosts hear how this one's processes do twice a second: every host's meter and views show the whole run.
         var clock = Stopwatch.StartNew();
         using IDisposable stats = Ticker.Every(TimeSpan.FromMilliseconds(500), () => control.PublishStats(Local(clock.Elapsed.TotalSeconds)));
-        RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed => control.Combine(Local(elapsed)));
+        await using RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed => control.Combine(Local(elapsed)), Local);
         Task detector = run.Detector?.RunAsync() ?? Task.CompletedTask;
         Task[] agreements = protocols.Select(p => p.RunAsync()).ToArray();
         using var debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1"

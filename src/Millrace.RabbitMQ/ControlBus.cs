@@ -275,10 +275,11 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
         var processes = local.Processes.Concat(remote.Select(r => new ProcessSample(r.Process, r.ItemsIn, r.ItemsOut, 0, r.Busy, r.State, r.Pid,
                 r.Outputs ?? new Dictionary<string, long>())))
             .GroupBy(p => p.Name)
+            // Replicas: counts add up; busy time is per instance (an average), so "1" still means "always busy".
             .Select(g => new ProcessSample(g.Key, g.Sum(p => p.ItemsIn), g.Sum(p => p.ItemsOut), local.Errors.Count(e => e.Process == g.Key),
-                g.Sum(p => p.BusySeconds), g.Any(p => p.State != "ended") ? g.First(p => p.State != "ended").State : "ended", g.First().OsProcessId,
+                g.Sum(p => p.BusySeconds) / g.Count(), g.Any(p => p.State != "ended") ? g.First(p => p.State != "ended").State : "ended", g.First().OsProcessId,
                 g.SelectMany(p => p.Outputs).GroupBy(kv => kv.Key).ToDictionary(o => o.Key, o => o.Sum(kv => kv.Value)))
-            { Total = g.Select(p => p.Total).FirstOrDefault(t => t is not null) })
+            { Total = _model.Processes.FirstOrDefault(b => b.Name == g.Key)?.Source?.Total })
             .OrderBy(p => Array.FindIndex(_model.Processes.ToArray(), b => b.Name == p.Name))
             .ToList();
         var queues = local.Queues.Concat(remote.SelectMany(r => (r.Queues ?? []).Select(q => new QueueSample(q.Stream, r.Process, q.Queued, q.Capacity))))

@@ -14,16 +14,23 @@ internal sealed class LiveView : IRunObserver
 {
     private readonly CancellationTokenSource _stop = new();
     private Task _drawing = Task.CompletedTask;
+    private TextWriter? _original;
+    private CapturedOutput? _captured;
 
     public Task StartAsync(RunMonitor monitor)
     {
-        IAnsiConsole console = AnsiConsole.Console;
+        // The view draws on the real output; what the program prints meanwhile is kept and shown under it.
+        _original = Console.Out;
+        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(_original) });
+        _captured = new CapturedOutput(_original);
+        Console.SetOut(_captured);
+        CapturedOutput captured = _captured;
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _drawing = Task.Run(async () =>
         {
             RunSample? previous = null;
             RunSample current = monitor.Sample();
-            await console.Live(Render(monitor, previous, current)).AutoClear(false).Overflow(VerticalOverflow.Ellipsis).StartAsync(async live =>
+            await console.Live(Render(monitor, previous, current, captured)).AutoClear(false).Overflow(VerticalOverflow.Ellipsis).StartAsync(async live =>
             {
                 started.TrySetResult();
                 while (!_stop.IsCancellationRequested)
@@ -37,11 +44,11 @@ internal sealed class LiveView : IRunObserver
                     }
                     previous = current;
                     current = monitor.Sample();
-                    live.UpdateTarget(Render(monitor, previous, current));
+                    live.UpdateTarget(Render(monitor, previous, current, captured));
                     live.Refresh();
                 }
                 // The last picture: the run as it ended (the loop may have left between a picture and the end).
-                live.UpdateTarget(Render(monitor, previous, monitor.Sample()));
+                live.UpdateTarget(Render(monitor, previous, monitor.Sample(), captured: null));
                 live.Refresh();
             });
         });
@@ -52,11 +59,17 @@ internal sealed class LiveView : IRunObserver
     public async Task StopAsync()
     {
         _stop.Cancel();
-        if (await Task.WhenAny(_drawing, Task.Delay(3000)) == _drawing) AnsiConsole.WriteLine(); // what the program prints next starts on a line of its own
+        bool drawn = await Task.WhenAny(_drawing, Task.Delay(3000)) == _drawing;
+        if (_original is not null)
+        {
+            if (drawn) _original.WriteLine(); // what comes next starts on a line of its own
+            Console.SetOut(_original);
+            _captured?.Release(); // what the program printed while the view was up, in order
+        }
     }
 
     /// <summary>One picture of the run; <paramref name="previous"/> (half a second earlier) gives the rates.</summary>
-    internal static IRenderable Render(RunMonitor monitor, RunSample? previous, RunSample current)
+    internal static IRenderable Render(RunMonitor monitor, RunSample? previous, RunSample current, CapturedOutput? captured)
     {
         double dt = previous is null ? 0 : current.ElapsedSeconds - previous.ElapsedSeconds;
         var before = previous?.Processes.ToDictionary(p => p.Name) ?? new Dictionary<string, ProcessSample>();
@@ -95,6 +108,8 @@ internal sealed class LiveView : IRunObserver
         var parts = new List<IRenderable> { table };
         if (current.Queues.Count > 0) parts.Add(queues);
         parts.AddRange(current.Errors.Take(5).Select(e => new Markup($"[red]{Markup.Escape(e.Message)}[/]")));
+        // The program's latest lines (all of them are written out when the view ends).
+        if (captured?.Last(5) is { Count: > 0 } lines) parts.Add(new Panel(new Rows(lines.Select(l => new Text(l)))).Header("output").Border(BoxBorder.Rounded));
         return new Rows(parts);
     }
 

@@ -26,8 +26,11 @@ public sealed class TerminalViewTests
         foreach (string name in new[] { "web", "process1", "process2", "db" }) Assert.Contains($"│ {name} ", screen);
         foreach (string queue in new[] { "numbers → process1", "squares → process2", "roots → db" }) Assert.Contains(queue, screen);
         Assert.Contains("of 1000", screen);
+        // The program's own line (printed by db while the view was up) is not drawn over: it comes after the last picture.
+        Assert.True(screen.LastIndexOf("db: 60000000 items", StringComparison.Ordinal) > screen.LastIndexOf($"· {placement} · Completed", StringComparison.Ordinal),
+            "The program's line came before the view's last picture, so the view drew over it.");
         // The web source knows its count: its progress reached 100%, and the counts went 60M.
-        Assert.Contains("100%", screen);
+        Assert.Contains("██████ 100%", screen);
         Assert.Contains("60.00M", screen);
         // Pictures during the run showed db's count growing.
         var counts = Regex.Matches(screen, @"│ db\s+│ \w+\s+│[^│]*│[^│]*│\s*([\d.]+[kMG]?) │").Select(m => m.Groups[1].Value).Distinct().ToList();

@@ -38,6 +38,14 @@ internal sealed class Dashboard : IRunObserver
         {
             HttpResponse response = context.Response;
             response.Headers.CacheControl = "no-store";
+            // Only pages of this machine: a page elsewhere that points a name at 127.0.0.1 (DNS rebinding) is refused.
+            string host = context.Request.Host.Host;
+            if (host is not ("127.0.0.1" or "localhost" or "[::1]" or "::1"))
+            {
+                response.StatusCode = 400;
+                await response.WriteAsync($"The dashboard answers requests for 127.0.0.1 or localhost, not '{host}'.", context.RequestAborted);
+                return;
+            }
             switch (context.Request.Path.Value)
             {
                 case "/":
@@ -51,7 +59,7 @@ internal sealed class Dashboard : IRunObserver
                     break;
                 case "/api/sample":
                     response.ContentType = "application/json";
-                    await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(DescribeSample(monitor.Sample()), Json), context.RequestAborted);
+                    await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(DescribeSample(monitor.Sample(), monitor.Options.EffectiveBatchSize), Json), context.RequestAborted);
                     break;
                 default:
                     response.StatusCode = 404;
@@ -104,12 +112,12 @@ internal sealed class Dashboard : IRunObserver
         }),
     };
 
-    private static object DescribeSample(RunSample sample) => new
+    private static object DescribeSample(RunSample sample, int batch) => new
     {
         elapsed = sample.ElapsedSeconds,
         outcome = sample.Outcome?.ToString(),
         processes = sample.Processes.Select(p => new { name = p.Name, itemsIn = p.ItemsIn, itemsOut = p.ItemsOut, errors = p.Errors, busy = p.BusySeconds, state = p.State, pid = p.OsProcessId, total = p.Total }),
-        queues = sample.Queues.Select(q => new { stream = q.Stream, reader = q.Reader, queued = q.Queued, capacity = q.Capacity }),
+        queues = sample.Queues.Select(q => new { stream = q.Stream, reader = q.Reader, queued = q.Queued, capacity = q.Capacity, full = q.IsFull(batch) }),
         streams = sample.Processes.SelectMany(p => p.Outputs.Keys).Distinct().Select(s => new { name = s, written = sample.Written(s) }),
         errors = sample.Errors.Select(e => new { process = e.Process, message = e.Message }),
     };

@@ -109,8 +109,9 @@ function show(s) {
   const dt = previous ? s.elapsed - previous.elapsed : 0;
   const before = {};
   (previous ? previous.processes : []).forEach(p => { before[p.name] = p; });
+  // A queue is full when a writer's next batch does not fit (the server says so: items move in batches).
   const fill = {};
-  s.queues.forEach(q => { fill[q.reader] = Math.max(fill[q.reader] || 0, q.capacity ? q.queued / q.capacity : 0); });
+  s.queues.forEach(q => { fill[q.reader] = Math.max(fill[q.reader] || 0, q.full ? 1 : (q.capacity ? q.queued / q.capacity : 0)); });
   // The bottleneck: a process whose input queue is (nearly) full while it is not itself held up by a
   // full queue downstream; else the one busiest in its handlers (at least half the time).
   const writes = {};
@@ -118,7 +119,7 @@ function show(s) {
   const outFill = {};
   s.queues.forEach(q => {
     graph.streams.filter(st => st.name === q.stream).forEach(st => st.writers.forEach(w => {
-      outFill[w] = Math.max(outFill[w] || 0, q.capacity ? q.queued / q.capacity : 0);
+      outFill[w] = Math.max(outFill[w] || 0, q.full ? 1 : (q.capacity ? q.queued / q.capacity : 0));
     }));
   });
   let worst = null, worstScore = 0;
@@ -156,7 +157,7 @@ function show(s) {
     const label = document.querySelector(`text[data-stream-label="${CSS.escape(q.stream)}"][data-reader="${CSS.escape(q.reader)}"]`);
     if (label) label.textContent = `${q.stream} (${fmt(q.queued)} queued)`;
     const edge = document.querySelector(`path[data-stream="${CSS.escape(q.stream)}"][data-reader="${CSS.escape(q.reader)}"]`);
-    if (edge) edge.setAttribute("class", "edge" + (f >= 0.8 ? " full" : ""));
+    if (edge) edge.setAttribute("class", "edge" + (q.full ? " full" : ""));
   });
   document.querySelector("#queues tbody").innerHTML = qhtml;
   const errors = document.getElementById("errors");

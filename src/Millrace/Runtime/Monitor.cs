@@ -13,7 +13,11 @@ internal sealed record ProcessSample(string Name, long ItemsIn, long ItemsOut, l
 }
 
 /// <summary>One reader's queue of one stream at one moment.</summary>
-internal sealed record QueueSample(string Stream, string Reader, long Queued, long Capacity);
+internal sealed record QueueSample(string Stream, string Reader, long Queued, long Capacity)
+{
+    /// <summary>Full for a writer: its next batch does not fit (items move in batches, so a full queue rarely holds Capacity items).</summary>
+    public bool IsFull(int batch) => Queued > Capacity - Math.Min(batch, Capacity);
+}
 
 /// <summary>A whole run at one moment, in every placement the same shape.</summary>
 internal sealed record RunSample(double ElapsedSeconds, IReadOnlyList<ProcessSample> Processes, IReadOnlyList<QueueSample> Queues,
@@ -31,7 +35,7 @@ internal static class Sampling
         Volatile.Read(ref r.ItemsIn),
         r.Outputs.Sum(o => o.ItemsOut),
         errors.Count(e => e.Process == r.Name),
-        Stopwatch.GetElapsedTime(0, Volatile.Read(ref r.BusyTicks)).TotalSeconds,
+        r.BusySeconds,
         r.Status.State.ToString().ToLowerInvariant(),
         Environment.ProcessId,
         r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut)) { Total = r.SourceTotal };
@@ -48,13 +52,15 @@ internal sealed class RunMonitor
 {
     private static readonly ConcurrentDictionary<RunMonitor, byte> ActiveRuns = new();
     private readonly Func<RunSample> _sample;
+    private readonly Func<RunSample> _meterSample;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
-    public RunMonitor(GraphModel model, RunOptions options, Func<double, RunSample> sample)
+    public RunMonitor(GraphModel model, RunOptions options, Func<double, RunSample> sample, Func<double, RunSample>? meterSample = null)
     {
         Model = model;
         Options = options;
         _sample = () => sample(_clock.Elapsed.TotalSeconds);
+        _meterSample = meterSample is null ? _sample : () => meterSample(_clock.Elapsed.TotalSeconds);
         RunId = options.RunId ?? Guid.NewGuid().ToString("N")[..8];
     }
 
@@ -69,11 +75,13 @@ internal sealed class RunMonitor
 
     public RunSample Sample() => Final ?? _sample();
 
+    /// <summary>What this OS process's meter reports: the whole run, except in the broker placement, where each host reports its own processes (a backend adds the hosts up).</summary>
+    public RunSample MeterSample() => Final is { } final && ReferenceEquals(_meterSample, _sample) ? final : _meterSample();
+
     /// <summary>Registers the run with the meter and starts what the options ask to show (dashboard, terminal view).</summary>
-    public static async Task<Watch> StartAsync(GraphModel model, RunOptions options, Func<double, RunSample> sample)
+    public static async Task<Watch> StartAsync(GraphModel model, RunOptions options, Func<double, RunSample> sample, Func<double, RunSample>? meterSample = null)
     {
-        var monitor = new RunMonitor(model, options, sample);
-        if (options.Logger is { } logger) Log.RunStarted(logger, monitor.RunId, options.Placement, model.Processes.Count, model.Streams.Count);
+        var monitor = new RunMonitor(model, options, sample, meterSample);
         Metrics.EnsureCreated();
         ActiveRuns[monitor] = 0;
         var observers = new List<IRunObserver>();
@@ -90,17 +98,32 @@ internal sealed class RunMonitor
             foreach (IRunObserver o in observers) await o.StopAsync();
             throw;
         }
+        if (options.Logger is { } logger) Log.RunStarted(logger, monitor.RunId, options.Placement, model.Processes.Count, model.Streams.Count);
         return new Watch(monitor, observers);
     }
 
-    /// <summary>The run's registration; disposing it (with the final sample) stops the views.</summary>
-    internal sealed class Watch(RunMonitor monitor, List<IRunObserver> observers)
+    /// <summary>
+    /// The run's registration. <see cref="EndAsync"/> (with the final sample) stops the views; disposing
+    /// it without that (an exception left the placement) ends it as failed, so no view or port outlives the run.
+    /// </summary>
+    internal sealed class Watch(RunMonitor monitor, List<IRunObserver> observers) : IAsyncDisposable
     {
+        private int _ended;
+
         public RunMonitor Monitor => monitor;
 
         public async Task EndAsync(RunOutcome outcome)
         {
-            RunSample last = monitor._sample();
+            if (Interlocked.Exchange(ref _ended, 1) != 0) return;
+            RunSample last;
+            try
+            {
+                last = monitor._sample();
+            }
+            catch (Exception)
+            {
+                last = new RunSample(monitor._clock.Elapsed.TotalSeconds, [], [], [], null);
+            }
             monitor.Final = last with { Outcome = outcome };
             if (monitor.Options.Logger is { } logger)
                 Log.RunEnded(logger, monitor.RunId, outcome, Math.Round(last.ElapsedSeconds, 3), last.Processes.Sum(p => p.ItemsIn));
@@ -117,6 +140,8 @@ internal sealed class RunMonitor
             }
             ActiveRuns.TryRemove(monitor, out _);
         }
+
+        public async ValueTask DisposeAsync() => await EndAsync(RunOutcome.Failed);
     }
 }
 
@@ -201,7 +226,7 @@ internal static class Metrics
     private static IEnumerable<Measurement<T>> Each<T>(Func<RunMonitor, RunSample, IEnumerable<Measurement<T>>> measure) where T : struct
     {
         var all = new List<Measurement<T>>();
-        foreach (RunMonitor monitor in RunMonitor.Active) all.AddRange(measure(monitor, monitor.Sample()));
+        foreach (RunMonitor monitor in RunMonitor.Active) all.AddRange(measure(monitor, monitor.MeterSample()));
         return all;
     }
 }

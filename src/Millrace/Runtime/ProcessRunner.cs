@@ -64,11 +64,70 @@ internal sealed class ProcessRunner
     /// <summary>Items handed to this process's handlers.</summary>
     public long ItemsIn;
 
-    /// <summary>Stopwatch ticks spent handling items, waits for room downstream excluded (written by the runner thread).</summary>
-    public long BusyTicks;
+    /// <summary>Stopwatch ticks of finished busy spans (handling a batch, running the source or an action), waits excluded. Runner thread writes.</summary>
+    private long _busyTicks;
 
-    /// <summary>Stopwatch ticks spent waiting for room downstream.</summary>
-    private long _blockedTicks;
+    /// <summary>When the current busy span began (0: none), and the wait ticks then.</summary>
+    private long _busySince, _waitAtSpanStart;
+
+    /// <summary>Stopwatch ticks spent waiting inside busy spans (for room downstream, for a source's next item).</summary>
+    private long _waitTicks;
+
+    /// <summary>When the current wait began (0: none).</summary>
+    private long _waitSince;
+
+    private long _busyReported;
+
+    private void BeginBusy()
+    {
+        _waitAtSpanStart = Volatile.Read(ref _waitTicks);
+        Volatile.Write(ref _busySince, System.Diagnostics.Stopwatch.GetTimestamp());
+    }
+
+    private void EndBusy()
+    {
+        long since = _busySince;
+        if (since == 0) return;
+        long span = System.Diagnostics.Stopwatch.GetTimestamp() - since - (_waitTicks - _waitAtSpanStart);
+        Volatile.Write(ref _busyTicks, _busyTicks + Math.Max(0, span));
+        Volatile.Write(ref _busySince, 0);
+    }
+
+    /// <summary>Begins a wait that is not work (room downstream, a source's next item).</summary>
+    public void BeginWait() => Volatile.Write(ref _waitSince, System.Diagnostics.Stopwatch.GetTimestamp());
+
+    public void EndWait()
+    {
+        long since = _waitSince;
+        if (since == 0) return;
+        Volatile.Write(ref _waitTicks, _waitTicks + (System.Diagnostics.Stopwatch.GetTimestamp() - since));
+        Volatile.Write(ref _waitSince, 0);
+    }
+
+    /// <summary>Seconds of work so far, the span under way included; read from any thread, never going back.</summary>
+    public double BusySeconds
+    {
+        get
+        {
+            long now = System.Diagnostics.Stopwatch.GetTimestamp();
+            long since = Volatile.Read(ref _busySince);
+            long done = Volatile.Read(ref _busyTicks);
+            if (since != 0)
+            {
+                long waitSince = Volatile.Read(ref _waitSince);
+                long waited = Volatile.Read(ref _waitTicks) - _waitAtSpanStart + (waitSince != 0 ? now - waitSince : 0);
+                done += Math.Max(0, now - since - waited);
+            }
+            long reported = Volatile.Read(ref _busyReported);
+            while (done > reported)
+            {
+                long seen = Interlocked.CompareExchange(ref _busyReported, done, reported);
+                if (seen == reported) break;
+                reported = seen;
+            }
+            return System.Diagnostics.Stopwatch.GetElapsedTime(0, Math.Max(done, Volatile.Read(ref _busyReported))).TotalSeconds;
+        }
+    }
 
     /// <summary>The id of the item being handled, while <see cref="InItem"/> (ids are tracked in broker placement only).</summary>
     public ulong CurrentId;
@@ -142,13 +201,23 @@ internal sealed class ProcessRunner
                 if (_builder.Start is { } start)
                 {
                     phase = "its start action";
+                    BeginBusy();
                     await InvokeAsync(start);
                     if (Blocked) await DrainAsync();
+                    EndBusy();
                 }
                 if (_builder.Source is { } source)
                 {
                     phase = "its source";
-                    await source.RunAsync(this);
+                    BeginBusy();
+                    try
+                    {
+                        await source.RunAsync(this);
+                    }
+                    finally
+                    {
+                        EndBusy();
+                    }
                 }
             }
             catch (OperationCanceledException) when (!HasInputs && !Stopping && Run.StopRequested)
@@ -185,6 +254,7 @@ internal sealed class ProcessRunner
         }
         finally
         {
+            EndBusy(); // a span a failure left open
             lock (_timers)
             {
                 _timersStopped = true;
@@ -226,7 +296,9 @@ internal sealed class ProcessRunner
             {
                 // A timer, not a message: it wakes the process but is not counted by termination detection.
                 SetState(RunnerState.Running);
+                BeginBusy();
                 envelope.Delivery!.Handled(this);
+                EndBusy();
                 continue;
             }
             CountReceived();
@@ -234,7 +306,7 @@ internal sealed class ProcessRunner
             {
                 case EnvelopeKind.Data:
                     Lane lane = envelope.Lane!;
-                    long began = System.Diagnostics.Stopwatch.GetTimestamp(), blockedBefore = _blockedTicks;
+                    BeginBusy();
                     if (envelope.Delivery is { } delivery)
                     {
                         await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count, delivery.Ids);
@@ -248,7 +320,7 @@ internal sealed class ProcessRunner
                     {
                         await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count);
                     }
-                    Volatile.Write(ref BusyTicks, BusyTicks + (System.Diagnostics.Stopwatch.GetTimestamp() - began) - (_blockedTicks - blockedBefore));
+                    EndBusy();
                     break;
                 case EnvelopeKind.End:
                     if (envelope.Lane!.EndWriter(envelope.Writer))
@@ -330,7 +402,7 @@ internal sealed class ProcessRunner
     public async ValueTask DrainAsync()
     {
         if (TryDrain()) return;
-        long began = System.Diagnostics.Stopwatch.GetTimestamp();
+        BeginWait();
         try
         {
             do await _room.WaitAsync(Run.HardToken);
@@ -338,7 +410,7 @@ internal sealed class ProcessRunner
         }
         finally
         {
-            _blockedTicks += System.Diagnostics.Stopwatch.GetTimestamp() - began;
+            EndWait();
         }
     }
 
@@ -346,7 +418,7 @@ internal sealed class ProcessRunner
     public void DrainBlocking()
     {
         if (TryDrain()) return;
-        long began = System.Diagnostics.Stopwatch.GetTimestamp();
+        BeginWait();
         try
         {
             do _room.Wait(Run.HardToken);
@@ -354,7 +426,7 @@ internal sealed class ProcessRunner
         }
         finally
         {
-            _blockedTicks += System.Diagnostics.Stopwatch.GetTimestamp() - began;
+            EndWait();
         }
     }
 

@@ -79,7 +79,8 @@ internal sealed class RunContext : IDisposable
             HaltedBy = process;
             HaltReason = reason;
         }
-        if (Options.Logger is { } logger) Log.Halted(logger, process, reason ?? "no reason given");
+        // Each host of the broker placement logs what happened on it (a central log gets each event once).
+        if (!fromElsewhere && Options.Logger is { } logger) Log.Halted(logger, process, reason ?? "no reason given");
         if (!fromElsewhere) Reporter?.Halted(process, reason);
         StopAll();
     }
@@ -91,7 +92,7 @@ internal sealed class RunContext : IDisposable
             _errors.Add(failure);
             if (_outcome is not RunOutcome.Halted) _outcome = RunOutcome.Failed;
         }
-        if (Options.Logger is { } logger) Log.ProcessFailed(logger, failure.Process, failure.Stream, failure.ItemIndex, failure.Message, failure.Exception);
+        if (!fromElsewhere && Options.Logger is { } logger) Log.ProcessFailed(logger, failure.Process, failure.Stream, failure.ItemIndex, failure.Message, failure.Exception);
         if (!fromElsewhere) Reporter?.Failed(failure);
         StopAll();
     }

@@ -76,13 +76,27 @@ internal sealed class AsyncEnumerableSource<T> : SourceBody
         while (!runner.SourceShouldStop)
         {
             ValueTask<bool> next = e.MoveNextAsync();
+            bool more;
             if (!next.IsCompleted)
             {
-                // The source waits: let what it emitted leave meanwhile.
+                // The source waits: let what it emitted leave meanwhile. Waiting is not work.
                 runner.FlushOutputs();
                 if (runner.Blocked) await runner.DrainAsync();
+                runner.BeginWait();
+                try
+                {
+                    more = await next;
+                }
+                finally
+                {
+                    runner.EndWait();
+                }
             }
-            if (!await next) break;
+            else
+            {
+                more = await next;
+            }
+            if (!more) break;
             _output.Emit(e.Current);
             if (runner.Blocked) await runner.DrainAsync();
             runner.Tick();

@@ -14,7 +14,7 @@ internal static class ThreadsPlacement
         Wiring.Wire(model, runners, options, remote: null);
         if (model.Cycles.Count > 0) run.Detector = new TerminationDetector(run, new LocalStatusSource(runners), model);
 
-        RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed => LocalSample(run, runners, elapsed));
+        await using RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed => LocalSample(run, runners, elapsed));
         var stopwatch = Stopwatch.StartNew();
         using CancellationTokenRegistration onCancel = cancellationToken.Register(run.RequestStop);
         using StopSignals? signals = options.HandleStopSignals ? new StopSignals(run) : null;

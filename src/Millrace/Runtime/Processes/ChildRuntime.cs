@@ -186,7 +186,7 @@ internal static class ChildRuntime
                 Received = status.Received,
                 ItemsIn = final || stats ? Volatile.Read(ref r.ItemsIn) : 0,
                 Outputs = final || stats ? r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut) : null,
-                Busy = final || stats ? System.Diagnostics.Stopwatch.GetElapsedTime(0, Volatile.Read(ref r.BusyTicks)).TotalSeconds : 0,
+                Busy = final || stats ? r.BusySeconds : 0,
                 Queued = stats ? r.Lanes.GroupBy(l => l.StreamName).ToDictionary(g => g.Key, g => g.Sum(l => (long)Volatile.Read(ref l.Queued))) : null,
             };
         }).ToList(),

@@ -87,7 +87,7 @@ internal sealed class ProcessesPlacement
         listener.Listen(_children.Length + 8);
         _run.HardStopRequested += () => Broadcast(new ControlMessage { Type = "stop", Hard = true });
         _run.GracefulStopRequested += () => Broadcast(new ControlMessage { Type = "stop", Hard = false });
-        RunMonitor.Watch watch = await RunMonitor.StartAsync(_model, _options, Sample);
+        await using RunMonitor.Watch watch = await RunMonitor.StartAsync(_model, _options, Sample);
         using CancellationTokenRegistration onCancel = cancellationToken.Register(_run.RequestStop);
         using ThreadsPlacement.StopSignals? signals = _options.HandleStopSignals ? new ThreadsPlacement.StopSignals(_run) : null;
 
@@ -121,6 +121,9 @@ internal sealed class ProcessesPlacement
         foreach (Child child in _children) child.Control?.Dispose();
         await accepting;
         RunResult result = Result(stopwatch.Elapsed);
+        // Every line the children wrote is through before the run ends.
+        await Task.WhenAny(Task.WhenAll(_children.Where(c => c.Os is { HasExited: true } && c.Os.StartInfo.RedirectStandardOutput)
+            .Select(c => Task.Run(() => c.Os!.WaitForExit()))), Task.Delay(5000));
         await watch.EndAsync(_run.Outcome);
         foreach (Child child in _children) child.Os?.Dispose();
         return result;
@@ -150,10 +153,16 @@ internal sealed class ProcessesPlacement
         info.Environment[ChildInfo.GroupsVariable] = string.Join(",", _groupOf);
         info.Environment[ChildInfo.SignatureVariable] = _model.Signature;
         info.Environment[ChildInfo.ProcessesVariable] = child.Label;
+        // On a terminal, a live view may be drawing: the children's lines come through this program's
+        // standard output, so the view can show them instead of drawing over them.
+        bool forward = !Console.IsOutputRedirected;
+        info.RedirectStandardOutput = forward;
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
         process.Exited += (_, _) => _ = OnExitedAsync(child);
+        if (forward) process.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.Out.WriteLine(e.Data); };
         child.Os = process;
         process.Start();
+        if (forward) process.BeginOutputReadLine();
         child.Pid = process.Id;
     }
 
@@ -360,7 +369,13 @@ internal sealed class ProcessesPlacement
                     report?.Busy ?? 0, child.Final is not null ? "ended" : (report?.State ?? RunnerState.Running).ToString().ToLowerInvariant(),
                     child.Pid, report?.Outputs ?? new Dictionary<string, long>()) { Total = _model.Processes[p].Source?.Total });
                 foreach (InputSpec input in _model.Processes[p].Inputs.DistinctBy(i => i.Stream.Name))
-                    queues.Add(new QueueSample(input.Stream.Name, name, report?.Queued?.GetValueOrDefault(input.Stream.Name) ?? 0, _options.StreamCapacity));
+                {
+                    // Each writer in another OS process has room of its own in this queue; writers beside the reader share one.
+                    int[] writers = _model.Streams[input.Stream.Name].Writers;
+                    int windows = writers.Count(w => _groupOf[w] != _groupOf[p]) + (writers.Any(w => _groupOf[w] == _groupOf[p]) ? 1 : 0);
+                    queues.Add(new QueueSample(input.Stream.Name, name, report?.Queued?.GetValueOrDefault(input.Stream.Name) ?? 0,
+                        (long)_options.StreamCapacity * Math.Max(1, windows)));
+                }
             }
         }
         return new RunSample(elapsed, processes, queues, errors, null);
