@@ -70,6 +70,26 @@ public sealed class Table<T> : IDisposable
         }
     }
 
+    private DbTransaction? _transaction;
+
+    /// <summary>Begins a transaction (if none is open): the next upserts are committed together by <see cref="Commit"/>.</summary>
+    internal void Begin()
+    {
+        if (_transaction is not null) return;
+        _transaction = _connection.BeginTransaction();
+        _upsert.Transaction = _transaction;
+    }
+
+    /// <summary>Commits the open transaction, if any.</summary>
+    internal void Commit()
+    {
+        if (_transaction is null) return;
+        _transaction.Commit();
+        _transaction.Dispose();
+        _transaction = null;
+        _upsert.Transaction = null;
+    }
+
     /// <summary>Inserts the item's row, or replaces the row with its key; committed when this returns. Returns the key.</summary>
     public string Upsert(T item)
     {
@@ -84,6 +104,7 @@ public sealed class Table<T> : IDisposable
     /// <summary>Closes the connection.</summary>
     public void Dispose()
     {
+        _transaction?.Dispose(); // not committed: rolled back
         _upsert.Dispose();
         _connection.Dispose();
     }

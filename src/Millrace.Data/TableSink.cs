@@ -21,7 +21,8 @@ public static class TableSinks
     /// <summary>
     /// Declares a process that upserts every item of <paramref name="input"/> into
     /// <paramref name="table"/> (created when missing, with the key column <c>id</c> as primary key),
-    /// committing each item before taking the next (so what the process has handled is stored).
+    /// committing the items of each batch (those that arrived together) in one transaction before what
+    /// they produced leaves, and before their message is acknowledged in the broker placement.
     /// </summary>
     /// <param name="graph">The graph.</param>
     /// <param name="name">The sink process's name.</param>
@@ -65,10 +66,19 @@ public static class TableSinks
             Table<T>? rows = null;
             Output<string>? keys = stored is null ? null : p.Output(stored);
             p.OnStart(() => rows = Table<T>.Open(database, table, key, columns, $"Table sink '{name}'", durable: stored is not null));
+            // The items of one batch (what arrived together) are one transaction: under load many rows per
+            // commit, a quiet stream still one. Keys go to 'stored' only once their rows are committed.
+            var pending = new List<string>();
             p.On(input, item =>
             {
-                string id = rows!.Upsert(item);
-                keys?.Emit(id);
+                rows!.Begin();
+                pending.Add(rows.Upsert(item));
+            });
+            p.OnBatchEnd(() =>
+            {
+                rows?.Commit();
+                if (keys is not null) foreach (string id in pending) keys.Emit(id);
+                pending.Clear();
             });
             // However the process ends (a failed CREATE TABLE included), the connection is closed.
             p.OnEnd(() => rows?.Dispose());
@@ -98,7 +108,7 @@ public static class TableSinks
         connection = new SqliteConnection(source);
         connection.Open();
         using DbCommand wal = connection.CreateCommand();
-        // Committed rows survive a crash of the program; WAL keeps one commit per item quick. Durable: they also
+        // Committed rows survive a crash of the program; WAL keeps a commit quick. Durable: they also
         // survive a crash of the machine (a commit waits for the disk), needed when a commit lets a spooled file go.
         wal.CommandText = $"PRAGMA journal_mode=WAL; PRAGMA synchronous={(durable ? "FULL" : "NORMAL")}; PRAGMA busy_timeout=10000;";
         wal.ExecuteNonQuery();

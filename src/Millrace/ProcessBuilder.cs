@@ -158,6 +158,14 @@ public sealed class ProcessBuilder
     /// <summary>For operators and sinks: runs when the process ends, however it ends (normally, halted, failed, stopped), to release what it holds.</summary>
     internal void OnEnd(Action release) => _ends.Add(release);
 
+    /// <summary>
+    /// Runs after each batch of input items is handled, before what they produced leaves (and, in the
+    /// broker placement, before the message is acknowledged): a sink commits a transaction here.
+    /// </summary>
+    internal void OnBatchEnd(Action action) => BatchEnd += action;
+
+    internal Action? BatchEnd { get; private set; }
+
     internal IReadOnlyList<Action> Ends => _ends;
 
     private readonly List<Action> _ends = new();

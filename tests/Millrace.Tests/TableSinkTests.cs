@@ -19,6 +19,55 @@ public class TableSinkTests
         (await graph.RunWithin()).EnsureSuccess();
     }
 
+    private static long Count(string database)
+    {
+        using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={database}");
+        connection.Open();
+        using var count = connection.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM files";
+        return (long)count.ExecuteScalar()!;
+    }
+
+    [Fact]
+    public async Task A_batch_is_one_transaction_and_its_keys_go_to_stored_only_once_committed()
+    {
+        string database = Path.Combine(Path.GetTempPath(), $"millrace-batch-{Guid.NewGuid():N}.db");
+        try
+        {
+            // 100 items arrive as one batch; the key of item 60 cannot be made: nothing of the batch is committed or said stored.
+            var graph = new Graph();
+            var files = graph.Stream<FileInfoItem>("files");
+            var stored = graph.Stream<string>("stored");
+            graph.Source("source", files, Enumerable.Range(0, 100).Select(i => new FileInfoItem($"file-{i}", i, i)).ToArray());
+            graph.ToTable("db", files, stored, database, "files", f => f.Words == 60 ? throw new InvalidOperationException("no key for 60") : f.Id,
+                new Column<FileInfoItem>("words", "INTEGER", f => f.Words));
+            var said = new System.Collections.Concurrent.ConcurrentBag<string>();
+            graph.Sink("watch", stored, said.Add);
+            // A long linger: the source's 100 items leave as one batch however busy the machine is.
+            RunResult failed = await graph.RunWithin(new RunOptions { Linger = TimeSpan.FromMinutes(1) });
+            Assert.Equal(RunOutcome.Failed, failed.Outcome);
+            Assert.Empty(said);
+            Assert.Equal(0L, Count(database));
+
+            // The same items without the bad one: all committed, every key said once, in order.
+            var again = new Graph();
+            var files2 = again.Stream<FileInfoItem>("files");
+            var stored2 = again.Stream<string>("stored");
+            again.Source("source", files2, Enumerable.Range(0, 100).Select(i => new FileInfoItem($"file-{i}", i, i)).ToArray());
+            again.ToTable("db", files2, stored2, database, "files", f => f.Id, new Column<FileInfoItem>("words", "INTEGER", f => f.Words));
+            var keys = new List<string>();
+            again.Sink("watch", stored2, keys.Add);
+            (await again.RunWithin()).EnsureSuccess();
+            Assert.Equal(Enumerable.Range(0, 100).Select(i => $"file-{i}"), keys);
+            Assert.Equal(100L, Count(database));
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            foreach (string f in Directory.EnumerateFiles(Path.GetTempPath(), Path.GetFileName(database) + "*")) File.Delete(f);
+        }
+    }
+
     [Fact]
     public async Task Items_become_rows_and_a_replay_does_not_duplicate_them()
     {

@@ -311,6 +311,7 @@ internal sealed class ProcessRunner
                     {
                         await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count, delivery.Ids);
                         if (Stopping) break;
+                        _builder.BatchEnd?.Invoke();
                         // What these items produced leaves now, so the message can be acknowledged soon.
                         FlushOutputs();
                         if (Blocked) await DrainAsync();
@@ -319,6 +320,7 @@ internal sealed class ProcessRunner
                     else
                     {
                         await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count);
+                        if (!Stopping) _builder.BatchEnd?.Invoke();
                     }
                     EndBusy();
                     break;
