@@ -79,7 +79,7 @@ internal sealed class Spool
             File.Move(tmp, ready, overwrite: true);
             try
             {
-                FlushFolder(_ready);
+                await FlushReadyAfterAsync(Interlocked.Increment(ref _renamed));
             }
             catch (IOException)
             {
@@ -134,6 +134,33 @@ internal sealed class Spool
         File.Delete(Path.Combine(_ready, id));
         string counter = Path.Combine(Folder, "replays", id);
         if (File.Exists(counter)) File.Delete(counter);
+    }
+
+    private long _renamed, _flushed;
+    private readonly SemaphoreSlim _flushGate = new(1, 1);
+
+    /// <summary>
+    /// Returns once a flush of <c>ready/</c> that began after rename number <paramref name="ticket"/> has
+    /// ended. Concurrent uploads share flushes (one fsync covers every rename before it), as a database
+    /// shares a log flush among commits.
+    /// </summary>
+    private async Task FlushReadyAfterAsync(long ticket)
+    {
+        while (Volatile.Read(ref _flushed) < ticket)
+        {
+            await _flushGate.WaitAsync();
+            try
+            {
+                if (Volatile.Read(ref _flushed) >= ticket) return;
+                long covered = Interlocked.Read(ref _renamed);
+                FlushFolder(_ready);
+                Volatile.Write(ref _flushed, Math.Max(Volatile.Read(ref _flushed), covered));
+            }
+            finally
+            {
+                _flushGate.Release();
+            }
+        }
     }
 
     private static void FlushFolder(string folder)
