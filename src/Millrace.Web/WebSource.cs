@@ -590,10 +590,14 @@ public sealed class WebSource
             return Error(context, 503, message);
         }
 
-        private Task TooLarge(HttpContext context, long length) =>
-            Error(context, 413, length >= 0
+        private Task TooLarge(HttpContext context, long length)
+        {
+            // The rest of the body is not read: the connection cannot carry another request; say so, or the client may reuse it.
+            context.Response.Headers.Connection = "close";
+            return Error(context, 413, length >= 0
                 ? $"The request has {length} bytes; files of at most {_options.MaxFileBytes} bytes are accepted."
                 : $"The file is larger than the {_options.MaxFileBytes} bytes accepted.");
+        }
 
         private static Task Error(HttpContext context, int status, string message) => Answer(context, status, new { error = message });
 
@@ -602,6 +606,10 @@ public sealed class WebSource
             if (context.Response.HasStarted) return;
             context.Response.StatusCode = status;
             context.Response.ContentType = "application/json; charset=utf-8";
+            // Answered without reading the whole body (an error, a duplicate): the connection is not reused.
+            HttpRequest request = context.Request;
+            if (status != StatusCodes.Status202Accepted && (request.ContentLength > 0 || request.Headers.TransferEncoding.Count > 0))
+                context.Response.Headers.Connection = "close";
             await context.Response.WriteAsync(JsonSerializer.Serialize(body, AnswerJson), context.RequestAborted);
         }
 
