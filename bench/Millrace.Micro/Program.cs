@@ -8,8 +8,11 @@ using System.Buffers;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Running;
 using Millrace;
-using Millrace.Runtime;
-using Millrace.Runtime.Processes;
+using Millrace.Codecs;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
+using Millrace.Placements.Processes;
 
 BenchmarkSwitcher.FromAssembly(typeof(QueueHop).Assembly).Run(args);
 

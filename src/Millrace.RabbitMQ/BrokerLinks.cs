@@ -1,6 +1,9 @@
 using System.Buffers;
 using System.Globalization;
-using Millrace.Runtime;
+using Millrace.Codecs;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
 using RabbitMQ.Client;
 
 namespace Millrace.RabbitMQ;

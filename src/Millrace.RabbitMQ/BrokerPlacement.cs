@@ -1,7 +1,12 @@
 using System.Diagnostics;
 using System.Reflection;
-using Millrace.Runtime;
+using Millrace.Codecs;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
 using RabbitMQ.Client;
+
+[assembly: MillracePlacement(typeof(Millrace.RabbitMQ.BrokerPlacement))]
 
 namespace Millrace.RabbitMQ;
 
@@ -9,10 +14,14 @@ namespace Millrace.RabbitMQ;
 /// The broker placement: this program runs some processes of the graph (all, or those named in
 /// <see cref="RunOptions.Processes"/>); the others run wherever the same program was started with
 /// their names. Every stream is an exchange on the broker; every reader has a durable queue bound
-/// to it. Loaded by name from <see cref="Graph.RunAsync"/>; not used directly.
+/// to it. Found by name (<c>--placement broker</c>) through the assembly's <see cref="MillracePlacementAttribute"/>.
 /// </summary>
 internal sealed class BrokerPlacement : IPlacement
 {
+    public string Name => "broker";
+
+    public Task<RunResult> RunAsync(PlacementContext context) => RunAsync(context.Model, context.Options, context.CancellationToken);
+
     public const string DefaultBroker = "amqp://guest:guest@127.0.0.1:5672/";
     public const string BrokerVariable = "MILLRACE_BROKER";
 
@@ -21,20 +30,20 @@ internal sealed class BrokerPlacement : IPlacement
     private static readonly TimeSpan FinishFor = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan LingerFor = TimeSpan.FromMinutes(10);
 
-    public async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
+    private static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
         string[] names = model.Processes.Select(p => p.Name).ToArray();
-        string[] unknown = options.Processes.Where(n => !names.Contains(n)).ToArray();
+        string[] unknown = options.Broker.Processes.Where(n => !names.Contains(n)).ToArray();
         if (unknown.Length > 0)
             return Failed(string.Join(", ", unknown), stopwatch,
                 $"--processes names {string.Join(", ", unknown.Select(n => $"'{n}'"))}, which the graph does not have. Its processes: {string.Join(", ", names)}.");
-        int[] hosted = options.Processes.Count == 0
+        int[] hosted = options.Broker.Processes.Count == 0
             ? Enumerable.Range(0, names.Length).ToArray()
-            : Enumerable.Range(0, names.Length).Where(p => options.Processes.Contains(names[p])).ToArray();
+            : Enumerable.Range(0, names.Length).Where(p => options.Broker.Processes.Contains(names[p])).ToArray();
         string hostedNames = string.Join(",", hosted.Select(p => names[p]));
         string prefix = "millrace." + (options.RunId ?? (Assembly.GetEntryAssembly()?.GetName().Name ?? "run").ToLowerInvariant());
-        string uri = options.Broker ?? Environment.GetEnvironmentVariable(BrokerVariable) ?? DefaultBroker;
+        string uri = options.Broker.Uri ?? Environment.GetEnvironmentVariable(BrokerVariable) ?? DefaultBroker;
 
         BrokerSession session;
         try
@@ -69,11 +78,10 @@ internal sealed class BrokerPlacement : IPlacement
         int[] hosted, Stopwatch stopwatch, CancellationToken cancellationToken)
     {
         string[] names = model.Processes.Select(p => p.Name).ToArray();
-        using var run = new RunContext(options) { TracksIds = true };
-        var runners = new ProcessRunner?[model.Processes.Count];
-        foreach (int p in hosted) runners[p] = new ProcessRunner(model.Processes[p], run);
-        ProcessRunner[] local = hosted.Select(p => runners[p]!).ToArray();
-        run.SetRunners(local);
+        using var host = new RunHost(model, options, hosted, tracksIds: true);
+        RunContext run = host.Run;
+        ProcessRunner?[] runners = host.Runners;
+        ProcessRunner[] local = host.Local;
 
         // Items per message: the batch size; messages not yet confirmed per process, and taken but not
         // yet acknowledged per input: enough to keep the broker busy, bounded by the stream capacity.
@@ -81,7 +89,7 @@ internal sealed class BrokerPlacement : IPlacement
         var ports = new ProcessPort?[model.Processes.Count];
         foreach (int p in hosted) ports[p] = new ProcessPort(runners[p]!, p, session, run, window, (ushort)window, names);
         var codecs = new CodecSet(model.Codecs, options.Codec == "auto" ? "json" : options.Codec);
-        Wiring.Wire(model, runners, options, new BrokerLinks(model, prefix, codecs, ports));
+        host.Wire(new BrokerLinks(model, prefix, codecs, ports));
 
         int detectorProcess = model.Cycles.Count == 0 ? -1 : model.Cycles.SelectMany(c => c.Members).Min();
         bool detectorHere = detectorProcess >= 0 && runners[detectorProcess] is not null;
@@ -96,7 +104,7 @@ internal sealed class BrokerPlacement : IPlacement
             port.Protocol = new EndProtocol(port, run, port.EndsNeeded, control.Send);
             protocols.Add(port.Protocol);
         }
-        if (detectorHere) run.Detector = new TerminationDetector(run, control, model);
+        if (detectorHere) host.DetectTermination(control);
 
         session.Failed += e => run.Fail(new ProcessFailure(string.Join(", ", local.Select(r => r.Name)), null, null, null, e.Message, e));
         session.Lost += _ =>
@@ -126,21 +134,19 @@ internal sealed class BrokerPlacement : IPlacement
             return Failed(string.Join(", ", local.Select(r => r.Name)), stopwatch, $"Could not start consuming from the broker at {session.Where}: {BrokerSession.Reason(e)}");
         }
 
-        using CancellationTokenRegistration onCancel = cancellationToken.Register(run.RequestStop);
-        using ThreadsPlacement.StopSignals? signals = options.HandleStopSignals ? new ThreadsPlacement.StopSignals(run) : null;
+        using IDisposable stops = StopSignals.Listen(run, cancellationToken);
         // The meter and the views show the processes of this host.
         // A reader's queue here holds what the broker lets it take ahead: its prefetch window of batches.
         long held = (long)window * options.EffectiveBatchSize;
         RunSample Local(double elapsed)
         {
-            RunSample sample = ThreadsPlacement.LocalSample(run, local, elapsed);
+            RunSample sample = host.Sample(elapsed);
             return sample with { Queues = sample.Queues.Select(q => q with { Capacity = Math.Max(q.Capacity, held) }).ToList() };
         }
         // The other hosts hear how this one's processes do twice a second: every host's meter and views show the whole run.
         var clock = Stopwatch.StartNew();
         using IDisposable stats = Ticker.Every(TimeSpan.FromMilliseconds(500), () => control.PublishStats(Local(clock.Elapsed.TotalSeconds)));
         await using RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed => control.Combine(Local(elapsed)), Local);
-        Task detector = run.Detector?.RunAsync() ?? Task.CompletedTask;
         Task[] agreements = protocols.Select(p => p.RunAsync()).ToArray();
         using var debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1"
             ? new Timer(_ =>
@@ -149,7 +155,7 @@ internal sealed class BrokerPlacement : IPlacement
             }, null, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(2))
             : null;
 
-        await ThreadsPlacement.RunRunnersAsync(run, local, options);
+        await host.RunProcessesAsync();
 
         // In a graph with cycles, termination detection needs every process's counts, ended ones
         // included: a host whose processes ended stays (answering waves) until the cycles are closed.
@@ -174,25 +180,14 @@ internal sealed class BrokerPlacement : IPlacement
         foreach (EndProtocol protocol in protocols) protocol.Leave();
         await Task.WhenAny(Task.WhenAll(agreements), Task.Delay(TimeSpan.FromSeconds(2)));
         stopwatch.Stop();
-        run.StopDetector();
-        await detector;
+        await host.StopDetectorAsync();
         foreach (int p in hosted) await ports[p]!.CloseAsync();
         control.PublishStats(Local(clock.Elapsed.TotalSeconds)); // the last word: final counts
         await watch.EndAsync(run.Outcome);
         await control.CloseAsync();
 
-        return new RunResult(
-            run.Outcome,
-            stopwatch.Elapsed,
-            run.HaltedBy,
-            run.HaltReason,
-            run.TerminationDetected,
-            run.Errors,
-            local.ToDictionary(r => r.Name, r => new ProcessStats(r.ItemsIn, r.Outputs.Sum(o => o.ItemsOut), Environment.ProcessId)),
-            model.Streams.Values.ToDictionary(
-                s => s.Name,
-                s => new StreamStats(s.Writers.Where(w => runners[w] is not null)
-                    .Sum(w => runners[w]!.Outputs.First(o => o.Stream.Name == s.Name).ItemsOut))));
+        // The duration includes connecting to the broker and waiting for its confirms.
+        return host.Result(stopwatch.Elapsed);
     }
 
     /// <summary>Every exchange and queue of the run, declared by every host (idempotent), before anything is published.</summary>

@@ -1,4 +1,6 @@
-using Millrace.Runtime;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
 using System.Net.Sockets;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;

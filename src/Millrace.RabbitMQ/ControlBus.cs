@@ -1,6 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Millrace.Runtime;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
 

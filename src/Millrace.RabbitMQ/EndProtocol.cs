@@ -1,4 +1,6 @@
-using Millrace.Runtime;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
 
 namespace Millrace.RabbitMQ;
 
@@ -291,7 +293,7 @@ internal sealed class EndProtocol
                 _send(Message("finish", round));
         }
         if (!_othersFinished.Task.IsCompleted)
-            Millrace.Runtime.Log.Notice(_run.Options.Logger, "broker", $"process '{_port.Name}': not every instance said its outputs were confirmed within 60 s; sending its end marks anyway.");
+            Monitoring.Log.Notice(_run.Options.Logger, "broker", $"process '{_port.Name}': not every instance said its outputs were confirmed within 60 s; sending its end marks anyway.");
     }
 
     /// <summary>
@@ -311,7 +313,7 @@ internal sealed class EndProtocol
         _finishedSent = true;
         _send(Message("finished", 0));
         if (await Task.WhenAny(_endsSent.Task, Task.Delay(TimeSpan.FromSeconds(60))) == _endsSent.Task) return true;
-        Millrace.Runtime.Log.Notice(_run.Options.Logger, "broker", $"process '{_port.Name}': the instance sending its end marks did not confirm them within 60 s; " +
+        Monitoring.Log.Notice(_run.Options.Logger, "broker", $"process '{_port.Name}': the instance sending its end marks did not confirm them within 60 s; " +
                                 "the end marks this instance took go back to the queues.");
         return false;
     }

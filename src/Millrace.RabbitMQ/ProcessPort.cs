@@ -1,6 +1,9 @@
 using System.Buffers;
 using System.Security.Cryptography;
-using Millrace.Runtime;
+using Millrace.Codecs;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
 using RabbitMQ.Client.Exceptions;

@@ -1,4 +1,6 @@
-using Millrace.Runtime;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
 using Spectre.Console;
 using Spectre.Console.Rendering;
 

@@ -11,7 +11,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Net.Http.Headers;
-using Millrace.Runtime;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
 
 namespace Millrace.Web;
 

@@ -1,4 +1,3 @@
-using Millrace.Runtime;
 
 namespace Millrace;
 
@@ -139,8 +138,9 @@ public sealed partial class Graph
     /// <summary>
     /// Checks the graph without running it: names, types, streams nobody writes or reads.
     /// </summary>
+    /// <returns>The checked graph's processes, streams and cycles.</returns>
     /// <exception cref="GraphValidationException">Lists every problem found.</exception>
-    public void Validate() => GraphModel.Build(_streams, _processes, _codecs);
+    public GraphShape Validate() => GraphShape.Of(GraphModel.Build(_streams, _processes, _codecs));
 
     /// <summary>
     /// Runs the graph until it ends: every process has ended (streams end when all their writers
@@ -153,19 +153,9 @@ public sealed partial class Graph
     {
         options ??= new RunOptions();
         options.Check();
+        IPlacement placement = PlacementRegistry.Get(options.Placement);
         GraphModel model = GraphModel.Build(_streams, _processes, _codecs);
-        return options.Placement switch
-        {
-            "threads" => ThreadsPlacement.RunAsync(model, options, cancellationToken),
-            "processes" => Runtime.Processes.ChildInfo.TakeFromEnvironment() is { } child
-                ? Runtime.Processes.ChildRuntime.RunAsync(model, options, child)
-                : Runtime.Processes.ProcessesPlacement.RunAsync(model, options, cancellationToken),
-            "broker" => Runtime.PlacementLoader.Load("broker", "Millrace.RabbitMQ.BrokerPlacement, Millrace.RabbitMQ", "Millrace.RabbitMQ")
-                .RunAsync(model, options, cancellationToken),
-            _ => throw new ArgumentException(
-                $"Unknown placement '{options.Placement}'. Known placements: {string.Join(", ", RunOptions.KnownPlacements)}.",
-                nameof(options)),
-        };
+        return placement.RunAsync(new PlacementContext(model, options, cancellationToken));
     }
 }
 

@@ -1,4 +1,3 @@
-using Millrace.Runtime;
 
 namespace Millrace;
 

@@ -3,15 +3,12 @@ namespace Millrace;
 /// <summary>How a graph runs: where its processes are placed and how big its queues are.</summary>
 public sealed class RunOptions
 {
-    /// <summary>The placements this build knows.</summary>
-    public static IReadOnlyList<string> KnownPlacements { get; } = new[] { "threads", "processes", "broker" };
-
     /// <summary>
     /// Where processes run: <c>threads</c> (the default: one OS process, a thread per process),
     /// <c>processes</c> (an OS process per process, on this machine; the program starts itself again
     /// for each, so everything before <see cref="Graph.RunAsync"/> should only build the graph) or
     /// <c>broker</c> (any number of machines talking through RabbitMQ; needs the Millrace.RabbitMQ
-    /// library; see <see cref="Broker"/> and <see cref="Processes"/>).
+    /// library; see <see cref="Broker"/>), or a placement of your own (see <see cref="Placements.PlacementRegistry"/>).
     /// </summary>
     public string Placement { get; set; } = "threads";
 
@@ -52,30 +49,17 @@ public sealed class RunOptions
     /// </summary>
     public string Codec { get; set; } = "auto";
 
-    /// <summary>
-    /// For the <c>processes</c> placement: sets of processes that share one OS process (the others get
-    /// one each). On the command line: <c>--group process1,process2</c>, repeatable.
-    /// </summary>
-    public IList<string[]> Groups { get; set; } = new List<string[]>();
+    /// <summary>Options of the <c>processes</c> placement (an OS process per process, on this machine).</summary>
+    public ProcessesOptions Processes { get; } = new();
+
+    /// <summary>Options of the <c>broker</c> placement (hosts talking through RabbitMQ).</summary>
+    public BrokerOptions Broker { get; } = new();
 
     /// <summary>
-    /// For the <c>broker</c> placement: the RabbitMQ broker, as an AMQP URI
-    /// (<c>amqp://user:password@host:5672/vhost</c>). Default: the <c>MILLRACE_BROKER</c> environment
-    /// variable, else <c>amqp://guest:guest@127.0.0.1:5672/</c>. On the command line: <c>--broker URI</c>.
-    /// </summary>
-    public string? Broker { get; set; }
-
-    /// <summary>
-    /// For the <c>broker</c> placement: the processes this program runs (the rest run elsewhere:
-    /// other hosts start the same program with their own list). Empty (the default): all of them.
-    /// On the command line: <c>--processes process1,process2</c>.
-    /// </summary>
-    public IList<string> Processes { get; set; } = new List<string>();
-
-    /// <summary>
-    /// For the <c>broker</c> placement: the name every exchange and queue of this run starts with, so
-    /// that several programs (or several runs of one) can share a virtual host. Every host of one run
-    /// must use the same. Default: the program's name in lower case. On the command line: <c>--run-id NAME</c>.
+    /// The run's name: the <c>run</c> tag of its metrics and, in the <c>broker</c> placement, what every
+    /// exchange and queue of the run starts with, so that several programs (or several runs of one)
+    /// can share a virtual host (every host of one run must use the same). Default: a random name for
+    /// metrics, the program's name in lower case on the broker. On the command line: <c>--run-id NAME</c>.
     /// </summary>
     public string? RunId { get; set; }
 
@@ -139,14 +123,14 @@ public sealed class RunOptions
                     options.Codec = Value(e, arg);
                     break;
                 case "--group":
-                    options.Groups.Add(Value(e, arg).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+                    options.Processes.Groups.Add(Value(e, arg).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
                     break;
                 case "--broker":
-                    options.Broker = Value(e, arg);
+                    options.Broker.Uri = Value(e, arg);
                     break;
                 case "--processes":
                     foreach (string name in Value(e, arg).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                        options.Processes.Add(name);
+                        options.Broker.Processes.Add(name);
                     break;
                 case "--run-id":
                     options.RunId = Value(e, arg);
@@ -173,8 +157,7 @@ public sealed class RunOptions
 
     internal void Check()
     {
-        if (!KnownPlacements.Contains(Placement))
-            throw new ArgumentException($"Unknown placement '{Placement}'. Known placements: {string.Join(", ", KnownPlacements)}.");
+        Placements.PlacementRegistry.Get(Placement); // throws, naming the known ones, if there is none of that name
         if (Codec is not ("auto" or "json" or "binary"))
             throw new ArgumentException($"Unknown codec '{Codec}'. Codecs: auto, json, binary.");
         if (StreamCapacity < 1) throw new ArgumentException($"StreamCapacity must be at least 1; got {StreamCapacity}.");
@@ -183,8 +166,10 @@ public sealed class RunOptions
         if (DrainTimeout < TimeSpan.Zero) throw new ArgumentException($"DrainTimeout must not be negative; got {DrainTimeout}.");
         if (DashboardPort is < 0 or > 65535) throw new ArgumentException($"DashboardPort must be 0 to 65535; got {DashboardPort}.");
         if (StopTimeout < TimeSpan.Zero) throw new ArgumentException($"StopTimeout must not be negative; got {StopTimeout}.");
-        if (Placement != "broker" && Processes.Count > 0)
-            throw new ArgumentException($"Processes (--processes) chooses what runs on each host in the broker placement; the {Placement} placement runs every process.");
+        if (Placement != "broker" && Broker.Processes.Count > 0)
+            throw new ArgumentException($"Broker.Processes (--processes) chooses what runs on each host in the broker placement; the {Placement} placement runs every process.");
+        if (Placement != "processes" && Processes.Groups.Count > 0)
+            throw new ArgumentException($"Processes.Groups (--group) puts processes together in the processes placement; the {Placement} placement does not use it.");
         if (RunId is not null && (RunId.Length is 0 or > 100 || RunId.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))))
             throw new ArgumentException($"RunId (--run-id) must be 1 to 100 letters, digits, '-', '_' or '.'; got '{RunId}'.");
     }
@@ -213,4 +198,31 @@ public sealed class RunOptions
             throw new ArgumentException($"Option {option} needs a port number from 0 to 65535; got '{text}'.");
         return value;
     }
+}
+
+/// <summary>Options of the <c>processes</c> placement.</summary>
+public sealed class ProcessesOptions
+{
+    /// <summary>
+    /// Sets of processes that share one OS process (the others get one each). On the command line:
+    /// <c>--group process1,process2</c>, repeatable.
+    /// </summary>
+    public IList<string[]> Groups { get; } = new List<string[]>();
+}
+
+/// <summary>Options of the <c>broker</c> placement.</summary>
+public sealed class BrokerOptions
+{
+    /// <summary>
+    /// The RabbitMQ broker, as an AMQP URI (<c>amqp://user:password@host:5672/vhost</c>). Default: the
+    /// <c>MILLRACE_BROKER</c> environment variable, else <c>amqp://guest:guest@127.0.0.1:5672/</c>.
+    /// On the command line: <c>--broker URI</c>.
+    /// </summary>
+    public string? Uri { get; set; }
+
+    /// <summary>
+    /// The processes this program runs (the rest run elsewhere: other hosts start the same program
+    /// with their own list). Empty (the default): all of them. On the command line: <c>--processes process1,process2</c>.
+    /// </summary>
+    public IList<string> Processes { get; } = new List<string>();
 }

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace Millrace;
 
 /// <summary>How a run ended.</summary>
@@ -25,10 +27,16 @@ public sealed class RunResult
         HaltedBy = haltedBy;
         HaltReason = haltReason;
         TerminationDetected = terminationDetected;
+        Debug.Assert(errors.Count == 0 || outcome == RunOutcome.Failed, "a run with errors reports Failed");
         Errors = errors;
         Processes = processes;
         Streams = streams;
     }
+
+    /// <summary>The result of what <paramref name="run"/> saw, with the counts of the processes it knows.</summary>
+    internal static RunResult From(RunContext run, TimeSpan duration, IReadOnlyDictionary<string, ProcessStats> processes,
+        IReadOnlyDictionary<string, StreamStats> streams) =>
+        new(run.Outcome, duration, run.HaltedBy, run.HaltReason, run.TerminationDetected, run.Errors, processes, streams);
 
     /// <summary>How the run ended.</summary>
     public RunOutcome Outcome { get; }

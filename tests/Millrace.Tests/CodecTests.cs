@@ -1,7 +1,10 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
-using Millrace.Runtime;
+using Millrace.Codecs;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
 
 namespace Millrace.Tests;
 

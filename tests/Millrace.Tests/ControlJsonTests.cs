@@ -1,5 +1,7 @@
-using Millrace.Runtime;
-using Millrace.Runtime.Processes;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
+using Millrace.Placements.Processes;
 
 namespace Millrace.Tests;
 

@@ -179,5 +179,8 @@ public class HaltAndFailureTests
 
         Assert.Equal("halter", result.HaltedBy);
         Assert.Contains(result.Errors, e => e.Process == "stubborn" && e.Message.Contains("did not stop within 0.3 s"));
+        // A run that reports errors never reports success, halted or not.
+        Assert.Equal(RunOutcome.Failed, result.Outcome);
+        Assert.False(result.Succeeded);
     }
 }

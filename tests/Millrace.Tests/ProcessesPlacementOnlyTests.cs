@@ -1,7 +1,10 @@
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
-using Millrace.Runtime;
-using Millrace.Runtime.Processes;
+using Millrace.Codecs;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
+using Millrace.Placements.Processes;
 
 namespace Millrace.Tests;
 

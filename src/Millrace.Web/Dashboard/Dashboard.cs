@@ -7,7 +7,9 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Millrace.Runtime;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
 
 namespace Millrace.Web;
 

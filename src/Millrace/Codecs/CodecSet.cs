@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace Millrace.Runtime;
+namespace Millrace.Codecs;
 
 /// <summary>A codec for one stream's item type, whatever the type: batches as arrays.</summary>
 internal abstract class BatchCodec

@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Net.Sockets;
 
-namespace Millrace.Runtime.Processes;
+namespace Millrace.Placements.Processes;
 
 /// <summary>
 /// Frames on a data connection between two OS processes (little-endian):

@@ -1,4 +1,4 @@
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>One input of a process: the stream it reads and the handler called per item.</summary>
 internal abstract class InputSpec

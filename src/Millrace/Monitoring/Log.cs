@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 
-namespace Millrace.Runtime;
+namespace Millrace.Monitoring;
 
 /// <summary>
 /// What Millrace says about a run, as structured log events (Microsoft.Extensions.Logging) to

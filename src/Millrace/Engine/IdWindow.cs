@@ -1,4 +1,4 @@
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>
 /// The last <see cref="Size"/> item ids a process handled, to skip an item delivered again (after a

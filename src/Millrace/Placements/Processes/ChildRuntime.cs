@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Millrace.Runtime.Processes;
+namespace Millrace.Placements.Processes;
 
 /// <summary>What the coordinator tells a child through its environment.</summary>
 internal sealed record ChildInfo(int Group, string Dir, int[] GroupOf, string Signature, string Label)
@@ -81,13 +81,12 @@ internal static class ChildRuntime
 
         // The coordinator logs for the run (it hears of every halt and failure): a child saying it too would say it twice.
         options.Logger = null;
-        using var run = new RunContext(options);
-        var runners = new ProcessRunner?[model.Processes.Count];
-        foreach (int p in mine) runners[p] = new ProcessRunner(model.Processes[p], run);
-        ProcessRunner[] local = mine.Select(p => runners[p]!).ToArray();
-        run.SetRunners(local);
+        using var host = new RunHost(model, options, mine);
+        RunContext run = host.Run;
+        ProcessRunner?[] runners = host.Runners;
+        ProcessRunner[] local = host.Local;
         var links = new ProcessLinks(model, info.GroupOf, info.Group, info.Dir, run, options);
-        Wiring.Wire(model, runners, options, links);
+        host.Wire(links);
         links.Listen();
         var reporter = new ChildReporter(control, cyclic: model.Cycles.Count > 0);
         run.Reporter = reporter;
@@ -161,7 +160,7 @@ internal static class ChildRuntime
 
         // Counts and queue depths for the coordinator's metrics and views (a few hundred bytes, four times a second).
         using (Ticker.Every(TimeSpan.FromMilliseconds(250), () => control.Send(Report("stats", 0, mine, runners, links, final: false, stats: true))))
-            await ThreadsPlacement.RunRunnersAsync(run, local, options);
+            await host.RunProcessesAsync();
 
         control.Send(Report("final", 0, mine, runners, links, final: true));
         Console.Out.Flush();

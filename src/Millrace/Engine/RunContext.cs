@@ -1,4 +1,4 @@
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>How a child OS process tells its coordinator what happened to its processes.</summary>
 internal interface IRunReporter
@@ -35,8 +35,6 @@ internal sealed class RunContext : IDisposable
     public bool TerminationDetected { get; set; }
     public string? HaltedBy { get; private set; }
     public string? HaltReason { get; private set; }
-
-    public void StopDetector() => Detector?.Stop();
 
     /// <summary>Items carry ids (broker placement): set before runners are made.</summary>
     public bool TracksIds { get; init; }
@@ -90,7 +88,8 @@ internal sealed class RunContext : IDisposable
         lock (_lock)
         {
             _errors.Add(failure);
-            if (_outcome is not RunOutcome.Halted) _outcome = RunOutcome.Failed;
+            // A failure wins over a halt: a run that reports errors never reports success.
+            _outcome = RunOutcome.Failed;
         }
         if (!fromElsewhere && Options.Logger is { } logger) Log.ProcessFailed(logger, failure.Process, failure.Stream, failure.ItemIndex, failure.Message, failure.Exception);
         if (!fromElsewhere) Reporter?.Failed(failure);

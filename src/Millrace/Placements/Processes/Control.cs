@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Millrace.Runtime.Processes;
+namespace Millrace.Placements.Processes;
 
 /// <summary>
 /// One line of JSON on the control connection between the coordinator and a child OS process.

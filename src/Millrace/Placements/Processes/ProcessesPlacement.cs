@@ -1,14 +1,30 @@
 using System.Diagnostics;
 using System.Net.Sockets;
 
-namespace Millrace.Runtime.Processes;
+namespace Millrace.Placements.Processes;
 
 /// <summary>
 /// The coordinator of the processes placement: starts this program again once per group of
 /// processes (the same Main builds the same graph and runs only its share), connects them, runs
 /// termination detection over the control sockets, watches them, and stops them.
 /// </summary>
-internal sealed class ProcessesPlacement
+internal sealed class ProcessesPlacement : IPlacement
+{
+    public string Name => "processes";
+
+    /// <summary>In the program the user started: the coordinator. In an OS process it started: that child's share of the run.</summary>
+    public Task<RunResult> RunAsync(PlacementContext context) =>
+        ChildInfo.TakeFromEnvironment() is { } child
+            ? ChildRuntime.RunAsync(context.Model, context.Options, child)
+            : Coordinator.RunAsync(context.Model, context.Options, context.CancellationToken);
+}
+
+/// <summary>
+/// The coordinator of the processes placement: starts this program again once per group of
+/// processes (the same Main builds the same graph and runs only its share), connects them, runs
+/// termination detection over the control sockets, watches them, and stops them.
+/// </summary>
+internal sealed class Coordinator
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
 
@@ -21,7 +37,7 @@ internal sealed class ProcessesPlacement
     private readonly TaskCompletionSource _allFinal = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _seq;
 
-    private ProcessesPlacement(GraphModel model, RunOptions options, RunContext run, int[] groupOf, string dir)
+    private Coordinator(GraphModel model, RunOptions options, RunContext run, int[] groupOf, string dir)
     {
         _model = model;
         _options = options;
@@ -40,7 +56,7 @@ internal sealed class ProcessesPlacement
         string dir = Directory.CreateTempSubdirectory("millrace-").FullName;
         try
         {
-            return await new ProcessesPlacement(model, options, run, groupOf, dir).RunAsync(cancellationToken);
+            return await new Coordinator(model, options, run, groupOf, dir).RunAsync(cancellationToken);
         }
         finally
         {
@@ -62,7 +78,7 @@ internal sealed class ProcessesPlacement
         Array.Fill(groupOf, -1);
         var index = model.Processes.Select((p, i) => (p.Name, i)).ToDictionary(x => x.Name, x => x.i);
         int next = 0;
-        foreach (string[] group in options.Groups)
+        foreach (string[] group in options.Processes.Groups)
         {
             foreach (string name in group)
             {
@@ -88,14 +104,13 @@ internal sealed class ProcessesPlacement
         _run.HardStopRequested += () => Broadcast(new ControlMessage { Type = "stop", Hard = true });
         _run.GracefulStopRequested += () => Broadcast(new ControlMessage { Type = "stop", Hard = false });
         await using RunMonitor.Watch watch = await RunMonitor.StartAsync(_model, _options, Sample);
-        using CancellationTokenRegistration onCancel = cancellationToken.Register(_run.RequestStop);
-        using ThreadsPlacement.StopSignals? signals = _options.HandleStopSignals ? new ThreadsPlacement.StopSignals(_run) : null;
+        using IDisposable stops = StopSignals.Listen(_run, cancellationToken);
 
         var stopwatch = Stopwatch.StartNew();
         bool debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") is not null;
         // The detector listens before anything runs, so that no early poke is lost.
         if (_model.Cycles.Count > 0) _run.Detector = new TerminationDetector(_run, new ChildrenStatus(this), _model);
-        Task detector = _run.Detector?.RunAsync() ?? Task.CompletedTask;
+        _run.Detector?.Start();
         foreach (Child child in _children) StartChild(child);
         if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: children started");
         Task accepting = AcceptAsync(listener);
@@ -111,8 +126,8 @@ internal sealed class ProcessesPlacement
                     await Task.WhenAny(_allFinal.Task, Task.Delay(_options.StopTimeout));
             }
         }
-        _run.StopDetector();
-        await detector;
+        _run.Detector?.Stop();
+        await (_run.Detector?.Completion ?? Task.CompletedTask);
         if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all reported");
         stopwatch.Stop();
         await EndChildrenAsync();
@@ -348,8 +363,7 @@ internal sealed class ProcessesPlacement
                     written[stream] += count;
             }
         }
-        return new RunResult(_run.Outcome, duration, _run.HaltedBy, _run.HaltReason, _run.TerminationDetected, _run.Errors,
-            processes, written.ToDictionary(w => w.Key, w => new StreamStats(w.Value)));
+        return RunResult.From(_run, duration, processes, written.ToDictionary(w => w.Key, w => new StreamStats(w.Value)));
     }
 
     /// <summary>The run as its children last reported it (every 250 ms), their final reports once they have ended.</summary>
@@ -413,9 +427,9 @@ internal sealed class ProcessesPlacement
     /// <summary>Termination-detection waves over the control sockets.</summary>
     private sealed class ChildrenStatus : IStatusSource
     {
-        private readonly ProcessesPlacement _p;
+        private readonly Coordinator _p;
 
-        public ChildrenStatus(ProcessesPlacement placement) => _p = placement;
+        public ChildrenStatus(Coordinator placement) => _p = placement;
 
         private async Task<ControlMessage[]> AskAll(string type, CancellationToken token)
         {

@@ -1,4 +1,4 @@
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>Where one writer's batches of one stream go: one reader's lane of that stream, here or in another OS process.</summary>
 internal abstract class Destination

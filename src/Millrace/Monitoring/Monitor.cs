@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 
-namespace Millrace.Runtime;
+namespace Millrace.Monitoring;
 
 /// <summary>One process at one moment: counts since the run started.</summary>
 internal sealed record ProcessSample(string Name, long ItemsIn, long ItemsOut, long Errors, double BusySeconds, string State, int OsProcessId,

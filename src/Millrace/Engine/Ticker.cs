@@ -1,4 +1,4 @@
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>
 /// Periodic timers on a thread of their own. Processes' timers must not wait for the thread pool:

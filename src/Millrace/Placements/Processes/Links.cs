@@ -1,6 +1,6 @@
 using System.Net.Sockets;
 
-namespace Millrace.Runtime.Processes;
+namespace Millrace.Placements.Processes;
 
 /// <summary>One writer-to-reader pair of one stream whose ends are in different OS processes.</summary>
 internal sealed record LinkInfo(int Id, StreamInfo Stream, int WriterIndex, int Writer, int Reader);

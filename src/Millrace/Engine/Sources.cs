@@ -1,4 +1,4 @@
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>The body of a built-in source process: emits until its data ends or a stop is asked.</summary>
 internal abstract class SourceBody

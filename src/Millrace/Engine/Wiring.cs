@@ -1,4 +1,4 @@
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>Links to processes hosted by other OS processes (the processes placement).</summary>
 internal interface IRemoteLinks

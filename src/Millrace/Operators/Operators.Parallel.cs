@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Millrace.Runtime;
 
 namespace Millrace;
 

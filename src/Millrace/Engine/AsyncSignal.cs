@@ -1,6 +1,6 @@
 using System.Threading.Tasks.Sources;
 
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>
 /// One reusable wait for one waiter, completed by another thread. The continuation goes straight

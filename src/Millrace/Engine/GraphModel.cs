@@ -1,4 +1,4 @@
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>A stream as the runtime sees it: who writes it and who reads it (process indexes).</summary>
 internal sealed record StreamInfo(string Name, Type ItemType, int[] Writers, int[] Readers);

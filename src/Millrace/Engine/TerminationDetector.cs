@@ -1,4 +1,4 @@
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>One process as a termination-detection wave sees it.</summary>
 internal readonly record struct ProcessStatus(RunnerState State, long Sent, long Received);
@@ -91,7 +91,12 @@ internal sealed class TerminationDetector
         return new Wave(running, blocked, endedCount, sent, received);
     }
 
-    public async Task RunAsync()
+    /// <summary>The detector's loop, once <see cref="Start"/>ed; completes after <see cref="Stop"/>, a stop of the run, or a verdict.</summary>
+    public Task Completion { get; private set; } = Task.CompletedTask;
+
+    public void Start() => Completion = RunAsync();
+
+    private async Task RunAsync()
     {
         CancellationToken token = _run.HardToken;
         int count = _model.Processes.Count;

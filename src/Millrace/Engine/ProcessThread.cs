@@ -1,4 +1,4 @@
-namespace Millrace.Runtime;
+namespace Millrace.Engine;
 
 /// <summary>
 /// A thread of its own for one process, with a synchronization context that brings every

@@ -1,0 +1,33 @@
+using Millrace.Placements.Threads;
+
+namespace Millrace.Placements;
+
+/// <summary>What a placement is given to run: the checked graph, the options and the caller's cancellation token.</summary>
+public sealed class PlacementContext
+{
+    internal PlacementContext(GraphModel model, RunOptions options, CancellationToken cancellationToken)
+    {
+        Model = model;
+        Options = options;
+        CancellationToken = cancellationToken;
+        Graph = GraphShape.Of(model);
+    }
+
+    /// <summary>The graph's processes, streams and cycles.</summary>
+    public GraphShape Graph { get; }
+
+    /// <summary>The run's options (checked).</summary>
+    public RunOptions Options { get; }
+
+    /// <summary>Stops the run gracefully when cancelled (sources stop, the rest drains).</summary>
+    public CancellationToken CancellationToken { get; }
+
+    internal GraphModel Model { get; }
+
+    /// <summary>
+    /// Runs every process of the graph here, each on a thread of its own, streams as bounded
+    /// in-memory queues: the threads placement. A placement that only decides whether and when to
+    /// run (a wrapper that logs, checks or retries) can call it.
+    /// </summary>
+    public Task<RunResult> RunHereAsync() => ThreadsPlacement.RunAsync(Model, Options, CancellationToken);
+}

@@ -1,0 +1,24 @@
+namespace Millrace.Placements.Threads;
+
+/// <summary>The embedded default: every process has a thread of its own in this OS process; streams are bounded in-memory queues.</summary>
+internal sealed class ThreadsPlacement : IPlacement
+{
+    public string Name => "threads";
+
+    public Task<RunResult> RunAsync(PlacementContext context) => RunAsync(context.Model, context.Options, context.CancellationToken);
+
+    public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
+    {
+        using var host = new RunHost(model, options);
+        host.Wire(remote: null);
+        host.DetectTermination();
+        await using RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, host.Sample);
+        using (StopSignals.Listen(host.Run, cancellationToken))
+        {
+            await host.RunProcessesAsync();
+            await host.StopDetectorAsync();
+        }
+        await watch.EndAsync(host.Run.Outcome);
+        return host.Result();
+    }
+}
