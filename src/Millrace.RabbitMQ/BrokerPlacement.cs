@@ -78,7 +78,7 @@ internal sealed class BrokerPlacement : IPlacement
         int[] hosted, Stopwatch stopwatch, CancellationToken cancellationToken)
     {
         string[] names = model.Processes.Select(p => p.Name).ToArray();
-        using var host = new RunHost(model, options, hosted, tracksIds: true);
+        using var host = new RunHost(model, options, hosted, itemIds: true);
         RunContext run = host.Run;
         ProcessRunner?[] runners = host.Runners;
         ProcessRunner[] local = host.Local;

@@ -27,7 +27,7 @@ internal sealed class Outgoing
 /// arrive more than once (the writer published it again after a lost connection, or the broker
 /// delivers it again on a new channel); every copy is acknowledged together, once.
 /// </summary>
-internal sealed class PendingAck : Delivery
+internal sealed class PendingAck : Receipt
 {
     private readonly ProcessPort _port;
 
@@ -47,7 +47,7 @@ internal sealed class PendingAck : Delivery
     /// <summary>Acknowledge once every message the process accepted up to this one is confirmed.</summary>
     public long Required;
 
-    public override void Handled(ProcessRunner runner) => _port.Handled(this);
+    public override void Handled() => _port.Handled(this);
 }
 
 /// <summary>

@@ -19,6 +19,7 @@ public sealed class Output<T> : IOutputPort
     private int _count;
     private BatchSender? _sender;
     private bool _tracksIds;
+    private ItemIdentity? _identity;
     private ulong _salt;
     private ulong _nextFreeId;
 
@@ -82,30 +83,14 @@ public sealed class Output<T> : IOutputPort
         _sender!.Send(full, ids, count);
     }
 
-    /// <summary>
-    /// The id of the next item: derived from the id of the item being handled (so an item handled
-    /// again after a restart produces items with the same ids), or counted from a stable base for
-    /// items emitted outside handlers (sources, start and completion actions).
-    /// </summary>
-    private ulong NextId()
-    {
-        ProcessRunner writer = _sender!.Writer;
-        if (writer.InItem)
-        {
-            // The first item emitted for an item: a fixed step from its id (so a batch of consecutive
-            // ids stays consecutive, and its ids travel as one range). Further ones: well mixed, so
-            // that two flat-maps in a row cannot give two different items the same id.
-            int k = writer.EmitIndex++;
-            ulong id = writer.CurrentId + _salt;
-            return k == 0 ? id : ItemIds.Mix(id + ItemIds.Spread * (ulong)k);
-        }
-        return _salt + _nextFreeId++;
-    }
+    /// <summary>The id of the next item (placements that may deliver twice only).</summary>
+    private ulong NextId() => _identity!.NextId(_salt, ref _nextFreeId);
 
     void IOutputPort.Attach(BatchSender sender)
     {
         _sender = sender;
-        _tracksIds = sender.TracksIds;
+        _identity = sender.Writer.Identity;
+        _tracksIds = _identity is not null;
         _salt = ItemIds.Hash(Process + "\n" + Stream.Name);
     }
 

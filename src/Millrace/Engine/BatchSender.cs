@@ -67,9 +67,8 @@ internal sealed class BatchSender
     private int _nextDestination;
     private bool _ended;
 
-    public BatchSender(ProcessRunner writer, string stream, Destination[] destinations, int batchSize, int maxPending, bool tracksIds = false)
+    public BatchSender(ProcessRunner writer, string stream, Destination[] destinations, int batchSize, int maxPending)
     {
-        TracksIds = tracksIds;
         _writer = writer;
         _stream = stream;
         _destinations = destinations;
@@ -78,9 +77,6 @@ internal sealed class BatchSender
     }
 
     public int BatchSize { get; }
-
-    /// <summary>Every item gets an id (broker placement: readers may see an item twice and skip it).</summary>
-    public bool TracksIds { get; }
 
     public ProcessRunner Writer => _writer;
     public long ItemsOut { get; private set; }

@@ -8,23 +8,35 @@ internal enum EnvelopeKind : byte
     End,
     /// <summary>Termination detection found the process's cycle quiet: its writers inside the cycle count as ended.</summary>
     ForceEnd,
-    /// <summary>A timer of the process fired: its action runs on the process's thread (not a counted message).</summary>
-    Tick,
+    /// <summary>An action posted to the process (a timer fired): it runs on the process's thread between items (not a counted message).</summary>
+    Posted,
 }
 
-internal readonly record struct Envelope(EnvelopeKind Kind, Lane? Lane, Array? Items, int Count, int Writer, Delivery? Delivery = null);
+/// <summary>One unit of a process's work: a batch, an end mark, a termination notice or a posted action.</summary>
+/// <param name="Kind">What it is.</param>
+/// <param name="Lane">The input a batch or end mark belongs to.</param>
+/// <param name="Items">A batch's items (an array of the stream's item type).</param>
+/// <param name="Count">How many of <paramref name="Items"/> are items.</param>
+/// <param name="Writer">The writer (index among the stream's writers) a batch or end mark comes from.</param>
+/// <param name="Receipt">For a transport that must know when a batch or end mark is handled (the broker acknowledges it then), else null.</param>
+/// <param name="Action">A posted action.</param>
+internal readonly record struct Envelope(EnvelopeKind Kind, Lane? Lane, Array? Items, int Count, int Writer, Receipt? Receipt = null, Action? Action = null)
+{
+    public static Envelope Posted(Action action) => new(EnvelopeKind.Posted, null, null, 0, -1, Action: action);
+}
 
 /// <summary>
-/// A message taken from a broker: the ids of its items, and what to do once the process has handled
-/// them (acknowledge it once everything they produced is safely stored).
+/// What a transport wants to hear of a batch or end mark it delivered: the ids of its items, and a
+/// call once the process has handled them and what they produced has left the process (the broker
+/// acknowledges its message then, once that is confirmed).
 /// </summary>
-internal abstract class Delivery
+internal abstract class Receipt
 {
     /// <summary>Per item of the envelope, its id; null for an end mark.</summary>
     public ulong[]? Ids { get; set; }
 
     /// <summary>Process thread: every item is handled and what they produced has left the process.</summary>
-    public abstract void Handled(ProcessRunner runner);
+    public abstract void Handled();
 }
 
 /// <summary>
@@ -126,13 +138,13 @@ internal sealed class Inbox
     }
 
     /// <summary>Enqueues a batch from a writer in another OS process; its room was reserved there (credits).</summary>
-    public void EnqueueRemote(Lane lane, Array items, int count, int writerIndex, Delivery? delivery = null)
+    public void EnqueueRemote(Lane lane, Array items, int count, int writerIndex, Receipt? receipt = null)
     {
         bool wake;
         lock (_lock)
         {
             lane.Queued += count;
-            _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, writerIndex, delivery));
+            _queue.Enqueue(new Envelope(EnvelopeKind.Data, lane, items, count, writerIndex, receipt));
             wake = _waiter.TryEnd();
         }
         if (wake) Wake();

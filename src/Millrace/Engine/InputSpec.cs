@@ -13,7 +13,7 @@ internal abstract class InputSpec
     /// <summary>Calls the handler for each item of a batch, in order; the runner's state says when to pause.</summary>
     public abstract ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count);
 
-    /// <summary>The same for items that carry ids (broker placement): each id is current while its item is handled.</summary>
+    /// <summary>The same for items that carry ids (placements that may deliver twice): each id is current while its item is handled.</summary>
     public abstract ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count, ulong[]? ids);
 }
 
@@ -67,20 +67,19 @@ internal sealed class InputSpec<T> : InputSpec
 
     private async ValueTask HandleWithIdsAsync(ProcessRunner runner, Lane lane, T[] items, int count, ulong[] ids)
     {
+        ItemIdentity identity = runner.Identity ?? throw new InvalidOperationException(
+            $"Process '{runner.Name}' received items with ids, but its placement gave it no item identity.");
         for (int i = 0; i < count; i++)
         {
             if (runner.Blocked) await runner.DrainAsync();
             if (runner.Stopping) return;
             T item = items[i];
-            if (runner.Seen is { } seen && !seen.Add(ids[i]))
+            if (!identity.Begin(ids[i]))
             {
                 // Handled before (delivered again after a restart or a lost connection): skip it.
                 lane.Position++;
                 continue;
             }
-            runner.CurrentId = ids[i];
-            runner.EmitIndex = 0;
-            runner.InItem = true;
             try
             {
                 if (_handler is not null) _handler(item);
@@ -92,7 +91,7 @@ internal sealed class InputSpec<T> : InputSpec
             }
             finally
             {
-                runner.InItem = false;
+                identity.End();
             }
             lane.Position++;
             runner.ItemsIn++;

@@ -30,13 +30,16 @@ internal sealed class ProcessRunner
     private long _lastCheck;
     private long _lastFlush;
 
-    public ProcessRunner(ProcessBuilder builder, RunContext run)
+    /// <param name="builder">The process.</param>
+    /// <param name="run">The run it is part of.</param>
+    /// <param name="identity">Whether its items carry ids: placements that may deliver an item twice (the broker) give every runner one.</param>
+    public ProcessRunner(ProcessBuilder builder, RunContext run, bool identity = false)
     {
         _builder = builder;
         Run = run;
         Inbox = new Inbox(this);
         builder.Attach(this);
-        if (builder.RepeatWindow > 0 && run.TracksIds) Seen = new IdWindow(builder.RepeatWindow);
+        if (identity) Identity = new ItemIdentity(builder.RepeatWindow);
         _lingerMs = (long)run.Options.Linger.TotalMilliseconds;
         _lastCheck = _lastFlush = Environment.TickCount64;
     }
@@ -129,17 +132,8 @@ internal sealed class ProcessRunner
         }
     }
 
-    /// <summary>The id of the item being handled, while <see cref="InItem"/> (ids are tracked in broker placement only).</summary>
-    public ulong CurrentId;
-
-    /// <summary>A handler is running for the item <see cref="CurrentId"/>.</summary>
-    public bool InItem;
-
-    /// <summary>Items emitted so far for the current item (each gets a distinct id).</summary>
-    public int EmitIndex;
-
-    /// <summary>Ids handled lately, when the process asked to skip duplicates; null otherwise.</summary>
-    public IdWindow? Seen;
+    /// <summary>Item ids, when the placement may deliver an item twice; null otherwise (nothing to pay).</summary>
+    public ItemIdentity? Identity { get; }
 
     /// <summary>The token user code gets: sources see graceful stops too.</summary>
     public CancellationToken UserToken => HasInputs ? Run.HardToken : Run.SourceToken;
@@ -156,7 +150,7 @@ internal sealed class ProcessRunner
         // One tick of a timer waits in the inbox at most: a process held up for a while does not
         // find a pile of them (bounded), it runs the action once when it gets to it.
         int pending = 0;
-        var tick = new TickAction(() =>
+        Envelope tick = Envelope.Posted(() =>
         {
             Volatile.Write(ref pending, 0);
             action();
@@ -166,18 +160,13 @@ internal sealed class ProcessRunner
             if (_timersStopped) return;
             _timers.Add(Ticker.Every(interval, () =>
             {
-                if (Interlocked.Exchange(ref pending, 1) == 0) Inbox.EnqueueControl(new Envelope(EnvelopeKind.Tick, null, null, 0, -1, tick));
+                if (Interlocked.Exchange(ref pending, 1) == 0) Inbox.EnqueueControl(tick);
             }));
         }
     }
 
     /// <summary>Runs <paramref name="action"/> on this process's thread between items (not a counted message).</summary>
-    public void Post(Action action) => Inbox.EnqueueControl(new Envelope(EnvelopeKind.Tick, null, null, 0, -1, new TickAction(action)));
-
-    private sealed class TickAction(Action action) : Delivery
-    {
-        public override void Handled(ProcessRunner runner) => action();
-    }
+    public void Post(Action action) => Inbox.EnqueueControl(Envelope.Posted(action));
 
     public Lane AddLane(InputSpec input, int capacity, int writers)
     {
@@ -292,12 +281,12 @@ internal sealed class ProcessRunner
                     continue;
                 }
             }
-            if (envelope.Kind == EnvelopeKind.Tick)
+            if (envelope.Kind == EnvelopeKind.Posted)
             {
-                // A timer, not a message: it wakes the process but is not counted by termination detection.
+                // A timer or a posted action, not a message: it wakes the process but is not counted by termination detection.
                 SetState(RunnerState.Running);
                 BeginBusy();
-                envelope.Delivery!.Handled(this);
+                envelope.Action!();
                 EndBusy();
                 continue;
             }
@@ -307,15 +296,15 @@ internal sealed class ProcessRunner
                 case EnvelopeKind.Data:
                     Lane lane = envelope.Lane!;
                     BeginBusy();
-                    if (envelope.Delivery is { } delivery)
+                    if (envelope.Receipt is { } receipt)
                     {
-                        await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count, delivery.Ids);
+                        await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count, receipt.Ids);
                         if (Stopping) break;
                         _builder.BatchEnd?.Invoke();
-                        // What these items produced leaves now, so the message can be acknowledged soon.
+                        // What these items produced leaves now, so the transport can settle the batch (a broker acknowledges it) soon.
                         FlushOutputs();
                         if (Blocked) await DrainAsync();
-                        delivery.Handled(this);
+                        receipt.Handled();
                     }
                     else
                     {
@@ -330,7 +319,7 @@ internal sealed class ProcessRunner
                         _openLanes--;
                         envelope.Lane.Input.Ended?.Invoke();
                     }
-                    envelope.Delivery?.Handled(this);
+                    envelope.Receipt?.Handled();
                     break;
                 case EnvelopeKind.ForceEnd:
                     foreach (Lane l in _lanes)

@@ -36,9 +36,6 @@ internal sealed class RunContext : IDisposable
     public string? HaltedBy { get; private set; }
     public string? HaltReason { get; private set; }
 
-    /// <summary>Items carry ids (broker placement): set before runners are made.</summary>
-    public bool TracksIds { get; init; }
-
     /// <summary>Raised once, when a graceful stop is asked (the coordinator tells its children).</summary>
     public event Action? GracefulStopRequested;
 

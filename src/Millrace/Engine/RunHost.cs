@@ -14,14 +14,17 @@ internal sealed class RunHost : IDisposable
 {
     private readonly Stopwatch _stopwatch = new();
 
-    /// <summary>Runners for the processes in <paramref name="hosted"/> (indexes in the graph; null: every process).</summary>
-    public RunHost(GraphModel model, RunOptions options, IReadOnlyList<int>? hosted = null, bool tracksIds = false)
+    /// <summary>
+    /// Runners for the processes in <paramref name="hosted"/> (indexes in the graph; null: every process);
+    /// with <paramref name="itemIds"/>, each has an <see cref="ItemIdentity"/> (the placement may deliver an item twice).
+    /// </summary>
+    public RunHost(GraphModel model, RunOptions options, IReadOnlyList<int>? hosted = null, bool itemIds = false)
     {
         Model = model;
-        Run = new RunContext(options) { TracksIds = tracksIds };
+        Run = new RunContext(options);
         hosted ??= Enumerable.Range(0, model.Processes.Count).ToArray();
         Runners = new ProcessRunner?[model.Processes.Count];
-        foreach (int p in hosted) Runners[p] = new ProcessRunner(model.Processes[p], Run);
+        foreach (int p in hosted) Runners[p] = new ProcessRunner(model.Processes[p], Run, itemIds);
         Local = hosted.Select(p => Runners[p]!).ToArray();
         Run.SetRunners(Local);
     }

@@ -14,7 +14,7 @@ internal interface IRemoteLinks
 
     /// <summary>
     /// Every stream goes through these links, even between processes of this OS process (the broker
-    /// placement: replicas elsewhere compete for the same messages), and every item carries an id.
+    /// placement: replicas elsewhere compete for the same messages).
     /// </summary>
     bool CarriesEverything => false;
 }
@@ -66,7 +66,7 @@ internal static class Wiring
                         ? new LocalDestination(reader, lanes[(r, stream.Name)], writerIndex, model.InSameCycle(w, r))
                         : remote!.Outgoing(stream, w, writerIndex, r, model.InSameCycle(w, r)))
                     .ToArray();
-                output.Attach(new BatchSender(writer, stream.Name, destinations, batchSize, maxPending, tracksIds: all));
+                output.Attach(new BatchSender(writer, stream.Name, destinations, batchSize, maxPending));
             }
         }
     }

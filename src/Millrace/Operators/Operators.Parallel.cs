@@ -35,24 +35,21 @@ public static partial class Operators
             void Write(long seq, TOut result)
             {
                 // Give what is written the id of the item it came from, as a handler would.
-                ProcessRunner runner = p.Runner!;
                 var (hasId, id) = ids[seq];
                 ids.Remove(seq);
-                bool inItem = runner.InItem;
-                ulong current = runner.CurrentId;
-                int index = runner.EmitIndex;
-                runner.InItem = hasId;
-                runner.CurrentId = id;
-                runner.EmitIndex = 0;
+                if (p.Runner!.Identity is not { } identity)
+                {
+                    o.Emit(result);
+                    return;
+                }
+                var saved = identity.Enter(hasId, id);
                 try
                 {
                     o.Emit(result);
                 }
                 finally
                 {
-                    runner.InItem = inItem;
-                    runner.CurrentId = current;
-                    runner.EmitIndex = index;
+                    identity.Restore(saved);
                 }
             }
 
@@ -128,7 +125,7 @@ public static partial class Operators
                     if (room.Wait(TimeSpan.FromMilliseconds(5), stop)) break;
                 }
                 long seq = next++;
-                ids[seq] = (runner.InItem, runner.CurrentId);
+                ids[seq] = runner.Identity is { } identity ? (identity.InItem, identity.CurrentId) : (false, 0);
                 work.Add((seq, x), stop);
                 Drain();
             });
