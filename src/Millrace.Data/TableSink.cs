@@ -81,7 +81,7 @@ public static class TableSinks
                 pending.Clear();
             });
             // However the process ends (a failed CREATE TABLE included), the connection is closed.
-            p.OnEnd(() => rows?.Dispose());
+            p.Finally(() => rows?.Dispose());
         });
     }
 

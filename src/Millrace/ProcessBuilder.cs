@@ -154,14 +154,30 @@ public sealed class ProcessBuilder
 
     internal int RepeatWindow { get; private set; }
 
-    /// <summary>For operators and sinks: runs when the process ends, however it ends (normally, halted, failed, stopped), to release what it holds.</summary>
-    internal void OnEnd(Action release) => _ends.Add(release);
+    /// <summary>
+    /// Runs <paramref name="release"/> when the process ends, however it ends (completed, halted,
+    /// failed, stopped), after its completion action if that ran: a sink closes a file or a
+    /// connection here. Several may be declared; each runs once, in order, on the process's thread.
+    /// </summary>
+    public void Finally(Action release)
+    {
+        ArgumentNullException.ThrowIfNull(release);
+        _ends.Add(release);
+    }
 
     /// <summary>
-    /// Runs after each batch of input items is handled, before what they produced leaves (and, in the
-    /// broker placement, before the message is acknowledged): a sink commits a transaction here.
+    /// Runs <paramref name="action"/> after each batch of input items is handled (the items that
+    /// arrived together), before what they produced leaves the process and, in the broker placement,
+    /// before their message is acknowledged: an exact sink commits a transaction here, so that one
+    /// batch is one transaction and nothing is said stored before it is. A batch is never split by a
+    /// failure: if a handler throws, <paramref name="action"/> does not run for that batch.
     /// </summary>
-    internal void OnBatchEnd(Action action) => BatchEnd += action;
+    public void OnBatchEnd(Action action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        ThrowIfSealed();
+        BatchEnd += action;
+    }
 
     internal Action? BatchEnd { get; private set; }
 

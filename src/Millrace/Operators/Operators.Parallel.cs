@@ -131,7 +131,7 @@ public static partial class Operators
             });
 
             // Halted, failed or stopped: the workers leave (their token is cancelled); nothing more is added.
-            p.OnEnd(() => work.CompleteAdding());
+            p.Finally(() => work.CompleteAdding());
             p.OnCompleted(() =>
             {
                 work.CompleteAdding();

@@ -786,7 +786,7 @@ public static partial class Operators
             p.OnStart(() => writer = new StreamWriter(path, append: true));
             p.On(input, x => writer!.WriteLine(System.Text.Json.JsonSerializer.Serialize(x, JsonCodec<T>.Defaults)));
             // However the process ends, what was written is flushed and the file closed.
-            p.OnEnd(() => writer?.Dispose());
+            p.Finally(() => writer?.Dispose());
         });
     }
 
@@ -809,7 +809,7 @@ public static partial class Operators
                 if (fresh) writer.WriteLine(Csv(header));
             });
             p.On(input, x => writer!.WriteLine(Csv(columns(x))));
-            p.OnEnd(() => writer?.Dispose());
+            p.Finally(() => writer?.Dispose());
         });
     }
 
