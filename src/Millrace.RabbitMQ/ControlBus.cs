@@ -1,5 +1,4 @@
-using System.Text.Json;
-using System.Text.Json.Serialization;
+using Millrace.Control;
 using Millrace.Engine;
 using Millrace.Monitoring;
 using Millrace.Placements;
@@ -8,50 +7,6 @@ using RabbitMQ.Client.Events;
 
 namespace Millrace.RabbitMQ;
 
-/// <summary>What the hosts of one run tell each other on the control exchange.</summary>
-internal sealed class ControlMessage
-{
-    public string Type { get; set; } = "";
-    public string Host { get; set; } = "";
-    public string? Process { get; set; }
-    public string? Reason { get; set; }
-    public string? Message { get; set; }
-    public string? Stream { get; set; }
-    public long? ItemIndex { get; set; }
-    public string? Item { get; set; }
-    public string? Exception { get; set; }
-    public int Seq { get; set; }
-    public int Index { get; set; }
-    public List<int[]>? Indexes { get; set; }
-    public List<long[]>? Counts { get; set; }
-    public string? Instance { get; set; }
-    public int Round { get; set; }
-    public bool Ok { get; set; }
-    public int Lane { get; set; }
-    public int Writer { get; set; }
-    public List<HostStats>? Stats { get; set; }
-}
-
-/// <summary>One process on one host, as that host reports it for the others' metrics and views (every half second).</summary>
-internal sealed class HostStats
-{
-    public string Process { get; set; } = "";
-    public long ItemsIn { get; set; }
-    public long ItemsOut { get; set; }
-    public double Busy { get; set; }
-    public string State { get; set; } = "";
-    public int Pid { get; set; }
-    public Dictionary<string, long>? Outputs { get; set; }
-    public List<HostQueue>? Queues { get; set; }
-}
-
-internal sealed class HostQueue
-{
-    public string Stream { get; set; } = "";
-    public long Queued { get; set; }
-    public long Capacity { get; set; }
-}
-
 /// <summary>
 /// The run's control exchange (fanout): every host has a queue of its own on it. Halts, failures
 /// and graceful stops reach every host; termination detection asks every host for its processes'
@@ -59,11 +14,6 @@ internal sealed class HostQueue
 /// </summary>
 internal sealed class ControlBus : IRunReporter, IStatusSource
 {
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
-    {
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
-
     private readonly BrokerSession _session;
     private readonly string _exchange;
     private readonly string _host = Guid.NewGuid().ToString("N");
@@ -73,11 +23,19 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     private readonly ProcessPort?[] _ports;
     private readonly bool _detectorHere;
     private readonly bool _cyclic;
-    private readonly System.Threading.Channels.Channel<ControlMessage> _outbox =
-        System.Threading.Channels.Channel.CreateBounded<ControlMessage>(new System.Threading.Channels.BoundedChannelOptions(10_000)
-        {
-            FullMode = System.Threading.Channels.BoundedChannelFullMode.DropOldest,
-        });
+    /// <summary>Stats and pokes waiting to be sent, at most: past it a new one is dropped (the next one says the same, newer).</summary>
+    private const int MaxLossy = 1_000;
+
+    /// <summary>Messages waiting to be sent, at most: past it the run fails by name (a halt, an error or a wave answer is never dropped).</summary>
+    private const int MaxWaiting = 100_000;
+
+    /// <summary>How long one message may wait for a broker that does not take it before the run fails by name.</summary>
+    private static readonly TimeSpan SendFor = TimeSpan.FromSeconds(90);
+
+    private readonly System.Threading.Channels.Channel<ControlMessage> _outbox = System.Threading.Channels.Channel.CreateUnbounded<ControlMessage>(
+        new System.Threading.Channels.UnboundedChannelOptions { SingleReader = true });
+    private int _waiting;
+    private int _lossyWaiting;
     private readonly object _lock = new();
     private IChannel? _channel;
     private Task _sendLoop = Task.CompletedTask;
@@ -87,7 +45,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     /// <summary>The detecting host said every cycle is closed: hosts whose processes ended may leave.</summary>
     public Task CyclesClosed => _cyclesClosed.Task;
 
-    public void AnnounceCyclesClosed() => Send(new ControlMessage { Type = "closed" });
+    public void AnnounceCyclesClosed() => Send(new CyclesClosed());
     private bool _stopFromElsewhere;
 
     // The wave being read: its number and the statuses received so far.
@@ -110,7 +68,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
         {
             bool fromElsewhere;
             lock (_lock) fromElsewhere = _stopFromElsewhere;
-            if (!fromElsewhere) Send(new ControlMessage { Type = "stop" });
+            if (!fromElsewhere) Send(new StopMessage(Hard: false));
         };
     }
 
@@ -130,9 +88,9 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             ControlMessage? message = null;
             try
             {
-                message = JsonSerializer.Deserialize<ControlMessage>(delivery.Body.Span, Json);
+                message = ControlCodec.Read(delivery.Body.Span);
             }
-            catch (JsonException e)
+            catch (InvalidDataException e)
             {
                 Log.Notice(_run.Options.Logger, "broker", $"ignored a control message that is not valid: {e.Message}");
             }
@@ -154,17 +112,47 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
 
     public void Send(ControlMessage message)
     {
-        message.Host = _host;
-        _outbox.Writer.TryWrite(message);
+        bool lossy = message is StatsReport or Control.Poke;
+        if (lossy && Interlocked.Increment(ref _lossyWaiting) > MaxLossy)
+        {
+            Interlocked.Decrement(ref _lossyWaiting);
+            return;
+        }
+        if (Interlocked.Increment(ref _waiting) > MaxWaiting)
+        {
+            Interlocked.Decrement(ref _waiting);
+            if (lossy) Interlocked.Decrement(ref _lossyWaiting);
+            else FailToSend(message, $"{MaxWaiting} control messages are waiting for the broker");
+            return;
+        }
+        if (!_outbox.Writer.TryWrite(message with { From = _host }))
+        {
+            // Closed: the host is leaving; only a halt or an error said this late would matter, and it was logged here.
+            Interlocked.Decrement(ref _waiting);
+            if (lossy) Interlocked.Decrement(ref _lossyWaiting);
+        }
+    }
+
+    /// <summary>A message that matters could not be sent: the other hosts will not hear it, so this run cannot be trusted to end right.</summary>
+    private void FailToSend(ControlMessage message, string why)
+    {
+        string processes = string.Join(", ", _runners.Where(r => r is not null).Select(r => r!.Name));
+        Log.Notice(_run.Options.Logger, "broker", $"could not send a {message.GetType().Name} to the other hosts: {why}.");
+        _ = Task.Run(() => _run.Fail(new ProcessFailure(processes, null, null, null,
+            $"The control exchange of the run could not carry a {message.GetType().Name} to the other hosts ({why}); they would not hear of it, so the run stops here.", null),
+            fromElsewhere: message is FailureMessage));
     }
 
     private async Task SendLoopAsync()
     {
         await foreach (ControlMessage message in _outbox.Reader.ReadAllAsync())
         {
-            byte[] body = JsonSerializer.SerializeToUtf8Bytes(message, Json);
+            Interlocked.Decrement(ref _waiting);
+            if (message is StatsReport or Control.Poke) Interlocked.Decrement(ref _lossyWaiting);
+            byte[] body = ControlCodec.Write(message);
             // Bounded, but longer than a reconnection may take.
-            DateTime deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+            DateTime deadline = DateTime.UtcNow + SendFor;
+            bool sent = false;
             while (DateTime.UtcNow < deadline)
             {
                 IChannel? channel;
@@ -175,6 +163,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
                     {
                         await channel.BasicPublishAsync(_exchange, "", false, new BasicProperties { ContentType = "application/json" }, body)
                             .AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+                        sent = true;
                         break;
                     }
                 }
@@ -183,6 +172,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
                 }
                 await Task.Delay(100);
             }
+            if (!sent && message is not (StatsReport or Control.Poke)) FailToSend(message, $"the broker did not take it within {SendFor.TotalSeconds:0} s");
         }
     }
 
@@ -205,64 +195,77 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
 
     private void Handle(ControlMessage message)
     {
-        bool mine = message.Host == _host;
-        switch (message.Type)
+        bool mine = message.From == _host;
+        switch (message)
         {
-            case "halt" when !mine:
-                _run.Halt(message.Process ?? "?", message.Reason, fromElsewhere: true);
+            case HaltMessage halt when !mine:
+                _run.Halt(halt.Process, halt.Reason, fromElsewhere: true);
                 break;
-            case "error" when !mine:
-                _run.Fail(new ProcessFailure(message.Process ?? "?", message.Stream, message.ItemIndex, message.Item,
-                    message.Message ?? "A process on another host failed.", null, message.Exception), fromElsewhere: true);
+            case FailureMessage failure when !mine:
+                _run.Fail(failure.ToFailure(), fromElsewhere: true);
                 break;
-            case "stop" when !mine:
+            case StopMessage when !mine:
                 lock (_lock) _stopFromElsewhere = true;
                 _run.RequestStop();
                 break;
-            case "status?":
+            case StatusQuery query:
                 Volatile.Write(ref _pokePending, 0);
-                ReplyStatus(message.Seq);
+                ReplyStatus(query.Seq);
                 break;
-            case "status" when _detectorHere:
-                TakeStatus(message);
+            case StatusReport report when _detectorHere:
+                TakeStatus(report);
                 break;
-            case "member" or "end-seen" or "prepare" or "prepared" or "finish" or "resume" or "finished" or "ends-sent":
-                if (message.Index >= 0 && message.Index < _ports.Length) _ports[message.Index]?.Protocol?.OnControl(message);
+            case ReplicaMessage replica:
+                if (replica.Process >= 0 && replica.Process < _ports.Length) _ports[replica.Process]?.Protocol?.OnControl(replica);
                 break;
-            case "stats" when !mine:
-                if (message.Stats is { } stats) lock (_remote) _remote[message.Host] = stats;
+            case StatsReport stats when !mine && message.From is { } from:
+                lock (_remote) _remote[from] = stats.Processes;
                 break;
-            case "closed":
+            case Control.CyclesClosed:
                 _run.TerminationDetected = true;
                 _cyclesClosed.TrySetResult();
                 break;
-            case "poke" when _detectorHere:
+            case Control.Poke when _detectorHere:
                 _run.Detector?.Poke();
                 break;
-            case "force-end":
-                if (message.Index >= 0 && message.Index < _runners.Length && _runners[message.Index] is { } runner)
+            case ForceEnd forceEnd:
+                if (forceEnd.Process >= 0 && forceEnd.Process < _runners.Length && _runners[forceEnd.Process] is { } runner)
                     runner.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
                 break;
         }
     }
 
-    private readonly Dictionary<string, List<HostStats>> _remote = new();
+    private readonly Dictionary<string, IReadOnlyList<ProcessReport>> _remote = new();
 
     /// <summary>Tells the other hosts how this host's processes are doing (their metrics and views show the whole run).</summary>
     public void PublishStats(RunSample local)
     {
-        var stats = local.Processes.Select(p => new HostStats
+        var reports = new List<ProcessReport>();
+        foreach (ProcessSample p in local.Processes)
         {
-            Process = p.Name,
-            ItemsIn = p.ItemsIn,
-            ItemsOut = p.ItemsOut,
-            Busy = p.BusySeconds,
-            State = p.State,
-            Pid = p.OsProcessId,
-            Outputs = p.Outputs.ToDictionary(),
-            Queues = local.Queues.Where(q => q.Reader == p.Name).Select(q => new HostQueue { Stream = q.Stream, Queued = q.Queued, Capacity = q.Capacity }).ToList(),
-        }).ToList();
-        Send(new ControlMessage { Type = "stats", Stats = stats });
+            int index = IndexOf(p.Name);
+            if (index < 0) continue;
+            var queues = local.Queues.Where(q => q.Reader == p.Name).ToList();
+            reports.Add(new ProcessReport
+            {
+                Index = index,
+                State = Enum.TryParse(p.State, ignoreCase: true, out RunnerState state) ? state : RunnerState.Running,
+                ItemsIn = p.ItemsIn,
+                Outputs = p.Outputs.ToDictionary(),
+                Busy = p.BusySeconds,
+                Pid = p.OsProcessId,
+                Queued = queues.ToDictionary(q => q.Stream, q => q.Queued),
+                Capacity = queues.ToDictionary(q => q.Stream, q => q.Capacity),
+            });
+        }
+        Send(new StatsReport(reports));
+    }
+
+    private int IndexOf(string process)
+    {
+        for (int i = 0; i < _model.Processes.Count; i++)
+            if (_model.Processes[i].Name == process) return i;
+        return -1;
     }
 
     /// <summary>
@@ -271,20 +274,22 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     /// </summary>
     public RunSample Combine(RunSample local)
     {
-        List<HostStats> remote;
-        lock (_remote) remote = _remote.Values.SelectMany(v => v).ToList();
+        List<ProcessReport> remote;
+        lock (_remote) remote = _remote.Values.SelectMany(v => v).Where(r => r.Index >= 0 && r.Index < _model.Processes.Count).ToList();
         if (remote.Count == 0) return local;
-        var processes = local.Processes.Concat(remote.Select(r => new ProcessSample(r.Process, r.ItemsIn, r.ItemsOut, 0, r.Busy, r.State, r.Pid,
-                r.Outputs ?? new Dictionary<string, long>())))
+        string Name(ProcessReport r) => _model.Processes[r.Index].Name;
+        var processes = local.Processes.Concat(remote.Select(r => new ProcessSample(Name(r), r.ItemsIn, r.Outputs?.Values.Sum() ?? 0, 0, r.Busy,
+                r.State.ToString().ToLowerInvariant(), r.Pid, r.Outputs ?? new Dictionary<string, long>())))
             .GroupBy(p => p.Name)
             // Replicas: counts add up; busy time is per instance (an average), so "1" still means "always busy".
             .Select(g => new ProcessSample(g.Key, g.Sum(p => p.ItemsIn), g.Sum(p => p.ItemsOut), local.Errors.Count(e => e.Process == g.Key),
                 g.Sum(p => p.BusySeconds) / g.Count(), g.Any(p => p.State != "ended") ? g.First(p => p.State != "ended").State : "ended", g.First().OsProcessId,
                 g.SelectMany(p => p.Outputs).GroupBy(kv => kv.Key).ToDictionary(o => o.Key, o => o.Sum(kv => kv.Value)))
-            { Total = _model.Processes.FirstOrDefault(b => b.Name == g.Key)?.Source?.Total })
-            .OrderBy(p => Array.FindIndex(_model.Processes.ToArray(), b => b.Name == p.Name))
+            { Total = _model.Processes[IndexOf(g.Key)].Source?.Total })
+            .OrderBy(p => IndexOf(p.Name))
             .ToList();
-        var queues = local.Queues.Concat(remote.SelectMany(r => (r.Queues ?? []).Select(q => new QueueSample(q.Stream, r.Process, q.Queued, q.Capacity))))
+        var queues = local.Queues.Concat(remote.SelectMany(r => (r.Queued ?? new Dictionary<string, long>()).Select(q =>
+                new QueueSample(q.Key, Name(r), q.Value, r.Capacity?.GetValueOrDefault(q.Key) ?? 0))))
             .GroupBy(q => (q.Stream, q.Reader))
             .Select(g => new QueueSample(g.Key.Stream, g.Key.Reader, g.Sum(q => q.Queued), g.Sum(q => q.Capacity)))
             .ToList();
@@ -293,32 +298,29 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
 
     private void ReplyStatus(int seq)
     {
-        var indexes = new List<int[]>();
-        var counts = new List<long[]>();
+        var reports = new List<ProcessReport>();
         for (int p = 0; p < _runners.Length; p++)
         {
             if (_runners[p] is not { } runner) continue;
             ProcessStatus status = runner.Status;
             // Waiting for the broker to confirm is not being stuck; being refused because a queue is full is.
             RunnerState state = status.State == RunnerState.Blocked && !_ports[p]!.Refusing ? RunnerState.Running : status.State;
-            indexes.Add(new[] { p, (int)state });
-            counts.Add(new[] { status.Sent, status.Received });
+            reports.Add(new ProcessReport { Index = p, State = state, Sent = status.Sent, Received = status.Received });
         }
-        Send(new ControlMessage { Type = "status", Seq = seq, Indexes = indexes, Counts = counts });
+        Send(new StatusReport(seq, reports));
     }
 
-    private void TakeStatus(ControlMessage message)
+    private void TakeStatus(StatusReport message)
     {
-        if (message.Indexes is null || message.Counts is null || message.Indexes.Count != message.Counts.Count) return;
         TaskCompletionSource? done = null;
         lock (_lock)
         {
             if (message.Seq != _waveSeq || _wave is null) return;
-            for (int i = 0; i < message.Indexes.Count; i++)
+            foreach (ProcessReport report in message.Processes)
             {
-                int p = message.Indexes[i][0];
+                int p = report.Index;
                 if (p < 0 || p >= _wave.Length) continue;
-                if (_waveHosts[p] is { } other && other != message.Host)
+                if (_waveHosts[p] is { } other && other != message.From)
                 {
                     string name = _model.Processes[p].Name;
                     _ = Task.Run(() => _run.Fail(new ProcessFailure(name, null, null, null,
@@ -326,8 +328,8 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
                         "processes in graphs with cycles cannot have replicas. Start it in one place only.", null)));
                     return;
                 }
-                _waveHosts[p] = message.Host;
-                _wave[p] = new ProcessStatus((RunnerState)message.Indexes[i][1], message.Counts[i][0], message.Counts[i][1]);
+                _waveHosts[p] = message.From;
+                _wave[p] = new ProcessStatus(report.State, report.Sent, report.Received);
             }
             if (_wave.All(s => s.HasValue)) done = _waveDone;
         }
@@ -347,7 +349,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             _waveHosts = new string?[_model.Processes.Count];
             _waveDone = done;
         }
-        Send(new ControlMessage { Type = "status?", Seq = seq });
+        Send(new StatusQuery(seq));
         try
         {
             await done.Task.WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
@@ -366,7 +368,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
         }
     }
 
-    public void ForceEnd(int process) => Send(new ControlMessage { Type = "force-end", Index = process });
+    public void ForceEnd(int process) => Send(new ForceEnd(process));
 
     public ValueTask<string> DescribeBlockedAsync(CancellationToken cancellationToken) =>
         new(LocalStatusSource.DescribeBlocked(_runners.Where(r => r is not null)!) is { Length: > 0 } here ? here : "(processes on other hosts)");
@@ -376,19 +378,10 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     public void Poke()
     {
         // The detecting host's own processes poke its detector directly; others send one poke until the next wave.
-        if (_cyclic && !_detectorHere && Interlocked.Exchange(ref _pokePending, 1) == 0) Send(new ControlMessage { Type = "poke" });
+        if (_cyclic && !_detectorHere && Interlocked.Exchange(ref _pokePending, 1) == 0) Send(new Poke());
     }
 
-    public void Halted(string process, string? reason) => Send(new ControlMessage { Type = "halt", Process = process, Reason = reason });
+    public void Halted(string process, string? reason) => Send(new HaltMessage(process, reason));
 
-    public void Failed(ProcessFailure failure) => Send(new ControlMessage
-    {
-        Type = "error",
-        Process = failure.Process,
-        Stream = failure.Stream,
-        ItemIndex = failure.ItemIndex,
-        Item = failure.Item,
-        Message = failure.Message,
-        Exception = failure.ExceptionType,
-    });
+    public void Failed(ProcessFailure failure) => Send(FailureMessage.Of(failure));
 }

@@ -1,3 +1,4 @@
+using Millrace.Control;
 using Millrace.Engine;
 using Millrace.Monitoring;
 using Millrace.Placements;
@@ -70,7 +71,7 @@ internal sealed class EndProtocol
         get { lock (_lock) return _finishing; }
     }
 
-    private ControlMessage Message(string type, int round) => new() { Type = type, Index = _port.Index, Instance = Instance, Round = round };
+    private ReplicaMessage Message(ReplicaStep step, int round) => new(step, _port.Index, Instance, round);
 
     private void Log(string text)
     {
@@ -125,19 +126,13 @@ internal sealed class EndProtocol
     /// <summary>Says this instance is here, and repeats the end marks it knows of.</summary>
     public void Announce()
     {
-        _send(Message("member", 0));
+        _send(Message(ReplicaStep.Member, 0));
         (int Lane, int Writer)[] seen;
         lock (_lock) seen = _endSeen.ToArray();
         foreach (var (lane, writer) in seen) _send(EndSeen(lane, writer));
     }
 
-    private ControlMessage EndSeen(int lane, int writer)
-    {
-        var message = Message("end-seen", 0);
-        message.Lane = lane;
-        message.Writer = writer;
-        return message;
-    }
+    private ReplicaMessage EndSeen(int lane, int writer) => Message(ReplicaStep.EndSeen, 0) with { Lane = lane, Writer = writer };
 
     /// <summary>An end mark taken from one of this process's queues.</summary>
     public void EndTaken(int lane, int writer)
@@ -148,46 +143,46 @@ internal sealed class EndProtocol
         _wake.Set();
     }
 
-    public void OnControl(ControlMessage message)
+    public void OnControl(ReplicaMessage message)
     {
         bool mine = message.Instance == Instance;
-        if (message.Type is not ("member" or "end-seen")) Log($"got {message.Type} round {message.Round} from {message.Instance?[..Math.Min(6, message.Instance.Length)]} ok={message.Ok}");
-        switch (message.Type)
+        if (message.Step is not (ReplicaStep.Member or ReplicaStep.EndSeen)) Log($"got {message.Step} round {message.Round} from {message.Instance[..Math.Min(6, message.Instance.Length)]} ok={message.Ok}");
+        switch (message.Step)
         {
-            case "member" when !mine:
-                lock (_lock) _others[message.Instance!] = Environment.TickCount64;
+            case ReplicaStep.Member when !mine:
+                lock (_lock) _others[message.Instance] = Environment.TickCount64;
                 break;
-            case "end-seen" when !mine:
+            case ReplicaStep.EndSeen when !mine:
                 lock (_lock) _endSeen.Add((message.Lane, message.Writer));
                 _wake.Set();
                 break;
-            case "prepare":
+            case ReplicaStep.Prepare:
                 _ = Task.Run(() => PrepareAsync(message.Round));
                 break;
-            case "prepared":
+            case ReplicaStep.Prepared:
                 lock (_lock)
                 {
                     if (message.Round != _round || _allVoted is null) return;
-                    _votes[message.Instance!] = message.Ok;
+                    _votes[message.Instance] = message.Ok;
                     if (_roundMembers.All(_votes.ContainsKey)) _allVoted.TrySetResult(_votes.Values.All(v => v));
                 }
                 break;
-            case "finish" when !mine:
+            case ReplicaStep.Finish when !mine:
                 Finish(closer: false, Array.Empty<string>());
                 // Said again: the closer may have missed this instance's answer.
-                if (_finishedSent) _send(Message("finished", 0));
+                if (_finishedSent) _send(Message(ReplicaStep.Finished, 0));
                 break;
-            case "resume" when !mine:
+            case ReplicaStep.Resume when !mine:
                 _ = ResumeAsync(message.Round);
                 break;
-            case "finished" when !mine:
+            case ReplicaStep.Finished when !mine:
                 lock (_lock)
                 {
-                    _finished.Add(message.Instance!);
+                    _finished.Add(message.Instance);
                     if (_closer && _roundMembers.Where(m => m != Instance).All(_finished.Contains)) _othersFinished.TrySetResult();
                 }
                 break;
-            case "ends-sent" when !mine:
+            case ReplicaStep.EndsSent when !mine:
                 _endsSent.TrySetResult();
                 break;
         }
@@ -205,7 +200,7 @@ internal sealed class EndProtocol
             _roundMembers = others.Append(Instance).ToArray();
             _allVoted = allVoted;
         }
-        _send(Message("prepare", round));
+        _send(Message(ReplicaStep.Prepare, round));
         bool ready;
         try
         {
@@ -218,11 +213,11 @@ internal sealed class EndProtocol
         if (ready && await _port.QueuesQuietAsync())
         {
             Finish(closer: true, others);
-            _send(Message("finish", round));
+            _send(Message(ReplicaStep.Finish, round));
             return true;
         }
         Log($"round {round} not ready (votes {(ready ? "all idle" : "missing or busy")})");
-        _send(Message("resume", round));
+        _send(Message(ReplicaStep.Resume, round));
         await ResumeAsync(round);
         return false;
     }
@@ -240,8 +235,7 @@ internal sealed class EndProtocol
         await Task.Delay(25);
         bool idle = false;
         for (int i = 0; i < 250 && !(idle = _port.Idle); i++) await Task.Delay(20);
-        var reply = Message("prepared", round);
-        reply.Ok = idle;
+        ReplicaMessage reply = Message(ReplicaStep.Prepared, round) with { Ok = idle };
         _send(reply);
         if (!idle)
         {
@@ -290,7 +284,7 @@ internal sealed class EndProtocol
         while (!_othersFinished.Task.IsCompleted && DateTime.UtcNow < deadline)
         {
             if (await Task.WhenAny(_othersFinished.Task, Task.Delay(TimeSpan.FromSeconds(2))) != _othersFinished.Task)
-                _send(Message("finish", round));
+                _send(Message(ReplicaStep.Finish, round));
         }
         if (!_othersFinished.Task.IsCompleted)
             Monitoring.Log.Notice(_run.Options.Logger, "broker", $"process '{_port.Name}': not every instance said its outputs were confirmed within 60 s; sending its end marks anyway.");
@@ -307,11 +301,11 @@ internal sealed class EndProtocol
         lock (_lock) closer = _closer;
         if (closer)
         {
-            _send(Message("ends-sent", 0));
+            _send(Message(ReplicaStep.EndsSent, 0));
             return true;
         }
         _finishedSent = true;
-        _send(Message("finished", 0));
+        _send(Message(ReplicaStep.Finished, 0));
         if (await Task.WhenAny(_endsSent.Task, Task.Delay(TimeSpan.FromSeconds(60))) == _endsSent.Task) return true;
         Monitoring.Log.Notice(_run.Options.Logger, "broker", $"process '{_port.Name}': the instance sending its end marks did not confirm them within 60 s; " +
                                 "the end marks this instance took go back to the queues.");

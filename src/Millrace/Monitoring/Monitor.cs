@@ -187,12 +187,13 @@ internal static class ObserverLoader
 internal static class Metrics
 {
     public const string MeterName = "Millrace";
+    private static readonly object CreateLock = new();
     private static Meter? _meter;
 
     public static void EnsureCreated()
     {
         if (Volatile.Read(ref _meter) is not null) return;
-        lock (typeof(Metrics))
+        lock (CreateLock)
         {
             if (_meter is not null) return;
             var meter = new Meter(MeterName, typeof(Metrics).Assembly.GetName().Version?.ToString());

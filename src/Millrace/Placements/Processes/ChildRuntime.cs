@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Millrace.Control;
 
 namespace Millrace.Placements.Processes;
 
@@ -67,17 +68,14 @@ internal static class ChildRuntime
 
         if (!sameGraph)
         {
-            control.Send(new ControlMessage
-            {
-                Type = "error", Name = label, Group = info.Group,
-                Message = $"The OS process for '{label}' built a different graph than the coordinator. The graph must be built the same way " +
-                          "every time the program starts (no randomness, clock or environment in its names and shape).",
-            });
+            control.Send(new FailureMessage(label, null, null, null,
+                $"The OS process for '{label}' built a different graph than the coordinator. The graph must be built the same way " +
+                "every time the program starts (no randomness, clock or environment in its names and shape).", null, info.Group));
             Environment.Exit(3);
         }
 
         // Hello first: nothing else may reach the coordinator before it knows who this is.
-        control.Send(new ControlMessage { Type = "hello", Group = info.Group, Pid = Environment.ProcessId });
+        control.Send(new Hello(info.Group, Environment.ProcessId));
 
         // The coordinator logs for the run (it hears of every halt and failure): a child saying it too would say it twice.
         options.Logger = null;
@@ -90,12 +88,8 @@ internal static class ChildRuntime
         links.Listen();
         var reporter = new ChildReporter(control, cyclic: model.Cycles.Count > 0);
         run.Reporter = reporter;
-        AppDomain.CurrentDomain.UnhandledException += (_, e) => control.Send(new ControlMessage
-        {
-            Type = "error", Name = label,
-            Message = $"The OS process for '{label}' crashed: {e.ExceptionObject}",
-            Exception = e.ExceptionObject.GetType().Name,
-        });
+        AppDomain.CurrentDomain.UnhandledException += (_, e) => control.Send(new FailureMessage(label, null, null, null,
+            $"The OS process for '{label}' crashed: {e.ExceptionObject}", e.ExceptionObject.GetType().Name));
 
         bool running = false;
         var thread = new Thread(() =>
@@ -118,26 +112,30 @@ internal static class ChildRuntime
                     Environment.Exit(CoordinatorLostExitCode);
                     return;
                 }
-                switch (message.Type)
+                switch (message)
                 {
-                    case "status":
+                    case StatusQuery query:
                         reporter.ClearPoke();
-                        control.Send(Report("status", message.Seq, mine, runners, links, final: false));
+                        control.Send(new StatusReport(query.Seq, Reports(mine, runners, ReportKind.Status)));
                         break;
-                    case "describe-blocked":
-                        control.Send(new ControlMessage { Type = "blocked", Seq = message.Seq, Text = LocalStatusSource.DescribeBlocked(local) });
+                    case BlockedQuery query:
+                        control.Send(new BlockedReport(query.Seq, LocalStatusSource.DescribeBlocked(local)));
                         break;
-                    case "force-end":
-                        runners[message.Process]?.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
+                    case ForceEnd forceEnd when forceEnd.Process >= 0 && forceEnd.Process < runners.Length:
+                        runners[forceEnd.Process]?.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
                         break;
-                    case "stop":
+                    case StopMessage stop:
                         if (!Volatile.Read(ref running))
                         {
                             // Stopped before it started (another child failed to start): nothing to end.
                             Environment.Exit(0);
                         }
-                        if (message.Hard) run.StopAll();
+                        if (stop.Hard) run.StopAll();
                         else run.RequestStop();
+                        break;
+                    default:
+                        control.Send(new FailureMessage(label, null, null, null,
+                            $"The OS process for '{label}' received {message.GetType().Name} from its coordinator, which a child does not expect.", null));
                         break;
                 }
             }
@@ -152,44 +150,71 @@ internal static class ChildRuntime
         }
         catch (TimeoutException e)
         {
-            control.Send(new ControlMessage { Type = "error", Name = label, Group = info.Group, Message = $"Process {label}: {e.Message}" });
+            control.Send(new FailureMessage(label, null, null, null, $"Process {label}: {e.Message}", null, info.Group));
             Environment.Exit(3);
         }
         Volatile.Write(ref running, true);
-        control.Send(new ControlMessage { Type = "ready" });
+        control.Send(new Ready());
 
         // Counts and queue depths for the coordinator's metrics and views (a few hundred bytes, four times a second).
-        using (Ticker.Every(TimeSpan.FromMilliseconds(250), () => control.Send(Report("stats", 0, mine, runners, links, final: false, stats: true))))
+        // The shared timer thread must not block on a socket: a thread of this child's own sends them.
+        using (var stats = new StatsSender(control, () => new StatsReport(Reports(mine, runners, ReportKind.Stats)), TimeSpan.FromMilliseconds(250)))
             await host.RunProcessesAsync();
 
-        control.Send(Report("final", 0, mine, runners, links, final: true));
+        control.Send(new FinalReport(Reports(mine, runners, ReportKind.Final)));
+        // Every process here has ended and sent its end marks: the data connections may close.
+        links.Dispose();
         Console.Out.Flush();
         Console.Error.Flush();
         Environment.Exit(0);
         throw new InvalidOperationException("unreachable");
     }
 
-    private static ControlMessage Report(string type, int seq, int[] mine, ProcessRunner?[] runners, ProcessLinks links, bool final, bool stats = false) => new()
+    private enum ReportKind { Status, Stats, Final }
+
+    private static List<ProcessReport> Reports(int[] mine, ProcessRunner?[] runners, ReportKind kind) => mine.Select(p =>
     {
-        Type = type,
-        Seq = seq,
-        Processes = mine.Select(p =>
+        ProcessRunner r = runners[p]!;
+        ProcessStatus status = r.Status;
+        bool counts = kind != ReportKind.Status;
+        return new ProcessReport
         {
-            ProcessRunner r = runners[p]!;
-            ProcessStatus status = r.Status;
-            return new ProcessReport
+            Index = p,
+            State = kind == ReportKind.Final ? RunnerState.Ended : status.State,
+            Sent = status.Sent,
+            Received = status.Received,
+            ItemsIn = counts ? Volatile.Read(ref r.ItemsIn) : 0,
+            Outputs = counts ? r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut) : null,
+            Busy = counts ? r.BusySeconds : 0,
+            Queued = kind == ReportKind.Stats ? r.Lanes.GroupBy(l => l.StreamName).ToDictionary(g => g.Key, g => g.Sum(l => (long)Volatile.Read(ref l.Queued))) : null,
+        };
+    }).ToList();
+
+    /// <summary>Sends a stats report every interval from a thread of its own, until disposed.</summary>
+    private sealed class StatsSender : IDisposable
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Thread _thread;
+
+        public StatsSender(ControlChannel control, Func<ControlMessage> report, TimeSpan interval)
+        {
+            _thread = new Thread(() =>
             {
-                Index = p,
-                State = final ? RunnerState.Ended : status.State,
-                Sent = status.Sent,
-                Received = status.Received,
-                ItemsIn = final || stats ? Volatile.Read(ref r.ItemsIn) : 0,
-                Outputs = final || stats ? r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut) : null,
-                Busy = final || stats ? r.BusySeconds : 0,
-                Queued = stats ? r.Lanes.GroupBy(l => l.StreamName).ToDictionary(g => g.Key, g => g.Sum(l => (long)Volatile.Read(ref l.Queued))) : null,
-            };
-        }).ToList(),
-    };
+                while (!_stop.Token.WaitHandle.WaitOne(interval))
+                {
+                    if (!control.Send(report())) return;
+                }
+            }) { IsBackground = true, Name = "millrace stats" };
+            _thread.Start();
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _thread.Join();
+            _stop.Dispose();
+        }
+    }
 
     private sealed class ChildReporter : IRunReporter
     {
@@ -208,21 +233,11 @@ internal static class ChildRuntime
         public void Poke()
         {
             // One poke until the coordinator's next wave: it learns the rest from the wave itself.
-            if (_cyclic && Interlocked.Exchange(ref _pokePending, 1) == 0) _control.Send(new ControlMessage { Type = "poke" });
+            if (_cyclic && Interlocked.Exchange(ref _pokePending, 1) == 0) _control.Send(new Poke());
         }
 
-        public void Halted(string process, string? reason) =>
-            _control.Send(new ControlMessage { Type = "halt", Name = process, Reason = reason });
+        public void Halted(string process, string? reason) => _control.Send(new HaltMessage(process, reason));
 
-        public void Failed(ProcessFailure failure) => _control.Send(new ControlMessage
-        {
-            Type = "error",
-            Name = failure.Process,
-            Stream = failure.Stream,
-            ItemIndex = failure.ItemIndex,
-            Item = failure.Item,
-            Message = failure.Message,
-            Exception = failure.ExceptionType,
-        });
+        public void Failed(ProcessFailure failure) => _control.Send(FailureMessage.Of(failure));
     }
 }

@@ -360,11 +360,6 @@ internal sealed class RemoteDestination : Destination
         waiter?.WakeForRoom();
     }
 
-    public int Outstanding
-    {
-        get { lock (_lock) return _outstanding; }
-    }
-
     public override string Fill
     {
         get { lock (_lock) return $"{_outstanding} of {_capacity} items in flight or queued"; }

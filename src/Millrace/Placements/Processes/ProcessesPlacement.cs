@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net.Sockets;
+using Millrace.Control;
 
 namespace Millrace.Placements.Processes;
 
@@ -101,8 +102,8 @@ internal sealed class Coordinator
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(Path.Combine(_dir, "control.sock")));
         listener.Listen(_children.Length + 8);
-        _run.HardStopRequested += () => Broadcast(new ControlMessage { Type = "stop", Hard = true });
-        _run.GracefulStopRequested += () => Broadcast(new ControlMessage { Type = "stop", Hard = false });
+        _run.HardStopRequested += () => Broadcast(new StopMessage(Hard: true));
+        _run.GracefulStopRequested += () => Broadcast(new StopMessage(Hard: false));
         await using RunMonitor.Watch watch = await RunMonitor.StartAsync(_model, _options, Sample);
         using IDisposable stops = StopSignals.Listen(_run, cancellationToken);
 
@@ -219,31 +220,31 @@ internal sealed class Coordinator
             {
                 if (child is null || !child.Hello.Task.IsCompleted)
                 {
-                    if (message.Type == "error")
+                    if (message is FailureMessage failure)
                     {
                         // A child that fails before saying hello (a different graph, say).
-                        if (message.Group >= 0 && message.Group < _children.Length)
+                        if (failure.Group >= 0 && failure.Group < _children.Length)
                         {
-                            child = _children[message.Group];
-                            child.LastError = message.Message;
+                            child = _children[failure.Group];
+                            child.LastError = failure.Message;
                         }
-                        _run.Fail(new ProcessFailure(message.Name ?? "?", null, null, null, message.Message ?? "A child failed to start.", null));
+                        _run.Fail(failure.ToFailure());
                         continue;
                     }
-                    if (message.Type != "hello" || message.Group < 0 || message.Group >= _children.Length)
-                        throw new InvalidDataException($"A child began its control connection with '{message.Type}' instead of hello.");
-                    child = _children[message.Group];
+                    if (message is not Hello hello || hello.Group < 0 || hello.Group >= _children.Length)
+                        throw new InvalidDataException($"A child began its control connection with {message.GetType().Name} instead of hello.");
+                    child = _children[hello.Group];
                     child.Control = control;
-                    child.Pid = message.Pid;
+                    child.Pid = hello.Pid;
                     child.Hello.TrySetResult();
                     // Said hello after the run was told to stop: it missed the broadcast.
-                    if (_run.HardStopped.IsCompleted) control.Send(new ControlMessage { Type = "stop", Hard = true });
+                    if (_run.HardStopped.IsCompleted) control.Send(new StopMessage(Hard: true));
                     continue;
                 }
                 Handle(child, message);
             }
         }
-        catch (Exception e) when (e is InvalidDataException or System.Text.Json.JsonException)
+        catch (InvalidDataException e)
         {
             _run.Fail(new ProcessFailure(child?.Label ?? "?", null, null, null, $"The control connection of a child broke: {e.Message}", e));
         }
@@ -255,36 +256,45 @@ internal sealed class Coordinator
 
     private void Handle(Child child, ControlMessage message)
     {
-        switch (message.Type)
+        switch (message)
         {
-            case "ready":
+            case Ready:
                 child.Ready.TrySetResult();
                 break;
-            case "poke":
+            case Poke:
                 _run.Detector?.Poke();
                 break;
-            case "status":
-            case "blocked":
-                if (child.Pending.TryRemove(message.Seq, out var reply)) reply.TrySetResult(message);
+            case StatusReport { Seq: var seq }:
+                Answer(child, seq, message);
                 break;
-            case "halt":
-                _run.Halt(message.Name ?? child.Label, message.Reason);
+            case BlockedReport { Seq: var seq }:
+                Answer(child, seq, message);
                 break;
-            case "error":
-                _run.Fail(new ProcessFailure(message.Name ?? child.Label, message.Stream, message.ItemIndex, message.Item,
-                    message.Message ?? "A process failed.", null, message.Exception));
-                child.LastError = message.Message;
+            case HaltMessage halt:
+                _run.Halt(halt.Process, halt.Reason);
                 break;
-            case "stats":
-                child.Stats = message;
+            case FailureMessage failure:
+                _run.Fail(failure.ToFailure());
+                child.LastError = failure.Message;
                 break;
-            case "final":
-                child.Final = message;
-                foreach (var pending in child.Pending.Values) pending.TrySetResult(message);
-                child.Pending.Clear();
+            case StatsReport stats:
+                child.Stats = stats.Processes;
+                break;
+            case FinalReport final:
+                // Final first, then every question still open is answered with it; a question asked
+                // from now on sees Final itself (ChildrenStatus.AskAll). Whoever removes a question answers it.
+                child.Final = final.Processes;
+                foreach (int seq in child.Pending.Keys) Answer(child, seq, final);
                 if (_children.All(c => c.Final is not null)) _allFinal.TrySetResult();
                 break;
+            default:
+                throw new InvalidDataException($"A child sent {message.GetType().Name}, which children do not send.");
         }
+    }
+
+    private static void Answer(Child child, int seq, ControlMessage reply)
+    {
+        if (child.Pending.TryRemove(seq, out var question)) question.TrySetResult(reply);
     }
 
     private async Task OnExitedAsync(Child child)
@@ -356,7 +366,7 @@ internal sealed class Coordinator
         {
             foreach (int p in child.Members)
             {
-                ProcessReport? report = child.Final?.Processes?.FirstOrDefault(r => r.Index == p);
+                ProcessReport? report = child.Final?.FirstOrDefault(r => r.Index == p);
                 long itemsOut = report?.Outputs?.Values.Sum() ?? 0;
                 processes[_model.Processes[p].Name] = new ProcessStats(report?.ItemsIn ?? 0, itemsOut, child.Pid);
                 foreach (var (stream, count) in report?.Outputs ?? new Dictionary<string, long>())
@@ -374,11 +384,11 @@ internal sealed class Coordinator
         var queues = new List<QueueSample>();
         foreach (Child child in _children)
         {
-            ControlMessage? last = child.Final ?? child.Stats;
+            IReadOnlyList<ProcessReport>? last = child.Final ?? child.Stats;
             foreach (int p in child.Members)
             {
                 string name = _model.Processes[p].Name;
-                ProcessReport? report = last?.Processes?.FirstOrDefault(r => r.Index == p);
+                ProcessReport? report = last?.FirstOrDefault(r => r.Index == p);
                 processes.Add(new ProcessSample(name, report?.ItemsIn ?? 0, report?.Outputs?.Values.Sum() ?? 0, errors.Count(e => e.Process == name),
                     report?.Busy ?? 0, child.Final is not null ? "ended" : (report?.State ?? RunnerState.Running).ToString().ToLowerInvariant(),
                     child.Pid, report?.Outputs ?? new Dictionary<string, long>()) { Total = _model.Processes[p].Source?.Total });
@@ -411,10 +421,11 @@ internal sealed class Coordinator
         public Process? Os { get; set; }
         public int Pid { get; set; }
         public ControlChannel? Control { get; set; }
-        public ControlMessage? Final { get; set; }
+        /// <summary>Its final report, once it sent it (written by the control reader; read by waves and samplers).</summary>
+        public volatile IReadOnlyList<ProcessReport>? Final;
 
         /// <summary>The latest stats report (written by the control reader, read by samplers).</summary>
-        public volatile ControlMessage? Stats;
+        public volatile IReadOnlyList<ProcessReport>? Stats;
         public string? LastError { get; set; }
         public bool KilledByCoordinator { get; set; }
         public TaskCompletionSource Hello { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -431,7 +442,8 @@ internal sealed class Coordinator
 
         public ChildrenStatus(Coordinator placement) => _p = placement;
 
-        private async Task<ControlMessage[]> AskAll(string type, CancellationToken token)
+        /// <summary>Asks every child the question <paramref name="ask"/> makes of a sequence number; a child that has ended answers with its final report.</summary>
+        private async Task<ControlMessage[]> AskAll(Func<int, ControlMessage> ask, CancellationToken token)
         {
             int seq = Interlocked.Increment(ref _p._seq);
             var replies = new List<Task<ControlMessage>>();
@@ -439,23 +451,29 @@ internal sealed class Coordinator
             {
                 if (child.Final is { } final)
                 {
-                    replies.Add(Task.FromResult(final));
+                    replies.Add(Task.FromResult<ControlMessage>(new FinalReport(final)));
                     continue;
                 }
-                if (child.Control is null)
+                if (child.Control is not { } control)
                 {
                     // Not connected yet: its processes have not started, which counts as working.
-                    replies.Add(Task.FromResult(new ControlMessage
-                    {
-                        Type = type,
-                        Processes = child.Members.Select(p => new ProcessReport { Index = p, State = RunnerState.Running }).ToList(),
-                    }));
+                    replies.Add(Task.FromResult<ControlMessage>(new StatusReport(seq,
+                        child.Members.Select(p => new ProcessReport { Index = p, State = RunnerState.Running }).ToList())));
                     continue;
                 }
                 var reply = new TaskCompletionSource<ControlMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
                 child.Pending[seq] = reply;
-                if (child.Final is { } late && child.Pending.TryRemove(seq, out _)) reply.TrySetResult(late);
-                else child.Control!.Send(new ControlMessage { Type = type, Seq = seq });
+                // Registered before looking at Final: either the final report's handler finds the question
+                // and answers it, or this sees the final report (the handler sets it before it looks).
+                if (child.Final is { } late)
+                {
+                    if (child.Pending.TryRemove(seq, out _)) reply.TrySetResult(new FinalReport(late));
+                }
+                else if (!control.Send(ask(seq)) && child.Pending.TryRemove(seq, out _))
+                {
+                    // The child is gone: it cannot answer, and the coordinator hears of its exit; until then it counts as working.
+                    reply.TrySetResult(new StatusReport(seq, child.Members.Select(p => new ProcessReport { Index = p, State = RunnerState.Running }).ToList()));
+                }
                 replies.Add(reply.Task);
             }
             return await Task.WhenAll(replies).WaitAsync(token);
@@ -463,23 +481,32 @@ internal sealed class Coordinator
 
         public async ValueTask<WaveReading> ReadAsync(CancellationToken cancellationToken)
         {
-            ControlMessage[] replies = await AskAll("status", cancellationToken);
+            ControlMessage[] replies = await AskAll(seq => new StatusQuery(seq), cancellationToken);
             var statuses = new ProcessStatus[_p._groupOf.Length];
             foreach (ControlMessage reply in replies)
             {
-                foreach (ProcessReport r in reply.Processes ?? new List<ProcessReport>())
+                IReadOnlyList<ProcessReport> reports = reply switch
+                {
+                    StatusReport status => status.Processes,
+                    FinalReport final => final.Processes.Select(r => r with { State = RunnerState.Ended }).ToList(),
+                    _ => throw new InvalidDataException($"A child answered a status question with {reply.GetType().Name}."),
+                };
+                foreach (ProcessReport r in reports)
+                {
+                    if (r.Index < 0 || r.Index >= statuses.Length) throw new InvalidDataException($"A child reported process {r.Index}, which the graph does not have.");
                     statuses[r.Index] = new ProcessStatus(r.State, r.Sent, r.Received);
+                }
             }
             return new WaveReading(statuses);
         }
 
         public void ForceEnd(int process) =>
-            _p._children[_p._groupOf[process]].Control?.Send(new ControlMessage { Type = "force-end", Process = process });
+            _p._children[_p._groupOf[process]].Control?.Send(new ForceEnd(process));
 
         public async ValueTask<string> DescribeBlockedAsync(CancellationToken cancellationToken)
         {
-            ControlMessage[] replies = await AskAll("describe-blocked", cancellationToken);
-            return string.Join("; ", replies.Select(r => r.Text).Where(t => !string.IsNullOrEmpty(t)));
+            ControlMessage[] replies = await AskAll(seq => new BlockedQuery(seq), cancellationToken);
+            return string.Join("; ", replies.OfType<BlockedReport>().Select(r => r.Text).Where(t => t.Length > 0));
         }
     }
 }
