@@ -1,6 +1,4 @@
-using Millrace.Engine;
 using Millrace.Monitoring;
-using Millrace.Placements;
 using Spectre.Console;
 using Spectre.Console.Rendering;
 

@@ -11,9 +11,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Net.Http.Headers;
-using Millrace.Engine;
-using Millrace.Monitoring;
-using Millrace.Placements;
 
 namespace Millrace.Web;
 
@@ -199,7 +196,7 @@ public sealed class WebSource
             {
                 foreach (string address in addresses)
                 {
-                    Log.Info(_options.Logger, $"web source '{_source.Name}'", $"listening on {address}, POST {address}{_path}");
+                    _options.Logger?.LogInformation("web source '{Source}': listening on {Address}, POST {Address}{Path}", _source.Name, address, address, _path);
                     Console.WriteLine($"{_source.Name}: listening on {address} (POST {address}{_path}){(spooled.Count > 0 ? $"; {spooled.Count} spooled files sent again" : "")}");
                 }
             }
@@ -361,7 +358,12 @@ public sealed class WebSource
             }
         }
 
-        private void Complain(string message) => Log.Notice(_options.Logger, $"web source '{_source.Name}'", message);
+        private void Complain(string message)
+        {
+            // Something a person should know (a file left in the folder, say): to the logger, else to standard error.
+            if (_options.Logger is { } logger) logger.LogWarning("web source '{Source}': {Text}", _source.Name, message);
+            else Console.Error.WriteLine($"[millrace] web source '{_source.Name}': {message}");
+        }
 
         private async Task HandleAsync(HttpContext context)
         {

@@ -1,4 +1,4 @@
-namespace Millrace.Web;
+namespace Millrace.Dashboard;
 
 /// <summary>The dashboard's one page: HTML, CSS, JavaScript and SVG, nothing fetched from elsewhere.</summary>
 internal static class DashboardPage

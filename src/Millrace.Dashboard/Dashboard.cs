@@ -7,11 +7,9 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Millrace.Engine;
 using Millrace.Monitoring;
-using Millrace.Placements;
 
-namespace Millrace.Web;
+namespace Millrace.Dashboard;
 
 /// <summary>
 /// The live page of a run (<c>--dashboard</c>): served on 127.0.0.1 while the run lasts. The page
@@ -61,7 +59,7 @@ internal sealed class Dashboard : IRunObserver
                     break;
                 case "/api/sample":
                     response.ContentType = "application/json";
-                    await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(DescribeSample(monitor.Sample(), monitor.Options.EffectiveBatchSize), Json), context.RequestAborted);
+                    await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(DescribeSample(monitor.Sample(), monitor.BatchSize), Json), context.RequestAborted);
                     break;
                 default:
                     response.StatusCode = 404;
@@ -82,7 +80,7 @@ internal sealed class Dashboard : IRunObserver
         }
         string address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "?";
         Console.Error.WriteLine($"dashboard: {address}/");
-        Log.Info(monitor.Options.Logger, "dashboard", $"serving {address}/");
+        monitor.Options.Logger?.LogInformation("dashboard: serving {Address}/", address);
     }
 
     public async Task StopAsync()
@@ -100,18 +98,8 @@ internal sealed class Dashboard : IRunObserver
     {
         run = monitor.RunId,
         placement = monitor.Options.Placement,
-        processes = monitor.Model.Processes.Select(p => new
-        {
-            name = p.Name,
-            inputs = p.Inputs.Select(i => i.Stream.Name).Distinct().ToArray(),
-            outputs = p.Outputs.Select(o => o.Stream.Name).ToArray(),
-        }),
-        streams = monitor.Model.Streams.Values.Select(s => new
-        {
-            name = s.Name,
-            writers = s.Writers.Select(w => monitor.Model.Processes[w].Name).ToArray(),
-            readers = s.Readers.Select(r => monitor.Model.Processes[r].Name).ToArray(),
-        }),
+        processes = monitor.Graph.Processes.Select(p => new { name = p.Name, inputs = p.Inputs, outputs = p.Outputs }),
+        streams = monitor.Graph.Streams.Select(s => new { name = s.Name, writers = s.Writers, readers = s.Readers }),
     };
 
     private static object DescribeSample(RunSample sample, int batch) => new
