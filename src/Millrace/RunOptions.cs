@@ -66,7 +66,7 @@ public sealed class RunOptions
     /// <summary>
     /// Serve a live page of the run on 127.0.0.1 (<see cref="DashboardPort"/>): the graph drawn, each
     /// process's rate and each queue's depth, the bottleneck marked, errors listed. Needs the
-    /// Millrace.Web library. On the command line: <c>--dashboard</c>.
+    /// Millrace.Dashboard library. On the command line: <c>--dashboard</c>.
     /// </summary>
     public bool Dashboard { get; set; }
 
