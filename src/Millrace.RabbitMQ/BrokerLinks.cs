@@ -12,16 +12,16 @@ namespace Millrace.RabbitMQ;
 /// Every stream through the broker: a writer publishes each batch once to the stream's exchange,
 /// which hands a copy to the queue of every reader. Readers take from their queues (the ports).
 /// </summary>
-internal sealed class BrokerLinks : IRemoteLinks
+internal sealed class BrokerLinks : ITransport
 {
-    private readonly GraphModel _model;
+    private readonly GraphShape _graph;
     private readonly string _prefix;
-    private readonly CodecSet _codecs;
+    private readonly Func<StreamShape, BatchCodec> _codecs;
     private readonly ProcessPort?[] _ports;
 
-    public BrokerLinks(GraphModel model, string prefix, CodecSet codecs, ProcessPort?[] ports)
+    public BrokerLinks(GraphShape graph, string prefix, Func<StreamShape, BatchCodec> codecs, ProcessPort?[] ports)
     {
-        _model = model;
+        _graph = graph;
         _prefix = prefix;
         _codecs = codecs;
         _ports = ports;
@@ -29,23 +29,24 @@ internal sealed class BrokerLinks : IRemoteLinks
 
     public bool CarriesEverything => true;
 
-    public Destination Outgoing(StreamInfo stream, int writer, int writerIndex, int reader, bool inSameCycle)
+    public Destination Outgoing(StreamShape stream, int writerIndex, int reader, bool inSameCycle)
     {
-        string readerName = _model.Processes[reader].Name;
+        int writer = stream.WriterIndexes[writerIndex];
+        string readerName = _graph.Processes[reader].Name;
         // One publish reaches every reader; the other readers' destinations only keep the count. The
         // one that publishes is a reader outside the writer's cycle if there is one: termination
         // detection closes the links inside the cycle, and the end mark must still reach the others.
-        int publisher = stream.Readers.Where(r => !_model.InSameCycle(writer, r)).DefaultIfEmpty(stream.Readers[0]).First();
+        int publisher = stream.ReaderIndexes.Where(r => !_graph.InSameCycle(writer, r)).DefaultIfEmpty(stream.ReaderIndexes[0]).First();
         if (reader != publisher) return new CopyDestination(readerName, writerIndex, inSameCycle);
         return new ExchangeDestination(_ports[writer]!, Wire.Exchange(_prefix, stream.Name), stream.Name,
-            _codecs.For(stream.ItemType), readerName, writerIndex, inSameCycle);
+            _codecs(stream), readerName, writerIndex, inSameCycle);
     }
 
-    public (Action<int> ReturnRoom, Action FlushRoom)? Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane)
+    public RoomReturn? Incoming(StreamShape stream, int writerIndex, ProcessRunner reader, Lane lane)
     {
         // One queue per reader and stream, whatever the number of writers.
         if (writerIndex == 0)
-            _ports[readerIndex]!.AddInput(lane, Wire.Queue(_prefix, stream.Name, reader.Name), stream, _codecs.For(stream.ItemType));
+            _ports[_graph.IndexOf(reader.Name)]!.AddInput(lane, Wire.Queue(_prefix, stream.Name, reader.Name), stream, _codecs(stream));
         return null;
     }
 }

@@ -20,7 +20,7 @@ internal sealed class BrokerPlacement : IPlacement
 {
     public string Name => "broker";
 
-    public Task<RunResult> RunAsync(PlacementContext context) => RunAsync(context.Model, context.Options, context.CancellationToken);
+    public Task<RunResult> RunAsync(PlacementContext context) => RunAsync(context, context.Graph, context.Options, context.CancellationToken);
 
     public const string DefaultBroker = "amqp://guest:guest@127.0.0.1:5672/";
     public const string BrokerVariable = "MILLRACE_BROKER";
@@ -30,10 +30,10 @@ internal sealed class BrokerPlacement : IPlacement
     private static readonly TimeSpan FinishFor = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan LingerFor = TimeSpan.FromMinutes(10);
 
-    private static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
+    private static async Task<RunResult> RunAsync(PlacementContext context, GraphShape graph, RunOptions options, CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
-        string[] names = model.Processes.Select(p => p.Name).ToArray();
+        string[] names = graph.Processes.Select(p => p.Name).ToArray();
         string[] unknown = options.Broker.Processes.Where(n => !names.Contains(n)).ToArray();
         if (unknown.Length > 0)
             return Failed(string.Join(", ", unknown), stopwatch,
@@ -60,7 +60,7 @@ internal sealed class BrokerPlacement : IPlacement
         {
             try
             {
-                await DeclareAsync(session, model, prefix, QueueLimit(options));
+                await DeclareAsync(session, graph, prefix, QueueLimit(options));
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -70,15 +70,15 @@ internal sealed class BrokerPlacement : IPlacement
                         ? ". Its queues exist with other limits: use the same --capacity and --batch as the run that made them, or another --run-id."
                         : ""));
             }
-            return await RunHostedAsync(model, options, session, prefix, hosted, stopwatch, cancellationToken);
+            return await RunHostedAsync(context, graph, options, session, prefix, hosted, stopwatch, cancellationToken);
         }
     }
 
-    private static async Task<RunResult> RunHostedAsync(GraphModel model, RunOptions options, BrokerSession session, string prefix,
+    private static async Task<RunResult> RunHostedAsync(PlacementContext context, GraphShape graph, RunOptions options, BrokerSession session, string prefix,
         int[] hosted, Stopwatch stopwatch, CancellationToken cancellationToken)
     {
-        string[] names = model.Processes.Select(p => p.Name).ToArray();
-        using var host = new RunHost(model, options, hosted, itemIds: true);
+        string[] names = graph.Processes.Select(p => p.Name).ToArray();
+        using RunHost host = context.Host(hosted, itemIds: true);
         RunContext run = host.Run;
         ProcessRunner?[] runners = host.Runners;
         ProcessRunner[] local = host.Local;
@@ -86,20 +86,21 @@ internal sealed class BrokerPlacement : IPlacement
         // Items per message: the batch size; messages not yet confirmed per process, and taken but not
         // yet acknowledged per input: enough to keep the broker busy, bounded by the stream capacity.
         int window = Window(options);
-        var ports = new ProcessPort?[model.Processes.Count];
+        var ports = new ProcessPort?[graph.Processes.Count];
         foreach (int p in hosted) ports[p] = new ProcessPort(runners[p]!, p, session, run, window, (ushort)window, names);
-        var codecs = new CodecSet(model.Codecs, options.Codec == "auto" ? "json" : options.Codec);
-        host.Wire(new BrokerLinks(model, prefix, codecs, ports));
+        // JSON unless asked otherwise: the documented wire format, so that programs in other languages can join.
+        string codec = options.Codec == "auto" ? "json" : options.Codec;
+        host.Wire(new BrokerLinks(graph, prefix, stream => host.CodecFor(stream, codec), ports));
 
-        int detectorProcess = model.Cycles.Count == 0 ? -1 : model.Cycles.SelectMany(c => c.Members).Min();
+        int detectorProcess = graph.Cycles.Count == 0 ? -1 : graph.Cycles.SelectMany(c => c).Min(graph.IndexOf);
         bool detectorHere = detectorProcess >= 0 && runners[detectorProcess] is not null;
-        var control = new ControlBus(session, prefix, run, model, runners, ports, detectorHere);
+        var control = new ControlBus(session, prefix, host, ports, detectorHere);
         run.Reporter = control;
         var protocols = new List<EndProtocol>();
         foreach (int p in hosted)
         {
             // Processes with inputs, outside cycles, may run in several places (replicas); they agree when their inputs are over.
-            if (model.CycleOf[p] >= 0 || ports[p]!.EndsNeeded == 0) continue;
+            if (graph.CycleOf(p) >= 0 || ports[p]!.EndsNeeded == 0) continue;
             ProcessPort port = ports[p]!;
             port.Protocol = new EndProtocol(port, run, port.EndsNeeded, control.Send);
             protocols.Add(port.Protocol);
@@ -113,7 +114,7 @@ internal sealed class BrokerPlacement : IPlacement
         };
         session.Reconnected += async () =>
         {
-            await DeclareAsync(session, model, prefix, QueueLimit(options));
+            await DeclareAsync(session, graph, prefix, QueueLimit(options));
             await control.ReconnectedAsync();
             foreach (int p in hosted) await ports[p]!.ReconnectedAsync();
         };
@@ -134,7 +135,7 @@ internal sealed class BrokerPlacement : IPlacement
             return Failed(string.Join(", ", local.Select(r => r.Name)), stopwatch, $"Could not start consuming from the broker at {session.Where}: {BrokerSession.Reason(e)}");
         }
 
-        using IDisposable stops = StopSignals.Listen(run, cancellationToken);
+        using IDisposable stops = host.ListenForStops(cancellationToken);
         // The meter and the views show the processes of this host.
         // A reader's queue here holds what the broker lets it take ahead: its prefetch window of batches.
         long held = (long)window * options.EffectiveBatchSize;
@@ -145,8 +146,8 @@ internal sealed class BrokerPlacement : IPlacement
         }
         // The other hosts hear how this one's processes do twice a second: every host's meter and views show the whole run.
         var clock = Stopwatch.StartNew();
-        using IDisposable stats = Ticker.Every(TimeSpan.FromMilliseconds(500), () => control.PublishStats(Local(clock.Elapsed.TotalSeconds)));
-        await using RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, elapsed => control.Combine(Local(elapsed)), Local);
+        using var stats = new Timer(_ => control.PublishStats(Local(clock.Elapsed.TotalSeconds)), null, TimeSpan.FromMilliseconds(500), TimeSpan.FromMilliseconds(500));
+        await using RunWatch watch = await host.WatchAsync(elapsed => control.Combine(Local(elapsed)), Local);
         Task[] agreements = protocols.Select(p => p.RunAsync()).ToArray();
         using var debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1"
             ? new Timer(_ =>
@@ -159,9 +160,9 @@ internal sealed class BrokerPlacement : IPlacement
 
         // In a graph with cycles, termination detection needs every process's counts, ended ones
         // included: a host whose processes ended stays (answering waves) until the cycles are closed.
-        if (model.Cycles.Count > 0 && run.Outcome == RunOutcome.Completed && run.Errors.Count == 0)
+        if (graph.Cycles.Count > 0 && run.Outcome == RunOutcome.Completed && run.Errors.Count == 0)
         {
-            Task closed = detectorHere ? run.Detector!.AllCyclesClosed : control.CyclesClosed;
+            Task closed = detectorHere ? run.AllCyclesClosed : control.CyclesClosed;
             if (await Task.WhenAny(closed, run.HardStopped, Task.Delay(LingerFor)) == closed && detectorHere) control.AnnounceCyclesClosed();
         }
 
@@ -191,19 +192,19 @@ internal sealed class BrokerPlacement : IPlacement
     }
 
     /// <summary>Every exchange and queue of the run, declared by every host (idempotent), before anything is published.</summary>
-    private static async Task DeclareAsync(BrokerSession session, GraphModel model, string prefix, int queueLimit)
+    private static async Task DeclareAsync(BrokerSession session, GraphShape graph, string prefix, int queueLimit)
     {
         // Bounded: a queue at its limit refuses more (the writer waits and tries again), it never drops.
         var arguments = new Dictionary<string, object?> { ["x-max-length"] = queueLimit, ["x-overflow"] = "reject-publish" };
         await using IChannel channel = await session.CreateChannelAsync();
         await channel.ExchangeDeclareAsync(Wire.ControlExchange(prefix), ExchangeType.Fanout, durable: true, autoDelete: false);
-        foreach (StreamInfo stream in model.Streams.Values)
+        foreach (StreamShape stream in graph.Streams)
         {
             string exchange = Wire.Exchange(prefix, stream.Name);
             await channel.ExchangeDeclareAsync(exchange, ExchangeType.Fanout, durable: true, autoDelete: false);
-            foreach (int reader in stream.Readers)
+            foreach (string reader in stream.Readers)
             {
-                string queue = Wire.Queue(prefix, stream.Name, model.Processes[reader].Name);
+                string queue = Wire.Queue(prefix, stream.Name, reader);
                 await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: arguments);
                 await channel.QueueBindAsync(queue, exchange, "");
             }
@@ -221,13 +222,6 @@ internal sealed class BrokerPlacement : IPlacement
     /// <summary>Messages a reader's queue holds at most, ready for it: twice the window.</summary>
     private static int QueueLimit(RunOptions options) => 2 * Window(options);
 
-    private static RunResult Failed(string processes, Stopwatch stopwatch, string message) => new(
-        RunOutcome.Failed,
-        stopwatch.Elapsed,
-        null,
-        null,
-        false,
-        new[] { new ProcessFailure(processes, null, null, null, message, null) },
-        new Dictionary<string, ProcessStats>(),
-        new Dictionary<string, StreamStats>());
+    private static RunResult Failed(string processes, Stopwatch stopwatch, string message) =>
+        RunResult.Failed(new ProcessFailure(processes, null, null, null, message, null), stopwatch.Elapsed);
 }

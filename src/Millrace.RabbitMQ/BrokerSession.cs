@@ -160,7 +160,7 @@ internal sealed class BrokerSession : IAsyncDisposable
             _ready = new TaskCompletionSource<IConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
         }
         Lost?.Invoke(generation);
-        Log.Notice(Logger, "broker", $"lost the broker connection to {_where} ({reason}); connecting again");
+        Notices.Say(Logger, $"lost the broker connection to {_where} ({reason}); connecting again");
         IConnection connection;
         try
         {
@@ -189,13 +189,13 @@ internal sealed class BrokerSession : IAsyncDisposable
             if (Reconnected is { } handlers)
                 foreach (Func<Task> handler in handlers.GetInvocationList().Cast<Func<Task>>())
                     await handler();
-            Log.Notice(Logger, "broker", $"connected to the broker at {_where} again");
+            Notices.Say(Logger, $"connected to the broker at {_where} again");
         }
         catch (Exception e) when (!_closing)
         {
             // Usually the new connection went too, and its own shutdown starts the next attempt; if it
             // is still open, drop it and start one here. Bounded: a few attempts, then the run fails.
-            Log.Notice(Logger, "broker", $"setting up again after reconnecting failed: {Reason(e)}");
+            Notices.Say(Logger, $"setting up again after reconnecting failed: {Reason(e)}");
             if (++_setupFailures > 10)
             {
                 var failure = new BrokerUnreachableException($"Could not set up again on the broker at {_where} after reconnecting: {Reason(e)}", e);

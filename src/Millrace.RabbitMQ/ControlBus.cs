@@ -18,7 +18,8 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     private readonly string _exchange;
     private readonly string _host = Guid.NewGuid().ToString("N");
     private readonly RunContext _run;
-    private readonly GraphModel _model;
+    private readonly GraphShape _graph;
+    private readonly RunHost _runHost;
     private readonly ProcessRunner?[] _runners;
     private readonly ProcessPort?[] _ports;
     private readonly bool _detectorHere;
@@ -54,17 +55,18 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     private string?[] _waveHosts = Array.Empty<string>();
     private TaskCompletionSource? _waveDone;
 
-    public ControlBus(BrokerSession session, string prefix, RunContext run, GraphModel model, ProcessRunner?[] runners, ProcessPort?[] ports, bool detectorHere)
+    public ControlBus(BrokerSession session, string prefix, RunHost host, ProcessPort?[] ports, bool detectorHere)
     {
         _ports = ports;
         _session = session;
         _exchange = Wire.ControlExchange(prefix);
-        _run = run;
-        _model = model;
-        _runners = runners;
+        _run = host.Run;
+        _runHost = host;
+        _graph = host.Graph;
+        _runners = host.Runners;
         _detectorHere = detectorHere;
-        _cyclic = model.Cycles.Count > 0;
-        run.GracefulStopRequested += () =>
+        _cyclic = _graph.Cycles.Count > 0;
+        _run.GracefulStopRequested += () =>
         {
             bool fromElsewhere;
             lock (_lock) fromElsewhere = _stopFromElsewhere;
@@ -92,7 +94,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             }
             catch (InvalidDataException e)
             {
-                Log.Notice(_run.Options.Logger, "broker", $"ignored a control message that is not valid: {e.Message}");
+                Notices.Say(_run.Options.Logger, $"ignored a control message that is not valid: {e.Message}");
             }
             if (message is not null) Handle(message);
             return Task.CompletedTask;
@@ -137,7 +139,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     private void FailToSend(ControlMessage message, string why)
     {
         string processes = string.Join(", ", _runners.Where(r => r is not null).Select(r => r!.Name));
-        Log.Notice(_run.Options.Logger, "broker", $"could not send a {message.GetType().Name} to the other hosts: {why}.");
+        Notices.Say(_run.Options.Logger, $"could not send a {message.GetType().Name} to the other hosts: {why}.");
         _ = Task.Run(() => _run.Fail(new ProcessFailure(processes, null, null, null,
             $"The control exchange of the run could not carry a {message.GetType().Name} to the other hosts ({why}); they would not hear of it, so the run stops here.", null),
             fromElsewhere: message is FailureMessage));
@@ -226,11 +228,11 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
                 _cyclesClosed.TrySetResult();
                 break;
             case Control.Poke when _detectorHere:
-                _run.Detector?.Poke();
+                _run.PokeDetector();
                 break;
             case ForceEnd forceEnd:
                 if (forceEnd.Process >= 0 && forceEnd.Process < _runners.Length && _runners[forceEnd.Process] is { } runner)
-                    runner.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
+                    runner.ForceEnd();
                 break;
         }
     }
@@ -263,9 +265,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
 
     private int IndexOf(string process)
     {
-        for (int i = 0; i < _model.Processes.Count; i++)
-            if (_model.Processes[i].Name == process) return i;
-        return -1;
+        return _graph.IndexOf(process);
     }
 
     /// <summary>
@@ -275,9 +275,9 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     public RunSample Combine(RunSample local)
     {
         List<ProcessReport> remote;
-        lock (_remote) remote = _remote.Values.SelectMany(v => v).Where(r => r.Index >= 0 && r.Index < _model.Processes.Count).ToList();
+        lock (_remote) remote = _remote.Values.SelectMany(v => v).Where(r => r.Index >= 0 && r.Index < _graph.Processes.Count).ToList();
         if (remote.Count == 0) return local;
-        string Name(ProcessReport r) => _model.Processes[r.Index].Name;
+        string Name(ProcessReport r) => _graph.Processes[r.Index].Name;
         var processes = local.Processes.Concat(remote.Select(r => new ProcessSample(Name(r), r.ItemsIn, r.Outputs?.Values.Sum() ?? 0, 0, r.Busy,
                 r.State.ToString().ToLowerInvariant(), r.Pid, r.Outputs ?? new Dictionary<string, long>())))
             .GroupBy(p => p.Name)
@@ -285,7 +285,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             .Select(g => new ProcessSample(g.Key, g.Sum(p => p.ItemsIn), g.Sum(p => p.ItemsOut), local.Errors.Count(e => e.Process == g.Key),
                 g.Sum(p => p.BusySeconds) / g.Count(), g.Any(p => p.State != "ended") ? g.First(p => p.State != "ended").State : "ended", g.First().OsProcessId,
                 g.SelectMany(p => p.Outputs).GroupBy(kv => kv.Key).ToDictionary(o => o.Key, o => o.Sum(kv => kv.Value)))
-            { Total = _model.Processes[IndexOf(g.Key)].Source?.Total })
+            { Total = _graph.Processes[IndexOf(g.Key)].ItemCount })
             .OrderBy(p => IndexOf(p.Name))
             .ToList();
         var queues = local.Queues.Concat(remote.SelectMany(r => (r.Queued ?? new Dictionary<string, long>()).Select(q =>
@@ -322,7 +322,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
                 if (p < 0 || p >= _wave.Length) continue;
                 if (_waveHosts[p] is { } other && other != message.From)
                 {
-                    string name = _model.Processes[p].Name;
+                    string name = _graph.Processes[p].Name;
                     _ = Task.Run(() => _run.Fail(new ProcessFailure(name, null, null, null,
                         $"Process '{name}' runs on two hosts, but it is in a cycle (or the graph has cycles and it answers their termination detection): " +
                         "processes in graphs with cycles cannot have replicas. Start it in one place only.", null)));
@@ -345,8 +345,8 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
         lock (_lock)
         {
             seq = ++_waveSeq;
-            _wave = new ProcessStatus?[_model.Processes.Count];
-            _waveHosts = new string?[_model.Processes.Count];
+            _wave = new ProcessStatus?[_graph.Processes.Count];
+            _waveHosts = new string?[_graph.Processes.Count];
             _waveDone = done;
         }
         Send(new StatusQuery(seq));
@@ -358,7 +358,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
         {
             // Some process is not running anywhere yet (or its host is slow): the run is not quiet.
             // Look again in a while, even if nobody pokes: the missing host may be starting up.
-            _ = Task.Delay(500, cancellationToken).ContinueWith(_ => _run.Detector?.Poke(), TaskScheduler.Default);
+            _ = Task.Delay(500, cancellationToken).ContinueWith(_ => _run.PokeDetector(), TaskScheduler.Default);
         }
         lock (_lock)
         {
@@ -371,7 +371,7 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     public void ForceEnd(int process) => Send(new ForceEnd(process));
 
     public ValueTask<string> DescribeBlockedAsync(CancellationToken cancellationToken) =>
-        new(LocalStatusSource.DescribeBlocked(_runners.Where(r => r is not null)!) is { Length: > 0 } here ? here : "(processes on other hosts)");
+        new(_runHost.DescribeBlocked() is { Length: > 0 } here ? here : "(processes on other hosts)");
 
     // ---------------------------------------------------------------- IRunReporter
 

@@ -287,7 +287,7 @@ internal sealed class EndProtocol
                 _send(Message(ReplicaStep.Finish, round));
         }
         if (!_othersFinished.Task.IsCompleted)
-            Monitoring.Log.Notice(_run.Options.Logger, "broker", $"process '{_port.Name}': not every instance said its outputs were confirmed within 60 s; sending its end marks anyway.");
+            Notices.Say(_run.Options.Logger, $"process '{_port.Name}': not every instance said its outputs were confirmed within 60 s; sending its end marks anyway.");
     }
 
     /// <summary>
@@ -307,7 +307,7 @@ internal sealed class EndProtocol
         _finishedSent = true;
         _send(Message(ReplicaStep.Finished, 0));
         if (await Task.WhenAny(_endsSent.Task, Task.Delay(TimeSpan.FromSeconds(60))) == _endsSent.Task) return true;
-        Monitoring.Log.Notice(_run.Options.Logger, "broker", $"process '{_port.Name}': the instance sending its end marks did not confirm them within 60 s; " +
+        Notices.Say(_run.Options.Logger, $"process '{_port.Name}': the instance sending its end marks did not confirm them within 60 s; " +
                                 "the end marks this instance took go back to the queues.");
         return false;
     }

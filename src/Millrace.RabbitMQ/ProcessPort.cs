@@ -69,7 +69,7 @@ internal sealed class ProcessPort
     private readonly string _incarnation = Convert.ToHexString(RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
     private readonly int _maxInFlight;
     private readonly ushort _prefetch;
-    private readonly List<(Lane Lane, string Queue, StreamInfo Stream, BatchCodec Codec)> _inputs = new();
+    private readonly List<(Lane Lane, string Queue, StreamShape Stream, BatchCodec Codec)> _inputs = new();
     private readonly string[] _writerNames;
 
     // Publishing: accepted messages wait in _toSend, then in _unconfirmed until confirmed; both in order.
@@ -129,7 +129,7 @@ internal sealed class ProcessPort
         get { lock (_lock) return _assigned; }
     }
 
-    public void AddInput(Lane lane, string queue, StreamInfo stream, BatchCodec codec) => _inputs.Add((lane, queue, stream, codec));
+    public void AddInput(Lane lane, string queue, StreamShape stream, BatchCodec codec) => _inputs.Add((lane, queue, stream, codec));
 
     public async Task StartAsync()
     {
@@ -487,7 +487,7 @@ internal sealed class ProcessPort
         }
         catch (Exception e)
         {
-            Log.Notice(_run.Options.Logger, "broker", $"process '{Name}' could not take from its queues again: {BrokerSession.Reason(e)}");
+            Notices.Say(_run.Options.Logger, $"process '{Name}' could not take from its queues again: {BrokerSession.Reason(e)}");
         }
     }
 
@@ -604,8 +604,8 @@ internal sealed class ProcessPort
     public void EndInputs()
     {
         foreach (var input in _inputs)
-            for (int w = 0; w < input.Stream.Writers.Length; w++)
-                Runner.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, input.Lane, null, 0, w));
+            for (int w = 0; w < input.Stream.Writers.Count; w++)
+                Runner.DeliverEnd(input.Lane, w);
     }
 
     /// <summary>Set for processes with inputs outside cycles: end marks go through the instances' agreement.</summary>
@@ -613,7 +613,7 @@ internal sealed class ProcessPort
 
     public string Instance => _incarnation;
 
-    public int EndsNeeded => _inputs.Sum(i => i.Stream.Writers.Length);
+    public int EndsNeeded => _inputs.Sum(i => i.Stream.Writers.Count);
 
     /// <summary>After a reconnection: consume again (the broker redelivers what was not acknowledged) and publish again.</summary>
     public async Task ReconnectedAsync()
@@ -622,7 +622,7 @@ internal sealed class ProcessPort
         _publishWork.Set();
     }
 
-    private void Received(Lane lane, StreamInfo stream, BatchCodec codec, long epoch, BasicDeliverEventArgs delivery)
+    private void Received(Lane lane, StreamShape stream, BatchCodec codec, long epoch, BasicDeliverEventArgs delivery)
     {
         IReadOnlyBasicProperties properties = delivery.BasicProperties;
         string messageId = properties.MessageId ?? $"external-{_incarnation}-{Interlocked.Increment(ref _externalMessages)}";
@@ -651,7 +651,7 @@ internal sealed class ProcessPort
         int writerIndex = 0;
         if (writer is not null)
         {
-            writerIndex = Array.FindIndex(stream.Writers, w => _writerNames[w] == writer);
+            writerIndex = IndexOf(stream.Writers, writer);
             if (writerIndex < 0)
             {
                 Reject(stream, $"names writer '{writer}', which does not write stream '{stream.Name}' in this graph");
@@ -683,7 +683,7 @@ internal sealed class ProcessPort
         }
         if (end)
         {
-            Runner.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, lane, null, 0, writerIndex, pending));
+            Runner.DeliverEnd(lane, writerIndex, pending);
             return;
         }
 
@@ -705,9 +705,9 @@ internal sealed class ProcessPort
             return;
         }
         pending.Ids = ids;
-        Runner.Inbox.EnqueueRemote(lane, items, count, writerIndex, pending);
+        Runner.Deliver(lane, items, count, writerIndex, pending);
 
-        void Reject(StreamInfo s, string what, Exception? e = null) =>
+        void Reject(StreamShape s, string what, Exception? e = null) =>
             _run.Fail(new ProcessFailure(Name, s.Name, null, null,
                 $"Process '{Name}' received a message of stream '{s.Name}' (message {messageId}{(writer is null ? "" : $" from '{writer}'")}) that {what}. " +
                 "It stays in the queue, unacknowledged.", e));
@@ -716,10 +716,33 @@ internal sealed class ProcessPort
     /// <summary>Ids for items from a program that gave none: stable per message id, so a redelivery gets the same ones.</summary>
     private static ulong[] ExternalIds(string messageId, int count)
     {
-        ulong first = ItemIds.Hash(messageId);
+        ulong first = Hash(messageId);
         var ids = new ulong[count];
         for (int i = 0; i < count; i++) ids[i] = unchecked(first + (ulong)i);
         return ids;
+    }
+
+    private static int IndexOf(IReadOnlyList<string> names, string name)
+    {
+        for (int i = 0; i < names.Count; i++)
+            if (names[i] == name) return i;
+        return -1;
+    }
+
+    /// <summary>A well-mixed 64-bit number for a text (FNV-1a, then a SplitMix64 finish); never random.</summary>
+    private static ulong Hash(string text)
+    {
+        ulong h = 14695981039346656037;
+        foreach (char c in text)
+        {
+            h ^= c;
+            h *= 1099511628211;
+        }
+        h ^= h >> 30;
+        h *= 0xBF58476D1CE4E5B9;
+        h ^= h >> 27;
+        h *= 0x94D049BB133111EB;
+        return h ^ (h >> 31);
     }
 
     /// <summary>Process thread: the delivery's items are handled and what they produced is accepted for publishing.</summary>
@@ -832,7 +855,7 @@ internal sealed class ProcessPort
             {
                 int left = _pending.Values.Count(p => !p.End);
                 if (left > 0)
-                    Log.Notice(_run.Options.Logger, "broker", $"process '{Name}' ended holding {left} messages it had not handled; they go back to its queues.");
+                    Notices.Say(_run.Options.Logger, $"process '{Name}' ended holding {left} messages it had not handled; they go back to its queues.");
                 if (acknowledgeEnds)
                 {
                     foreach (PendingAck end in _ends) Acknowledge(end);

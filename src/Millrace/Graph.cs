@@ -140,7 +140,7 @@ public sealed partial class Graph
     /// </summary>
     /// <returns>The checked graph's processes, streams and cycles.</returns>
     /// <exception cref="GraphValidationException">Lists every problem found.</exception>
-    public GraphShape Validate() => GraphShape.Of(GraphModel.Build(_streams, _processes, _codecs));
+    public GraphShape Validate() => GraphModel.Build(_streams, _processes, _codecs).Shape;
 
     /// <summary>
     /// Runs the graph until it ends: every process has ended (streams end when all their writers

@@ -174,7 +174,8 @@ public sealed class RunOptions
             throw new ArgumentException($"RunId (--run-id) must be 1 to 100 letters, digits, '-', '_' or '.'; got '{RunId}'.");
     }
 
-    internal int EffectiveBatchSize => Math.Min(BatchSize, StreamCapacity);
+    /// <summary>Items per batch as the run uses it: <see cref="BatchSize"/>, never more than <see cref="StreamCapacity"/>.</summary>
+    public int EffectiveBatchSize => Math.Min(BatchSize, StreamCapacity);
 
     private static string Value(IEnumerator<string> e, string option)
     {

@@ -38,6 +38,11 @@ public sealed class RunResult
         IReadOnlyDictionary<string, StreamStats> streams) =>
         new(run.Outcome, duration, run.HaltedBy, run.HaltReason, run.TerminationDetected, run.Errors, processes, streams);
 
+    /// <summary>The result of a run that failed before any process ran (a placement could not set up: a broker out of reach, say).</summary>
+    public static RunResult Failed(ProcessFailure failure, TimeSpan duration) =>
+        new(RunOutcome.Failed, duration, null, null, false, new[] { failure },
+            new Dictionary<string, ProcessStats>(), new Dictionary<string, StreamStats>());
+
     /// <summary>How the run ended.</summary>
     public RunOutcome Outcome { get; }
 
@@ -95,7 +100,15 @@ public sealed record StreamStats(long ItemsWritten);
 /// <summary>One error of a run: which process, while handling which item of which stream.</summary>
 public sealed class ProcessFailure
 {
-    internal ProcessFailure(string process, string? stream, long? itemIndex, string? item, string message, Exception? exception,
+    /// <summary>An error of <paramref name="process"/> (a placement reporting what went wrong where it runs).</summary>
+    /// <param name="process">The process that failed, or the processes the error concerns.</param>
+    /// <param name="stream">The input stream whose item was being handled, or null.</param>
+    /// <param name="itemIndex">The item's position in that stream, or null.</param>
+    /// <param name="item">The item as text, or null.</param>
+    /// <param name="message">A sentence naming the process, the stream, the item and the cause.</param>
+    /// <param name="exception">The exception, if it was thrown in this OS process.</param>
+    /// <param name="exceptionType">The exception's type name, when only that is known (it was thrown elsewhere).</param>
+    public ProcessFailure(string process, string? stream, long? itemIndex, string? item, string message, Exception? exception,
         string? exceptionType = null)
     {
         ExceptionType = exceptionType ?? exception?.GetType().Name;

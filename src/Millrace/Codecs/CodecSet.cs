@@ -2,11 +2,20 @@ using System.Buffers;
 
 namespace Millrace.Codecs;
 
-/// <summary>A codec for one stream's item type, whatever the type: batches as arrays.</summary>
-internal abstract class BatchCodec
+/// <summary>A codec for whole batches of one stream's items (an array of its item type), whatever the type: what transports call.</summary>
+public abstract class BatchCodec
 {
+    internal BatchCodec()
+    {
+    }
+
+    /// <summary>The codec's name (json, binary, or a registered codec's).</summary>
     public abstract string Name { get; }
+
+    /// <summary>Writes the first <paramref name="count"/> items of <paramref name="items"/> to <paramref name="output"/>.</summary>
     public abstract void Encode(Array items, int count, IBufferWriter<byte> output);
+
+    /// <summary>Reads a batch of <paramref name="count"/> items (-1: as many as there are); throws on bytes that are not one.</summary>
     public abstract Array Decode(ReadOnlySpan<byte> data, int count);
 }
 

@@ -10,7 +10,7 @@ namespace Millrace.Control;
 /// child can say hello. Names are camelCase; defaults are left out. Reading never throws anything
 /// but <see cref="InvalidDataException"/>, naming what was wrong.
 /// </summary>
-internal static class ControlCodec
+public static class ControlCodec
 {
     private static readonly Dictionary<Type, string> Names = new()
     {
@@ -31,6 +31,7 @@ internal static class ControlCodec
         [typeof(ReplicaMessage)] = "replica",
     };
 
+    /// <summary>The message as UTF-8 JSON.</summary>
     public static byte[] Write(ControlMessage message)
     {
         var buffer = new ArrayBufferWriter<byte>(256);

@@ -5,87 +5,100 @@ namespace Millrace.Control;
 /// in the processes placement (JSON lines on a Unix socket), the hosts of the broker placement (JSON
 /// bodies on the run's control exchange). One set of typed messages, one encoding (<see cref="ControlCodec"/>).
 /// </summary>
-internal abstract record ControlMessage
+public abstract record ControlMessage
 {
     /// <summary>Who sent it, where several senders share one channel (a broker host's id); null otherwise.</summary>
     public string? From { get; init; }
 }
 
 /// <summary>Child to coordinator, first on its connection: which group of processes it runs, and its OS process id.</summary>
-internal sealed record Hello(int Group, int Pid) : ControlMessage;
+public sealed record Hello(int Group, int Pid) : ControlMessage;
 
 /// <summary>Child to coordinator: connected to every reader, running.</summary>
-internal sealed record Ready : ControlMessage;
+public sealed record Ready : ControlMessage;
 
 /// <summary>A process became passive, blocked or ended: time for a termination-detection wave (one poke until the next wave).</summary>
-internal sealed record Poke : ControlMessage;
+public sealed record Poke : ControlMessage;
 
 /// <summary>Termination detection asks every process's status (a wave).</summary>
-internal sealed record StatusQuery(int Seq) : ControlMessage;
+public sealed record StatusQuery(int Seq) : ControlMessage;
 
 /// <summary>The answer to a <see cref="StatusQuery"/>: the status of the processes of the one answering.</summary>
-internal sealed record StatusReport(int Seq, IReadOnlyList<ProcessReport> Processes) : ControlMessage;
+public sealed record StatusReport(int Seq, IReadOnlyList<ProcessReport> Processes) : ControlMessage;
 
 /// <summary>Termination detection found the run stuck: which processes wait on which full streams?</summary>
-internal sealed record BlockedQuery(int Seq) : ControlMessage;
+public sealed record BlockedQuery(int Seq) : ControlMessage;
 
 /// <summary>The answer to a <see cref="BlockedQuery"/>, as text for the deadlock error.</summary>
-internal sealed record BlockedReport(int Seq, string Text) : ControlMessage;
+public sealed record BlockedReport(int Seq, string Text) : ControlMessage;
 
 /// <summary>A process halted the run.</summary>
-internal sealed record HaltMessage(string Process, string? Reason) : ControlMessage;
+public sealed record HaltMessage(string Process, string? Reason) : ControlMessage;
 
 /// <summary>A process failed (or a part of the run could not go on); <see cref="Group"/> names a child that failed before its hello.</summary>
-internal sealed record FailureMessage(string Process, string? Stream, long? ItemIndex, string? Item, string Message, string? ExceptionType, int Group = -1)
+public sealed record FailureMessage(string Process, string? Stream, long? ItemIndex, string? Item, string Message, string? ExceptionType, int Group = -1)
     : ControlMessage
 {
+    /// <summary>The message that says <paramref name="failure"/>.</summary>
     public static FailureMessage Of(ProcessFailure failure) =>
         new(failure.Process, failure.Stream, failure.ItemIndex, failure.Item, failure.Message, failure.ExceptionType);
 
+    /// <summary>The failure it says (without the exception object, which stayed where it was thrown).</summary>
     public ProcessFailure ToFailure() => new(Process, Stream, ItemIndex, Item, Message, null, ExceptionType);
 }
 
 /// <summary>Stop: gracefully (sources stop, the rest drains) or at once.</summary>
-internal sealed record StopMessage(bool Hard) : ControlMessage;
+public sealed record StopMessage(bool Hard) : ControlMessage;
 
 /// <summary>Termination detection closed the cycle of <see cref="Process"/> (index in the graph): its writers inside the cycle count as ended.</summary>
-internal sealed record ForceEnd(int Process) : ControlMessage;
+public sealed record ForceEnd(int Process) : ControlMessage;
 
 /// <summary>Counts of the sender's processes for the meter and the views (a few times a second).</summary>
-internal sealed record StatsReport(IReadOnlyList<ProcessReport> Processes) : ControlMessage;
+public sealed record StatsReport(IReadOnlyList<ProcessReport> Processes) : ControlMessage;
 
 /// <summary>Child to coordinator, last: its processes have ended; their final counts.</summary>
-internal sealed record FinalReport(IReadOnlyList<ProcessReport> Processes) : ControlMessage;
+public sealed record FinalReport(IReadOnlyList<ProcessReport> Processes) : ControlMessage;
 
 /// <summary>The detecting broker host closed every cycle: hosts whose processes ended may leave.</summary>
-internal sealed record CyclesClosed : ControlMessage;
+public sealed record CyclesClosed : ControlMessage;
 
 /// <summary>The steps of the replicas' end protocol (instances of one process agree when its inputs are over).</summary>
-internal enum ReplicaStep
+public enum ReplicaStep
 {
+    /// <summary>An instance is here (a heartbeat, every second).</summary>
     Member,
+    /// <summary>An instance took an end mark (lane, writer) from the process's queues.</summary>
     EndSeen,
+    /// <summary>The closer asks every instance to stop taking and finish what it holds.</summary>
     Prepare,
+    /// <summary>An instance's answer: whether it is idle.</summary>
     Prepared,
+    /// <summary>The closer: the inputs are over; finish.</summary>
     Finish,
+    /// <summary>The closer: not yet; take again.</summary>
     Resume,
+    /// <summary>An instance has finished (its outputs are confirmed).</summary>
     Finished,
+    /// <summary>The closer sent the process's end marks.</summary>
     EndsSent,
 }
 
 /// <summary>One step of the replicas' end protocol of process <see cref="Process"/> (index in the graph), from its instance <see cref="Instance"/>.</summary>
-internal sealed record ReplicaMessage(ReplicaStep Step, int Process, string Instance, int Round = 0, bool Ok = false, int Lane = 0, int Writer = 0)
+public sealed record ReplicaMessage(ReplicaStep Step, int Process, string Instance, int Round = 0, bool Ok = false, int Lane = 0, int Writer = 0)
     : ControlMessage;
 
 /// <summary>One process's status and counts, as its host reports them.</summary>
-internal sealed record ProcessReport
+public sealed record ProcessReport
 {
     /// <summary>The process's index in the graph (every part of a run builds the same graph).</summary>
     public int Index { get; init; }
+    /// <summary>What it is doing.</summary>
     public RunnerState State { get; init; }
-    /// <summary>Envelopes sent and received, for termination detection.</summary>
+    /// <summary>Envelopes sent, for termination detection.</summary>
     public long Sent { get; init; }
+    /// <summary>Envelopes received, for termination detection.</summary>
     public long Received { get; init; }
+    /// <summary>Items handed to its handlers (stats and final reports).</summary>
     public long ItemsIn { get; init; }
     /// <summary>Items written per output stream (stats and final reports).</summary>
     public IReadOnlyDictionary<string, long>? Outputs { get; init; }

@@ -1,8 +1,12 @@
 namespace Millrace.Engine;
 
-/// <summary>Where one writer's batches of one stream go: one reader's lane of that stream, here or in another OS process.</summary>
-internal abstract class Destination
+/// <summary>
+/// Where one writer's batches of one stream go: one reader's lane of that stream, here or elsewhere.
+/// A placement's <see cref="ITransport"/> makes one for each reader it carries; the writer's thread calls it.
+/// </summary>
+public abstract class Destination
 {
+    /// <summary>A destination towards <paramref name="readerName"/> for writer number <paramref name="writer"/> of the stream.</summary>
     protected Destination(string readerName, int writer, bool inSameCycle)
     {
         ReaderName = readerName;
@@ -10,15 +14,20 @@ internal abstract class Destination
         InSameCycle = inSameCycle;
     }
 
+    /// <summary>The reading process.</summary>
     public string ReaderName { get; }
     /// <summary>This writer's index among the stream's writers.</summary>
     public int Writer { get; }
     /// <summary>Reader and writer are in the same cycle (termination detection ends this link).</summary>
     public bool InSameCycle { get; }
     /// <summary>Termination detection ended this link; sending on it is an error. Writer thread only.</summary>
-    public bool Closed { get; set; }
+    internal bool Closed { get; set; }
 
-    /// <summary>Hands a batch over if the reader has room; otherwise registers <paramref name="writer"/> to be woken.</summary>
+    /// <summary>
+    /// Takes a batch (<paramref name="count"/> items of <paramref name="items"/>, with their ids when the
+    /// placement tracks ids) if the reader has room; otherwise returns false and wakes <paramref name="writer"/>
+    /// (<see cref="ProcessRunner.WakeForRoom"/>) once there is. The array is the destination's to keep.
+    /// </summary>
     public abstract bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer);
 
     /// <summary>Tells the reader this writer has ended.</summary>

@@ -20,6 +20,11 @@ internal sealed class GraphModel
     }
 
     public IReadOnlyList<ProcessBuilder> Processes { get; }
+
+    /// <summary>The graph as placements see it (made once).</summary>
+    public GraphShape Shape => _shape ??= GraphShape.Of(this);
+
+    private GraphShape? _shape;
     /// <summary>Codecs the user registered, by item type.</summary>
     public IReadOnlyDictionary<Type, object> Codecs { get; }
     public IReadOnlyDictionary<string, StreamInfo> Streams { get; }

@@ -30,7 +30,7 @@ internal readonly record struct Envelope(EnvelopeKind Kind, Lane? Lane, Array? I
 /// call once the process has handled them and what they produced has left the process (the broker
 /// acknowledges its message then, once that is confirmed).
 /// </summary>
-internal abstract class Receipt
+public abstract class Receipt
 {
     /// <summary>Per item of the envelope, its id; null for an end mark.</summary>
     public ulong[]? Ids { get; set; }
@@ -43,11 +43,11 @@ internal abstract class Receipt
 /// One input stream of one reading process: its bound, the writers still open, and the writers
 /// blocked waiting for room.
 /// </summary>
-internal sealed class Lane
+public sealed class Lane
 {
     private readonly bool[] _writerEnded;
 
-    public Lane(int index, InputSpec input, int capacity, int writers)
+    internal Lane(int index, InputSpec input, int capacity, int writers)
     {
         Index = index;
         Input = input;
@@ -56,35 +56,38 @@ internal sealed class Lane
         WritersOpen = writers;
     }
 
+    /// <summary>The input's place among the process's inputs.</summary>
     public int Index { get; }
-    public InputSpec Input { get; }
+    internal InputSpec Input { get; }
+
+    /// <summary>The stream it reads.</summary>
     public string StreamName => Input.Stream.Name;
-    public int Capacity { get; }
+    internal int Capacity { get; }
 
     /// <summary>Items queued and not yet taken. Guarded by the inbox lock.</summary>
-    public int Queued;
+    internal int Queued;
 
     /// <summary>Writers waiting for room. Guarded by the inbox lock.</summary>
-    public List<ProcessRunner> Waiters = new();
+    internal List<ProcessRunner> Waiters = new();
 
     /// <summary>Writer indexes inside this process's own cycle, ended by termination detection.</summary>
-    public int[] CycleWriters { get; set; } = Array.Empty<int>();
+    internal int[] CycleWriters { get; set; } = Array.Empty<int>();
 
     /// <summary>Per writer index: where to return room once its batch is taken (writers in other OS processes), or null.</summary>
-    public Action<int>?[]? ReturnRoom { get; set; }
+    internal Action<int>?[]? ReturnRoom { get; set; }
 
     /// <summary>Sends room gathered for writers in other OS processes, or null when there are none.</summary>
-    public Action? FlushRoom { get; set; }
+    internal Action? FlushRoom { get; set; }
 
     /// <summary>Items of this stream handled so far: the position of the next item. Reader thread only.</summary>
-    public long Position;
+    internal long Position;
 
-    public int WritersOpen { get; private set; }
+    internal int WritersOpen { get; private set; }
 
-    public bool Ended => WritersOpen == 0;
+    internal bool Ended => WritersOpen == 0;
 
     /// <summary>Marks one writer ended (once); returns true when this made the lane end. Reader thread only.</summary>
-    public bool EndWriter(int writer)
+    internal bool EndWriter(int writer)
     {
         if (_writerEnded[writer]) return false;
         _writerEnded[writer] = true;

@@ -1,6 +1,7 @@
 namespace Millrace.Engine;
 
-internal enum RunnerState
+/// <summary>What a process is doing, as termination detection sees it.</summary>
+public enum RunnerState
 {
     /// <summary>Handling work (or about to).</summary>
     Running,
@@ -12,8 +13,12 @@ internal enum RunnerState
     Ended,
 }
 
-/// <summary>Runs one process: its start action or source, then its inbox until every input has ended.</summary>
-internal sealed class ProcessRunner
+/// <summary>
+/// Runs one process: its start action or source, then its inbox until every input has ended. A
+/// placement gets one per hosted process from <see cref="RunHost"/>, hands it what arrives from
+/// elsewhere (<see cref="Deliver"/>, <see cref="DeliverEnd"/>) and wakes it when room is made.
+/// </summary>
+public sealed class ProcessRunner
 {
     private readonly ProcessBuilder _builder;
     private readonly List<Lane> _lanes = new();
@@ -33,7 +38,7 @@ internal sealed class ProcessRunner
     /// <param name="builder">The process.</param>
     /// <param name="run">The run it is part of.</param>
     /// <param name="identity">Whether its items carry ids: placements that may deliver an item twice (the broker) give every runner one.</param>
-    public ProcessRunner(ProcessBuilder builder, RunContext run, bool identity = false)
+    internal ProcessRunner(ProcessBuilder builder, RunContext run, bool identity = false)
     {
         _builder = builder;
         Run = run;
@@ -44,28 +49,29 @@ internal sealed class ProcessRunner
         _lastCheck = _lastFlush = Environment.TickCount64;
     }
 
+    /// <summary>The process's name.</summary>
     public string Name => _builder.Name;
-    public RunContext Run { get; }
-    public Inbox Inbox { get; }
-    public IReadOnlyList<Lane> Lanes => _lanes;
-    public IReadOnlyList<IOutputPort> Outputs => _builder.Outputs;
-    public bool HasInputs => _builder.Inputs.Count > 0;
-    public long? SourceTotal => _builder.Source?.Total;
+    internal RunContext Run { get; }
+    internal Inbox Inbox { get; }
+    internal IReadOnlyList<Lane> Lanes => _lanes;
+    internal IReadOnlyList<IOutputPort> Outputs => _builder.Outputs;
+    internal bool HasInputs => _builder.Inputs.Count > 0;
+    internal long? SourceTotal => _builder.Source?.Total;
 
     /// <summary>Set once the process may emit.</summary>
-    public bool Started { get; private set; }
+    internal bool Started { get; private set; }
 
     /// <summary>Some output holds batches a full reader could not take yet. Runner thread only.</summary>
-    public bool Blocked;
+    internal bool Blocked;
 
     /// <summary>Halt, failure or hard stop: leave as soon as possible.</summary>
     public bool Stopping => _stopping;
 
     /// <summary>Sources stop producing on any stop, graceful ones included.</summary>
-    public bool SourceShouldStop => _stopping || Run.StopRequested;
+    internal bool SourceShouldStop => _stopping || Run.StopRequested;
 
     /// <summary>Items handed to this process's handlers.</summary>
-    public long ItemsIn;
+    internal long ItemsIn;
 
     /// <summary>Stopwatch ticks of finished busy spans (handling a batch, running the source or an action), waits excluded. Runner thread writes.</summary>
     private long _busyTicks;
@@ -97,9 +103,9 @@ internal sealed class ProcessRunner
     }
 
     /// <summary>Begins a wait that is not work (room downstream, a source's next item).</summary>
-    public void BeginWait() => Volatile.Write(ref _waitSince, System.Diagnostics.Stopwatch.GetTimestamp());
+    internal void BeginWait() => Volatile.Write(ref _waitSince, System.Diagnostics.Stopwatch.GetTimestamp());
 
-    public void EndWait()
+    internal void EndWait()
     {
         long since = _waitSince;
         if (since == 0) return;
@@ -108,7 +114,7 @@ internal sealed class ProcessRunner
     }
 
     /// <summary>Seconds of work so far, the span under way included; read from any thread, never going back.</summary>
-    public double BusySeconds
+    internal double BusySeconds
     {
         get
         {
@@ -133,10 +139,10 @@ internal sealed class ProcessRunner
     }
 
     /// <summary>Item ids, when the placement may deliver an item twice; null otherwise (nothing to pay).</summary>
-    public ItemIdentity? Identity { get; }
+    internal ItemIdentity? Identity { get; }
 
     /// <summary>The token user code gets: sources see graceful stops too.</summary>
-    public CancellationToken UserToken => HasInputs ? Run.HardToken : Run.SourceToken;
+    internal CancellationToken UserToken => HasInputs ? Run.HardToken : Run.SourceToken;
 
     private readonly List<IDisposable> _timers = new();
     private bool _timersStopped;
@@ -145,7 +151,7 @@ internal sealed class ProcessRunner
     /// Runs <paramref name="action"/> on this process's thread every <paramref name="interval"/>
     /// (between items, never during a handler) until the process ends.
     /// </summary>
-    public void Every(TimeSpan interval, Action action)
+    internal void Every(TimeSpan interval, Action action)
     {
         // One tick of a timer waits in the inbox at most: a process held up for a while does not
         // find a pile of them (bounded), it runs the action once when it gets to it.
@@ -166,9 +172,9 @@ internal sealed class ProcessRunner
     }
 
     /// <summary>Runs <paramref name="action"/> on this process's thread between items (not a counted message).</summary>
-    public void Post(Action action) => Inbox.EnqueueControl(Envelope.Posted(action));
+    internal void Post(Action action) => Inbox.EnqueueControl(Envelope.Posted(action));
 
-    public Lane AddLane(InputSpec input, int capacity, int writers)
+    internal Lane AddLane(InputSpec input, int capacity, int writers)
     {
         var lane = new Lane(_lanes.Count, input, capacity, writers);
         _lanes.Add(lane);
@@ -176,9 +182,25 @@ internal sealed class ProcessRunner
         return lane;
     }
 
-    public void Stop() => _stopping = true;
+    internal void Stop() => _stopping = true;
 
-    public async Task RunAsync()
+    /// <summary>
+    /// Hands the process a batch of <paramref name="count"/> items of <paramref name="lane"/>'s stream from
+    /// its writer number <paramref name="writer"/>, which reserved the room for it (credits, a prefetch
+    /// window). From any thread; the process handles it on its own, in arrival order. <paramref name="items"/>
+    /// must be an array of the stream's item type; <paramref name="receipt"/>, when given, hears when it is handled.
+    /// </summary>
+    public void Deliver(Lane lane, Array items, int count, int writer, Receipt? receipt = null) =>
+        Inbox.EnqueueRemote(lane, items, count, writer, receipt);
+
+    /// <summary>Tells the process that writer number <paramref name="writer"/> of <paramref name="lane"/>'s stream has ended. From any thread.</summary>
+    public void DeliverEnd(Lane lane, int writer, Receipt? receipt = null) =>
+        Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, lane, null, 0, writer, receipt));
+
+    /// <summary>Termination detection closed this process's cycle: its writers inside the cycle count as ended. From any thread.</summary>
+    public void ForceEnd() => Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
+
+    internal async Task RunAsync()
     {
         string? phase = null;
         try
@@ -353,7 +375,7 @@ internal sealed class ProcessRunner
     }
 
     /// <summary>Sends every partial batch (the process is about to wait, or its items have waited long enough).</summary>
-    public void FlushOutputs()
+    internal void FlushOutputs()
     {
         foreach (IOutputPort output in Outputs)
         {
@@ -375,7 +397,7 @@ internal sealed class ProcessRunner
     /// is read every 64 items while items are quick, at every item once they are slow.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public void Tick()
+    internal void Tick()
     {
         if (--_tick <= 0) CheckLinger();
     }
@@ -390,7 +412,7 @@ internal sealed class ProcessRunner
     }
 
     /// <summary>Waits until every output has delivered what it holds.</summary>
-    public async ValueTask DrainAsync()
+    internal async ValueTask DrainAsync()
     {
         if (TryDrain()) return;
         BeginWait();
@@ -406,7 +428,7 @@ internal sealed class ProcessRunner
     }
 
     /// <summary>The same for threads that may block (synchronous sources, and emit storms inside one handler).</summary>
-    public void DrainBlocking()
+    internal void DrainBlocking()
     {
         if (TryDrain()) return;
         BeginWait();
@@ -442,7 +464,7 @@ internal sealed class ProcessRunner
         return false;
     }
 
-    /// <summary>Called by a reader that made room this process is waiting for.</summary>
+    /// <summary>Called by a reader (or a transport's window) that made room this process is waiting for. From any thread.</summary>
     public void WakeForRoom()
     {
         // Counted as running at once, so termination detection never sees a woken writer as stuck.
@@ -454,7 +476,7 @@ internal sealed class ProcessRunner
     }
 
     /// <summary>Called by a writer that put work into this process's empty inbox.</summary>
-    public void MarkWoken()
+    internal void MarkWoken()
     {
         lock (_statusLock)
         {
@@ -462,7 +484,7 @@ internal sealed class ProcessRunner
         }
     }
 
-    public void CountSent()
+    internal void CountSent()
     {
         lock (_statusLock) _sent++;
     }
@@ -486,15 +508,16 @@ internal sealed class ProcessRunner
         if (state != RunnerState.Running) Run.Poke();
     }
 
+    /// <summary>What termination detection reads: the state and the envelopes sent and received. From any thread.</summary>
     public ProcessStatus Status
     {
         get { lock (_statusLock) return new ProcessStatus(_state, _sent, _received); }
     }
 
-    public bool IsStopException(Exception e) =>
+    internal bool IsStopException(Exception e) =>
         e is OperationCanceledException && (Stopping || Run.HardToken.IsCancellationRequested);
 
-    public ProcessFailureException ItemFailure<T>(Lane lane, T item, Exception e)
+    internal ProcessFailureException ItemFailure<T>(Lane lane, T item, Exception e)
     {
         if (e is ProcessFailureException already) return already;
         string text = Describe(item);

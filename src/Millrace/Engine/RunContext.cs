@@ -1,15 +1,24 @@
 namespace Millrace.Engine;
 
-/// <summary>How a child OS process tells its coordinator what happened to its processes.</summary>
-internal interface IRunReporter
+/// <summary>
+/// How a placement hears what happens to the processes of this OS process, to tell the rest of the
+/// run (a child tells its coordinator; a broker host tells the other hosts). Set <see cref="RunContext.Reporter"/>.
+/// Called from any thread; must not block.
+/// </summary>
+public interface IRunReporter
 {
+    /// <summary>A process here became passive, blocked or ended: termination detection, wherever it runs, should take a look.</summary>
     void Poke();
+
+    /// <summary>A process here halted the run.</summary>
     void Halted(string process, string? reason);
+
+    /// <summary>A process here failed.</summary>
     void Failed(ProcessFailure failure);
 }
 
 /// <summary>What all processes of one run share: options, stop tokens, and how the run is ending.</summary>
-internal sealed class RunContext : IDisposable
+public sealed class RunContext : IDisposable
 {
     private readonly object _lock = new();
     private readonly CancellationTokenSource _hard = new();
@@ -20,21 +29,40 @@ internal sealed class RunContext : IDisposable
     private volatile bool _stopRequested;
     private ProcessRunner[] _runners = Array.Empty<ProcessRunner>();
 
-    public RunContext(RunOptions options)
+    internal RunContext(RunOptions options)
     {
         Options = options;
         _sources = CancellationTokenSource.CreateLinkedTokenSource(_hard.Token);
     }
 
+    /// <summary>The run's options.</summary>
     public RunOptions Options { get; }
+
+    /// <summary>Cancelled when every process must stop at once (halt, failure, hard stop).</summary>
     public CancellationToken HardToken => _hard.Token;
-    public CancellationToken SourceToken => _sources.Token;
-    public bool StopRequested => _stopRequested;
+
+    internal CancellationToken SourceToken => _sources.Token;
+    internal bool StopRequested => _stopRequested;
+
+    /// <summary>Completes when every process must stop at once (halt, failure, hard stop).</summary>
     public Task HardStopped => _hardStopped.Task;
-    public TerminationDetector? Detector { get; set; }
+
+    internal TerminationDetector? Detector { get; set; }
+
+    /// <summary>Cycles were ended by termination detection (here, or, in the broker placement, on the detecting host).</summary>
     public bool TerminationDetected { get; set; }
+
+    /// <summary>The process that halted the run, or null.</summary>
     public string? HaltedBy { get; private set; }
+
+    /// <summary>The reason it gave, if any.</summary>
     public string? HaltReason { get; private set; }
+
+    /// <summary>Termination detection in this OS process, if it runs here, takes a look (a process elsewhere changed state).</summary>
+    public void PokeDetector() => Detector?.Poke();
+
+    /// <summary>Completes once termination detection here has ended every cycle of the graph (never, if it does not run here).</summary>
+    public Task AllCyclesClosed => Detector?.AllCyclesClosed ?? new TaskCompletionSource().Task;
 
     /// <summary>Raised once, when a graceful stop is asked (the coordinator tells its children).</summary>
     public event Action? GracefulStopRequested;
@@ -45,15 +73,16 @@ internal sealed class RunContext : IDisposable
     /// <summary>Set in a child OS process: halts, failures and pokes also go to the coordinator.</summary>
     public IRunReporter? Reporter { get; set; }
 
-    /// <summary>A process became passive, blocked or ended: termination detection should take a look.</summary>
+    /// <summary>A process here became passive, blocked or ended (or a transport holds it up): termination detection, here and through <see cref="Reporter"/>, should take a look.</summary>
     public void Poke()
     {
         Detector?.Poke();
         Reporter?.Poke();
     }
 
-    public void SetRunners(ProcessRunner[] runners) => _runners = runners;
+    internal void SetRunners(ProcessRunner[] runners) => _runners = runners;
 
+    /// <summary>The run's errors so far, first first.</summary>
     public IReadOnlyList<ProcessFailure> Errors
     {
         get { lock (_lock) return _errors.ToArray(); }
@@ -65,6 +94,7 @@ internal sealed class RunContext : IDisposable
         get { lock (_lock) return _outcome ?? RunOutcome.Completed; }
     }
 
+    /// <summary>Halts the run: every process stops promptly. <paramref name="fromElsewhere"/>: another part of the run said so (not told again, not logged again).</summary>
     public void Halt(string process, string? reason, bool fromElsewhere = false)
     {
         lock (_lock)
@@ -80,6 +110,7 @@ internal sealed class RunContext : IDisposable
         StopAll();
     }
 
+    /// <summary>Fails the run with <paramref name="failure"/>: every process stops promptly. <paramref name="fromElsewhere"/>: another part of the run said so.</summary>
     public void Fail(ProcessFailure failure, bool fromElsewhere = false)
     {
         lock (_lock)
@@ -135,7 +166,7 @@ internal sealed class RunContext : IDisposable
     }
 
     /// <summary>Releases timers once every process has ended; the outcome stays as it is.</summary>
-    public void Dispose()
+    void IDisposable.Dispose()
     {
         _hard.Cancel();
         _sources.Dispose();

@@ -7,10 +7,10 @@ namespace Millrace.Engine;
 /// context, a runner per process, the wiring of their streams, termination detection, and the
 /// result. Every placement that runs processes uses it: the threads placement hosts them all, a
 /// child of the processes placement its group, a broker host those named on its command line.
-/// What a placement supplies is where the others are (<see cref="IRemoteLinks"/>) and how their
+/// What a placement supplies is where the others are (<see cref="ITransport"/>) and how their
 /// status is read (<see cref="IStatusSource"/>).
 /// </summary>
-internal sealed class RunHost : IDisposable
+public sealed class RunHost : IDisposable
 {
     private readonly Stopwatch _stopwatch = new();
 
@@ -18,9 +18,10 @@ internal sealed class RunHost : IDisposable
     /// Runners for the processes in <paramref name="hosted"/> (indexes in the graph; null: every process);
     /// with <paramref name="itemIds"/>, each has an <see cref="ItemIdentity"/> (the placement may deliver an item twice).
     /// </summary>
-    public RunHost(GraphModel model, RunOptions options, IReadOnlyList<int>? hosted = null, bool itemIds = false)
+    internal RunHost(GraphModel model, RunOptions options, IReadOnlyList<int>? hosted = null, bool itemIds = false)
     {
         Model = model;
+        Graph = model.Shape;
         Run = new RunContext(options);
         hosted ??= Enumerable.Range(0, model.Processes.Count).ToArray();
         Runners = new ProcessRunner?[model.Processes.Count];
@@ -29,11 +30,18 @@ internal sealed class RunHost : IDisposable
         Run.SetRunners(Local);
     }
 
-    public GraphModel Model { get; }
+    internal GraphModel Model { get; }
+
+    /// <summary>The graph.</summary>
+    public GraphShape Graph { get; }
+
+    /// <summary>What the processes here share: stop tokens, halts, failures, the outcome.</summary>
     public RunContext Run { get; }
+
+    /// <summary>The run's options.</summary>
     public RunOptions Options => Run.Options;
 
-    /// <summary>Per process of the graph, its runner, or null when it runs elsewhere.</summary>
+    /// <summary>Per process of the graph (by index), its runner, or null when it runs elsewhere.</summary>
     public ProcessRunner?[] Runners { get; }
 
     /// <summary>The runners of the processes hosted here.</summary>
@@ -42,8 +50,25 @@ internal sealed class RunHost : IDisposable
     /// <summary>Time from <see cref="RunProcessesAsync"/>'s start to the end of the last process here.</summary>
     public TimeSpan Elapsed => _stopwatch.Elapsed;
 
-    /// <summary>Connects every hosted process's inputs and outputs: in memory here, through <paramref name="remote"/> to the others.</summary>
-    public void Wire(IRemoteLinks? remote) => Wiring.Wire(Model, Runners, Options, remote);
+    /// <summary>Connects every hosted process's inputs and outputs: in memory here, through <paramref name="transport"/> to the others.</summary>
+    public void Wire(ITransport? transport) => Wiring.Wire(Model, Runners, Options, transport);
+
+    /// <summary>How items of <paramref name="stream"/> become bytes: the codec registered for its item type, else <paramref name="codec"/> (auto, json or binary; default: the run's <see cref="RunOptions.Codec"/>).</summary>
+    public BatchCodec CodecFor(StreamShape stream, string? codec = null) => new CodecSet(Model.Codecs, codec ?? Options.Codec).For(stream.ItemType);
+
+    /// <summary>Which processes here wait on which full streams, for a deadlock error.</summary>
+    public string DescribeBlocked() => LocalStatusSource.DescribeBlocked(Local);
+
+    /// <summary>Stops the run gracefully when <paramref name="cancellationToken"/> is cancelled and, unless the options say not to, on Ctrl+C and SIGTERM (the second one stops at once). Dispose to stop listening.</summary>
+    public IDisposable ListenForStops(CancellationToken cancellationToken) => StopSignals.Listen(Run, cancellationToken);
+
+    /// <summary>
+    /// Registers the run with the Millrace meter and starts the views the options ask for (dashboard,
+    /// terminal view), showing what <paramref name="sample"/> says (default: <see cref="Sample"/>);
+    /// <paramref name="meterSample"/>, when given, is what this OS process's meter reports (a broker host: its own processes).
+    /// </summary>
+    public async Task<RunWatch> WatchAsync(Func<double, RunSample>? sample = null, Func<double, RunSample>? meterSample = null) =>
+        await RunMonitor.StartAsync(Model, Options, sample ?? Sample, meterSample);
 
     /// <summary>Sets up termination detection (graphs with cycles), reading statuses from <paramref name="source"/> (default: the hosted processes).</summary>
     public void DetectTermination(IStatusSource? source = null)
@@ -99,5 +124,6 @@ internal sealed class RunHost : IDisposable
             s => new StreamStats(s.Writers.Where(w => Runners[w] is not null)
                 .Sum(w => Runners[w]!.Outputs.First(o => o.Stream.Name == s.Name).ItemsOut))));
 
-    public void Dispose() => Run.Dispose();
+    /// <summary>Releases the run's timers and tokens once every process has ended.</summary>
+    public void Dispose() => ((IDisposable)Run).Dispose();
 }

@@ -1,17 +1,21 @@
 namespace Millrace.Engine;
 
 /// <summary>One process as a termination-detection wave sees it.</summary>
-internal readonly record struct ProcessStatus(RunnerState State, long Sent, long Received);
+/// <param name="State">Running, passive, blocked or ended.</param>
+/// <param name="Sent">Envelopes (batches, end marks, termination notices) it has sent.</param>
+/// <param name="Received">Envelopes it has received.</param>
+public readonly record struct ProcessStatus(RunnerState State, long Sent, long Received);
 
 /// <summary>What a wave reads, wherever the processes run.</summary>
 /// <remarks>
 /// Room given back to a writer in another OS process is not a counted message: it only wakes a
 /// blocked writer, and a blocked writer already keeps a wave from finding the run quiet.
 /// </remarks>
-internal readonly record struct WaveReading(ProcessStatus[] Processes);
+/// <param name="Processes">Every process's status, by index in the graph.</param>
+public readonly record struct WaveReading(ProcessStatus[] Processes);
 
-/// <summary>Where the processes are, for the detector: this OS process, or children reached over IPC.</summary>
-internal interface IStatusSource
+/// <summary>Where the processes are, for the termination detector: this OS process, children reached over sockets, hosts reached through a broker.</summary>
+public interface IStatusSource
 {
     /// <summary>Every process's status, in graph order.</summary>
     ValueTask<WaveReading> ReadAsync(CancellationToken cancellationToken);

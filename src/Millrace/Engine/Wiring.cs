@@ -1,16 +1,25 @@
 namespace Millrace.Engine;
 
-/// <summary>Links to processes hosted by other OS processes (the processes placement).</summary>
-internal interface IRemoteLinks
+/// <summary>
+/// How a placement carries streams to and from processes hosted elsewhere (Unix sockets in the
+/// processes placement, exchanges and queues on a broker). <see cref="RunHost.Wire"/> asks it for each
+/// link that leaves or enters this OS process.
+/// </summary>
+public interface ITransport
 {
-    /// <summary>A destination for <paramref name="writer"/>'s batches of <paramref name="stream"/> to a reader elsewhere.</summary>
-    Destination Outgoing(StreamInfo stream, int writer, int writerIndex, int reader, bool inSameCycle);
+    /// <summary>
+    /// A destination for the batches that writer number <paramref name="writerIndex"/> of <paramref name="stream"/>
+    /// (hosted here) sends to process <paramref name="reader"/> (hosted elsewhere, or anywhere when
+    /// <see cref="CarriesEverything"/>); <paramref name="inSameCycle"/>: both are in one cycle.
+    /// </summary>
+    Destination Outgoing(StreamShape stream, int writerIndex, int reader, bool inSameCycle);
 
     /// <summary>
-    /// Accepts batches of <paramref name="stream"/> from a writer elsewhere into <paramref name="lane"/>;
-    /// returns how to give room back (gathered) and how to send what was gathered.
+    /// Batches of <paramref name="stream"/> from writer number <paramref name="writerIndex"/> (elsewhere)
+    /// to <paramref name="reader"/> (here) are to be handed to it through <paramref name="lane"/>
+    /// (<see cref="ProcessRunner.Deliver"/>). Returns how the reader gives room back as it takes batches, or null.
     /// </summary>
-    (Action<int> ReturnRoom, Action FlushRoom)? Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane);
+    RoomReturn? Incoming(StreamShape stream, int writerIndex, ProcessRunner reader, Lane lane);
 
     /// <summary>
     /// Every stream goes through these links, even between processes of this OS process (the broker
@@ -18,6 +27,11 @@ internal interface IRemoteLinks
     /// </summary>
     bool CarriesEverything => false;
 }
+
+/// <summary>How a reader gives room back to a writer elsewhere: <see cref="Taken"/> as it takes each batch (items), <see cref="Flush"/> before it waits.</summary>
+/// <param name="Taken">Called on the reader's thread with the items of each batch it takes from that writer.</param>
+/// <param name="Flush">Called on the reader's thread before it waits: room gathered must go now.</param>
+public sealed record RoomReturn(Action<int> Taken, Action Flush);
 
 internal static class Wiring
 {
@@ -27,7 +41,7 @@ internal static class Wiring
     /// Gives every hosted reader a lane per input stream, and every hosted writer a destination per
     /// reader. <paramref name="runners"/> has null for processes hosted elsewhere.
     /// </summary>
-    public static void Wire(GraphModel model, ProcessRunner?[] runners, RunOptions options, IRemoteLinks? remote)
+    public static void Wire(GraphModel model, ProcessRunner?[] runners, RunOptions options, ITransport? remote)
     {
         bool all = remote?.CarriesEverything ?? false;
         var lanes = new Dictionary<(int Reader, string Stream), Lane>();
@@ -43,7 +57,7 @@ internal static class Wiring
                 for (int k = 0; k < stream.Writers.Length; k++)
                 {
                     if (runners[stream.Writers[k]] is not null && !all) continue;
-                    if (remote!.Incoming(stream, k, r, reader, lane) is not var (returnRoom, flushRoom)) continue;
+                    if (remote!.Incoming(model.Shape.Stream(stream.Name), k, reader, lane) is not var (returnRoom, flushRoom)) continue;
                     lane.ReturnRoom ??= new Action<int>?[stream.Writers.Length];
                     lane.ReturnRoom[k] = returnRoom;
                     lane.FlushRoom += flushRoom;
@@ -64,7 +78,7 @@ internal static class Wiring
                 Destination[] destinations = stream.Readers
                     .Select(r => runners[r] is { } reader && !all
                         ? new LocalDestination(reader, lanes[(r, stream.Name)], writerIndex, model.InSameCycle(w, r))
-                        : remote!.Outgoing(stream, w, writerIndex, r, model.InSameCycle(w, r)))
+                        : remote!.Outgoing(model.Shape.Stream(stream.Name), writerIndex, r, model.InSameCycle(w, r)))
                     .ToArray();
                 output.Attach(new BatchSender(writer, stream.Name, destinations, batchSize, maxPending));
             }

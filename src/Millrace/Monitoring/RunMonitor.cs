@@ -40,9 +40,15 @@ public sealed class RunMonitor
     public int BatchSize => Options.EffectiveBatchSize;
 
     /// <summary>Set when the run has ended: the last sample, taken as it ended.</summary>
-    public RunSample? Final { get; private set; }
+    public RunSample? Final { get; internal set; }
+
+    internal RunSample SampleNow() => _sample();
+
+    internal Stopwatch Clock => _clock;
 
     internal static IEnumerable<RunMonitor> Active => ActiveRuns.Keys;
+
+    internal static void Unregister(RunMonitor monitor) => ActiveRuns.TryRemove(monitor, out _);
 
     /// <summary>The run now (the last sample once it has ended): counts since the run started. Cheap enough to call a few times a second.</summary>
     public RunSample Sample() => Final ?? _sample();
@@ -51,7 +57,7 @@ public sealed class RunMonitor
     internal RunSample MeterSample() => Final is { } final && ReferenceEquals(_meterSample, _sample) ? final : _meterSample();
 
     /// <summary>Registers the run with the meter and starts what the options ask to show (dashboard, terminal view).</summary>
-    internal static async Task<Watch> StartAsync(GraphModel model, RunOptions options, Func<double, RunSample> sample, Func<double, RunSample>? meterSample = null)
+    internal static async Task<RunWatch> StartAsync(GraphModel model, RunOptions options, Func<double, RunSample> sample, Func<double, RunSample>? meterSample = null)
     {
         var monitor = new RunMonitor(model, options, sample, meterSample);
         Metrics.EnsureCreated();
@@ -66,35 +72,48 @@ public sealed class RunMonitor
         }
         catch
         {
-            ActiveRuns.TryRemove(monitor, out _);
+            RunMonitor.Unregister(monitor);
             foreach (IRunObserver o in observers) await o.StopAsync();
             throw;
         }
         if (options.Logger is { } logger) Log.RunStarted(logger, monitor.RunId, options.Placement, model.Processes.Count, model.Streams.Count);
-        return new Watch(monitor, observers);
+        return new RunWatch(monitor, observers);
+    }
+}
+
+/// <summary>
+/// A run's registration with the meter and its views. <see cref="EndAsync"/> (with the outcome) takes
+/// the final sample and stops the views; disposing it without that (an exception left the placement)
+/// ends it as failed, so no view or port outlives the run.
+/// </summary>
+public sealed class RunWatch : IAsyncDisposable
+{
+    private readonly RunMonitor monitor;
+    private readonly List<IRunObserver> observers;
+
+    internal RunWatch(RunMonitor monitor, List<IRunObserver> observers)
+    {
+        this.monitor = monitor;
+        this.observers = observers;
     }
 
-    /// <summary>
-    /// The run's registration. <see cref="EndAsync"/> (with the final sample) stops the views; disposing
-    /// it without that (an exception left the placement) ends it as failed, so no view or port outlives the run.
-    /// </summary>
-    internal sealed class Watch(RunMonitor monitor, List<IRunObserver> observers) : IAsyncDisposable
-    {
         private int _ended;
 
+        /// <summary>The run being watched.</summary>
         public RunMonitor Monitor => monitor;
 
+        /// <summary>The run has ended with <paramref name="outcome"/>: the last sample is taken and the views stop.</summary>
         public async Task EndAsync(RunOutcome outcome)
         {
             if (Interlocked.Exchange(ref _ended, 1) != 0) return;
             RunSample last;
             try
             {
-                last = monitor._sample();
+                last = monitor.SampleNow();
             }
             catch (Exception)
             {
-                last = new RunSample(monitor._clock.Elapsed.TotalSeconds, [], [], [], null);
+                last = new RunSample(monitor.Clock.Elapsed.TotalSeconds, [], [], [], null);
             }
             monitor.Final = last with { Outcome = outcome };
             if (monitor.Options.Logger is { } logger)
@@ -110,9 +129,9 @@ public sealed class RunMonitor
                     Log.Notice(monitor.Options.Logger, "monitor", $"a view failed to stop: {e.Message}");
                 }
             }
-            ActiveRuns.TryRemove(monitor, out _);
+            RunMonitor.Unregister(monitor);
         }
 
+        /// <summary>Ends the watch as failed, unless <see cref="EndAsync"/> ended it.</summary>
         public async ValueTask DisposeAsync() => await EndAsync(RunOutcome.Failed);
-    }
 }

@@ -10,7 +10,7 @@ public sealed class PlacementContext
         Model = model;
         Options = options;
         CancellationToken = cancellationToken;
-        Graph = GraphShape.Of(model);
+        Graph = model.Shape;
     }
 
     /// <summary>The graph's processes, streams and cycles.</summary>
@@ -30,4 +30,18 @@ public sealed class PlacementContext
     /// run (a wrapper that logs, checks or retries) can call it.
     /// </summary>
     public Task<RunResult> RunHereAsync() => ThreadsPlacement.RunAsync(Model, Options, CancellationToken);
+
+    /// <summary>
+    /// Makes a runner for each process in <paramref name="processes"/> (indexes in <see cref="Graph"/>) to run
+    /// in this OS process; the others run elsewhere. With <paramref name="itemIds"/>, every item carries an id
+    /// derived from its cause, for a placement that may deliver an item twice (readers that asked to skip
+    /// repeats then do). Wire it (<see cref="RunHost.Wire"/>) before running it.
+    /// </summary>
+    public RunHost Host(IEnumerable<int> processes, bool itemIds = false)
+    {
+        int[] hosted = processes.Distinct().Order().ToArray();
+        if (hosted.Any(p => p < 0 || p >= Graph.Processes.Count))
+            throw new ArgumentOutOfRangeException(nameof(processes), $"The graph has processes 0 to {Graph.Processes.Count - 1}.");
+        return new RunHost(Model, Options, hosted, itemIds);
+    }
 }

@@ -10,7 +10,7 @@ internal sealed record LinkInfo(int Id, StreamInfo Stream, int WriterIndex, int 
 /// direction that carries data. Room (credit) flows back on the same socket, so a writer never has
 /// more than the stream capacity in flight towards one reader: backpressure crosses the boundary.
 /// </summary>
-internal sealed class ProcessLinks : IRemoteLinks, IDisposable
+internal sealed class ProcessLinks : ITransport, IDisposable
 {
     private readonly GraphModel _model;
     private readonly int[] _groupOf;
@@ -58,12 +58,12 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
         return links.ToArray();
     }
 
-    private LinkInfo Find(StreamInfo stream, int writerIndex, int reader) =>
+    private LinkInfo Find(StreamShape stream, int writerIndex, int reader) =>
         _links.First(l => l.Stream.Name == stream.Name && l.WriterIndex == writerIndex && l.Reader == reader);
 
     private string Name(int process) => _model.Processes[process].Name;
 
-    public Destination Outgoing(StreamInfo stream, int writer, int writerIndex, int reader, bool inSameCycle)
+    public Destination Outgoing(StreamShape stream, int writerIndex, int reader, bool inSameCycle)
     {
         LinkInfo link = Find(stream, writerIndex, reader);
         var destination = new RemoteDestination(this, link, _codecs.For(stream.ItemType), _capacity, Name(reader), inSameCycle);
@@ -71,14 +71,14 @@ internal sealed class ProcessLinks : IRemoteLinks, IDisposable
         return destination;
     }
 
-    public (Action<int> ReturnRoom, Action FlushRoom)? Incoming(StreamInfo stream, int writerIndex, int readerIndex, ProcessRunner reader, Lane lane)
+    public RoomReturn? Incoming(StreamShape stream, int writerIndex, ProcessRunner reader, Lane lane)
     {
-        LinkInfo link = Find(stream, writerIndex, readerIndex);
+        LinkInfo link = Find(stream, writerIndex, _model.Shape.IndexOf(reader.Name));
         var incoming = new IncomingLink(link, reader, lane, _codecs.For(stream.ItemType));
         _incoming[link.Id] = incoming;
         // Room goes back a quarter of the capacity at a time (fewer frames), and all of it before the reader waits.
         int threshold = Math.Max(1, _capacity / 4);
-        return (count =>
+        return new RoomReturn(count =>
         {
             incoming.RoomToReturn += count;
             if (incoming.RoomToReturn >= threshold) SendRoom(incoming);

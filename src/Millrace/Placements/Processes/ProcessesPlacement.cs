@@ -104,7 +104,7 @@ internal sealed class Coordinator
         listener.Listen(_children.Length + 8);
         _run.HardStopRequested += () => Broadcast(new StopMessage(Hard: true));
         _run.GracefulStopRequested += () => Broadcast(new StopMessage(Hard: false));
-        await using RunMonitor.Watch watch = await RunMonitor.StartAsync(_model, _options, Sample);
+        await using RunWatch watch = await RunMonitor.StartAsync(_model, _options, Sample);
         using IDisposable stops = StopSignals.Listen(_run, cancellationToken);
 
         var stopwatch = Stopwatch.StartNew();

@@ -10,9 +10,9 @@ internal sealed class ThreadsPlacement : IPlacement
     public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
     {
         using var host = new RunHost(model, options);
-        host.Wire(remote: null);
+        host.Wire(transport: null);
         host.DetectTermination();
-        await using RunMonitor.Watch watch = await RunMonitor.StartAsync(model, options, host.Sample);
+        await using RunWatch watch = await RunMonitor.StartAsync(model, options, host.Sample);
         using (StopSignals.Listen(host.Run, cancellationToken))
         {
             await host.RunProcessesAsync();
