@@ -87,7 +87,7 @@ internal sealed class BrokerPlacement : IPlacement
         // yet acknowledged per input: enough to keep the broker busy, bounded by the stream capacity.
         int window = Window(options);
         var ports = new ProcessPort?[graph.Processes.Count];
-        foreach (int p in hosted) ports[p] = new ProcessPort(runners[p]!, p, session, run, window, (ushort)window, names);
+        foreach (int p in hosted) ports[p] = new ProcessPort(runners[p]!, p, session, run, window, (ushort)window);
         // JSON unless asked otherwise: the documented wire format, so that programs in other languages can join.
         string codec = options.Codec == "auto" ? "json" : options.Codec;
         host.Wire(new BrokerLinks(graph, prefix, stream => host.CodecFor(stream, codec), ports));

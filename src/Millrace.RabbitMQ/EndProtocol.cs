@@ -37,7 +37,7 @@ internal sealed class EndProtocol
     private readonly Dictionary<string, long> _others = new();
     private readonly Dictionary<string, bool> _votes = new();
     private readonly HashSet<string> _finished = new();
-    private readonly Signal _wake = new();
+    private readonly AsyncSignal _wake = new();
     private readonly TaskCompletionSource _othersFinished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _endsSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _round;

@@ -114,7 +114,7 @@ public class ControlProtocolTests
     [Fact]
     public void Mutated_and_random_bytes_never_throw_anything_but_InvalidDataException()
     {
-        int iterations = int.TryParse(Environment.GetEnvironmentVariable("MILLRACE_FUZZ_ITERATIONS"), out int n) ? n : 20_000;
+        int iterations = Helpers.Iterations("MILLRACE_FUZZ_ITERATIONS", 20_000);
         var random = new Random(20261202);
         byte[][] seeds = All.Select(ControlCodec.Write).ToArray();
         int parsed = 0, refused = 0;

@@ -18,9 +18,6 @@ internal sealed class Waiter : IValueTaskSource
     /// <param name="ownerLock">The lock under which the owner checks its condition and calls <see cref="Begin"/>.</param>
     public Waiter(object ownerLock) => _lock = ownerLock;
 
-    /// <summary>Whether a wait is under way. Read under the owner's lock.</summary>
-    public bool Waiting => _waiting;
-
     /// <summary>Starts a wait; call under the owner's lock, then <see cref="Start"/> outside it.</summary>
     public void Begin()
     {
@@ -66,15 +63,20 @@ internal sealed class Waiter : IValueTaskSource
         _core.OnCompleted(continuation, state, token, flags);
 }
 
-/// <summary>An auto-reset event with one waiter: a Set before the wait is remembered, never lost.</summary>
-internal sealed class AsyncSignal
+/// <summary>
+/// An auto-reset event with one waiter: a Set before the wait is remembered, never lost; several
+/// Sets before one wait wake it once. For the loops of a placement (a publisher, an acknowledger).
+/// </summary>
+public sealed class AsyncSignal
 {
     private readonly object _lock = new();
     private readonly Waiter _waiter;
     private bool _set;
 
+    /// <summary>A signal not yet set.</summary>
     public AsyncSignal() => _waiter = new Waiter(_lock);
 
+    /// <summary>Wakes the waiter, or the next wait if none is under way.</summary>
     public void Set()
     {
         bool wake;
@@ -106,6 +108,22 @@ internal sealed class AsyncSignal
         }
     }
 
+    /// <summary>Waits until set, or until <paramref name="timeout"/> has passed; returns whether it was set.</summary>
+    public async Task<bool> WaitAsync(TimeSpan timeout)
+    {
+        using var expiry = new CancellationTokenSource(timeout);
+        try
+        {
+            await WaitAsync(expiry.Token);
+            return true;
+        }
+        catch (OperationCanceledException) when (expiry.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Waits until set; one waiter at a time.</summary>
     public ValueTask WaitAsync(CancellationToken cancellationToken)
     {
         lock (_lock)

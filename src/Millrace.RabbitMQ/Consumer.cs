@@ -1,0 +1,396 @@
+using Millrace.Codecs;
+using Millrace.Engine;
+using Millrace.Monitoring;
+using Millrace.Placements;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+
+namespace Millrace.RabbitMQ;
+
+/// <summary>
+/// Takes one hosted process's messages from its input queues (one consuming channel, a bounded
+/// prefetch), decodes them and hands them to the process with a <see cref="PendingAck"/>. A new
+/// channel (at start, after a reconnection, when the broker closed the channel alone) gets a new
+/// epoch; delivery tags of older channels are never acknowledged. Consumers can be paused and resumed
+/// (the replicas' end round); a consumer that could not be set up fully is never left behind: its
+/// channel is aborted (taking every consumer on it along) and consuming starts again on a new one.
+/// </summary>
+internal sealed class Consumer
+{
+    /// <summary>Failed set-ups in a row after which the run fails instead of trying again.</summary>
+    private const int MaxSetUpFailures = 5;
+
+    private readonly ProcessPort _port;
+    private readonly BrokerSession _session;
+    private readonly Acknowledger _acknowledger;
+    private readonly RunContext _run;
+    private readonly ushort _prefetch;
+    private readonly TimeSpan _operationTimeout;
+    private readonly object _lock = new();
+    private readonly List<(Lane Lane, string Queue, StreamShape Stream, BatchCodec Codec)> _inputs = new();
+    private readonly SemaphoreSlim _setUp = new(1, 1);
+    private IChannel? _channel;
+    private List<string> _consumerTags = new();
+    private bool _paused;
+    private long _epoch;
+    private long _externalMessages;
+    private int _setUpFailures;
+    private volatile bool _closed;
+
+    public Consumer(ProcessPort port, BrokerSession session, Acknowledger acknowledger, RunContext run, ushort prefetch, TimeSpan operationTimeout)
+    {
+        _port = port;
+        _session = session;
+        _acknowledger = acknowledger;
+        _run = run;
+        _prefetch = prefetch;
+        _operationTimeout = operationTimeout;
+    }
+
+    private string Name => _port.Name;
+
+    public IReadOnlyList<(Lane Lane, string Queue, StreamShape Stream, BatchCodec Codec)> Inputs => _inputs;
+
+    public void AddInput(Lane lane, string queue, StreamShape stream, BatchCodec codec) => _inputs.Add((lane, queue, stream, codec));
+
+    /// <summary>The consuming channel now, with its epoch (for acknowledgements).</summary>
+    public (IChannel? Channel, long Epoch) Current
+    {
+        get { lock (_lock) return (_channel, _epoch); }
+    }
+
+    /// <summary>Consumers registered on the current channel (for tests and MILLRACE_DEBUG).</summary>
+    public int Consumers
+    {
+        get { lock (_lock) return _consumerTags.Count; }
+    }
+
+    public string Describe()
+    {
+        lock (_lock) return $"consume epoch {_epoch}, consumers {_consumerTags.Count}{(_paused ? " (paused)" : "")}";
+    }
+
+    /// <summary>
+    /// A new consuming channel (at start, after a reconnection, or when the broker closed the channel
+    /// alone). One at a time; each has its own epoch, and delivery tags of older ones are never acknowledged.
+    /// </summary>
+    public async Task SetUpAsync()
+    {
+        if (_inputs.Count == 0) return;
+        await _setUp.WaitAsync();
+        try
+        {
+            if (_closed) return;
+            IConnection connection = await _session.ConnectionAsync();
+            IChannel channel = await connection.CreateChannelAsync().WaitAsync(_operationTimeout);
+            await channel.BasicQosAsync(0, _prefetch, false).WaitAsync(_operationTimeout);
+            IChannel? old;
+            long epoch;
+            lock (_lock)
+            {
+                old = _channel;
+                _channel = channel;
+                _consumerTags = new List<string>();
+                epoch = ++_epoch;
+            }
+            old?.Dispose();
+            channel.ChannelShutdownAsync += (_, e) =>
+            {
+                // Closed by the broker alone (the connection lives on): take from the queues on a new channel.
+                if (!_closed && e.Initiator != ShutdownInitiator.Application && connection.IsOpen)
+                    _ = Task.Run(async () =>
+                    {
+                        await Task.Delay(100);
+                        bool current;
+                        lock (_lock) current = ReferenceEquals(_channel, channel);
+                        if (current && connection.IsOpen) await SetUpSafelyAsync();
+                    });
+                return Task.CompletedTask;
+            };
+            bool paused;
+            lock (_lock) paused = _paused;
+            if (!paused) await ConsumeAsync(channel, epoch);
+        }
+        finally
+        {
+            _setUp.Release();
+        }
+    }
+
+    private async Task SetUpSafelyAsync()
+    {
+        try
+        {
+            await SetUpAsync();
+        }
+        catch (Exception e)
+        {
+            Notices.Say(_run.Options.Logger, $"process '{Name}' could not take from its queues again: {BrokerSession.Reason(e)}");
+        }
+    }
+
+    /// <summary>
+    /// Subscribes to every input on <paramref name="channel"/>. Each consumer tag is kept as soon as it
+    /// is known (so a pause cancels it). If any subscription fails or times out, the broker may still
+    /// hold a consumer whose tag never came back: the channel is aborted, which ends every consumer on
+    /// it, and consuming starts again on a new channel (a bounded number of times in a row).
+    /// Called under <see cref="_setUp"/>.
+    /// </summary>
+    private async Task ConsumeAsync(IChannel channel, long epoch)
+    {
+        try
+        {
+            foreach (var input in _inputs)
+            {
+                var consumer = new AsyncEventingBasicConsumer(channel);
+                consumer.ReceivedAsync += (_, delivery) =>
+                {
+                    Received(input.Lane, input.Stream, input.Codec, epoch, delivery);
+                    return Task.CompletedTask;
+                };
+                string tag = await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer).WaitAsync(_operationTimeout);
+                lock (_lock)
+                {
+                    if (ReferenceEquals(_channel, channel)) _consumerTags.Add(tag);
+                }
+            }
+            _setUpFailures = 0;
+        }
+        catch (Exception e)
+        {
+            // A channel that went (with its connection, or closed by the broker) is made again by the
+            // reconnection or by its shutdown handler; one still open holds consumers that must go.
+            bool went = !channel.IsOpen;
+            await AbortAsync(channel);
+            if (_closed || went) return;
+            int failures = ++_setUpFailures;
+            if (failures >= MaxSetUpFailures)
+            {
+                _run.Fail(new ProcessFailure(Name, null, null, null,
+                    $"Process '{Name}' could not take from its queues on the broker at {_session.Where} ({failures} tries in a row): {BrokerSession.Reason(e)}", e));
+                return;
+            }
+            Notices.Say(_run.Options.Logger, $"process '{Name}' could not take from its queues ({BrokerSession.Reason(e)}); trying again on a new channel.");
+            // After this set-up has let go of _setUp.
+            _ = Task.Run(async () =>
+            {
+                await Task.Delay(100 * failures);
+                await SetUpSafelyAsync();
+            });
+        }
+    }
+
+    /// <summary>Ends a channel and every consumer on it, whatever state its calls are in.</summary>
+    private async Task AbortAsync(IChannel channel)
+    {
+        lock (_lock)
+        {
+            if (ReferenceEquals(_channel, channel)) _consumerTags = new List<string>();
+        }
+        try
+        {
+            await channel.AbortAsync().WaitAsync(TimeSpan.FromSeconds(2));
+        }
+        catch (Exception)
+        {
+            // The connection went: its channels and consumers went with it.
+        }
+    }
+
+    /// <summary>Stops taking messages (what was taken stays taken): the process's other instances are about to agree to end.</summary>
+    public async Task PauseAsync()
+    {
+        // One change of consumers at a time (pause, resume, a new channel), so none is missed.
+        await _setUp.WaitAsync();
+        try
+        {
+            IChannel? channel;
+            List<string> tags;
+            lock (_lock)
+            {
+                if (_paused) return;
+                _paused = true;
+                channel = _channel;
+                tags = _consumerTags;
+                _consumerTags = new List<string>();
+            }
+            foreach (string tag in tags)
+            {
+                try
+                {
+                    if (channel is { IsOpen: true }) await channel.BasicCancelAsync(tag).WaitAsync(_operationTimeout);
+                }
+                catch (Exception)
+                {
+                    // A consumer that could not be cancelled must not go on taking messages: its channel goes
+                    // (what it took and did not acknowledge goes back to the queue), and a new one is made.
+                    if (channel is not null) await AbortAsync(channel);
+                    _ = Task.Run(SetUpSafelyAsync);
+                    return;
+                }
+            }
+        }
+        finally
+        {
+            _setUp.Release();
+        }
+    }
+
+    public async Task ResumeAsync()
+    {
+        await _setUp.WaitAsync();
+        try
+        {
+            IChannel? channel;
+            long epoch;
+            lock (_lock)
+            {
+                if (!_paused) return;
+                _paused = false;
+                channel = _channel;
+                epoch = _epoch;
+            }
+            // A channel that went is made again by the reconnection (or by ConsumeAsync's own retry).
+            if (channel is { IsOpen: true }) await ConsumeAsync(channel, epoch);
+        }
+        finally
+        {
+            _setUp.Release();
+        }
+    }
+
+    /// <summary>
+    /// Every input queue has no message waiting and no consumer: the instances have all paused, and
+    /// none the closer does not know of is still taking messages.
+    /// </summary>
+    public async Task<bool> QueuesQuietAsync()
+    {
+        try
+        {
+            await using IChannel channel = await _session.CreateChannelAsync().WaitAsync(_operationTimeout);
+            foreach (var input in _inputs)
+            {
+                QueueDeclareOk queue = await channel.QueueDeclarePassiveAsync(input.Queue).WaitAsync(_operationTimeout);
+                if (queue.MessageCount > 0 || queue.ConsumerCount > 0) return false;
+            }
+            return true;
+        }
+        catch (Exception)
+        {
+            return false;
+        }
+    }
+
+    private void Received(Lane lane, StreamShape stream, BatchCodec codec, long epoch, BasicDeliverEventArgs delivery)
+    {
+        IReadOnlyBasicProperties properties = delivery.BasicProperties;
+        string messageId = properties.MessageId ?? $"external-{_port.Instance}-{Interlocked.Increment(ref _externalMessages)}";
+        bool end = properties.Type == Wire.EndType;
+        string? writer = Wire.Text(properties.Headers, Wire.WriterHeader);
+        if (_acknowledger.Take(messageId, end, delivery.DeliveryTag, epoch, out PendingAck? pending) != Acknowledger.Taken.New) return;
+        ProcessRunner runner = _port.Runner;
+
+        int writerIndex = 0;
+        if (writer is not null)
+        {
+            writerIndex = IndexOf(stream.Writers, writer);
+            if (writerIndex < 0)
+            {
+                Reject($"names writer '{writer}', which does not write stream '{stream.Name}' in this graph");
+                return;
+            }
+        }
+        else if (end)
+        {
+            Reject($"is an end mark without the {Wire.WriterHeader} header saying which writer ended");
+            return;
+        }
+        EndProtocol? protocol = _port.Protocol;
+        if (!end && protocol is { Finishing: true })
+        {
+            // Its inputs are over here; a copy taken now (another instance's, going round again) goes back.
+            _acknowledger.GiveBack(pending!);
+            return;
+        }
+        if (end && protocol is not null)
+        {
+            // Held (acknowledged once the process has ended); the instances of the process agree when its inputs are over.
+            _acknowledger.HoldEnd(pending!);
+            protocol.EndTaken(lane.Index, writerIndex);
+            return;
+        }
+        if (end)
+        {
+            runner.DeliverEnd(lane, writerIndex, pending);
+            return;
+        }
+
+        Array items;
+        ulong[] ids;
+        int count;
+        try
+        {
+            string? countText = Wire.Text(properties.Headers, Wire.CountHeader);
+            count = countText is null ? -1 : int.Parse(countText, System.Globalization.CultureInfo.InvariantCulture);
+            items = codec.Decode(delivery.Body.Span, count);
+            count = items.Length;
+            string? idText = Wire.Text(properties.Headers, Wire.IdsHeader);
+            ids = idText is null ? ExternalIds(messageId, count) : Wire.DecodeIds(idText, count);
+        }
+        catch (Exception e)
+        {
+            Reject($"could not be decoded ({delivery.Body.Length} bytes, {codec.Name} codec): {e.GetType().Name}: {e.Message}", e);
+            return;
+        }
+        pending!.Ids = ids;
+        runner.Deliver(lane, items, count, writerIndex, pending);
+
+        void Reject(string what, Exception? e = null)
+        {
+            _acknowledger.Forget(pending!);
+            _run.Fail(new ProcessFailure(Name, stream.Name, null, null,
+                $"Process '{Name}' received a message of stream '{stream.Name}' (message {messageId}{(writer is null ? "" : $" from '{writer}'")}) that {what}. " +
+                "It stays in the queue, unacknowledged.", e));
+        }
+    }
+
+    /// <summary>Ids for items from a program that gave none: stable per message id, so a redelivery gets the same ones.</summary>
+    private static ulong[] ExternalIds(string messageId, int count)
+    {
+        ulong first = Hash(messageId);
+        var ids = new ulong[count];
+        for (int i = 0; i < count; i++) ids[i] = unchecked(first + (ulong)i);
+        return ids;
+    }
+
+    private static int IndexOf(IReadOnlyList<string> names, string name)
+    {
+        for (int i = 0; i < names.Count; i++)
+            if (names[i] == name) return i;
+        return -1;
+    }
+
+    /// <summary>A well-mixed 64-bit number for a text (FNV-1a, then a SplitMix64 finish); never random.</summary>
+    private static ulong Hash(string text)
+    {
+        ulong h = 14695981039346656037;
+        foreach (char c in text)
+        {
+            h ^= c;
+            h *= 1099511628211;
+        }
+        h ^= h >> 30;
+        h *= 0xBF58476D1CE4E5B9;
+        h ^= h >> 27;
+        h *= 0x94D049BB133111EB;
+        return h ^ (h >> 31);
+    }
+
+    public async Task CloseAsync()
+    {
+        _closed = true;
+        IChannel? channel;
+        lock (_lock) channel = _channel;
+        await ProcessPort.CloseChannelAsync(channel);
+    }
+}

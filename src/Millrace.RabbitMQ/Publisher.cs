@@ -1,0 +1,350 @@
+using System.Security.Cryptography;
+using Millrace.Engine;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Exceptions;
+
+namespace Millrace.RabbitMQ;
+
+/// <summary>A message on its way to an exchange, kept until the broker confirms it.</summary>
+internal sealed class Outgoing
+{
+    public long Seq;
+    public required string Exchange;
+    public required string Stream;
+    public required ReadOnlyMemory<byte> Body;
+    public required BasicProperties Properties;
+    /// <summary>Its publish sequence number on the channel it was last published on.</summary>
+    public ulong ChannelSeq;
+}
+
+/// <summary>
+/// Publishes one hosted process's messages on a channel with publisher confirms, in order, each kept
+/// until the broker confirms it: a message the broker refuses (a reader's queue at its length limit)
+/// goes again after a pause, and what a lost channel did not confirm goes again on the next one.
+/// At most <c>maxInFlight</c> messages wait or are unconfirmed: a writer beyond that is blocked and
+/// woken when one is confirmed. Every message gets a message id of this incarnation, so that readers
+/// recognise a copy.
+/// </summary>
+internal sealed class Publisher
+{
+    private static readonly TimeSpan IdleWake = TimeSpan.FromSeconds(1);
+
+    private readonly BrokerSession _session;
+    private readonly TimeSpan _operationTimeout;
+    private readonly Action<long> _confirmedUpTo;
+    private readonly Action _poke;
+    private readonly object _lock = new();
+    private readonly int _maxInFlight;
+
+    // Accepted messages wait in _toSend, then in _unconfirmed until confirmed; both ordered by Seq.
+    private readonly LinkedList<Outgoing> _toSend = new();
+    private readonly LinkedList<Outgoing> _unconfirmed = new();
+    private readonly AsyncSignal _publishWork = new();
+    private long _assigned;
+    private long _confirmed;
+    private ProcessRunner? _waiter;
+    private IChannel? _publishChannel;
+    private long _publishGeneration;
+    private ulong _channelSeq;
+    /// <summary>A refused message went again on this channel: publishing order no longer follows sequence order.</summary>
+    private bool _outOfOrder;
+    private CancellationTokenSource _channelLost = new();
+    private int _backoffMs;
+    private long _pausedUntil;
+    private volatile bool _closed;
+    private Task _loop = Task.CompletedTask;
+
+    /// <param name="session">The broker connection (made again after a loss).</param>
+    /// <param name="maxInFlight">Messages that may wait or be unconfirmed at once.</param>
+    /// <param name="operationTimeout">The longest one call to the broker may take before its channel is given up.</param>
+    /// <param name="confirmedUpTo">Told (outside any lock) that every message up to this number is confirmed.</param>
+    /// <param name="poke">Told when the broker starts refusing: the process is blocked, termination detection should look.</param>
+    public Publisher(BrokerSession session, int maxInFlight, TimeSpan operationTimeout, Action<long> confirmedUpTo, Action poke)
+    {
+        _session = session;
+        _maxInFlight = maxInFlight;
+        _operationTimeout = operationTimeout;
+        _confirmedUpTo = confirmedUpTo;
+        _poke = poke;
+    }
+
+    /// <summary>This incarnation's id: the prefix of its message ids.</summary>
+    public string Incarnation { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
+
+    /// <summary>Messages accepted for publishing so far.</summary>
+    public long Accepted
+    {
+        get { lock (_lock) return _assigned; }
+    }
+
+    /// <summary>Every accepted message is confirmed.</summary>
+    public bool AllConfirmed
+    {
+        get { lock (_lock) return _confirmed == _assigned; }
+    }
+
+    public void Start() => _loop = Task.Run(PublishLoopAsync);
+
+    /// <summary>Whether a new message fits within the bound; if not, <paramref name="writer"/> is woken once one is confirmed.</summary>
+    public bool HasRoom(ProcessRunner writer)
+    {
+        lock (_lock)
+        {
+            if (_toSend.Count + _unconfirmed.Count < _maxInFlight) return true;
+            _waiter = writer;
+            return false;
+        }
+    }
+
+    /// <summary>Takes a message for publishing (end marks are taken even beyond the bound).</summary>
+    public void Accept(Outgoing message)
+    {
+        lock (_lock)
+        {
+            message.Seq = ++_assigned;
+            message.Properties.MessageId = $"{Incarnation}-{message.Seq}";
+            _toSend.AddLast(message);
+        }
+        _publishWork.Set();
+    }
+
+    /// <summary>For MILLRACE_DEBUG=1: where the messages are.</summary>
+    public string Describe()
+    {
+        lock (_lock)
+            return $"accepted {_assigned}, confirmed up to {_confirmed}, to send {_toSend.Count}, unconfirmed {_unconfirmed.Count}" +
+                   $"{(Refusing ? " (refused)" : "")}, publish channel {(_publishChannel is { IsOpen: true } ? "open" : "none")} gen {_publishGeneration}";
+    }
+
+    public string Fill
+    {
+        get
+        {
+            lock (_lock)
+                return (Refusing ? "its queue on the broker is full; " : "") +
+                       $"{_toSend.Count + _unconfirmed.Count} of {_maxInFlight} messages not yet confirmed by the broker";
+        }
+    }
+
+    /// <summary>After a reconnection: publish again (what was not confirmed goes again on the new channel).</summary>
+    public void Wake() => _publishWork.Set();
+
+    private async Task PublishLoopAsync()
+    {
+        while (!_closed)
+        {
+            IChannel channel;
+            try
+            {
+                channel = await PublishChannelAsync();
+            }
+            catch (Exception e) when (!_closed)
+            {
+                if (e is BrokerUnreachableException) return; // the session fails the run
+                await Task.Delay(100);
+                continue;
+            }
+            while (!_closed)
+            {
+                long pause;
+                lock (_lock) pause = _pausedUntil - Environment.TickCount64;
+                if (pause > 0) await Task.Delay((int)pause);
+                Outgoing? message;
+                lock (_lock)
+                {
+                    if (_toSend.First is not { } first || !ReferenceEquals(channel, _publishChannel))
+                    {
+                        message = null;
+                    }
+                    else if (_unconfirmed.Count > 0 && (Refusing || first.Value.Properties.Type == Wire.EndType))
+                    {
+                        // An end mark leaves only after everything before it is confirmed (a refused
+                        // message must never arrive after it); while queues refuse, one message at a time.
+                        message = null;
+                    }
+                    else
+                    {
+                        message = first.Value;
+                        _toSend.RemoveFirst();
+                        message.ChannelSeq = ++_channelSeq;
+                        InsertInOrder(_unconfirmed, message);
+                    }
+                }
+                if (message is null) break;
+                try
+                {
+                    // Never wait on a publish for ever: with confirms on, RabbitMQ.Client 7 can hang a
+                    // publish that was under way when the connection went (rabbitmq-dotnet-client#1930).
+                    CancellationToken lost = _channelLost.Token;
+                    await channel.BasicPublishAsync(message.Exchange, "", false, message.Properties, message.Body, lost)
+                        .AsTask().WaitAsync(_operationTimeout, lost);
+                }
+                catch (Exception)
+                {
+                    // Lost with the channel (whatever the client calls it): republished on the next one, in order.
+                    await AbandonAsync(channel);
+                    break;
+                }
+            }
+            if (_closed) return;
+            bool more;
+            lock (_lock)
+                more = _toSend.Count > 0 && _unconfirmed.Count == 0 && ReferenceEquals(channel, _publishChannel) && channel.IsOpen;
+            if (!more) await _publishWork.WaitAsync(IdleWake);
+        }
+    }
+
+    /// <summary>The publishing channel of the current connection; a new one puts what was not confirmed back in front.</summary>
+    private async Task<IChannel> PublishChannelAsync()
+    {
+        if (_publishChannel is { IsOpen: true } open && _publishGeneration == _session.Generation) return open;
+        IConnection connection = await _session.ConnectionAsync();
+        long generation = _session.Generation;
+        IChannel channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: false))
+            .WaitAsync(_operationTimeout);
+        var lost = new CancellationTokenSource();
+        channel.ChannelShutdownAsync += (_, _) =>
+        {
+            lost.Cancel();
+            return Task.CompletedTask;
+        };
+        channel.BasicAcksAsync += (_, e) =>
+        {
+            Confirmed(channel, e.DeliveryTag, e.Multiple);
+            return Task.CompletedTask;
+        };
+        channel.BasicNacksAsync += (_, e) =>
+        {
+            Refused(channel, e.DeliveryTag, e.Multiple);
+            return Task.CompletedTask;
+        };
+        lock (_lock)
+        {
+            _channelLost = lost;
+            _publishChannel = channel;
+            _publishGeneration = generation;
+            _channelSeq = 0;
+            _outOfOrder = false;
+            // Whatever the old channel did not confirm goes again, in order among what waits (a
+            // refused message may already wait there, behind newer unconfirmed ones).
+            foreach (Outgoing message in _unconfirmed) InsertInOrder(_toSend, message);
+            _unconfirmed.Clear();
+        }
+        return channel;
+    }
+
+    /// <summary>Gives a publishing channel up (its connection went, or a call on it hung); the loop makes a new one.</summary>
+    private async Task AbandonAsync(IChannel channel)
+    {
+        CancellationTokenSource lost;
+        lock (_lock) lost = _channelLost;
+        lost.Cancel();
+        try
+        {
+            if (channel.IsOpen) await channel.AbortAsync().WaitAsync(TimeSpan.FromSeconds(2));
+        }
+        catch (Exception)
+        {
+        }
+        lock (_lock)
+        {
+            if (ReferenceEquals(channel, _publishChannel)) _publishChannel = null;
+        }
+        await Task.Delay(50);
+    }
+
+    /// <summary>The session lost its connection: calls under way on the channel end now.</summary>
+    public void ConnectionLost()
+    {
+        lock (_lock) _channelLost.Cancel();
+        _publishWork.Set();
+    }
+
+    private void Confirmed(IChannel channel, ulong tag, bool multiple)
+    {
+        ProcessRunner? waiter;
+        long confirmed;
+        lock (_lock)
+        {
+            if (!ReferenceEquals(channel, _publishChannel)) return;
+            // Ordered by sequence number, not by publishing order (a refused message goes again
+            // later): look at every one.
+            for (LinkedListNode<Outgoing>? node = _unconfirmed.First; node is not null;)
+            {
+                LinkedListNode<Outgoing>? next = node.Next;
+                if (node.Value.ChannelSeq == tag || (multiple && node.Value.ChannelSeq < tag)) _unconfirmed.Remove(node);
+                else if (node.Value.ChannelSeq > tag && !_outOfOrder) break;
+                node = next;
+            }
+            long firstOpen = Math.Min(_unconfirmed.First?.Value.Seq ?? long.MaxValue, _toSend.First?.Value.Seq ?? long.MaxValue);
+            _confirmed = firstOpen == long.MaxValue ? _assigned : firstOpen - 1;
+            confirmed = _confirmed;
+            waiter = _waiter;
+            _waiter = null;
+            Refusing = false;
+            _backoffMs = 0;
+        }
+        _confirmedUpTo(confirmed);
+        waiter?.WakeForRoom();
+        _publishWork.Set();
+    }
+
+    /// <summary>
+    /// The broker refused a message: a reader's queue is at its length limit (backpressure across the
+    /// broker). It goes back in front, in order, and publishing pauses, longer each time, until the
+    /// broker takes messages again.
+    /// </summary>
+    private void Refused(IChannel channel, ulong tag, bool multiple)
+    {
+        bool poke;
+        lock (_lock)
+        {
+            if (!ReferenceEquals(channel, _publishChannel)) return;
+            var refused = new List<Outgoing>();
+            for (LinkedListNode<Outgoing>? node = _unconfirmed.First; node is not null;)
+            {
+                LinkedListNode<Outgoing>? next = node.Next;
+                if (node.Value.ChannelSeq == tag || (multiple && node.Value.ChannelSeq < tag))
+                {
+                    refused.Add(node.Value);
+                    _unconfirmed.Remove(node);
+                }
+                node = next;
+            }
+            if (refused.Count == 0) return;
+            poke = false;
+            // Back among what waits, in order.
+            foreach (Outgoing message in refused) InsertInOrder(_toSend, message);
+            _outOfOrder = true;
+            _backoffMs = Math.Clamp(_backoffMs * 2, 5, 200);
+            _pausedUntil = Environment.TickCount64 + _backoffMs;
+            poke = !Refusing;
+            Refusing = true;
+        }
+        // Refused is blocked: termination detection should look (it may be a cycle that filled its queues).
+        if (poke) _poke();
+        _publishWork.Set();
+    }
+
+    /// <summary>Keeps <paramref name="list"/> ordered by sequence number (the lowest open one is then always first).</summary>
+    private static void InsertInOrder(LinkedList<Outgoing> list, Outgoing message)
+    {
+        // Usually the newest: walk from the end.
+        LinkedListNode<Outgoing>? before = list.Last;
+        while (before is not null && before.Value.Seq > message.Seq) before = before.Previous;
+        if (before is null) list.AddFirst(message);
+        else list.AddAfter(before, message);
+    }
+
+    /// <summary>The broker refuses this process's messages (a reader's queue is full): the process is blocked, not busy.</summary>
+    public bool Refusing { get; private set; }
+
+    /// <summary>Stops the loop (bounded) and closes the channel.</summary>
+    public async Task CloseAsync()
+    {
+        _closed = true;
+        _publishWork.Set();
+        await Task.WhenAny(_loop, Task.Delay(TimeSpan.FromSeconds(5)));
+        await ProcessPort.CloseChannelAsync(_publishChannel);
+    }
+}
