@@ -104,7 +104,7 @@ if (stats)
 {
     Console.WriteLine($"run: {result.Outcome} in {result.Duration.TotalSeconds:0.000} s, {count / result.Duration.TotalSeconds:0} items/s");
     foreach (var (name, p) in result.Processes)
-        Console.WriteLine($"process {name}: {p.ItemsIn} in, {p.ItemsOut} out, OS process {p.OsProcessId}");
+        Console.WriteLine($"process {name}: {p.ItemsIn} in, {p.ItemsOut} out, OS process {p.OsProcessId}, {p.RepeatsSkipped} repeats skipped");
 }
 if (!result.Succeeded)
 {

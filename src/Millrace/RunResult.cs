@@ -91,7 +91,9 @@ public sealed class RunResult
 /// <param name="ItemsIn">Items its handlers were called with, all inputs together.</param>
 /// <param name="ItemsOut">Items it emitted, all outputs together.</param>
 /// <param name="OsProcessId">The id of the OS process it ran in.</param>
-public sealed record ProcessStats(long ItemsIn, long ItemsOut, int OsProcessId);
+/// <param name="RepeatsSkipped">Items delivered again and skipped, because the process asked to skip repeats
+/// (<see cref="ProcessBuilder.SkipRepeats"/>; only the broker placement delivers an item twice).</param>
+public sealed record ProcessStats(long ItemsIn, long ItemsOut, int OsProcessId, long RepeatsSkipped = 0);
 
 /// <summary>Counts for one stream.</summary>
 /// <param name="ItemsWritten">Items its writers emitted (each reader sees all of them).</param>

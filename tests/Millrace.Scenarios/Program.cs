@@ -49,6 +49,7 @@ static class Scenarios
         ["cycle-with-watcher"] = CycleWithWatcher,
         ["operators"] = OperatorPipeline,
         ["metrics"] = Metrics,
+        ["bounded"] = Bounded,
     };
 
     /// <summary>The Tutorial's shape with a paced source (about a second in every placement), watched through the "Millrace" meter.</summary>
@@ -319,11 +320,91 @@ static class Scenarios
     private static void Halt(Graph graph)
     {
         var numbers = graph.Stream<long>("numbers");
-        graph.Source("forever", numbers, Range(long.MaxValue));
+        graph.Source("forever", numbers, Counted());
         graph.Process("watcher", p => p.On(numbers, x =>
         {
             if (x == 10_000) p.Halt("enough");
         }));
+
+        // What the source took from its enumerable, said from wherever it runs when the enumerable is let go.
+        static IEnumerable<long> Counted()
+        {
+            long taken = 0;
+            try
+            {
+                for (long i = 0; ; i++)
+                {
+                    taken++;
+                    yield return i;
+                }
+            }
+            finally
+            {
+                Console.WriteLine($"forever: took {taken} numbers");
+            }
+        }
+    }
+
+    /// <summary>
+    /// A writer as fast as it can go and a slow reader; how far the writer runs ahead is measured from
+    /// outside the library: the writer counts what it emitted in a memory-mapped file
+    /// (MILLRACE_SCENARIO_FILE, shared by every OS process of the run), and the reader compares it with
+    /// what it has taken, at every item.
+    /// </summary>
+    private static void Bounded(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        string file = Environment.GetEnvironmentVariable("MILLRACE_SCENARIO_FILE")
+                      ?? throw new InvalidOperationException("MILLRACE_SCENARIO_FILE names the file the writer and the reader share.");
+        const long count = 60_000;
+        graph.Source("writer", numbers, Written());
+        graph.Process("reader", p =>
+        {
+            Shared? shared = null;
+            long taken = 0, lead = 0;
+            p.OnStart(() => shared = new Shared(file));
+            p.On(numbers, x =>
+            {
+                taken++;
+                lead = Math.Max(lead, shared!.Read() - taken);
+                if (taken % 100 == 0) Thread.Sleep(1); // slow: the writer fills every queue on the way
+            });
+            p.OnCompleted(() => Console.WriteLine($"reader: {taken} items, writer at most {lead} ahead"));
+            p.Finally(() => shared?.Dispose());
+        });
+
+        IEnumerable<long> Written()
+        {
+            using var shared = new Shared(file);
+            for (long i = 0; i < count; i++)
+            {
+                shared.Write(i + 1); // counted before it is emitted
+                yield return i;
+            }
+        }
+    }
+
+    /// <summary>One number in a memory-mapped file, seen by every OS process that maps it.</summary>
+    private sealed class Shared : IDisposable
+    {
+        private readonly System.IO.MemoryMappedFiles.MemoryMappedFile _map;
+        private readonly System.IO.MemoryMappedFiles.MemoryMappedViewAccessor _view;
+
+        public Shared(string path)
+        {
+            _map = System.IO.MemoryMappedFiles.MemoryMappedFile.CreateFromFile(path, FileMode.OpenOrCreate, null, 8);
+            _view = _map.CreateViewAccessor(0, 8);
+        }
+
+        public long Read() => _view.ReadInt64(0);
+
+        public void Write(long value) => _view.Write(0, value);
+
+        public void Dispose()
+        {
+            _view.Dispose();
+            _map.Dispose();
+        }
     }
 
     /// <summary>Tokens passed around a ring of three processes, one less each hop; ends by termination detection.</summary>

@@ -20,13 +20,13 @@ internal static class Broker
     }
 
     /// <summary>Waits until each named queue has at least <paramref name="consumers"/> consumers (rabbitmqctl), or fails after <paramref name="seconds"/>.</summary>
-    public static async Task WaitForConsumersAsync(string[] queues, int consumers, int seconds = 90)
+    public static async Task WaitForConsumersAsync(string[] queues, int consumers, int seconds = 90, string? virtualHost = null)
     {
         var deadline = DateTime.UtcNow.AddSeconds(seconds);
         string last = "";
         while (DateTime.UtcNow < deadline)
         {
-            var (exit, output, _) = await ExampleProgram.RunFileAsync("rabbitmqctl", ["list_queues", "-q", "-p", VirtualHost, "name", "consumers"], seconds: 60);
+            var (exit, output, _) = await ExampleProgram.RunFileAsync("rabbitmqctl", ["list_queues", "-q", "-p", virtualHost ?? VirtualHost, "name", "consumers"], seconds: 60);
             last = output;
             if (exit == 0)
             {

@@ -8,9 +8,11 @@ public class CancellationTests
         var graph = new Graph();
         var numbers = graph.Stream<long>("numbers");
         var squares = graph.Stream<long>("squares");
-        long received = 0;
+        var received = new List<long>();
         bool completed = false;
-        graph.Source("forever", numbers, Helpers.Forever());
+        long pulled = 0;
+        using var cts = new CancellationTokenSource();
+        graph.Source("forever", numbers, Counted());
         graph.Process("square", p =>
         {
             var output = p.Output(squares);
@@ -18,19 +20,33 @@ public class CancellationTests
         });
         graph.Process("sink", p =>
         {
-            p.On(squares, _ => received++);
+            p.On(squares, x =>
+            {
+                received.Add(x);
+                // Cancelled while items are in flight everywhere: after the sink has seen some.
+                if (received.Count == 5000) _ = Task.Run(cts.Cancel);
+            });
             p.OnCompleted(() => completed = true);
         });
 
-        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
-        RunResult result = await graph.RunWithin(token: cts.Token, seconds: 10);
+        RunResult result = await graph.RunWithin(token: cts.Token, seconds: 30);
 
         Assert.Equal(RunOutcome.Stopped, result.Outcome);
         Assert.True(result.Succeeded);
         Assert.True(completed);
-        Assert.True(received > 0);
-        Assert.Equal(result.Streams["numbers"].ItemsWritten, received);
-        Assert.Equal(received, result.Processes["sink"].ItemsIn);
+        // Exactly the squares of every number the source took from its enumerable, in order: none lost, none twice.
+        long n = Interlocked.Read(ref pulled);
+        Assert.True(n >= 5000, $"the source took {n} numbers");
+        Assert.Equal(LongRange(n).Select(x => x * x), received);
+
+        IEnumerable<long> Counted()
+        {
+            for (long i = 0; ; i++)
+            {
+                Interlocked.Increment(ref pulled);
+                yield return i;
+            }
+        }
     }
 
     [Fact]
@@ -38,25 +54,38 @@ public class CancellationTests
     {
         var graph = new Graph();
         var ticks = graph.Stream<int>("ticks");
-        int received = 0;
+        var received = new List<int>();
+        int yielded = 0;
+        using var cts = new CancellationTokenSource();
         graph.Source("ticker", ticks, Ticks(CancellationToken.None));
-        graph.Process("sink", p => p.On(ticks, _ => received++));
+        graph.Process("sink", p => p.On(ticks, x =>
+        {
+            received.Add(x);
+            if (received.Count == 20) _ = Task.Run(cts.Cancel);
+        }));
 
-        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
-        RunResult result = await graph.RunWithin(token: cts.Token, seconds: 10);
+        RunResult result = await graph.RunWithin(token: cts.Token, seconds: 30);
 
         Assert.Equal(RunOutcome.Stopped, result.Outcome);
         Assert.Empty(result.Errors);
-        Assert.Equal(result.Streams["ticks"].ItemsWritten, received);
+        int n = Volatile.Read(ref yielded);
+        Assert.True(n >= 20, $"the source yielded {n} ticks");
+        Assert.Equal(Enumerable.Range(0, n), received);
 
-        static async IAsyncEnumerable<int> Ticks([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+        async IAsyncEnumerable<int> Ticks([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
         {
             for (int i = 0; ; i++)
             {
-                await Task.Delay(5, ct);
+                await Task.Yield();
+                Interlocked.Increment(ref yielded);
                 yield return i;
             }
         }
+    }
+
+    private static IEnumerable<long> LongRange(long count)
+    {
+        for (long i = 0; i < count; i++) yield return i;
     }
 
     [Fact]
@@ -71,17 +100,23 @@ public class CancellationTests
             p.OnStart(() => output.Emit(0));
             p.On(x, v => output.Emit(v + 1));
         });
+        using var cts = new CancellationTokenSource();
+        int seen = 0;
         graph.Process("py", p =>
         {
             var output = p.Output(x);
-            p.On(y, v => output.Emit(v + 1));
+            p.On(y, v =>
+            {
+                if (++seen == 1000) _ = Task.Run(cts.Cancel);
+                output.Emit(v + 1);
+            });
         });
 
-        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
         RunResult result = await graph.RunWithin(new RunOptions { DrainTimeout = TimeSpan.FromMilliseconds(200) }, cts.Token, seconds: 10);
 
         Assert.Equal(RunOutcome.Stopped, result.Outcome);
         Assert.Empty(result.Errors);
-        Assert.True(result.Streams["x"].ItemsWritten > 10);
+        Assert.True(seen >= 1000);
+        Assert.True(result.Streams["x"].ItemsWritten >= 1000);
     }
 }

@@ -11,10 +11,12 @@ internal sealed class ExampleProgram : IDisposable
     private readonly StringBuilder _out = new();
     private readonly StringBuilder _err = new();
 
-    private ExampleProgram(string file, IEnumerable<string> args)
+    private ExampleProgram(string file, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string a in args) info.ArgumentList.Add(a);
+        if (environment is not null)
+            foreach (var (name, value) in environment) info.Environment[name] = value;
         _process = new Process { StartInfo = info };
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_out) _out.AppendLine(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_err) _err.AppendLine(e.Data); };
@@ -72,9 +74,10 @@ internal sealed class ExampleProgram : IDisposable
     }
 
     /// <summary>Runs to the end (killed after <paramref name="seconds"/>, which fails the test).</summary>
-    public static async Task<(int ExitCode, string Out, string Err)> RunAsync(string name, string[] args, int seconds = 60)
+    public static async Task<(int ExitCode, string Out, string Err)> RunAsync(string name, string[] args, int seconds = 60,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
-        using var program = Start(name, args);
+        using var program = new ExampleProgram("dotnet", new[] { OwnFile(name, name + ".dll") }.Concat(args), environment);
         return await program.WaitAsync(seconds);
     }
 

@@ -40,7 +40,8 @@ public class SourceTests
 
             await Append("one\ntw");
             for (int i = 0; i < 200 && Count() < 1; i++) await Task.Delay(50);
-            await Task.Delay(300); // several polls of the file: "tw" must still wait for its line end
+            // "one" and "tw" were written at once: the read that found "one" found "tw" too, and must hold
+            // it until its line ends (were it emitted now, it would stand in the final list below).
             lock (seen) Assert.Equal(new[] { "one" }, seen);
             await Append("o\nthree\n");
             for (int i = 0; i < 200 && Count() < 3; i++) await Task.Delay(50);

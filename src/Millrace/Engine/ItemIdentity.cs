@@ -18,6 +18,9 @@ internal sealed class ItemIdentity
     /// <summary>Ids handled lately, when the process asked to skip repeats; null otherwise.</summary>
     public IdWindow? Seen { get; }
 
+    /// <summary>Items skipped because they were handled before (repeats).</summary>
+    public long Skipped { get; private set; }
+
     /// <summary>A handler is running for the item <see cref="CurrentId"/>.</summary>
     public bool InItem { get; private set; }
 
@@ -30,7 +33,11 @@ internal sealed class ItemIdentity
     /// <summary>A handler starts on the item <paramref name="id"/>; false when it was handled before and is to be skipped.</summary>
     public bool Begin(ulong id)
     {
-        if (Seen is { } seen && !seen.Add(id)) return false;
+        if (Seen is { } seen && !seen.Add(id))
+        {
+            Skipped++;
+            return false;
+        }
         Enter(true, id);
         return true;
     }

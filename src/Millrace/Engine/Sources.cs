@@ -26,10 +26,12 @@ internal sealed class EnumerableSource<T> : SourceBody
     public override ValueTask RunAsync(ProcessRunner runner)
     {
         Output<T> output = _output;
-        foreach (T item in _items)
+        using IEnumerator<T> items = _items.GetEnumerator();
+        // Asked to stop before taking the next item, never after: an item taken is always emitted
+        // (an enumerable that reads a queue or a socket would otherwise lose it).
+        while (!runner.SourceShouldStop && items.MoveNext())
         {
-            if (runner.SourceShouldStop) break;
-            output.Emit(item);
+            output.Emit(items.Current);
             if (runner.Blocked) runner.DrainBlocking();
             runner.Tick();
         }
