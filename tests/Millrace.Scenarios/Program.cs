@@ -50,7 +50,102 @@ static class Scenarios
         ["operators"] = OperatorPipeline,
         ["metrics"] = Metrics,
         ["bounded"] = Bounded,
+        ["exclusive"] = Exclusive,
+        ["values"] = Values,
     };
+
+    /// <summary>
+    /// A probe of the promise that the handlers of one process never run at once: two inputs from
+    /// endless sources, a timer (p.Every), a start and a final action all count how many of them are
+    /// inside at a time. It halts itself once it has seen enough of each (the timer included).
+    /// </summary>
+    private static void Exclusive(Graph graph)
+    {
+        var a = graph.Stream<long>("a");
+        var b = graph.Stream<string>("b");
+        graph.Source("source-a", a, Range(long.MaxValue));
+        graph.Source("source-b", b, Range(long.MaxValue).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        graph.Process("probe", p =>
+        {
+            int inside = 0;
+            long overlaps = 0, fromA = 0, fromB = 0, ticks = 0, starts = 0;
+            void Enter()
+            {
+                if (Interlocked.Increment(ref inside) != 1) Interlocked.Increment(ref overlaps);
+                Thread.SpinWait(20); // widen the window a second caller would have to overlap
+            }
+            void Leave()
+            {
+                if (fromA >= 20_000 && fromB >= 20_000 && ticks >= 5) p.Halt("seen enough");
+                Interlocked.Decrement(ref inside);
+            }
+            p.OnStart(() => { Enter(); starts++; Leave(); });
+            p.On(a, _ => { Enter(); fromA++; Leave(); });
+            p.On(b, _ => { Enter(); fromB++; Leave(); });
+            p.Every(TimeSpan.FromMilliseconds(1), () => { Enter(); ticks++; Leave(); });
+            // Halt skips OnCompleted; Finally runs however the process ends.
+            p.Finally(() => Console.WriteLine(
+                $"probe: overlaps {overlaps}, start {starts}, a {(fromA >= 20_000 ? "enough" : fromA)}, b {(fromB >= 20_000 ? "enough" : fromB)}, ticks {(ticks >= 5 ? "enough" : ticks)}"));
+        });
+    }
+
+    /// <summary>
+    /// Items that are not integers and ASCII, through two processes (across OS processes and the broker
+    /// elsewhere): doubles that text could round, subnormals, negative zero, extremes; strings with
+    /// accents, scripts, emoji, controls, quotes; dates with offsets and ticks; decimals. The sink prints
+    /// each exactly (a double by its bits), so that the threads placement's lines can be compared.
+    /// </summary>
+    private static void Values(Graph graph)
+    {
+        var made = graph.Stream<Odd>("made");
+        var passed = graph.Stream<Odd>("passed");
+        graph.Source("maker", made, OddValues());
+        graph.Map("relay", made, passed, o => o with { Index = o.Index + 1000 });
+        graph.Process("printer", p =>
+        {
+            var lines = new List<string>();
+            p.On(passed, o => lines.Add(
+                $"{o.Index} {BitConverter.DoubleToInt64Bits(o.Number):X16} {o.Money.ToString(System.Globalization.CultureInfo.InvariantCulture)} " +
+                $"{string.Join(",", o.Text.Take(40).Select(c => ((int)c).ToString("X4")))} {o.Text.Length} {o.At.UtcTicks} {o.At.Offset.TotalMinutes} " +
+                $"{string.Join(";", o.Tags)} {o.Flag?.ToString() ?? "null"}"));
+            p.OnCompleted(() =>
+            {
+                Console.WriteLine($"printer: {lines.Count} values");
+                foreach (string line in lines) Console.WriteLine("value: " + line);
+            });
+        });
+
+        static IEnumerable<Odd> OddValues()
+        {
+            double[] numbers =
+            [
+                0.1 + 0.2, 1.0 / 3, -0.0, 0.0, double.Epsilon, 2.2250738585072009E-308, double.MaxValue, double.MinValue,
+                123456789.123456789, -1.5e-300, Math.PI, Math.E, 9007199254740993, 0.30000000000000004,
+            ];
+            string[] texts =
+            [
+                "", "plain", "café", "Grüße", "日本語", "😀 emoji 👩‍👩‍👧", "line\nbreak\ttab", "quote \" and \\ backslash", "\u0001\u001f controls",
+                "\u00e9 vs e\u0301", new string('x', 70_000) + "end", "\U00010000 outside the basic plane", "<script>&amp;</script>", "Ωmega ∑ ∞",
+            ];
+            decimal[] money = [0m, 0.1m, -79228162514264337593543950335m, 79228162514264337593543950335m, 1.0000000000000000000000000001m, 12.50m];
+            DateTimeOffset[] times =
+            [
+                new DateTimeOffset(2026, 12, 2, 13, 0, 0, 123, TimeSpan.FromHours(5.5)).AddTicks(4567),
+                DateTimeOffset.MinValue, DateTimeOffset.MaxValue, new DateTimeOffset(1970, 1, 1, 0, 0, 0, TimeSpan.Zero),
+                new DateTimeOffset(2024, 2, 29, 23, 59, 59, TimeSpan.FromHours(-14)),
+            ];
+            int index = 0;
+            foreach (double number in numbers)
+            foreach (string text in texts)
+            {
+                yield return new Odd(index, number, money[index % money.Length], text, times[index % times.Length],
+                    Enumerable.Range(0, index % 4).Select(i => $"t{i}é").ToArray(), (index % 3) switch { 0 => null, 1 => true, _ => false });
+                index++;
+            }
+        }
+    }
+
+    public sealed record Odd(int Index, double Number, decimal Money, string Text, DateTimeOffset At, string[] Tags, bool? Flag);
 
     /// <summary>The Tutorial's shape with a paced source (about a second in every placement), watched through the "Millrace" meter.</summary>
     private static void Metrics(Graph graph)

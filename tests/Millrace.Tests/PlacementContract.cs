@@ -174,6 +174,32 @@ public abstract class PlacementContract
     }
 
     [Fact]
+    public async Task Handlers_timers_and_start_of_one_process_never_run_at_once()
+    {
+        var (exit, output, err) = await Scenario("exclusive");
+        Assert.True(exit == 0, err);
+        string[] lines = Lines(output);
+        // Two endless inputs, a 1 ms timer (p.Every) and the start action, counted as they enter and leave.
+        Assert.Contains("probe: overlaps 0, start 1, a enough, b enough, ticks enough", lines);
+        Assert.Contains("halted by: probe (seen enough)", lines);
+    }
+
+    [Theory]
+    [InlineData("json")]
+    [InlineData("binary")]
+    public async Task Doubles_decimals_unicode_and_dates_arrive_exactly_as_in_the_threads_placement(string codec)
+    {
+        var (referenceExit, reference, referenceErr) = await ExampleProgram.RunAsync("Millrace.Scenarios", ["values", "--placement", "threads"]);
+        Assert.True(referenceExit == 0, referenceErr);
+        Assert.Contains("printer: 196 values", Lines(reference));
+        var (exit, output, err) = await Run("Millrace.Scenarios", "values", "--codec", codec);
+        Assert.True(exit == 0, err);
+        string[] Values(string o) => Lines(o).Where(l => l.StartsWith("value: ", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(196, Values(reference).Length);
+        Assert.Equal(Values(reference), Values(output));
+    }
+
+    [Fact]
     public async Task A_cycle_that_fills_its_queues_is_reported_as_a_deadlock()
     {
         var (exit, output, _) = await Run("Millrace.Scenarios", "deadlock", "--capacity", "16", "--batch", "4");
