@@ -16,7 +16,10 @@ if (!Scenarios.All.TryGetValue(args[0], out var build))
     Console.Error.WriteLine($"unknown scenario '{args[0]}'; scenarios: {string.Join(", ", Scenarios.All.Keys)}");
     return 2;
 }
+// A child that cannot start: it ends before its run does (as a missing dependency or a crash in start-up code would).
+if (args[0] == "child-exits" && Environment.GetEnvironmentVariable("MILLRACE_CHILD") == "1") return 3;
 RunOptions options = RunOptions.Parse(args.Skip(1));
+if (args[0] == "slow-drain") options.DrainTimeout = TimeSpan.FromMinutes(10);
 var graph = new Graph();
 build(graph);
 using MetricsWatcher? metrics = args[0] == "metrics" ? new MetricsWatcher() : null;
@@ -52,7 +55,52 @@ static class Scenarios
         ["bounded"] = Bounded,
         ["exclusive"] = Exclusive,
         ["values"] = Values,
+        ["slow-drain"] = SlowDrain,
+        ["child-exits"] = ChildExits,
     };
+
+    /// <summary>
+    /// An endless source and a sink that takes a tenth of a second per item: draining what its queue holds
+    /// would take minutes (the drain timeout is ten minutes here), so only a hard stop ends it soon.
+    /// The source says when it has stopped.
+    /// </summary>
+    private static void SlowDrain(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        graph.Source("forever", numbers, Stopping());
+        graph.Process("slow", p =>
+        {
+            long taken = 0;
+            p.On(numbers, _ =>
+            {
+                if (++taken == 1) Console.WriteLine("slow: first item");
+                Thread.Sleep(100);
+            });
+            p.Finally(() => Console.WriteLine($"slow: took {taken}"));
+        });
+
+        static IEnumerable<long> Stopping()
+        {
+            try
+            {
+                for (long i = 0; ; i++) yield return i;
+            }
+            finally
+            {
+                Console.WriteLine("forever: stopped");
+            }
+        }
+    }
+
+    /// <summary>Three processes; in the processes placement the child of group 1 exits with code 3 before its run starts.</summary>
+    private static void ChildExits(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        var squares = graph.Stream<long>("squares");
+        graph.Source("numbers", numbers, Range(1000));
+        graph.Map("square", numbers, squares, x => x * x);
+        graph.Sink("sum", squares, _ => { });
+    }
 
     /// <summary>
     /// A probe of the promise that the handlers of one process never run at once: two inputs from

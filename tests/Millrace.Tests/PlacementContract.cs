@@ -200,6 +200,26 @@ public abstract class PlacementContract
     }
 
     [Fact]
+    public async Task A_second_Ctrl_C_stops_at_once_what_would_take_minutes_to_drain()
+    {
+        using var program = ExampleProgram.Start("Millrace.Scenarios", new[] { "slow-drain", "--capacity", "1000", "--batch", "10" }.Concat(PlacementArguments).ToArray());
+        await program.WaitForOutputAsync(o => o.Contains("slow: first item"), seconds: 60);
+        // First Ctrl+C: the source stops (it says so); the slow sink would need minutes to drain its queue.
+        program.Signal(SIGINT);
+        await program.WaitForOutputAsync(o => o.Contains("forever: stopped"), seconds: 60);
+        Assert.False(program.HasExited);
+        // Second Ctrl+C: everything stops at once (the drain timeout is ten minutes; the test waits one).
+        program.Signal(SIGINT);
+        var (exit, output, err) = await program.WaitAsync(seconds: 60);
+        string[] lines = Lines(output);
+        Assert.True(exit == 0, err + output);
+        Assert.Contains("outcome: Stopped", lines);
+        long written = long.Parse(Assert.Single(lines, l => l.StartsWith("stream numbers: ", StringComparison.Ordinal)).Split(' ')[2]);
+        long took = long.Parse(Assert.Single(lines, l => l.StartsWith("slow: took ", StringComparison.Ordinal)).Split(' ')[2]);
+        Assert.True(took < written, $"the sink took all {written} items: nothing was left to stop");
+    }
+
+    [Fact]
     public async Task A_cycle_that_fills_its_queues_is_reported_as_a_deadlock()
     {
         var (exit, output, _) = await Run("Millrace.Scenarios", "deadlock", "--capacity", "16", "--batch", "4");

@@ -11,7 +11,7 @@ namespace Millrace.Tests;
 /// <summary>What only the processes placement has: OS processes that can die, be killed, or send bad bytes.</summary>
 public class ProcessesPlacementOnlyTests
 {
-    private const int SIGKILL = 9;
+    private const int SIGKILL = 9, SIGTERM = 15;
 
     [Fact]
     public async Task The_run_result_lists_an_OS_process_per_process()
@@ -71,6 +71,33 @@ public class ProcessesPlacementOnlyTests
         Assert.True(exit == 1, err);
         Assert.True(err.Contains($"Process 'process1' (OS process {victim}) died: killed by signal 9 (SIGKILL)"), err);
         Assert.All(children, pid => Assert.False(Alive(pid), $"child {pid} ({Processes(pid)}) is still running"));
+    }
+
+    [Fact]
+    public async Task SIGTERM_to_one_child_is_ignored_by_it_and_the_run_ends_exactly()
+    {
+        using var program = ExampleProgram.Start("Tutorial", "--count", "300000", "--verbose", "--placement", "processes");
+        int[] children = await ChildrenAsync(program.Pid, 4);
+        int victim = children.Single(pid => Processes(pid) == "process1");
+        await program.WaitForOutputAsync(o => o.Contains("tmp process2 : 1000\n"), seconds: 30); // items are flowing
+        ExampleProgram.Kill(victim, SIGTERM);
+
+        var (exit, output, err) = await program.WaitAsync(seconds: 120);
+        // Children follow the coordinator, not signals of their own (docs/processes-placement.md): nothing is lost.
+        Assert.True(exit == 0, err);
+        Assert.Contains("db: 300000 items, sum of roots 44999850000", output);
+        Assert.Equal(300_000, Regex.Matches(output, @"^tmp process1 : ", RegexOptions.Multiline).Count);
+    }
+
+    [Fact]
+    public async Task A_child_that_cannot_start_is_reported_by_name_and_the_others_stop()
+    {
+        using var program = ExampleProgram.Start("Millrace.Scenarios", "child-exits", "--placement", "processes");
+        var (exit, output, err) = await program.WaitAsync(seconds: 60);
+        Assert.Equal(1, exit);
+        Assert.Contains("outcome: Failed", output);
+        Assert.Matches(@"error: process=square .*Process 'square' \(OS process \d+\) died before it started: exited with code 3", output);
+        Assert.DoesNotContain("did not stop", output + err);
     }
 
     [Fact]
