@@ -67,25 +67,28 @@ public class BrokerPlacementOnlyTests
         Assert.All(results.Values, r => Assert.Contains("ended by termination detection", r.Out));
     }
 
-    [Fact]
-    public async Task Process1_killed_mid_run_and_started_again_loses_nothing_and_counts_nothing_twice()
+    [Theory]
+    [InlineData("process1")]
+    [InlineData("process2")]
+    public async Task A_process_killed_mid_run_and_started_again_loses_nothing_and_counts_nothing_twice(string victim)
     {
         string runId = Broker.NewRunId();
         string[] common = { "--count", "100000", "--batch", "20", "--placement", "broker", "--run-id", runId };
         ExampleProgram Start(string process, params string[] more) =>
             ExampleProgram.Start("Tutorial", common.Concat(more).Concat(new[] { "--processes", process }).ToArray());
 
-        using ExampleProgram db = Start("db", "--stats"), process2 = Start("process2"), web = Start("web");
-        using ExampleProgram first = Start("process1", "--verbose");
-        // Mid-run: process1 has handled (and partly passed on, partly not yet acknowledged) 20,000 items.
-        await first.WaitForOutputAsync(o => o.Contains("tmp process1 : 20000\n"), seconds: 60);
+        string other = victim == "process1" ? "process2" : "process1";
+        using ExampleProgram db = Start("db", "--stats"), survivor = Start(other), web = Start("web");
+        using ExampleProgram first = Start(victim, "--verbose");
+        // Mid-run: the victim has handled (and partly passed on, partly not yet acknowledged) 20,000 items.
+        await first.WaitForOutputAsync(o => o.Contains($"tmp {victim} : 20000\n"), seconds: 60);
         ExampleProgram.Kill(first.Pid, SIGKILL);
         var (killedExit, killedOut, _) = await first.WaitAsync(seconds: 30);
         Assert.NotEqual(0, killedExit);
-        Assert.DoesNotContain("tmp process1 : 99999\n", killedOut);
+        Assert.DoesNotContain($"tmp {victim} : 99999\n", killedOut);
 
-        using ExampleProgram second = Start("process1", "--stats");
-        foreach (ExampleProgram p in new[] { second, web, process2 })
+        using ExampleProgram second = Start(victim, "--stats");
+        foreach (ExampleProgram p in new[] { second, web, survivor })
         {
             var (exit, _, err) = await p.WaitAsync(seconds: 90);
             Assert.True(exit == 0, err);
@@ -93,11 +96,11 @@ public class BrokerPlacementOnlyTests
         var (dbExit, dbOut, dbErr) = await db.WaitAsync(seconds: 90);
         Assert.True(dbExit == 0, dbErr);
         Assert.Equal("db: 100000 items, sum of roots 4999950000", Lines(dbOut)[0]);
-        // The fault did what it should: what the killed process1 had handled but not yet had acknowledged
+        // The fault did what it should: what the killed process had handled but not yet had acknowledged
         // came again to the new one (together they handled more than 100,000 items), the items it produced
         // again reached db with the ids they had the first time, and db skipped exactly those.
-        long handledByFirst = Regex.Matches(killedOut, @"^tmp process1 : \d+$", RegexOptions.Multiline).Count;
-        long handledBySecond = Stat(second.Output, "process1", "in");
+        long handledByFirst = Regex.Matches(killedOut, $@"^tmp {victim} : \d+$", RegexOptions.Multiline).Count;
+        long handledBySecond = Stat(second.Output, victim, "in");
         Assert.True(handledByFirst + handledBySecond > 100000, $"no redelivery: {handledByFirst} + {handledBySecond} items handled");
         long skipped = Stat(dbOut, "db", "repeats skipped");
         Assert.True(skipped > 0, "db skipped no repeat");

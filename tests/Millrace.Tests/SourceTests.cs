@@ -69,6 +69,43 @@ public class SourceTests
     }
 
     [Fact]
+    public async Task Following_a_file_that_is_truncated_reads_it_again_from_its_start()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(path, "first line\nsecond line\n");
+            var graph = new Graph();
+            var lines = graph.Stream<string>("lines");
+            graph.Lines("tail", lines, path, follow: true);
+            var seen = new List<string>();
+            graph.Sink("collect", lines, l => { lock (seen) seen.Add(l); });
+            using var stop = new CancellationTokenSource();
+            Task<RunResult> run = graph.RunWithin(token: stop.Token);
+
+            for (var deadline = DateTime.UtcNow.AddSeconds(30); Count() < 2 && DateTime.UtcNow < deadline;) await Task.Delay(20);
+            // Truncated and written again, shorter (as a log rotated in place): the new content from its start.
+            await using (var file = new FileStream(path, FileMode.Truncate, FileAccess.Write, FileShare.ReadWrite))
+                await file.WriteAsync("new\n"u8.ToArray());
+            for (var deadline = DateTime.UtcNow.AddSeconds(30); Count() < 3 && DateTime.UtcNow < deadline;) await Task.Delay(20);
+            stop.Cancel();
+
+            RunResult result = await run;
+            Assert.True(result.Succeeded, string.Join("; ", result.Errors.Select(e => e.Message)));
+            Assert.Equal(new[] { "first line", "second line", "new" }, seen);
+
+            int Count()
+            {
+                lock (seen) return seen.Count;
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public async Task The_host_program_pushes_items_through_a_writer()
     {
         var graph = new Graph();
