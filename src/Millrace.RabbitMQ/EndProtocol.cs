@@ -48,6 +48,7 @@ internal sealed class EndProtocol
     private volatile bool _leaving;
     private volatile bool _finishedSent;
     private TaskCompletionSource<bool>? _allVoted;
+    private string? _closerInstance;
 
     public EndProtocol(ProcessPort port, RunContext run, int endsNeeded, Action<ControlMessage> send)
     {
@@ -266,6 +267,8 @@ internal sealed class EndProtocol
             if (_finishing) return;
             _finishing = true;
             _closer = closer;
+            // A member's closer: the instance with the smallest id (it ran the round).
+            _closerInstance = closer || others.Length == 0 ? null : others.Min(StringComparer.Ordinal);
             if (!closer || others.Length == 0) _othersFinished.TrySetResult();
         }
         _port.EndInputs();
@@ -306,9 +309,29 @@ internal sealed class EndProtocol
         }
         _finishedSent = true;
         _send(Message(ReplicaStep.Finished, 0));
-        if (await Task.WhenAny(_endsSent.Task, Task.Delay(TimeSpan.FromSeconds(60))) == _endsSent.Task) return true;
+        // Until the closer says its end marks are out; it may die meanwhile (no heartbeat for a few seconds):
+        // then the end marks held here go back to the queues, for an instance started again.
+        DateTime deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (await Task.WhenAny(_endsSent.Task, Task.Delay(TimeSpan.FromMilliseconds(500))) == _endsSent.Task) return true;
+            if (!CloserAlive())
+            {
+                Notices.Say(_run.Options.Logger, $"process '{_port.Name}': the instance sending its end marks is gone before it confirmed them; " +
+                                        "the end marks this instance took go back to the queues.");
+                return false;
+            }
+        }
         Notices.Say(_run.Options.Logger, $"process '{_port.Name}': the instance sending its end marks did not confirm them within 60 s; " +
                                 "the end marks this instance took go back to the queues.");
         return false;
+    }
+
+    /// <summary>The closer has been heard from lately (heartbeats come every second).</summary>
+    private bool CloserAlive()
+    {
+        lock (_lock)
+            return _closerInstance is null ||
+                   (_others.TryGetValue(_closerInstance, out long last) && Environment.TickCount64 - last <= GoneAfterMs);
     }
 }

@@ -218,6 +218,41 @@ public class BrokerPlacementOnlyTests
     }
 
     [Fact]
+    public async Task The_replica_sending_the_end_marks_killed_in_the_end_round_leaves_them_to_a_new_one()
+    {
+        string runId = Broker.NewRunId();
+        string[] common = { "--count", "50000", "--batch", "20", "--placement", "broker", "--run-id", runId };
+        // MILLRACE_DEBUG=1: the replicas say each step of the round in which they agree that their inputs are over.
+        var debug = new Dictionary<string, string> { ["MILLRACE_DEBUG"] = "1" };
+        ExampleProgram Start(string process) => ExampleProgram.Start("Tutorial", common.Concat(new[] { "--processes", process }).ToArray());
+        ExampleProgram Replica() => ExampleProgram.Start("Tutorial", debug, common.Concat(new[] { "--processes", "process1" }).ToArray());
+        using ExampleProgram db = Start("db"), process2 = Start("process2"), one = Replica(), two = Replica();
+        await Broker.WaitForConsumersAsync([$"millrace.{runId}.numbers.process1"], consumers: 2);
+        using ExampleProgram web = Start("web");
+        // The round has come to its end: one replica is the closer, about to send process1's end marks once the other is done.
+        ExampleProgram? closer = null;
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        while (closer is null && DateTime.UtcNow < deadline)
+        {
+            closer = new[] { one, two }.FirstOrDefault(p => p.ErrorOutput.Contains("finish as closer"));
+            if (closer is null) await Task.Delay(5);
+        }
+        Assert.NotNull(closer);
+        ExampleProgram.Kill(closer.Pid, SIGKILL);
+        ExampleProgram member = ReferenceEquals(closer, one) ? two : one;
+        // Started again: it finds the end marks the dead closer held (back in the queue) and ends the process.
+        using ExampleProgram again = Replica();
+        foreach (ExampleProgram p in new[] { web, process2, member, again })
+        {
+            var (exit, _, err) = await p.WaitAsync(seconds: 150);
+            Assert.True(exit == 0, err);
+        }
+        var (dbExit, dbOut, dbErr) = await db.WaitAsync(seconds: 150);
+        Assert.True(dbExit == 0, dbErr);
+        Assert.Equal(new[] { "db: 50000 items, sum of roots 1249975000" }, Lines(dbOut));
+    }
+
+    [Fact]
     public async Task Broker_connections_cut_mid_run_are_made_again_and_the_result_is_exact()
     {
         // A virtual host of its own: cutting its connections disturbs no other test.
@@ -277,13 +312,12 @@ public class BrokerPlacementOnlyTests
     [Fact]
     public async Task An_unreachable_broker_is_a_clear_error_naming_host_and_port_not_a_hang()
     {
-        var stopwatch = Stopwatch.StartNew();
+        // Not a hang: RunAsync fails the test if the program has not ended within 60 s.
         var (exit, _, err) = await ExampleProgram.RunAsync("Tutorial",
             new[] { "--placement", "broker", "--broker", "amqp://guest:guest@127.0.0.1:1/", "--run-id", Broker.NewRunId() }, seconds: 60);
         Assert.Equal(1, exit);
         Assert.Contains("Cannot reach the RabbitMQ broker at 127.0.0.1:1", err);
         Assert.Contains("refused", err, StringComparison.OrdinalIgnoreCase);
-        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(30), $"took {stopwatch.Elapsed}");
     }
 
     [Fact]

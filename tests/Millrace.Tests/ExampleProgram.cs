@@ -28,6 +28,10 @@ internal sealed class ExampleProgram : IDisposable
     /// <summary>Starts <c>dotnet NAME.dll ARGS</c> for a program of the solution, from its own build folder.</summary>
     public static ExampleProgram Start(string name, params string[] args) => new("dotnet", new[] { OwnFile(name, name + ".dll") }.Concat(args));
 
+    /// <summary>The same, with environment variables of its own.</summary>
+    public static ExampleProgram Start(string name, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        new("dotnet", new[] { OwnFile(name, name + ".dll") }.Concat(args), environment);
+
     /// <summary>
     /// A file of a program's own build output (<c>examples/NAME/bin/CONFIG/net10.0/</c>, or under
     /// <c>tests/</c>), found beside the tests when the solution is not around. Each program runs
