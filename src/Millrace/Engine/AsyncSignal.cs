@@ -21,6 +21,8 @@ internal sealed class Waiter : IValueTaskSource
     /// <summary>Starts a wait; call under the owner's lock, then <see cref="Start"/> outside it.</summary>
     public void Begin()
     {
+        System.Diagnostics.Debug.Assert(Monitor.IsEntered(_lock), "Waiter.Begin: call under the owner's lock.");
+        System.Diagnostics.Debug.Assert(!_waiting, "Waiter.Begin: one wait at a time (a second would strand the first).");
         _core.Reset();
         _waiting = true;
     }
@@ -35,6 +37,7 @@ internal sealed class Waiter : IValueTaskSource
     /// <summary>Ends the wait, if one is under way; call under the owner's lock. Returns whether it did.</summary>
     public bool TryEnd()
     {
+        System.Diagnostics.Debug.Assert(Monitor.IsEntered(_lock), "Waiter.TryEnd: call under the owner's lock.");
         if (!_waiting) return false;
         _waiting = false;
         return true;

@@ -144,6 +144,7 @@ internal sealed class BatchSender
     /// <summary>Sends the end mark to every reader; call once everything pending is delivered.</summary>
     public void End()
     {
+        _writer.AssertRunnerThread("BatchSender.End");
         if (_ended) return;
         _ended = true;
         foreach (Destination d in _destinations)
@@ -158,6 +159,7 @@ internal sealed class BatchSender
     /// <summary>After termination detection: links inside the cycle are closed; nothing more may be sent on them.</summary>
     public void CloseCycleLinks()
     {
+        _writer.AssertRunnerThread("BatchSender.CloseCycleLinks");
         foreach (Destination d in _destinations)
         {
             if (d.InSameCycle) d.Closed = true;

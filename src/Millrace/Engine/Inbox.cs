@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace Millrace.Engine;
 
 internal enum EnvelopeKind : byte
@@ -64,11 +66,38 @@ public sealed class Lane
     public string StreamName => Input.Stream.Name;
     internal int Capacity { get; }
 
-    /// <summary>Items queued and not yet taken. Guarded by the inbox lock.</summary>
+    /// <summary>Items queued and not yet taken. Written under the inbox lock; read without it only for monitoring and diagnostics.</summary>
     internal int Queued;
 
     /// <summary>Writers waiting for room. Guarded by the inbox lock.</summary>
-    internal List<ProcessRunner> Waiters = new();
+    internal List<ProcessRunner> Waiters
+    {
+        get
+        {
+            AssertInboxLock("Lane.Waiters");
+            return _waiters;
+        }
+        set
+        {
+            AssertInboxLock("Lane.Waiters");
+            _waiters = value;
+        }
+    }
+
+    private List<ProcessRunner> _waiters = new();
+
+#if DEBUG
+    /// <summary>Debug builds: the reading process, once the lane is added to it (for the lock and thread asserts).</summary>
+    internal ProcessRunner? Reader;
+#endif
+
+    [Conditional("DEBUG")]
+    private void AssertInboxLock(string member)
+    {
+#if DEBUG
+        Reader?.Inbox.AssertLocked(member);
+#endif
+    }
 
     /// <summary>Writer indexes inside this process's own cycle, ended by termination detection.</summary>
     internal int[] CycleWriters { get; set; } = Array.Empty<int>();
@@ -89,6 +118,9 @@ public sealed class Lane
     /// <summary>Marks one writer ended (once); returns true when this made the lane end. Reader thread only.</summary>
     internal bool EndWriter(int writer)
     {
+#if DEBUG
+        Reader?.AssertRunnerThread("Lane.EndWriter");
+#endif
         if (_writerEnded[writer]) return false;
         _writerEnded[writer] = true;
         WritersOpen--;
@@ -113,6 +145,11 @@ internal sealed class Inbox
         _owner = owner;
         _waiter = new Waiter(_lock);
     }
+
+    /// <summary>Debug builds: asserts that the inbox lock is held (what "guarded by the inbox lock" means).</summary>
+    [Conditional("DEBUG")]
+    internal void AssertLocked(string member) =>
+        Debug.Assert(Monitor.IsEntered(_lock), $"{member}: guarded by the inbox lock of '{_owner.Name}'.");
 
     /// <summary>Wakes the owner: it counts as running from now on, so termination detection never takes it for idle.</summary>
     private void Wake()
@@ -165,8 +202,10 @@ internal sealed class Inbox
         if (wake) Wake();
     }
 
+    /// <summary>Takes the next envelope, if any. One reader: the owning process, on its thread.</summary>
     public bool TryTake(out Envelope envelope)
     {
+        _owner.AssertRunnerThread("Inbox.TryTake");
         List<ProcessRunner>? toWake = null;
         lock (_lock)
         {
@@ -196,6 +235,7 @@ internal sealed class Inbox
     /// <summary>Completes when something is queued. One waiter: the owning process.</summary>
     public ValueTask WaitAsync(CancellationToken cancellationToken)
     {
+        _owner.AssertRunnerThread("Inbox.WaitAsync");
         lock (_lock)
         {
             if (_queue.Count > 0) return ValueTask.CompletedTask;

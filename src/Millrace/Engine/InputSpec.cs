@@ -31,6 +31,7 @@ internal sealed class InputSpec<T> : InputSpec
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public override ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count)
     {
+        runner.AssertRunnerThread("InputSpec.HandleAsync (Lane.Position)");
         T[] items = (T[])batch;
         Action<T>? handler = _handler;
         if (handler is null) return HandleSlowAsync(runner, lane, items, 0, count);
@@ -93,6 +94,7 @@ internal sealed class InputSpec<T> : InputSpec
             {
                 identity.End();
             }
+            runner.AssertRunnerThread("InputSpec.HandleAsync (Lane.Position)");
             lane.Position++;
             runner.ItemsIn++;
             runner.Tick();
@@ -124,6 +126,7 @@ internal sealed class InputSpec<T> : InputSpec
             {
                 throw runner.ItemFailure(lane, item, e);
             }
+            runner.AssertRunnerThread("InputSpec.HandleAsync (Lane.Position)");
             lane.Position++;
             runner.ItemsIn++;
             runner.Tick();

@@ -15,6 +15,23 @@ internal sealed class ItemIdentity
         if (repeatWindow > 0) Seen = new IdWindow(repeatWindow);
     }
 
+#if DEBUG
+    /// <summary>Debug builds: the runner it belongs to, for the thread asserts (null: none, as in unit tests).</summary>
+    internal ProcessRunner? Owner { get; set; }
+#endif
+
+    /// <summary>
+    /// Debug builds: asserts "process thread only". <see cref="NextId"/> is left out: an async handler
+    /// may emit from another thread while its process awaits it.
+    /// </summary>
+    [System.Diagnostics.Conditional("DEBUG")]
+    private void AssertProcessThread(string member)
+    {
+#if DEBUG
+        Owner?.AssertRunnerThread(member);
+#endif
+    }
+
     /// <summary>Ids handled lately, when the process asked to skip repeats; null otherwise.</summary>
     public IdWindow? Seen { get; }
 
@@ -33,6 +50,7 @@ internal sealed class ItemIdentity
     /// <summary>A handler starts on the item <paramref name="id"/>; false when it was handled before and is to be skipped.</summary>
     public bool Begin(ulong id)
     {
+        AssertProcessThread("ItemIdentity.Begin");
         if (Seen is { } seen && !seen.Add(id))
         {
             Skipped++;
@@ -43,7 +61,11 @@ internal sealed class ItemIdentity
     }
 
     /// <summary>The handler is done with its item.</summary>
-    public void End() => InItem = false;
+    public void End()
+    {
+        AssertProcessThread("ItemIdentity.End");
+        InItem = false;
+    }
 
     /// <summary>
     /// Emits on behalf of the item <paramref name="id"/> (or of none, <paramref name="hasId"/> false), as
@@ -51,6 +73,7 @@ internal sealed class ItemIdentity
     /// </summary>
     public (bool InItem, ulong Id, int EmitIndex) Enter(bool hasId, ulong id)
     {
+        AssertProcessThread("ItemIdentity.Enter");
         var saved = (InItem, CurrentId, _emitIndex);
         InItem = hasId;
         CurrentId = id;
@@ -58,7 +81,11 @@ internal sealed class ItemIdentity
         return saved;
     }
 
-    public void Restore((bool InItem, ulong Id, int EmitIndex) saved) => (InItem, CurrentId, _emitIndex) = saved;
+    public void Restore((bool InItem, ulong Id, int EmitIndex) saved)
+    {
+        AssertProcessThread("ItemIdentity.Restore");
+        (InItem, CurrentId, _emitIndex) = saved;
+    }
 
     /// <summary>
     /// The id of an item emitted to the output salted <paramref name="salt"/>: derived from the id of

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace Millrace.Engine;
 
 /// <summary>What a process is doing, as termination detection sees it.</summary>
@@ -45,6 +47,9 @@ public sealed class ProcessRunner
         Inbox = new Inbox(this);
         builder.Attach(this);
         if (identity) Identity = new ItemIdentity(builder.RepeatWindow);
+#if DEBUG
+        if (Identity is not null) Identity.Owner = this;
+#endif
         _lingerMs = (long)run.Options.Linger.TotalMilliseconds;
         _lastCheck = _lastFlush = Environment.TickCount64;
     }
@@ -60,6 +65,36 @@ public sealed class ProcessRunner
 
     /// <summary>Set once the process may emit.</summary>
     internal bool Started { get; private set; }
+
+#if DEBUG
+    /// <summary>Debug builds: the managed id of the runner's thread (its process thread) once <see cref="RunAsync"/> has begun; 0 before (set-up).</summary>
+    private int _runnerThread;
+#endif
+
+    /// <summary>Debug builds: the calling thread is the runner's own from now on (called as <see cref="RunAsync"/> begins on its process thread).</summary>
+    [Conditional("DEBUG")]
+    private void ClaimRunnerThread()
+    {
+#if DEBUG
+        Volatile.Write(ref _runnerThread, Environment.CurrentManagedThreadId);
+#endif
+    }
+
+    /// <summary>
+    /// Debug builds: asserts "runner thread only" for <paramref name="member"/>. Before the runner has
+    /// started, any thread passes (wiring and set-up). Not for the emitting path: an async handler may
+    /// emit from another thread while the runner awaits it.
+    /// </summary>
+    [Conditional("DEBUG")]
+    internal void AssertRunnerThread(string member)
+    {
+#if DEBUG
+        int owner = Volatile.Read(ref _runnerThread);
+        int current = Environment.CurrentManagedThreadId;
+        Debug.Assert(owner == 0 || owner == current,
+            $"{member}: runner thread only (process '{Name}' runs on thread {owner}; called on thread {current}).");
+#endif
+    }
 
     /// <summary>Some output holds batches a full reader could not take yet. Runner thread only.</summary>
     internal bool Blocked;
@@ -89,12 +124,14 @@ public sealed class ProcessRunner
 
     private void BeginBusy()
     {
+        AssertRunnerThread("ProcessRunner.BeginBusy");
         _waitAtSpanStart = Volatile.Read(ref _waitTicks);
         Volatile.Write(ref _busySince, System.Diagnostics.Stopwatch.GetTimestamp());
     }
 
     private void EndBusy()
     {
+        AssertRunnerThread("ProcessRunner.EndBusy");
         long since = _busySince;
         if (since == 0) return;
         long span = System.Diagnostics.Stopwatch.GetTimestamp() - since - (_waitTicks - _waitAtSpanStart);
@@ -177,6 +214,9 @@ public sealed class ProcessRunner
     internal Lane AddLane(InputSpec input, int capacity, int writers)
     {
         var lane = new Lane(_lanes.Count, input, capacity, writers);
+#if DEBUG
+        lane.Reader = this;
+#endif
         _lanes.Add(lane);
         _openLanes++;
         return lane;
@@ -203,6 +243,7 @@ public sealed class ProcessRunner
     internal async Task RunAsync()
     {
         string? phase = null;
+        ClaimRunnerThread();
         try
         {
             Started = true;
@@ -291,6 +332,7 @@ public sealed class ProcessRunner
     {
         while (_openLanes > 0 && !Stopping)
         {
+            AssertRunnerThread("ProcessRunner.HandleInboxAsync");
             if (!Inbox.TryTake(out Envelope envelope))
             {
                 FlushOutputs();

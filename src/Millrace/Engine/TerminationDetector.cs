@@ -77,6 +77,8 @@ internal sealed class TerminationDetector
     private async ValueTask<Wave> TakeWaveAsync(bool[]? ended, CancellationToken token)
     {
         WaveReading reading = await _source.ReadAsync(token);
+        System.Diagnostics.Debug.Assert(reading.Processes.Length == _model.Processes.Count,
+            $"IStatusSource.ReadAsync: every process's status, in graph order ({reading.Processes.Length} for {_model.Processes.Count} processes).");
         int running = 0, blocked = 0, endedCount = 0;
         long sent = _sent, received = 0;
         for (int i = 0; i < reading.Processes.Length; i++)
@@ -98,7 +100,11 @@ internal sealed class TerminationDetector
     /// <summary>The detector's loop, once <see cref="Start"/>ed; completes after <see cref="Stop"/>, a stop of the run, or a verdict.</summary>
     public Task Completion { get; private set; } = Task.CompletedTask;
 
-    public void Start() => Completion = RunAsync();
+    public void Start()
+    {
+        System.Diagnostics.Debug.Assert(Completion.IsCompleted, "TerminationDetector.Start: one detector loop at a time.");
+        Completion = RunAsync();
+    }
 
     private async Task RunAsync()
     {
