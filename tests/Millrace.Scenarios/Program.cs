@@ -169,6 +169,7 @@ static class Scenarios
             [
                 0.1 + 0.2, 1.0 / 3, -0.0, 0.0, double.Epsilon, 2.2250738585072009E-308, double.MaxValue, double.MinValue,
                 123456789.123456789, -1.5e-300, Math.PI, Math.E, 9007199254740993, 0.30000000000000004,
+                double.NaN, double.PositiveInfinity, double.NegativeInfinity,
             ];
             string[] texts =
             [

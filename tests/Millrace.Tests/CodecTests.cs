@@ -23,6 +23,31 @@ public class CodecTests
 
     private static T[] RoundTrip<T>(ICodec<T> codec, T[] items) => codec.Decode(Encode(codec, items), items.Length);
 
+    public sealed class WithFields
+    {
+        public int Count;
+        public string? Label;
+        public double[] Values = Array.Empty<double>();
+    }
+
+    [Fact]
+    public void Json_carries_value_tuples_public_fields_and_every_double()
+    {
+        var codec = new JsonCodec<(int, string?, (double, DateTimeOffset))>();
+        var at = new DateTimeOffset(2026, 12, 2, 13, 0, 0, TimeSpan.FromHours(-3)).AddTicks(1);
+        var tuples = new[] { (1, (string?)"a", (0.1 + 0.2, at)), (0, null, (-0.0, DateTimeOffset.MinValue)) };
+        Assert.Equal(tuples, RoundTrip(codec, tuples));
+
+        var fields = RoundTrip(new JsonCodec<WithFields>(), new[] { new WithFields { Count = 3, Label = "x", Values = [1.5, double.NaN] } });
+        Assert.Equal(3, fields[0].Count);
+        Assert.Equal("x", fields[0].Label);
+        Assert.Equal(new[] { 1.5, double.NaN }, fields[0].Values);
+
+        double[] doubles = [double.NaN, double.PositiveInfinity, double.NegativeInfinity, double.Epsilon, -0.0, double.MaxValue];
+        double[] back = RoundTrip(new JsonCodec<double>(), doubles);
+        Assert.Equal(doubles.Select(BitConverter.DoubleToInt64Bits), back.Select(BitConverter.DoubleToInt64Bits));
+    }
+
     [Fact]
     public void Binary_primitives_are_their_raw_little_endian_bytes()
     {

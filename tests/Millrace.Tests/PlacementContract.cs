@@ -191,11 +191,11 @@ public abstract class PlacementContract
     {
         var (referenceExit, reference, referenceErr) = await ExampleProgram.RunAsync("Millrace.Scenarios", ["values", "--placement", "threads"]);
         Assert.True(referenceExit == 0, referenceErr);
-        Assert.Contains("printer: 196 values", Lines(reference));
+        Assert.Contains("printer: 238 values", Lines(reference));
         var (exit, output, err) = await Run("Millrace.Scenarios", "values", "--codec", codec);
         Assert.True(exit == 0, err);
         string[] Values(string o) => Lines(o).Where(l => l.StartsWith("value: ", StringComparison.Ordinal)).ToArray();
-        Assert.Equal(196, Values(reference).Length);
+        Assert.Equal(238, Values(reference).Length);
         Assert.Equal(Values(reference), Values(output));
     }
 

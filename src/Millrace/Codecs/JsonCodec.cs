@@ -6,7 +6,9 @@ namespace Millrace;
 /// <summary>
 /// The default codec: a batch is one UTF-8 JSON array of its items, written by System.Text.Json
 /// with the web defaults (camelCase property names; reading ignores case and accepts numbers in
-/// strings). Any program that reads and writes JSON can take part.
+/// strings), public fields included (value tuples, classes with fields), and NaN and the
+/// infinities as the strings "NaN", "Infinity" and "-Infinity". Any program that reads and writes
+/// JSON can take part.
 /// </summary>
 public sealed class JsonCodec<T> : ICodec<T>
 {
@@ -15,7 +17,12 @@ public sealed class JsonCodec<T> : ICodec<T>
     /// <summary>A JSON codec with the web defaults, or with <paramref name="options"/>.</summary>
     public JsonCodec(JsonSerializerOptions? options = null) => _options = options ?? Defaults;
 
-    internal static JsonSerializerOptions Defaults { get; } = new(JsonSerializerDefaults.Web);
+    internal static JsonSerializerOptions Defaults { get; } = new(JsonSerializerDefaults.Web)
+    {
+        IncludeFields = true,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowReadingFromString |
+                         System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     /// <inheritdoc />
     public string Name => "json";
