@@ -20,7 +20,12 @@ internal sealed class BrokerPlacement : IPlacement
 {
     public string Name => "broker";
 
-    public Task<RunResult> RunAsync(PlacementContext context) => RunAsync(context, context.Graph, context.Options, context.CancellationToken);
+    public Task<RunResult> RunAsync(PlacementContext context)
+    {
+        // Every stream goes through the broker: every item type must come back as written.
+        context.RequireItemsCross(context.Graph.Streams);
+        return RunAsync(context, context.Graph, context.Options, context.CancellationToken);
+    }
 
     public const string DefaultBroker = "amqp://guest:guest@127.0.0.1:5672/";
     public const string BrokerVariable = "MILLRACE_BROKER";

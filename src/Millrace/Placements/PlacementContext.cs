@@ -32,6 +32,32 @@ public sealed class PlacementContext
     public Task<RunResult> RunHereAsync() => ThreadsPlacement.RunAsync(Model, Options, CancellationToken);
 
     /// <summary>
+    /// Checks, before anything starts, that the items of <paramref name="streams"/> (those that cross
+    /// an OS process or a machine in this placement) come back from their codec as they were written:
+    /// a registered codec, the binary codec where it carries the type, or JSON for a type it carries
+    /// exactly. Types that would arrive different (object, interfaces or abstract types without a
+    /// polymorphic mapping, classes with nothing public, properties nothing can set again, dictionaries
+    /// with keys JSON cannot carry) are refused, every such stream named.
+    /// </summary>
+    /// <exception cref="GraphValidationException">A stream's items cannot cross exactly.</exception>
+    public void RequireItemsCross(IEnumerable<StreamShape> streams)
+    {
+        var problems = new List<string>();
+        foreach (StreamShape stream in streams)
+        {
+            Type type = stream.ItemType;
+            if (Model.Codecs.ContainsKey(type)) continue;
+            if (Options.Codec == "binary" && BinaryCodec.Supports(type)) continue;
+            if (Options.Codec == "auto" && (type.IsPrimitive || type == typeof(string) || type == typeof(byte[]))) continue;
+            if (Codecs.JsonTypeCheck.WhyNot(type) is not { } why) continue;
+            problems.Add($"Stream '{stream.Name}' carries {Codecs.JsonTypeCheck.Name(type)}, which cannot cross an OS process in the {Options.Placement} " +
+                         $"placement: {why}. Use a record of concrete types, [JsonDerivedType] on a base type, or graph.UseCodec<{Codecs.JsonTypeCheck.Name(type)}>(...) " +
+                         "(the threads placement carries any type).");
+        }
+        if (problems.Count > 0) throw new GraphValidationException(problems);
+    }
+
+    /// <summary>
     /// Makes a runner for each process in <paramref name="processes"/> (indexes in <see cref="Graph"/>) to run
     /// in this OS process; the others run elsewhere. With <paramref name="itemIds"/>, every item carries an id
     /// derived from its cause, for a placement that may deliver an item twice (readers that asked to skip

@@ -14,10 +14,14 @@ internal sealed class ProcessesPlacement : IPlacement
     public string Name => "processes";
 
     /// <summary>In the program the user started: the coordinator. In an OS process it started: that child's share of the run.</summary>
-    public Task<RunResult> RunAsync(PlacementContext context) =>
-        ChildInfo.TakeFromEnvironment() is { } child
-            ? ChildRuntime.RunAsync(context.Model, context.Options, child)
-            : Coordinator.RunAsync(context.Model, context.Options, context.CancellationToken);
+    public Task<RunResult> RunAsync(PlacementContext context)
+    {
+        if (ChildInfo.TakeFromEnvironment() is { } child) return ChildRuntime.RunAsync(context.Model, context.Options, child);
+        // Before any child starts: items that go from one OS process to another must come back as written.
+        int[] groupOf = Coordinator.Groups(context.Model, context.Options);
+        context.RequireItemsCross(context.Graph.Streams.Where(s => s.WriterIndexes.Any(w => s.ReaderIndexes.Any(r => groupOf[w] != groupOf[r]))));
+        return Coordinator.RunAsync(context.Model, context.Options, context.CancellationToken);
+    }
 }
 
 /// <summary>
@@ -73,7 +77,7 @@ internal sealed class Coordinator
     }
 
     /// <summary>Which OS process (group) each process runs in: the requested groups, then one each.</summary>
-    private static int[] Groups(GraphModel model, RunOptions options)
+    internal static int[] Groups(GraphModel model, RunOptions options)
     {
         var groupOf = new int[model.Processes.Count];
         Array.Fill(groupOf, -1);
