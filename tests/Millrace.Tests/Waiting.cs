@@ -103,8 +103,15 @@ internal sealed class Seen<T>
         }
         catch (TimeoutException)
         {
-            throw new TimeoutException($"Waited {seconds} s for {what}; seen: [{string.Join(", ", Items)}].");
+            throw new TimeoutException($"Waited {seconds} s for {what}; seen: {Describe()}.");
         }
+    }
+
+    /// <summary>What was seen, for a failure message: how many, and the last 20.</summary>
+    public string Describe()
+    {
+        List<T> items = Items;
+        return $"{items.Count} item(s){(items.Count > 20 ? ", the last 20" : "")}: [{string.Join(" | ", items.TakeLast(20))}]";
     }
 }
 
