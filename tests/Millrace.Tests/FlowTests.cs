@@ -243,7 +243,10 @@ public class FlowTests
             var output = p.Output(c);
             p.On(a, async (x, ct) =>
             {
-                await Task.Yield(); // completes later, on another thread
+                // Completes later, on another thread, even items later still: awaited one at a time,
+                // the handlers keep the order anyway.
+                await Task.Yield();
+                if (x % 2 == 0) await Task.Yield();
                 output.Emit(x);
             });
             p.On(b, x => output.Emit(x));
