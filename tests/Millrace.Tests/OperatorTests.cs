@@ -3,8 +3,8 @@ namespace Millrace.Tests;
 /// <summary>Every operator on concrete inputs, with its edges (threads placement; the placement suite runs a pipeline of them everywhere).</summary>
 public class OperatorTests
 {
-    /// <summary>Runs a graph: source of <paramref name="items"/> into "in", <paramref name="build"/> wires the rest, "out" collected.</summary>
-    private static async Task<List<TOut>> Run<TIn, TOut>(IEnumerable<TIn> items, Action<Graph, Stream<TIn>, Stream<TOut>> build)
+    /// <summary>Runs a graph: source of <paramref name="items"/> into "in", <paramref name="build"/> wires the rest, "out" collected (a hang fails after <paramref name="seconds"/>).</summary>
+    private static async Task<List<TOut>> Run<TIn, TOut>(IEnumerable<TIn> items, Action<Graph, Stream<TIn>, Stream<TOut>> build, int seconds = 30)
     {
         var graph = new Graph();
         var input = graph.Stream<TIn>("in");
@@ -13,7 +13,7 @@ public class OperatorTests
         build(graph, input, output);
         var collected = new List<TOut>();
         graph.ToCollection("collect", output, collected);
-        RunResult result = await graph.RunWithin();
+        RunResult result = await graph.RunWithin(seconds: seconds);
         result.EnsureSuccess();
         return collected;
     }
@@ -445,8 +445,11 @@ public class OperatorTests
     public async Task Ordered_replicas_give_exactly_the_output_of_one(int workers)
     {
         List<long> one = await Run<long, long>(Enumerable.Range(0, 20000).Select(i => (long)i), (g, i, o) => g.Map("busy", i, o, Busy));
+        // Ordered with 100 in flight takes 1 to 2 s on an idle 2-core machine and about 20 s on a
+        // saturated one (the window stays full behind the slowest item; the process polls for room
+        // every 5 ms): a bound for hangs only, well above that.
         List<long> many = await Run<long, long>(Enumerable.Range(0, 20000).Select(i => (long)i),
-            (g, i, o) => g.ParallelMap("busy", i, o, Busy, workers, ordered: true, maxInFlight: 100));
+            (g, i, o) => g.ParallelMap("busy", i, o, Busy, workers, ordered: true, maxInFlight: 100), seconds: 120);
         Assert.Equal(one, many);
     }
 
