@@ -63,28 +63,19 @@ public sealed class DashboardTests
     {
         int port = FreePort();
         using var stop = new CancellationTokenSource();
-        Task<RunResult> run = SlowMiddle().RunWithin(new RunOptions { Dashboard = true, DashboardPort = port }, stop.Token, seconds: 60);
-        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-        JsonElement graph = default;
-        for (int i = 0; i < 100; i++)
-        {
-            try
-            {
-                graph = JsonDocument.Parse(await client.GetStringAsync($"http://127.0.0.1:{port}/api/graph")).RootElement;
-                break;
-            }
-            catch (HttpRequestException)
-            {
-                await Task.Delay(100);
-            }
-        }
+        var logger = new SeenLogger();
+        Task<RunResult> run = SlowMiddle().RunWithin(new RunOptions { Dashboard = true, DashboardPort = port, Logger = logger }, stop.Token, seconds: 90);
+        // The dashboard says when it serves.
+        await logger.Messages.WaitFor(m => m.Any(x => x.StartsWith("dashboard: serving", StringComparison.Ordinal)), "the dashboard to serve", seconds: 60);
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        JsonElement graph = JsonDocument.Parse(await client.GetStringAsync($"http://127.0.0.1:{port}/api/graph")).RootElement;
         Assert.Equal(["source", "slow", "sink"], graph.GetProperty("processes").EnumerateArray().Select(p => p.GetProperty("name").GetString()!));
         Assert.Equal("threads", graph.GetProperty("placement").GetString());
         long SinkIn(JsonElement sample) => sample.GetProperty("processes").EnumerateArray().Single(p => p.GetProperty("name").GetString() == "sink").GetProperty("itemsIn").GetInt64();
-        JsonElement first = JsonDocument.Parse(await client.GetStringAsync($"http://127.0.0.1:{port}/api/sample")).RootElement;
-        await Task.Delay(500);
-        JsonElement second = JsonDocument.Parse(await client.GetStringAsync($"http://127.0.0.1:{port}/api/sample")).RootElement;
-        Assert.True(SinkIn(second) > SinkIn(first));
+        async Task<JsonElement> Sample() => JsonDocument.Parse(await client.GetStringAsync($"http://127.0.0.1:{port}/api/sample")).RootElement;
+        JsonElement first = await Sample(), second = first;
+        // A later sample shows more items through the sink.
+        await Waits.Until(async () => SinkIn(second = await Sample()) > SinkIn(first), $"a sample with more than {SinkIn(first)} items into the sink", seconds: 60);
         Assert.Contains(second.GetProperty("queues").EnumerateArray(), q => q.GetProperty("stream").GetString() == "numbers" && q.GetProperty("reader").GetString() == "slow");
 
         // A second run asking for the same port fails before it starts, saying what to do.

@@ -35,11 +35,19 @@ public class FlowTests
         var numbers = graph.Stream<int>("numbers");
         var fast = new List<int>();
         var slow = new List<int>();
+        int fastSeen = 0;
         graph.Source("src", numbers, Enumerable.Range(0, 20_000));
-        graph.Process("fast", p => p.On(numbers, fast.Add));
+        graph.Process("fast", p => p.On(numbers, x =>
+        {
+            fast.Add(x);
+            Volatile.Write(ref fastSeen, x + 1);
+        }));
         graph.Process("slow", p => p.On(numbers, x =>
         {
-            if (x % 1000 == 0) Thread.Sleep(2);
+            // Every 1000 items the slow reader waits until the fast one is 64 items further (or done):
+            // the fast one is not held back by it, within the stream's capacity.
+            if (x % 1000 == 0)
+                Waits.UntilBlocking(() => Volatile.Read(ref fastSeen) >= Math.Min(x + 64, 20_000), $"the fast reader to pass item {x + 64}");
             slow.Add(x);
         }));
 
@@ -57,8 +65,9 @@ public class FlowTests
         var merged = graph.Stream<(string Writer, int Value)>("merged");
         var seen = new List<(string, int)>();
         int completions = 0;
-        graph.Source("a", merged, Enumerable.Range(0, 5000).Select(i => ("a", i)));
-        graph.Source("b", merged, Slow());
+        TaskCompletionSource aDone = Waits.Signal();
+        graph.Source("a", merged, A());
+        graph.Source("b", merged, B());
         graph.Process("sink", p =>
         {
             p.On(merged, seen.Add);
@@ -73,11 +82,18 @@ public class FlowTests
         Assert.Equal(Enumerable.Range(0, 20), seen.Where(s => s.Item1 == "b").Select(s => s.Item2));
         Assert.Equal(5020, result.Streams["merged"].ItemsWritten);
 
-        static async IAsyncEnumerable<(string, int)> Slow()
+        IEnumerable<(string, int)> A()
+        {
+            for (int i = 0; i < 5000; i++) yield return ("a", i);
+            aDone.TrySetResult();
+        }
+
+        // Half of b's items while a writes, the other half once a has written its last.
+        async IAsyncEnumerable<(string, int)> B()
         {
             for (int i = 0; i < 20; i++)
             {
-                await Task.Delay(5);
+                if (i == 10) await Waits.For(aDone.Task, "writer a to end");
                 yield return ("b", i);
             }
         }
@@ -90,12 +106,16 @@ public class FlowTests
         var shortStream = graph.Stream<int>("short");
         var longStream = graph.Stream<int>("long");
         var log = new List<string>();
+        TaskCompletionSource shortHandled = Waits.Signal();
         graph.Source("quick", shortStream, Enumerable.Range(0, 10));
         graph.Source("slow", longStream, SlowNumbers());
         graph.Process("both", p =>
         {
             int a = 0, b = 0;
-            p.On(shortStream, _ => a++);
+            p.On(shortStream, _ =>
+            {
+                if (++a == 10) shortHandled.TrySetResult();
+            });
             p.On(longStream, _ =>
             {
                 b++;
@@ -110,11 +130,12 @@ public class FlowTests
         Assert.Equal(new[] { "last long item after 10 short items", "completed with 10 + 30" }, log);
         Assert.Equal(40, result.Processes["both"].ItemsIn);
 
-        static async IAsyncEnumerable<int> SlowNumbers()
+        // The last long item only once "both" has handled every short one.
+        async IAsyncEnumerable<int> SlowNumbers()
         {
             for (int i = 0; i < 30; i++)
             {
-                await Task.Delay(3);
+                if (i == 29) await Waits.For(shortHandled.Task, "the short items to be handled");
                 yield return i;
             }
         }
@@ -134,7 +155,10 @@ public class FlowTests
             long ahead = Volatile.Read(ref produced) - consumed;
             if (ahead > maxAhead) maxAhead = ahead;
             consumed++;
-            if (x % 50 == 0) Thread.Sleep(1);
+            // Now and then the reader waits until the writer has run ahead by half the capacity (or
+            // written everything): the writer is as far ahead as the bound lets it, whatever the timing.
+            if (x % 50 == 0)
+                Waits.UntilBlocking(() => Volatile.Read(ref produced) - consumed >= Math.Min(capacity / 2, count - consumed), "the writer to run ahead");
         }));
 
         RunResult result = await graph.RunWithin(new RunOptions { StreamCapacity = capacity, BatchSize = batch });
@@ -179,7 +203,10 @@ public class FlowTests
             long ahead = Volatile.Read(ref produced) - consumed;
             if (ahead > maxAhead) maxAhead = ahead;
             consumed++;
-            if (x % 2000 == 0) Thread.Sleep(2);
+            // Now and then the reader waits until the emitting handler has run ahead by half the
+            // capacity (or emitted everything), so that an unbounded one would show.
+            if (x % 2000 == 0)
+                Waits.UntilBlocking(() => Volatile.Read(ref produced) - consumed >= Math.Min(64, 40_000 - consumed), "the emitting handler to run ahead");
         }));
 
         RunResult result = await graph.RunWithin(new RunOptions { StreamCapacity = 128, BatchSize = 16 });
@@ -216,7 +243,10 @@ public class FlowTests
             var output = p.Output(c);
             p.On(a, async (x, ct) =>
             {
-                await Task.Delay(1, ct);
+                // Completes later, on another thread, even items later still: awaited one at a time,
+                // the handlers keep the order anyway.
+                await Task.Yield();
+                if (x % 2 == 0) await Task.Yield();
                 output.Emit(x);
             });
             p.On(b, x => output.Emit(x));
@@ -242,7 +272,7 @@ public class FlowTests
             p.OnStart(async ct =>
             {
                 output.Emit("hello");
-                await Task.Delay(1, ct);
+                await Task.Yield(); // the rest runs later, on another thread
                 output.Emit("world");
             });
         });
@@ -287,7 +317,11 @@ public class FlowTests
         var jobs = graph.Stream<int>("jobs");
         var results = graph.Stream<int>("results");
         int handled = 0, handledWhenFirstArrived = -1;
+        TaskCompletionSource firstArrived = Waits.Signal();
         graph.Source("src", jobs, Enumerable.Range(0, 40));
+        // Each job takes 10 ms, twice the default linger (5 ms): the linger is a duration by design.
+        // Only a lower bound matters (a sleep lasts at least that long), so a slower machine changes
+        // nothing. The last job waits until item 0 has arrived: the process finishes only after.
         graph.Process("worker", p =>
         {
             var output = p.Output(results);
@@ -295,6 +329,7 @@ public class FlowTests
             {
                 p.On(jobs, async (x, ct) =>
                 {
+                    if (x == 39) await Waits.For(firstArrived.Task, "item 0 to arrive while the worker is busy");
                     await Task.Delay(10, ct);
                     output.Emit(x);
                     Interlocked.Increment(ref handled);
@@ -304,6 +339,7 @@ public class FlowTests
             {
                 p.On(jobs, x =>
                 {
+                    if (x == 39) Waits.ForBlocking(firstArrived.Task, "item 0 to arrive while the worker is busy");
                     Thread.Sleep(10);
                     output.Emit(x);
                     Interlocked.Increment(ref handled);
@@ -312,13 +348,15 @@ public class FlowTests
         });
         graph.Process("sink", p => p.On(results, x =>
         {
-            if (x == 0) handledWhenFirstArrived = Volatile.Read(ref handled);
+            if (x != 0) return;
+            handledWhenFirstArrived = Volatile.Read(ref handled);
+            firstArrived.TrySetResult();
         }));
 
         RunResult result = await graph.RunWithin();
 
         Assert.True(result.Succeeded, result.ToString());
         // The 40 jobs arrive in one batch, so the worker never idles: only the linger check sends item 0 early.
-        Assert.InRange(handledWhenFirstArrived, 1, 20);
+        Assert.InRange(handledWhenFirstArrived, 1, 39);
     }
 }

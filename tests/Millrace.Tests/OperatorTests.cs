@@ -3,8 +3,8 @@ namespace Millrace.Tests;
 /// <summary>Every operator on concrete inputs, with its edges (threads placement; the placement suite runs a pipeline of them everywhere).</summary>
 public class OperatorTests
 {
-    /// <summary>Runs a graph: source of <paramref name="items"/> into "in", <paramref name="build"/> wires the rest, "out" collected.</summary>
-    private static async Task<List<TOut>> Run<TIn, TOut>(IEnumerable<TIn> items, Action<Graph, Stream<TIn>, Stream<TOut>> build)
+    /// <summary>Runs a graph: source of <paramref name="items"/> into "in", <paramref name="build"/> wires the rest, "out" collected (a hang fails after <paramref name="seconds"/>).</summary>
+    private static async Task<List<TOut>> Run<TIn, TOut>(IEnumerable<TIn> items, Action<Graph, Stream<TIn>, Stream<TOut>> build, int seconds = 30)
     {
         var graph = new Graph();
         var input = graph.Stream<TIn>("in");
@@ -13,16 +13,21 @@ public class OperatorTests
         build(graph, input, output);
         var collected = new List<TOut>();
         graph.ToCollection("collect", output, collected);
-        RunResult result = await graph.RunWithin();
+        RunResult result = await graph.RunWithin(seconds: seconds);
         result.EnsureSuccess();
         return collected;
     }
 
-    private static async IAsyncEnumerable<int> Slowly(int count)
+    /// <summary>0..count-1 in threes: each three only once the items before it have arrived (seen by <paramref name="arrived"/>, a reader of the same stream), so they travel in batches of their own.</summary>
+    private static async IAsyncEnumerable<int> InThrees(int count, Seen<int> arrived)
     {
         for (int i = 0; i < count; i++)
         {
-            if (i % 3 == 0) await Task.Delay(15); // batches arrive over time
+            if (i > 0 && i % 3 == 0)
+            {
+                int before = i;
+                await arrived.WaitFor(seen => seen.Count >= before, $"items 0 to {before - 1} to arrive");
+            }
             yield return i;
         }
     }
@@ -94,7 +99,9 @@ public class OperatorTests
         var graph = new Graph();
         var input = graph.Stream<int>("in");
         var output = graph.Stream<int>("out");
-        graph.Source("source", input, Slowly(10));
+        var arrived = new Seen<int>();
+        graph.Source("source", input, InThrees(10, arrived));
+        graph.Sink("arrived", input, arrived.Add);
         graph.Window("sum", input, output, 3, 2, w => w.Sum());
         var sums = new List<int>();
         graph.ToCollection("collect", output, sums);
@@ -210,8 +217,15 @@ public class OperatorTests
         var a = graph.Stream<Event>("a");
         var b = graph.Stream<Event>("b");
         var rows = graph.Stream<TimedRow<Event>>("rows");
+        // b starts only once a has ended (as a reader of a saw it), so the join holds a's times until b passes them.
+        TaskCompletionSource aEnded = Waits.Signal();
         graph.Source("sa", a, new[] { new Event(1, "a1"), new Event(3, "a3"), new Event(7, "a7") });
-        graph.Source("sb", b, Slowly(new[] { new Event(3, "b3"), new Event(4, "b4") }));
+        graph.Process("a-ended", p =>
+        {
+            p.On(a, _ => { });
+            p.OnCompleted(() => aEnded.TrySetResult());
+        });
+        graph.Source("sb", b, After(aEnded.Task, new[] { new Event(3, "b3"), new Event(4, "b4") }));
         graph.TimedZip("join", new[] { a, b }, rows, e => e.Time);
         var seen = new List<string>();
         graph.Sink("collect", rows, r => seen.Add($"{r.Time}:{string.Join("|", r.Values.Zip(r.Present, (v, present) => present ? v.Name : "-"))}"));
@@ -219,13 +233,10 @@ public class OperatorTests
         // Times in order; 7 only after b ended (b never passed it otherwise).
         Assert.Equal(new[] { "1:a1|-", "3:a3|b3", "4:-|b4", "7:a7|-" }, seen);
 
-        static async IAsyncEnumerable<Event> Slowly(Event[] events)
+        static async IAsyncEnumerable<Event> After(Task before, Event[] events)
         {
-            foreach (Event e in events)
-            {
-                await Task.Delay(50);
-                yield return e;
-            }
+            await Waits.For(before, "input a to end");
+            foreach (Event e in events) yield return e;
         }
     }
 
@@ -288,16 +299,22 @@ public class OperatorTests
         var graph = new Graph();
         var input = graph.Stream<int>("in");
         var output = graph.Stream<string>("out");
-        graph.Source("source", input, Bursts(new[] { new[] { 1, 2 }, new[] { 3 } }, TimeSpan.FromMilliseconds(300)));
-        graph.TimedWindow("recent", input, output, size: TimeSpan.FromSeconds(10), step: TimeSpan.FromMilliseconds(100), w => string.Join(",", w));
-        var windows = new List<string>();
-        graph.ToCollection("collect", output, windows);
+        var windows = new Seen<string>();
+        // 1,2; then 3 once a window holding 2 was written. A window covers the last minute: nothing
+        // leaves it during the test, however slow the machine.
+        graph.Source("source", input, Bursts(new[] { new[] { 1, 2 }, new[] { 3 } },
+            _ => windows.WaitFor(w => w.Any(x => x.Contains('2')), "a window holding 2")));
+        graph.TimedWindow("recent", input, output, size: TimeSpan.FromMinutes(1), step: TimeSpan.FromMilliseconds(20), w => string.Join(",", w));
+        graph.Sink("collect", output, windows.Add);
         (await graph.RunWithin()).EnsureSuccess();
-        // Windows overlap: several hold 1,2 before 3 arrives, then 1,2,3; never an empty one.
-        Assert.Contains("1,2", windows);
-        Assert.Contains("1,2,3", windows);
-        Assert.DoesNotContain("", windows);
-        Assert.True(windows.IndexOf("1,2") < windows.IndexOf("1,2,3"));
+        List<string> seen = windows.Items;
+        // Windows overlap: 1,2 are in a window written before 3 arrived, and again in the last one, with 3.
+        Assert.Contains("1,2", seen);
+        Assert.Equal("1,2,3", seen[^1]);
+        // Each window holds everything that arrived so far (a prefix), one no shorter than the one before; never an empty one.
+        Assert.DoesNotContain("", seen);
+        Assert.All(seen, w => Assert.StartsWith(w, "1,2,3"));
+        Assert.Equal(seen.OrderBy(w => w.Length), seen);
     }
 
     [Fact]
@@ -428,8 +445,11 @@ public class OperatorTests
     public async Task Ordered_replicas_give_exactly_the_output_of_one(int workers)
     {
         List<long> one = await Run<long, long>(Enumerable.Range(0, 20000).Select(i => (long)i), (g, i, o) => g.Map("busy", i, o, Busy));
+        // Ordered with 100 in flight takes 1 to 2 s on an idle 2-core machine and about 20 s on a
+        // saturated one (the window stays full behind the slowest item; the process polls for room
+        // every 5 ms): a bound for hangs only, well above that.
         List<long> many = await Run<long, long>(Enumerable.Range(0, 20000).Select(i => (long)i),
-            (g, i, o) => g.ParallelMap("busy", i, o, Busy, workers, ordered: true, maxInFlight: 100));
+            (g, i, o) => g.ParallelMap("busy", i, o, Busy, workers, ordered: true, maxInFlight: 100), seconds: 120);
         Assert.Equal(one, many);
     }
 
@@ -456,13 +476,20 @@ public class OperatorTests
         Assert.Contains("ParallelMap 'fragile': the function failed on item 42: no 42", result.Errors[0].Message);
     }
 
-    /// <summary>Items in bursts: each inner list arrives together, <paramref name="pause"/> after the previous one.</summary>
-    private static async IAsyncEnumerable<int> Bursts(int[][] bursts, TimeSpan pause)
+    /// <summary>
+    /// Items in bursts: each inner list is yielded at once; before the next one, <paramref name="next"/>
+    /// (what the test waits for) completes. <paramref name="sending"/> hears each item just before it is yielded.
+    /// </summary>
+    private static async IAsyncEnumerable<int> Bursts(int[][] bursts, Func<int, Task> next, Action<int>? sending = null)
     {
-        foreach (int[] burst in bursts)
+        for (int i = 0; i < bursts.Length; i++)
         {
-            await Task.Delay(pause);
-            foreach (int x in burst) yield return x;
+            if (i > 0) await next(i);
+            foreach (int x in bursts[i])
+            {
+                sending?.Invoke(x);
+                yield return x;
+            }
         }
     }
 
@@ -472,16 +499,26 @@ public class OperatorTests
         var graph = new Graph();
         var input = graph.Stream<int>("in");
         var output = graph.Stream<int[]>("out");
-        // A burst of 5 (full batch of 3 at once, 2 left to age), then one item, then the end.
-        graph.Source("source", input, Bursts(new[] { new[] { 1, 2, 3, 4, 5 }, new[] { 6 } }, TimeSpan.FromMilliseconds(400)));
-        graph.Batch("batch", input, output, 3, TimeSpan.FromMilliseconds(100));
-        var batches = new List<(long At, string Items)>();
+        var batches = new Seen<string>();
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        graph.Sink("collect", output, b => batches.Add((clock.ElapsedMilliseconds, string.Join(",", b))));
+        long fourSent = 0, fourFiveSeen = 0;
+        // A burst of 5 (a full batch of 3 at once, 2 left to age); 6 only once "4,5" has left (by age:
+        // nothing else sends it); then the end.
+        graph.Source("source", input, Bursts(new[] { new[] { 1, 2, 3, 4, 5 }, new[] { 6 } },
+            _ => batches.WaitFor(b => b.Contains("4,5"), "the batch 4,5 to leave by age"),
+            x => { if (x == 4) Volatile.Write(ref fourSent, clock.ElapsedMilliseconds); }));
+        graph.Batch("batch", input, output, 3, TimeSpan.FromMilliseconds(100));
+        graph.Sink("collect", output, b =>
+        {
+            string items = string.Join(",", b);
+            if (items == "4,5") Volatile.Write(ref fourFiveSeen, clock.ElapsedMilliseconds);
+            batches.Add(items);
+        });
         (await graph.RunWithin()).EnsureSuccess();
-        Assert.Equal(new[] { "1,2,3", "4,5", "6" }, batches.Select(b => b.Items));
-        // "4,5" left by age (well before the next burst 400 ms later), not with the next item.
-        Assert.True(batches[2].At - batches[1].At >= 250, $"4,5 at {batches[1].At} ms, 6 at {batches[2].At} ms");
+        Assert.Equal(new[] { "1,2,3", "4,5", "6" }, batches.Items);
+        // "4,5" did not leave before its age. A lower bound, which a slower machine only makes larger
+        // (less one tick of the coarse clock the operator reads).
+        Assert.True(fourFiveSeen - fourSent >= 80, $"4 sent at {fourSent} ms, 4,5 seen at {fourFiveSeen} ms");
     }
 
     [Fact]
@@ -502,17 +539,36 @@ public class OperatorTests
         var graph = new Graph();
         var input = graph.Stream<int>("in");
         var output = graph.Stream<string>("out");
-        graph.Source("source", input, Bursts(new[] { new[] { 1, 2, 3 }, new[] { 4, 5 } }, TimeSpan.FromMilliseconds(500)));
-        graph.TimedWindow("window", input, output, TimeSpan.FromMilliseconds(200), w => string.Join(",", w));
-        var windows = new List<string>();
-        graph.ToCollection("collect", output, windows);
+        var everyTick = graph.Stream<string>("every-tick");
+        var windows = new Seen<string>();
+        var ticks = new Seen<string>();
+        // 1,2,3; then 4,5 once the window holding 3 was written, and a twin window that writes empty
+        // ones has written two since it wrote 3: windows with nothing in them went by.
+        graph.Source("source", input, Bursts(new[] { new[] { 1, 2, 3 }, new[] { 4, 5 } }, async _ =>
+        {
+            await windows.WaitFor(w => w.Any(x => x.Contains('3')), "the window holding 3");
+            await ticks.WaitFor(t => EmptyAfterThree(t) >= 2, "two empty windows after the one holding 3");
+        }));
+        graph.TimedWindow("window", input, output, TimeSpan.FromMilliseconds(50), w => string.Join(",", w));
+        graph.TimedWindow("twin", input, everyTick, TimeSpan.FromMilliseconds(50), w => string.Join(",", w), emitEmpty: true);
+        graph.Sink("collect", output, windows.Add);
+        graph.Sink("collect-twin", everyTick, ticks.Add);
         (await graph.RunWithin()).EnsureSuccess();
-        // Two bursts 500 ms apart, windows of 200 ms: the bursts land in different windows, and the
-        // empty windows between them are not written. (A burst may straddle a window's end.)
-        Assert.Equal("1,2,3,4,5", string.Join(",", windows));
-        Assert.DoesNotContain("", windows);
-        Assert.DoesNotContain(windows, w => w.Contains('3') && w.Contains('4'));
-        Assert.InRange(windows.Count, 2, 4);
+        // Whatever the timing: every item in exactly one window, in order (a burst may straddle a
+        // window's end); 3 and 4 never together (the window holding 3 was written before 4 was sent);
+        // the empty windows between the bursts are not written.
+        Assert.Equal("1,2,3,4,5", string.Join(",", windows.Items));
+        Assert.DoesNotContain("", windows.Items);
+        Assert.DoesNotContain(windows.Items, w => w.Contains('3') && w.Contains('4'));
+        // The twin writes them, and otherwise the same items.
+        Assert.Contains("", ticks.Items);
+        Assert.Equal("1,2,3,4,5", string.Join(",", ticks.Items.Where(t => t != "")));
+
+        static int EmptyAfterThree(IReadOnlyList<string> t)
+        {
+            int three = t.ToList().FindLastIndex(x => x.Contains('3'));
+            return three < 0 ? 0 : t.Skip(three + 1).Count(x => x == "");
+        }
     }
 
     [Fact]

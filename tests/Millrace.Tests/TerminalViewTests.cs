@@ -59,13 +59,34 @@ public sealed class DotnetCountersTests
             ?? throw new InvalidOperationException("MILLRACE_DOTNET_COUNTERS is not set: run the tests with bash scripts/test.sh, which installs dotnet-counters.");
         string csv = Path.Combine(Path.GetTempPath(), $"millrace-counters-{Guid.NewGuid():N}.csv");
         using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--capacity", "1000", "--placement", placement);
+        bool stopped = false;
+        void Stop()
+        {
+            if (stopped || program.HasExited) return;
+            stopped = true;
+            program.Signal(15);
+        }
         try
         {
-            await Task.Delay(1500); // started and running
+            // A tool can attach once the program's runtime has opened its diagnostic socket.
+            await Waits.Until(() => program.HasExited || Directory.EnumerateFiles(Path.GetTempPath(), $"dotnet-diagnostic-{program.Pid}-*-socket").Any(),
+                "the program's diagnostic socket", seconds: 60);
+            Assert.False(program.HasExited, program.ErrorOutput + program.Output);
             // The program started is the one to watch: in the processes placement its children report to it.
-            var (exit, output, err) = await ExampleProgram.RunFileAsync(tool,
-                ["collect", "-p", program.Pid.ToString(), "--counters", "Millrace", "--format", "csv", "-o", csv, "--refresh-interval", "1", "--duration", "00:00:00:04"], seconds: 60);
-            Assert.True(exit == 0, err + output);
+            // dotnet-counters collects until the program ends; it writes the file in pieces.
+            using (var counters = ExampleProgram.StartFile(tool, "collect", "-p", program.Pid.ToString(), "--counters", "Millrace", "--format", "csv", "-o", csv, "--refresh-interval", "1"))
+            {
+                try
+                {
+                    await Waits.Until(() => counters.HasExited || Moving(ReadLines(csv)), "dotnet-counters to record db's items", seconds: 120);
+                }
+                finally
+                {
+                    Stop();
+                }
+                var (exit, output, err) = await counters.WaitAsync(seconds: 60);
+                Assert.True(exit == 0, err + output);
+            }
             string[] lines = File.ReadAllLines(csv);
             foreach (string process in new[] { "web", "process1", "process2", "db" })
                 Assert.Contains(lines, l => l.Contains("millrace.process.items_out") && l.Contains($"[process={process};"));
@@ -80,9 +101,15 @@ public sealed class DotnetCountersTests
         }
         finally
         {
-            program.Signal(15);
+            Stop();
             await program.WaitAsync(seconds: 60);
             File.Delete(csv);
         }
+
+        static string[] ReadLines(string path) => File.Exists(path) ? File.ReadAllLines(path) : [];
+
+        // db's items per second above 0 in what is written so far (its last line may be half-written).
+        static bool Moving(string[] lines) => lines.Any(l => l.Contains("millrace.process.items_in") && l.Contains("[process=db;")
+            && double.TryParse(l.Split(',')[^1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double rate) && rate > 0);
     }
 }

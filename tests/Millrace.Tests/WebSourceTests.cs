@@ -210,7 +210,14 @@ public sealed class WebSourceTests : IDisposable
     {
         string inbox = Path.Combine(_dir, "inbox");
         Directory.CreateDirectory(inbox);
-        WebOptions options = Options(o => o.Watch = inbox);
+        // A folder file is taken once it has not changed for SettleTime: a clock by design. The slow
+        // writer below pauses 2 polls between pieces (so that a watcher that took a file seen unchanged
+        // twice would take it half-way); 3 s of settling holds on a machine 10 times slower than that.
+        WebOptions options = Options(o =>
+        {
+            o.Watch = inbox;
+            o.SettleTime = TimeSpan.FromSeconds(3);
+        });
         var (graph, web) = FileGraph(options);
         using (var stop = new CancellationTokenSource())
         {
@@ -224,7 +231,7 @@ public sealed class WebSourceTests : IDisposable
                 {
                     writer.Write(slow, i, Math.Min(2000, slow.Length - i));
                     writer.Flush();
-                    await Task.Delay(40);
+                    await Task.Delay(2 * options.PollInterval);
                 }
             }
             // What is not a regular file with content stays where it is: a link (to a file outside), an empty file.
@@ -379,8 +386,15 @@ public sealed class WebSourceTests : IDisposable
                 });
             });
             web.Release(stored);
-            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(3));
-            outcomes.Add((await graph.RunWithin(token: stop.Token, seconds: 30)).Outcome);
+            // A start that fails on the poison file ends by itself; one that has moved it aside runs
+            // on, and is stopped once the file behind it was stored and released.
+            using var stop = new CancellationTokenSource();
+            Task<RunResult> run = graph.RunWithin(token: stop.Token, seconds: 60);
+            await Waits.Until(() => run.IsCompleted || (File.Exists(Path.Combine(_dir, "spool", "damaged", "poison"))
+                && !File.Exists(Path.Combine(_dir, "spool", "ready", "fine")) && !File.Exists(Path.Combine(_dir, "spool", "replays", "fine"))),
+                $"start {start + 1} to fail, or to move the poison file aside and release the fine one", seconds: 50);
+            stop.Cancel();
+            outcomes.Add((await run).Outcome);
         }
         // Two starts fail on it; the third moves it aside and runs on.
         Assert.Equal([RunOutcome.Failed, RunOutcome.Failed, RunOutcome.Stopped], outcomes);
