@@ -83,11 +83,11 @@ public class SourceTests
             using var stop = new CancellationTokenSource();
             Task<RunResult> run = graph.RunWithin(token: stop.Token);
 
-            for (var deadline = DateTime.UtcNow.AddSeconds(30); Count() < 2 && DateTime.UtcNow < deadline;) await Task.Delay(20);
+            await Waits.Until(() => Count() == 2, "the two lines of the file");
             // Truncated and written again, shorter (as a log rotated in place): the new content from its start.
             await using (var file = new FileStream(path, FileMode.Truncate, FileAccess.Write, FileShare.ReadWrite))
                 await file.WriteAsync("new\n"u8.ToArray());
-            for (var deadline = DateTime.UtcNow.AddSeconds(30); Count() < 3 && DateTime.UtcNow < deadline;) await Task.Delay(20);
+            await Waits.Until(() => Count() == 3, "the line written after the truncation");
             stop.Cancel();
 
             RunResult result = await run;
