@@ -19,12 +19,22 @@ case "${1:-}" in
       rabbitmqctl stop >/dev/null 2>&1 || true
     fi
     if up; then echo "rabbitmq: already listening on 127.0.0.1:5672" >&2; exit 0; fi
-    rabbitmq-server -detached
-    for _ in $(seq 1 120); do
-      if up; then echo "rabbitmq: listening on 127.0.0.1:5672" >&2; exit 0; fi
-      sleep 0.5
+    # A slow or busy machine can take long to boot the Erlang node; a node that failed to boot is
+    # stopped, its log shown, and started once more before we give up.
+    for attempt in 1 2; do
+      rabbitmq-server -detached || true
+      for _ in $(seq 1 240); do
+        if up; then echo "rabbitmq: listening on 127.0.0.1:5672" >&2; exit 0; fi
+        sleep 0.5
+      done
+      echo "rabbitmq: the broker did not listen on 127.0.0.1:5672 within 120 s (attempt $attempt); its log:" >&2
+      tail -n 40 /var/log/rabbitmq/*.log >&2 2>/dev/null || true
+      rabbitmqctl stop >/dev/null 2>&1 || true
+      pkill -f beam.smp >/dev/null 2>&1 || true
+      epmd -kill >/dev/null 2>&1 || true
+      sleep 2
     done
-    echo "rabbitmq: the broker did not listen on 127.0.0.1:5672 within 60 s" >&2
+    echo "rabbitmq: the broker did not start; see its log above" >&2
     exit 1
     ;;
   stop)
