@@ -37,6 +37,23 @@ public sealed partial class Graph
     }
 
     /// <summary>
+    /// Declares a stream that starts with <paramref name="initial"/> (IoTPy's <c>initial_value</c>): its
+    /// readers get these items first, then what its writer emits. A feedback loop or an echo starts from them.
+    /// </summary>
+    /// <remarks>
+    /// The stream's one writer process emits the initial items when it starts, before its start action
+    /// and before it handles any input, so they come first in every placement. A stream with initial
+    /// items must have exactly one writer (graph validation says so otherwise).
+    /// </remarks>
+    public Stream<T> Stream<T>(string name, IEnumerable<T> initial)
+    {
+        ArgumentNullException.ThrowIfNull(initial);
+        var stream = new Stream<T>(name) { Initial = initial.ToArray() };
+        _streams.Add(stream);
+        return stream;
+    }
+
+    /// <summary>
     /// Declares a process. <paramref name="configure"/> declares its inputs (<see cref="ProcessBuilder.On{T}(Stream{T}, Action{T})"/>),
     /// outputs (<see cref="ProcessBuilder.Output{T}(Stream{T})"/>) and optional start and completion actions.
     /// </summary>

@@ -229,6 +229,15 @@ public sealed class ProcessBuilder
         Start = start;
     }
 
+    /// <summary>Runs <paramref name="first"/> when the process starts, before its own start action (a stream's initial items).</summary>
+    internal void PrependStart(Action first)
+    {
+        Func<CancellationToken, ValueTask>? then = Start;
+        Start = then is null
+            ? _ => { first(); return ValueTask.CompletedTask; }
+            : ct => { first(); return then(ct); };
+    }
+
     private void SetCompleted(Func<CancellationToken, ValueTask> completed)
     {
         ThrowIfSealed();

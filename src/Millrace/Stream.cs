@@ -23,6 +23,17 @@ public sealed class Stream<T> : IStreamReference
 
     Type IStreamReference.ItemType => typeof(T);
 
+    /// <summary>Items the stream starts with (<see cref="Graph.Stream{T}(string, IEnumerable{T})"/>), on the declared reference only.</summary>
+    internal IReadOnlyList<T>? Initial { get; init; }
+
+    bool IStreamReference.HasInitial => Initial is { Count: > 0 };
+
+    void IStreamReference.EmitInitial(IOutputPort port)
+    {
+        var output = (Output<T>)port;
+        foreach (T item in Initial!) output.Emit(item);
+    }
+
     /// <inheritdoc />
     public override string ToString() => $"stream '{Name}' of {Names.Of(typeof(T))}";
 }
@@ -32,6 +43,12 @@ internal interface IStreamReference
 {
     string Name { get; }
     Type ItemType { get; }
+
+    /// <summary>Whether the stream starts with items of its own, emitted by its writer before anything else.</summary>
+    bool HasInitial => false;
+
+    /// <summary>Emits the stream's initial items through its writer's output.</summary>
+    void EmitInitial(IOutputPort port) { }
 }
 
 internal static class Names

@@ -85,16 +85,32 @@ internal sealed class GraphModel
         for (int p = 0; p < builders.Count; p++)
         {
             ProcessBuilder b = builders[p];
-            foreach (InputSpec input in b.Inputs)
-            {
-                if (Check(b.Name, "reads", input.Stream, streams, problems)) readers[input.Stream.Name].Add(p);
-            }
             foreach (IOutputPort output in b.Outputs)
             {
                 if (Check(b.Name, "writes", output.Stream, streams, problems)) writers[output.Stream.Name].Add(p);
             }
+            foreach (InputSpec input in b.Inputs)
+            {
+                if (Check(b.Name, "reads", input.Stream, streams, problems)) readers[input.Stream.Name].Add(p);
+            }
             if (b.Inputs.Count == 0 && b.Start is null && b.Source is null)
                 problems.Add($"Process '{b.Name}' has no inputs, no start action and is no source: it would do nothing.");
+        }
+
+        foreach (IStreamReference s in streams.Values)
+        {
+            if (!s.HasInitial) continue;
+            List<int> w = writers[s.Name];
+            if (w.Count > 1)
+            {
+                problems.Add($"Stream '{s.Name}' has initial items and is written by {List(w, builders)}: initial items need exactly one writer, which emits them first.");
+            }
+            else if (w.Count == 1)
+            {
+                ProcessBuilder writer = builders[w[0]];
+                IOutputPort port = writer.Outputs.First(o => o.Stream.Name == s.Name);
+                writer.PrependStart(() => s.EmitInitial(port));
+            }
         }
 
         foreach (IStreamReference s in streams.Values)

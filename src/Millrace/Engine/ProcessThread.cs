@@ -10,6 +10,8 @@ internal sealed class ProcessThread : SynchronizationContext
     private readonly object _lock = new();
     private readonly Queue<(SendOrPostCallback Callback, object? State)> _queue = new();
     private bool _done;
+    private Action? _idle;
+    private bool _idleRan;
 
     private ProcessThread()
     {
@@ -47,6 +49,25 @@ internal sealed class ProcessThread : SynchronizationContext
         return finished.Task;
     }
 
+    /// <summary>The process thread the caller runs on, if any.</summary>
+    public static ProcessThread? OfCurrentThread => SynchronizationContext.Current as ProcessThread;
+
+    /// <summary>
+    /// Run on this thread once each time it runs out of work (every continuation posted to it has run,
+    /// so code that comes back to this thread is suspended); null for nothing.
+    /// </summary>
+    public Action? Idle
+    {
+        set
+        {
+            lock (_lock)
+            {
+                _idle = value;
+                _idleRan = false;
+            }
+        }
+    }
+
     public override void Post(SendOrPostCallback d, object? state)
     {
         lock (_lock)
@@ -75,13 +96,25 @@ internal sealed class ProcessThread : SynchronizationContext
         while (true)
         {
             (SendOrPostCallback Callback, object? State) work;
+            Action? idle = null;
             lock (_lock)
             {
-                while (_queue.Count == 0 && !_done) Monitor.Wait(_lock);
-                if (_queue.Count == 0) return;
-                work = _queue.Dequeue();
+                if (_queue.Count == 0 && !_done && _idle is not null && !_idleRan)
+                {
+                    idle = _idle;
+                    _idleRan = true;
+                    work = default;
+                }
+                else
+                {
+                    while (_queue.Count == 0 && !_done) Monitor.Wait(_lock);
+                    if (_queue.Count == 0) return;
+                    work = _queue.Dequeue();
+                    _idleRan = false;
+                }
             }
-            work.Callback(work.State);
+            if (idle is not null) idle();
+            else work.Callback!(work.State);
         }
     }
 }

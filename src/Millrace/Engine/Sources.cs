@@ -121,8 +121,30 @@ internal sealed class AsyncFunctionSource<T> : SourceBody
     {
         while (!runner.SourceShouldStop)
         {
-            // The function emits itself, maybe after an await on another thread: flush only between calls.
-            if (!await _next(_output, runner.UserToken)) break;
+            ValueTask<bool> call = _next(_output, runner.UserToken);
+            bool more;
+            if (call.IsCompleted)
+            {
+                more = await call;
+            }
+            else
+            {
+                // The function waits inside the call (a delay, I/O): what it emitted leaves now, and again
+                // each time it waits later in the same call. Its awaits come back to this process's thread,
+                // so it is suspended whenever that thread runs out of work: flushing then races with nothing.
+                runner.FlushOutputs();
+                ProcessThread? thread = ProcessThread.OfCurrentThread;
+                if (thread is not null) thread.Idle = runner.FlushOutputs;
+                try
+                {
+                    more = await call;
+                }
+                finally
+                {
+                    if (thread is not null) thread.Idle = null;
+                }
+            }
+            if (!more) break;
             if (runner.Blocked) await runner.DrainAsync();
             runner.Tick();
         }

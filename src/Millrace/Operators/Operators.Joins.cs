@@ -103,8 +103,9 @@ public static partial class Operators
     /// <summary>
     /// Timed zip (a join on time): each input carries items in time order (<paramref name="timeOf"/>);
     /// for every time at which some input has an item, writes a <see cref="TimedRow{T}"/> with each
-    /// input's item at that time — once every input has passed that time (its latest item is later,
-    /// or it has ended), so a row is never written before it is complete. Times come out in order.
+    /// input's item at that time — as soon as every input has reached or passed that time (its latest
+    /// item is at that time or later; an input never has two items at one time) or has ended, so a row
+    /// is never written before it is complete, and never held back longer. Times come out in order.
     /// An input whose times go backwards is an error naming the item; two items of one input at the
     /// same time are an error too.
     /// </summary>
@@ -118,49 +119,18 @@ public static partial class Operators
         {
             Output<TimedRow<T>> o = p.Output(output);
             int n = inputs.Length;
-            var rows = new SortedDictionary<long, TimedRow<T>>();
-            var latest = Enumerable.Repeat(long.MinValue, n).ToArray();
-            var ended = new bool[n];
-            void Release()
-            {
-                // Every input has passed a time when its latest item is later, or it has ended.
-                long passed = long.MaxValue;
-                for (int i = 0; i < n; i++)
-                    if (!ended[i]) passed = Math.Min(passed, latest[i] == long.MinValue ? long.MinValue : latest[i] - 1);
-                while (rows.Count > 0)
-                {
-                    var (time, row) = rows.First();
-                    if (time > passed) break;
-                    o.Emit(row);
-                    rows.Remove(time);
-                }
-            }
+            var aligner = new TimeAligner<TimedRow<T>>(name, inputs.Select(s => s.Name).ToArray(), maxBuffered, o.Emit);
             for (int i = 0; i < n; i++)
             {
                 int index = i;
                 p.On(inputs[i], x =>
                 {
-                    long t = timeOf(x);
-                    if (t < latest[index])
-                        throw new InvalidOperationException($"TimedZip '{name}': input '{inputs[index].Name}' went back in time, from {latest[index]} to {t}; each input must be in time order.");
-                    if (t == latest[index])
-                        throw new InvalidOperationException($"TimedZip '{name}': input '{inputs[index].Name}' has two items at time {t}.");
-                    latest[index] = t;
-                    if (!rows.TryGetValue(t, out TimedRow<T>? row))
-                    {
-                        if (rows.Count >= maxBuffered)
-                            throw new InvalidOperationException($"TimedZip '{name}': {rows.Count} times wait for every input to pass them (maxBuffered is {maxBuffered}); an input lags too far behind.");
-                        rows[t] = row = new TimedRow<T>(t, new T[n], new bool[n]);
-                    }
+                    TimedRow<T> row = aligner.Row(index, timeOf(x), t => new TimedRow<T>(t, new T[n], new bool[n]));
                     row.Values[index] = x;
                     row.Present[index] = true;
-                    Release();
+                    aligner.Release();
                 });
-                p.OnEnded(inputs[i], () =>
-                {
-                    ended[index] = true;
-                    Release();
-                });
+                p.OnEnded(inputs[i], () => aligner.End(index));
             }
         });
     }

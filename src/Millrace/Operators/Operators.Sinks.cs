@@ -11,6 +11,30 @@ public static partial class Operators
     }
 
     /// <summary>
+    /// A sink with explicit state: <c>state = f(x, state)</c> for every item x, starting from
+    /// <paramref name="initial"/>; <paramref name="atEnd"/>, if given, gets the final state once the input has ended.
+    /// </summary>
+    public static void SinkWithState<T, TState>(this Graph graph, string name, Stream<T> input, TState initial, Func<T, TState, TState> f,
+        Action<TState>? atEnd = null)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        graph.Process(name, p =>
+        {
+            TState state = initial;
+            p.On(input, x => state = f(x, state));
+            if (atEnd is not null) p.OnCompleted(() => atEnd(state));
+        });
+    }
+
+    /// <summary>A sink over count windows (as in <see cref="Window{T, TOut}"/>): calls <paramref name="action"/> with each window.</summary>
+    public static void SinkWindow<T>(this Graph graph, string name, Stream<T> input, int size, int step, Action<IReadOnlyList<T>> action,
+        bool partialAtStart = false)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        WindowCore<T, T>(graph, name, input, null, size, step, partialAtStart, _ => action);
+    }
+
+    /// <summary>
     /// A sink that adds every item to <paramref name="target"/> (for tests and small results). The
     /// collection fills in the OS process that runs the sink: in the processes and broker
     /// placements that is not the program that started the run, unless it runs the sink itself.

@@ -10,14 +10,29 @@ public static partial class Operators
 {
     // Operators that turn each item into zero, one or many: map, filter, flat-map, with or without state.
 
-    /// <summary>Writes <c>f(x)</c> to <paramref name="output"/> for every item x of <paramref name="input"/>.</summary>
-    public static void Map<TIn, TOut>(this Graph graph, string name, Stream<TIn> input, Stream<TOut> output, Func<TIn, TOut> f)
+    /// <summary>
+    /// Writes <c>f(x)</c> to <paramref name="output"/> for every item x of <paramref name="input"/>; with
+    /// <paramref name="dropNulls"/>, a null result writes nothing (IoTPy's map returning no value).
+    /// </summary>
+    public static void Map<TIn, TOut>(this Graph graph, string name, Stream<TIn> input, Stream<TOut> output, Func<TIn, TOut> f,
+        bool dropNulls = false)
     {
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
             Output<TOut> o = p.Output(output);
-            p.On(input, x => o.Emit(f(x)));
+            if (dropNulls)
+            {
+                p.On(input, x =>
+                {
+                    TOut y = f(x);
+                    if (y is not null) o.Emit(y);
+                });
+            }
+            else
+            {
+                p.On(input, x => o.Emit(f(x)));
+            }
         });
     }
 
@@ -57,6 +72,26 @@ public static partial class Operators
             {
                 (IEnumerable<TOut> ys, state) = f(x, state);
                 foreach (TOut y in ys) o.Emit(y);
+            });
+        });
+    }
+
+    /// <summary>
+    /// Filter with explicit state: <c>(keep, state) = f(x, state)</c> for every item x, starting from
+    /// <paramref name="initial"/>; writes x when keep is true.
+    /// </summary>
+    public static void FilterWithState<T, TState>(this Graph graph, string name, Stream<T> input, Stream<T> output,
+        TState initial, Func<T, TState, (bool Keep, TState State)> f)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        graph.Process(name, p =>
+        {
+            Output<T> o = p.Output(output);
+            TState state = initial;
+            p.On(input, x =>
+            {
+                (bool keep, state) = f(x, state);
+                if (keep) o.Emit(x);
             });
         });
     }

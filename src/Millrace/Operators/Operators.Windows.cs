@@ -14,7 +14,7 @@ public static partial class Operators
         Func<IReadOnlyList<T>, TOut> f, bool partialAtStart = false)
     {
         ArgumentNullException.ThrowIfNull(f);
-        WindowCore(graph, name, input, output, size, step, partialAtStart, (w, o) => o.Emit(f(w)));
+        WindowCore(graph, name, input, output, size, step, partialAtStart, o => w => o!.Emit(f(w)));
     }
 
     /// <summary>Count windows as in <see cref="Window{T, TOut}"/>, with a function that returns any number of items per window.</summary>
@@ -22,20 +22,40 @@ public static partial class Operators
         Func<IReadOnlyList<T>, IEnumerable<TOut>> f, bool partialAtStart = false)
     {
         ArgumentNullException.ThrowIfNull(f);
-        WindowCore(graph, name, input, output, size, step, partialAtStart, (w, o) =>
+        WindowCore(graph, name, input, output, size, step, partialAtStart, o => w =>
         {
-            foreach (TOut y in f(w)) o.Emit(y);
+            foreach (TOut y in f(w)) o!.Emit(y);
         });
     }
 
-    private static void WindowCore<T, TOut>(Graph graph, string name, Stream<T> input, Stream<TOut> output, int size, int step,
-        bool partialAtStart, Action<IReadOnlyList<T>, Output<TOut>> emit)
+    /// <summary>
+    /// Count windows (as in <see cref="Window{T, TOut}"/>) with explicit state: <c>(y, state) = f(window, state)</c>
+    /// for every window, starting from <paramref name="initial"/>; writes y.
+    /// </summary>
+    public static void WindowWithState<T, TOut, TState>(this Graph graph, string name, Stream<T> input, Stream<TOut> output, int size, int step,
+        TState initial, Func<IReadOnlyList<T>, TState, (TOut Output, TState State)> f, bool partialAtStart = false)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        WindowCore(graph, name, input, output, size, step, partialAtStart, o =>
+        {
+            // Declared per run of the process (per OS process that hosts it): each starts from the initial state.
+            TState state = initial;
+            return w =>
+            {
+                (TOut y, state) = f(w, state);
+                o!.Emit(y);
+            };
+        });
+    }
+
+    private static void WindowCore<T, TOut>(Graph graph, string name, Stream<T> input, Stream<TOut>? output, int size, int step,
+        bool partialAtStart, Func<Output<TOut>?, Action<IReadOnlyList<T>>> declare)
     {
         if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), size, $"Window '{name}': the size must be at least 1.");
         if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, $"Window '{name}': the step must be at least 1.");
         graph.Process(name, p =>
         {
-            Output<TOut> o = p.Output(output);
+            Action<IReadOnlyList<T>> emit = declare(output is null ? null : p.Output(output));
             var ring = new T[size];
             long seen = 0;
             p.On(input, x =>
@@ -48,7 +68,7 @@ public static partial class Operators
                 int count = (int)Math.Min(size, seen);
                 var window = new T[count];
                 for (int k = 0; k < count; k++) window[k] = ring[(seen - count + k) % size];
-                emit(window, o);
+                emit(window);
             });
         });
     }
