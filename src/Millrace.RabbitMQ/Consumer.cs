@@ -316,6 +316,8 @@ internal sealed class Consumer
         {
             // Held (acknowledged once the process has ended); the instances of the process agree when its inputs are over.
             _acknowledger.HoldEnd(pending!);
+            // Taken, no longer in flight: termination detection counts it as received now (not again when delivered).
+            _port.EndHeld(lane.Index, writerIndex);
             protocol.EndTaken(lane.Index, writerIndex);
             return;
         }

@@ -305,6 +305,8 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             ProcessStatus status = runner.Status;
             // Waiting for the broker to confirm is not being stuck; being refused because a queue is full is.
             RunnerState state = status.State == RunnerState.Blocked && !_ports[p]!.Refusing ? RunnerState.Running : status.State;
+            // Its inputs are over and its instances agree to end it: it will end its outputs without receiving anything.
+            if (state == RunnerState.Passive && _ports[p]!.Protocol is { Agreeing: true }) state = RunnerState.Running;
             reports.Add(new ProcessReport { Index = p, State = state, Sent = status.Sent, Received = status.Received });
         }
         Send(new StatusReport(seq, reports));

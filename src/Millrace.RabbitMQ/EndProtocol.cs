@@ -66,6 +66,15 @@ internal sealed class EndProtocol
         get { lock (_lock) return _closer; }
     }
 
+    /// <summary>
+    /// Every writer of every input has ended, and the instances are agreeing to end: the process will
+    /// act (end its outputs) without receiving anything, so termination detection must not take it for quiet.
+    /// </summary>
+    public bool Agreeing
+    {
+        get { lock (_lock) return _endSeen.Count == _endsNeeded && !_finishing; }
+    }
+
     /// <summary>The process is ending here: what arrives now goes back to its queue.</summary>
     public bool Finishing
     {

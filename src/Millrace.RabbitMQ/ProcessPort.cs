@@ -127,7 +127,23 @@ internal sealed class ProcessPort
     {
         foreach (var input in _consumer.Inputs)
             for (int w = 0; w < input.Stream.Writers.Count; w++)
-                Runner.DeliverEnd(input.Lane, w);
+            {
+                bool counted;
+                lock (_lock) counted = _endsHeldHere.Contains((input.Lane.Index, w));
+                Runner.DeliverEnd(input.Lane, w, counted: counted);
+            }
+    }
+
+    private readonly HashSet<(int Lane, int Writer)> _endsHeldHere = new();
+
+    /// <summary>This instance took the end mark of writer <paramref name="writer"/> of a lane and holds it for the end protocol.</summary>
+    public void EndHeld(int lane, int writer)
+    {
+        lock (_lock)
+        {
+            if (!_endsHeldHere.Add((lane, writer))) return;
+        }
+        Runner.CountHeldEnd();
     }
 
     /// <summary>The session lost its connection: calls under way on its channels end now.</summary>

@@ -57,7 +57,123 @@ static class Scenarios
         ["values"] = Values,
         ["slow-drain"] = SlowDrain,
         ["child-exits"] = ChildExits,
+        ["typed-joins"] = TypedJoins,
+        ["echo"] = Echo,
+        ["echo-fed"] = EchoFed,
     };
+
+    /// <summary>
+    /// IoTPy's echo: a feedback loop that starts from a stream's initial item, watched by a process that
+    /// also reads a stream from outside the loop (which ends long before the loop does).
+    /// </summary>
+    private static void Echo(Graph graph) => EchoLoop(graph, fed: false);
+
+    /// <summary>The same loop started by a process outside it (it reads a source and ends before the loop does).</summary>
+    private static void EchoFed(Graph graph) => EchoLoop(graph, fed: true);
+
+    private static void EchoLoop(Graph graph, bool fed)
+    {
+        var s = fed ? graph.Stream<long>("echo") : graph.Stream<long>("echo", [1]);
+        var t = graph.Stream<long>("echo-next");
+        if (fed)
+        {
+            var seeds = graph.Stream<long>("seeds");
+            graph.Source("seeds", seeds, [1L, 2L]);
+            graph.Map("feed", seeds, s, x => x);
+        }
+        graph.Map("echo-next", s, t, x => x * 3);
+        graph.Filter("echo-back", t, s, x => x < 1000);
+        var other = graph.Stream<long>("other");
+        graph.Source("other", other, Range(10));
+        graph.Process("printer", p =>
+        {
+            var echo = new List<long>();
+            long otherSum = 0;
+            p.On(t, echo.Add);
+            p.On(other, x => otherSum += x);
+            p.OnCompleted(() => Console.WriteLine($"echo: {string.Join(",", echo.Order())}; other: {otherSum}"));
+        });
+    }
+
+    public sealed record Quote(long Time, decimal Price);
+
+    public sealed record Trade(long Time, int Size);
+
+    /// <summary>
+    /// Joins over inputs of different types and IoTPy's semantics (typed Mix and Separate, typed TimedZip,
+    /// Blend with functions, a feedback loop from a stream's initial items, the WithState family, Map
+    /// dropping nulls), every result printed by one process: the same lines in every placement.
+    /// </summary>
+    private static void TypedJoins(Graph graph)
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var numbers = graph.Stream<long>("numbers");
+        var words = graph.Stream<string>("words");
+        var mixed = graph.Stream<Mixed<long, string>>("mixed");
+        var numbersBack = graph.Stream<long>("numbers-back");
+        var wordsBack = graph.Stream<string>("words-back");
+        graph.Source("n", numbers, Range(200));
+        graph.Source("w", words, Range(100).Select(i => "w" + i.ToString(inv)));
+        graph.Mix("mix", numbers, words, mixed);
+        graph.Separate("separate", mixed, numbersBack, wordsBack);
+
+        var quotes = graph.Stream<Quote>("quotes");
+        var trades = graph.Stream<Trade>("trades");
+        var rows = graph.Stream<TimedRow<Quote, Trade>>("rows");
+        graph.Source("q", quotes, Range(50).Select(i => new Quote(i * 2, 100m + i / 4m)));
+        graph.Source("t", trades, Range(40).Select(i => new Trade(i * 3, (int)i)));
+        graph.TimedZip("join", quotes, trades, rows, x => x.Time, x => x.Time);
+
+        var sizes = graph.Stream<double>("sizes");
+        graph.Blend("sizes", numbersBack, wordsBack, sizes, x => x / 2.0, w => w.Length);
+
+        var s = graph.Stream<long>("echo", [1]);
+        var t = graph.Stream<long>("echo-next");
+        graph.Map("echo-next", s, t, x => x * 3);
+        graph.Filter("echo-back", t, s, x => x < 1000);
+
+        var rising = graph.Stream<long>("rising");
+        var deltas = graph.Stream<long>("deltas");
+        var odd = graph.Stream<string?>("odd");
+        var noisy = graph.Stream<long>("noisy");
+        graph.Source("noisy", noisy, Range(60).Select(i => (i * 37) % 61));
+        graph.FilterWithState("rising", noisy, rising, -1L, (x, max) => (x > max, Math.Max(x, max)));
+        graph.WindowWithState("deltas", noisy, deltas, 5, 5, 0L, (w, last) => (w.Sum() - last, w.Sum()));
+        graph.Map("odd", noisy, odd, x => x % 2 == 1 ? "#" + x.ToString(inv) : null, dropNulls: true);
+        graph.SinkWithState("total", noisy, 0L, (x, sum) => sum + x, sum => Console.WriteLine($"total: {sum}"));
+
+        graph.Process("printer", p =>
+        {
+            var mixedSeen = new List<Mixed<long, string>>();
+            var rowsSeen = new List<string>();
+            double sizeSum = 0;
+            long sizeCount = 0;
+            var echo = new List<long>();
+            var risingSeen = new List<long>();
+            var deltasSeen = new List<long>();
+            var oddSeen = new List<string?>();
+            p.On(mixed, mixedSeen.Add);
+            p.On(rows, r => rowsSeen.Add(string.Create(inv,
+                $"{r.Time}:{(r.HasFirst ? r.First.Price.ToString(inv) : "-")}|{(r.HasSecond ? r.Second.Size.ToString(inv) : "-")}")));
+            p.On(sizes, x => { sizeSum += x; sizeCount++; });
+            p.On(t, echo.Add);
+            p.On(rising, risingSeen.Add);
+            p.On(deltas, deltasSeen.Add);
+            p.On(odd, oddSeen.Add);
+            p.OnCompleted(() =>
+            {
+                var firsts = mixedSeen.Where(m => m.Index == 0).Select(m => m.First).ToList();
+                var seconds = mixedSeen.Where(m => m.Index == 1).Select(m => m.Second).ToList();
+                Console.WriteLine($"mixed: {firsts.Count} numbers in order {firsts.SequenceEqual(Range(200))}, {seconds.Count} words in order {seconds.SequenceEqual(Range(100).Select(i => "w" + i.ToString(inv)))}");
+                Console.WriteLine($"rows: {rowsSeen.Count}, {string.Join(" ", rowsSeen.Take(4))} ... {rowsSeen[^1]}");
+                Console.WriteLine(string.Create(inv, $"sizes: {sizeCount} items, sum {sizeSum}"));
+                Console.WriteLine($"echo: {string.Join(",", echo)}");
+                Console.WriteLine($"rising: {string.Join(",", risingSeen)}");
+                Console.WriteLine($"deltas: {string.Join(",", deltasSeen)}");
+                Console.WriteLine($"odd: {oddSeen.Count}, first {oddSeen[0]}, nulls {oddSeen.Count(x => x is null)}");
+            });
+        });
+    }
 
     /// <summary>
     /// An endless source and a sink that takes a tenth of a second per item: draining what its queue holds

@@ -246,6 +246,38 @@ public abstract class PlacementContract
     }
 
     [Fact]
+    public async Task Joins_over_different_types_and_iotpy_semantics_give_the_same_results()
+    {
+        var (exit, output, err) = await Scenario("typed-joins");
+        Assert.True(exit == 0, err);
+        string[] lines = Lines(output);
+        Assert.Contains("mixed: 200 numbers in order True, 100 words in order True", lines);
+        // Quotes every 2 ms up to 98, trades every 3 ms up to 117: 50 + 40 - 17 shared times.
+        Assert.Contains("rows: 73, 0:100|0 2:100.25|- 3:-|1 4:100.5|- ... 117:-|39", lines);
+        Assert.Contains("sizes: 300 items, sum 10240", lines);           // 0..199 halved, and the words' lengths
+        Assert.Contains("echo: 3,9,27,81,243,729,2187", lines);          // from the stream's initial item 1
+        Assert.Contains("rising: 0,37,50,52,54,56,58,60", lines);
+        Assert.Contains("deltas: 126,10,10,10,10,10,-51,10,10,10,10,10", lines);
+        Assert.Contains("odd: 30, first #37, nulls 0", lines);
+        Assert.Contains("total: 1806", lines);
+        Assert.Contains("outcome: Completed", lines);
+        Assert.Contains("termination detected", lines);
+    }
+
+    [Theory]
+    [InlineData("echo", "echo: 3,9,27,81,243,729,2187; other: 45")]
+    [InlineData("echo-fed", "echo: 3,6,9,18,27,54,81,162,243,486,729,1458,2187; other: 45")]
+    public async Task A_loop_watched_by_a_reader_of_a_stream_that_ended_long_before_ends_by_termination_detection(string scenario, string expected)
+    {
+        var (exit, output, err) = await Scenario(scenario);
+        Assert.True(exit == 0, err);
+        string[] lines = Lines(output);
+        Assert.Contains(expected, lines);
+        Assert.Contains("outcome: Completed", lines);
+        Assert.Contains("termination detected", lines);
+    }
+
+    [Fact]
     public async Task Items_emitted_two_by_two_twice_keep_ids_of_their_own()
     {
         var (exit, output, err) = await Scenario("fan-out");

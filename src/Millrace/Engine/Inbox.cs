@@ -22,7 +22,9 @@ internal enum EnvelopeKind : byte
 /// <param name="Writer">The writer (index among the stream's writers) a batch or end mark comes from.</param>
 /// <param name="Receipt">For a transport that must know when a batch or end mark is handled (the broker acknowledges it then), else null.</param>
 /// <param name="Action">A posted action.</param>
-internal readonly record struct Envelope(EnvelopeKind Kind, Lane? Lane, Array? Items, int Count, int Writer, Receipt? Receipt = null, Action? Action = null)
+/// <param name="Counted">An end mark termination detection counted as received when a transport took it.</param>
+internal readonly record struct Envelope(EnvelopeKind Kind, Lane? Lane, Array? Items, int Count, int Writer, Receipt? Receipt = null, Action? Action = null,
+    bool Counted = false)
 {
     public static Envelope Posted(Action action) => new(EnvelopeKind.Posted, null, null, 0, -1, Action: action);
 }

@@ -233,9 +233,27 @@ public sealed class ProcessRunner
     public void Deliver(Lane lane, Array items, int count, int writer, Receipt? receipt = null) =>
         Inbox.EnqueueRemote(lane, items, count, writer, receipt);
 
-    /// <summary>Tells the process that writer number <paramref name="writer"/> of <paramref name="lane"/>'s stream has ended. From any thread.</summary>
-    public void DeliverEnd(Lane lane, int writer, Receipt? receipt = null) =>
-        Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, lane, null, 0, writer, receipt));
+    /// <summary>
+    /// Tells the process that writer number <paramref name="writer"/> of <paramref name="lane"/>'s stream has
+    /// ended. From any thread. <paramref name="counted"/>: the end mark was counted as received when it was
+    /// taken (<see cref="CountHeldEnd"/>), so termination detection does not count it again.
+    /// </summary>
+    public void DeliverEnd(Lane lane, int writer, Receipt? receipt = null, bool counted = false)
+    {
+        if (counted) MarkWoken();
+        Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, lane, null, 0, writer, receipt, Counted: counted));
+    }
+
+    /// <summary>
+    /// A transport took an end mark that it hands over later (<see cref="DeliverEnd"/> with counted): for
+    /// termination detection it is received now, no longer in flight. From any thread.
+    /// </summary>
+    public void CountHeldEnd()
+    {
+        lock (_statusLock) _received++;
+        // The counts changed while the process may stay passive: a wave must look again.
+        Run.Poke();
+    }
 
     /// <summary>Termination detection closed this process's cycle: its writers inside the cycle count as ended. From any thread.</summary>
     public void ForceEnd() => Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
@@ -354,7 +372,8 @@ public sealed class ProcessRunner
                 EndBusy();
                 continue;
             }
-            CountReceived();
+            if (envelope.Counted) MarkRunning();
+            else CountReceived();
             switch (envelope.Kind)
             {
                 case EnvelopeKind.Data:
@@ -529,6 +548,11 @@ public sealed class ProcessRunner
     internal void CountSent()
     {
         lock (_statusLock) _sent++;
+    }
+
+    private void MarkRunning()
+    {
+        lock (_statusLock) _state = RunnerState.Running;
     }
 
     private void CountReceived()
