@@ -22,6 +22,8 @@ RunOptions options = RunOptions.Parse(args.Skip(1));
 if (args[0] == "slow-drain") options.DrainTimeout = TimeSpan.FromMinutes(10);
 var graph = new Graph();
 build(graph);
+if (args[0] == "generated" && options.Placement == "processes")
+    foreach (List<string> side in GeneratedGraphs.Sides) options.Processes.Groups.Add(side.ToArray());
 using MetricsWatcher? metrics = args[0] == "metrics" ? new MetricsWatcher() : null;
 RunResult result = await graph.RunAsync(options);
 metrics?.Report(options);
@@ -60,6 +62,7 @@ static class Scenarios
         ["typed-joins"] = TypedJoins,
         ["echo"] = Echo,
         ["echo-fed"] = EchoFed,
+        ["generated"] = GeneratedGraphs.Build,
     };
 
     /// <summary>

@@ -112,10 +112,18 @@ public static class BinaryCodec
                 Raw(-1);
                 return;
             }
-            int length = Encoding.UTF8.GetByteCount(value);
+            int length;
+            try
+            {
+                length = Codecs.Utf16.Strict.GetByteCount(value);
+            }
+            catch (EncoderFallbackException)
+            {
+                throw Codecs.Utf16.Unpaired(value, Math.Max(0, Codecs.Utf16.FirstUnpaired(value)));
+            }
             Raw(length);
             Span<byte> span = _output.GetSpan(length);
-            Encoding.UTF8.GetBytes(value, span);
+            Codecs.Utf16.Strict.GetBytes(value, span);
             _output.Advance(length);
         }
 
@@ -155,7 +163,15 @@ public static class BinaryCodec
         {
             int length = Length("string");
             if (length < 0) return null;
-            string value = Encoding.UTF8.GetString(_data, _position, length);
+            string value;
+            try
+            {
+                value = Codecs.Utf16.Strict.GetString(_data, _position, length);
+            }
+            catch (DecoderFallbackException e)
+            {
+                throw new InvalidDataException($"The string at byte {_position} is not valid UTF-8 (byte {e.Index} of it).", e);
+            }
             _position += length;
             return value;
         }
@@ -198,6 +214,8 @@ public static class BinaryCodec
         private static ConstructorInfo? Constructor(Type type)
         {
             if (type.IsAbstract || type.IsInterface || type.IsArray || type.IsPointer) return null;
+            // Nullable<T> looks like a record of one Value, but its null has no Value to write: JSON carries it.
+            if (Nullable.GetUnderlyingType(type) is not null) return null;
             ConstructorInfo[] ctors = type.GetConstructors();
             return ctors.Length == 1 && ctors[0].GetParameters().Length > 0 ? ctors[0] : null;
         }

@@ -7,8 +7,9 @@ namespace Millrace;
 /// The default codec: a batch is one UTF-8 JSON array of its items, written by System.Text.Json
 /// with the web defaults (camelCase property names; reading ignores case and accepts numbers in
 /// strings), public fields included (value tuples, classes with fields), and NaN and the
-/// infinities as the strings "NaN", "Infinity" and "-Infinity". Any program that reads and writes
-/// JSON can take part.
+/// infinities as the strings "NaN", "Infinity" and "-Infinity". A string that is not valid UTF-16
+/// (an unpaired surrogate) is refused with an error naming it: JSON text is UTF-8, which cannot carry
+/// it exactly. Any program that reads and writes JSON can take part.
 /// </summary>
 public sealed class JsonCodec<T> : ICodec<T>
 {
@@ -22,6 +23,8 @@ public sealed class JsonCodec<T> : ICodec<T>
         IncludeFields = true,
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowReadingFromString |
                          System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        // A string with an unpaired surrogate is refused, not sent with U+FFFD in its place.
+        Converters = { new Codecs.StrictStringConverter() },
     };
 
     /// <inheritdoc />
