@@ -316,9 +316,10 @@ internal sealed class Consumer
         {
             // Held (acknowledged once the process has ended); the instances of the process agree when its inputs are over.
             _acknowledger.HoldEnd(pending!);
-            // Taken, no longer in flight: termination detection counts it as received now (not again when delivered).
-            _port.EndHeld(lane.Index, writerIndex);
+            // The protocol first (the process shows as agreeing once every end is seen), then the count:
+            // taken, no longer in flight, termination detection counts it as received now (not again when delivered).
             protocol.EndTaken(lane.Index, writerIndex);
+            _port.EndHeld(lane.Index, writerIndex);
             return;
         }
         if (end)

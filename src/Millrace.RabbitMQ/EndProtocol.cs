@@ -67,12 +67,13 @@ internal sealed class EndProtocol
     }
 
     /// <summary>
-    /// Every writer of every input has ended, and the instances are agreeing to end: the process will
-    /// act (end its outputs) without receiving anything, so termination detection must not take it for quiet.
+    /// Every writer of every input has ended: the instances agree to end the process, which then acts
+    /// (ends its outputs) without receiving anything counted, so termination detection must not take it
+    /// for quiet until it has ended.
     /// </summary>
     public bool Agreeing
     {
-        get { lock (_lock) return _endSeen.Count == _endsNeeded && !_finishing; }
+        get { lock (_lock) return _endSeen.Count == _endsNeeded; }
     }
 
     /// <summary>The process is ending here: what arrives now goes back to its queue.</summary>

@@ -43,7 +43,9 @@ public sealed partial class Graph
     /// <remarks>
     /// The stream's one writer process emits the initial items when it starts, before its start action
     /// and before it handles any input, so they come first in every placement. A stream with initial
-    /// items must have exactly one writer (graph validation says so otherwise).
+    /// items must have exactly one writer (graph validation says so otherwise). Each start of the writer
+    /// emits them: in the broker placement, a writer started on several hosts (replicas) or started again
+    /// after a crash emits them again.
     /// </remarks>
     public Stream<T> Stream<T>(string name, IEnumerable<T> initial)
     {
@@ -110,8 +112,13 @@ public sealed partial class Graph
 
     /// <summary>
     /// Declares a source process that calls and awaits <paramref name="next"/> until it returns false.
-    /// Each call may emit any number of items (zero included) through the <see cref="Output{T}"/> it is given.
+    /// Each call may emit any number of items (zero included) through the <see cref="Output{T}"/> it is given;
+    /// what it emitted leaves whenever it waits (an await that does not complete at once), not only when it returns.
     /// </summary>
+    /// <remarks>
+    /// Its awaits come back to the source's own thread (do not use <c>ConfigureAwait(false)</c> in it): Millrace
+    /// sends what was emitted while the function is suspended, which is safe only when it cannot be emitting elsewhere.
+    /// </remarks>
     public void Source<T>(string name, Stream<T> output, Func<Output<T>, CancellationToken, ValueTask<bool>> next)
     {
         ArgumentNullException.ThrowIfNull(output);

@@ -63,6 +63,7 @@ static class Scenarios
         ["echo"] = Echo,
         ["echo-fed"] = EchoFed,
         ["generated"] = GeneratedGraphs.Build,
+        ["async-source-bad-string"] = AsyncSourceBadString,
     };
 
     /// <summary>
@@ -96,6 +97,25 @@ static class Scenarios
             p.On(other, x => otherSum += x);
             p.OnCompleted(() => Console.WriteLine($"echo: {string.Join(",", echo.Order())}; other: {otherSum}"));
         });
+    }
+
+    /// <summary>
+    /// An asynchronous function source that emits a string that is not valid UTF-16 between two waits:
+    /// in the processes placement the codec refuses it while the source waits, which must fail the run
+    /// with the codec's message (not crash the OS process).
+    /// </summary>
+    private static void AsyncSourceBadString(Graph graph)
+    {
+        var words = graph.Stream<string>("words");
+        graph.Source("words", words, async (Output<string> o, CancellationToken ct) =>
+        {
+            o.Emit("fine");
+            await Task.Yield();
+            o.Emit("cut \ud83d");
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
+            return false;
+        });
+        graph.Sink("print", words, w => Console.WriteLine($"word: {w.Length}"));
     }
 
     public sealed record Quote(long Time, decimal Price);

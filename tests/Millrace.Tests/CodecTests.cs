@@ -30,6 +30,46 @@ public class CodecTests
         public double[] Values = Array.Empty<double>();
     }
 
+    [Theory]
+    [InlineData("json")]
+    [InlineData("binary")]
+    public void Strings_that_are_not_valid_utf16_are_refused_never_replaced(string codecName)
+    {
+        ICodec<string> codec = codecName == "json" ? new JsonCodec<string>() : BinaryCodec.For<string>();
+        // Valid pairs, the largest code point and a family emoji (joined pairs) cross exactly.
+        string[] good = ["\U0001F600", "\U0010FFFF", "\U0001F468\u200D\U0001F469\u200D\U0001F467", "e\u0301", "\u0000", ""];
+        Assert.Equal(good, RoundTrip(codec, good));
+        foreach (string bad in new[] { "\ud800", "a \udfff", "end \ud83d", "\udc00\ud800" })
+        {
+            var e = Assert.Throws<ArgumentException>(() => Encode(codec, [bad]));
+            Assert.Contains("holds an unpaired surrogate", e.Message);
+        }
+        var inRecord = Assert.Throws<ArgumentException>(() => Encode(new JsonCodec<Named>(), [new Named("x\ud800", new Point(1, 2), [], 3)]));
+        Assert.Contains("U+D800 at index 1", inRecord.Message);
+    }
+
+    [Fact]
+    public void A_char_that_is_half_a_surrogate_pair_is_refused_by_json()
+    {
+        Assert.Equal(['a', '\u00e9', '\u0000'], RoundTrip(new JsonCodec<char>(), ['a', '\u00e9', '\u0000']));
+        Assert.Throws<ArgumentException>(() => Encode(new JsonCodec<char>(), ['\ud83d']));
+    }
+
+    [Fact]
+    public void The_binary_codec_reads_invalid_utf8_as_an_error_not_as_replacement_characters()
+    {
+        byte[] batch = [2, 0, 0, 0, 0xC3, 0x28]; // a string of two bytes that are not UTF-8
+        var e = Assert.Throws<InvalidDataException>(() => BinaryCodec.For<string>().Decode(batch, 1));
+        Assert.Contains("is not valid UTF-8", e.Message);
+    }
+
+    [Fact]
+    public void The_binary_codec_leaves_nullable_values_to_json()
+    {
+        Assert.False(BinaryCodec.Supports(typeof(int?)));
+        Assert.False(BinaryCodec.Supports(typeof(long?)));
+    }
+
     [Fact]
     public void Json_carries_value_tuples_public_fields_and_every_double()
     {

@@ -210,6 +210,15 @@ public class IoTPySemanticsTests
     }
 
     [Fact]
+    public void Dropping_nulls_of_a_type_that_is_never_null_is_refused()
+    {
+        var graph = new Graph();
+        var numbers = graph.Stream<int>("numbers");
+        var e = Assert.Throws<ArgumentException>(() => graph.Map("m", numbers, numbers, x => x, dropNulls: true));
+        Assert.Contains("Map 'm': dropNulls needs results that can be null; Int32 never is", e.Message);
+    }
+
+    [Fact]
     public async Task The_with_state_family_filters_windows_and_sinks()
     {
         var graph = new Graph();

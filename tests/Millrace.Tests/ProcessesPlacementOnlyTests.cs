@@ -251,4 +251,17 @@ public class ProcessesPlacementOnlyTests
             return false;
         }
     }
+
+    [Fact]
+    public async Task A_value_refused_while_an_async_source_waits_fails_the_run_with_the_codecs_message()
+    {
+        // The codec runs in the flush made while the source waits, on the source's thread: its refusal
+        // must become the source's failure, not an unhandled exception that kills the OS process.
+        var (exit, output, err) = await ExampleProgram.RunAsync("Millrace.Scenarios", new[] { "async-source-bad-string", "--placement", "processes" });
+        Assert.True(exit == 1, $"exit {exit}\n{output}\n{err}");
+        Assert.Contains("outcome: Failed", output);
+        Assert.Contains("error: process=words", output);
+        Assert.Contains("holds an unpaired surrogate", output);
+        Assert.DoesNotContain("Unhandled exception", err);
+    }
 }

@@ -24,7 +24,7 @@ public sealed class JsonCodec<T> : ICodec<T>
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowReadingFromString |
                          System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
         // A string with an unpaired surrogate is refused, not sent with U+FFFD in its place.
-        Converters = { new Codecs.StrictStringConverter() },
+        Converters = { new Codecs.StrictStringConverter(), new Codecs.StrictCharConverter() },
     };
 
     /// <inheritdoc />

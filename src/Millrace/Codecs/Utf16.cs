@@ -38,7 +38,7 @@ internal static class Utf16
         string preview = value.Length <= 40 ? value : value[..40] + "…";
         return new ArgumentException(
             $"The string \"{Escape(preview)}\" holds an unpaired surrogate (U+{(int)value[index]:X4} at index {index}): it is not valid UTF-16, " +
-            "so it cannot cross an OS process or the broker exactly (UTF-8 would put U+FFFD in its place). " +
+            "so it cannot be written as UTF-8 exactly, nor cross an OS process or the broker (UTF-8 would put U+FFFD in its place). " +
             "Mend the string before emitting it (a cut in the middle of a surrogate pair is the usual cause).");
     }
 
@@ -64,6 +64,23 @@ internal static class Utf16
         var b = new StringBuilder(s.Length);
         foreach (char c in s) b.Append(char.IsSurrogate(c) || char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString());
         return b.ToString();
+    }
+}
+
+/// <summary>Writes a char as System.Text.Json does, after refusing a lone surrogate (it would arrive as U+FFFD).</summary>
+internal sealed class StrictCharConverter : JsonConverter<char>
+{
+    public override char Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        string? text = reader.GetString();
+        if (text is not { Length: 1 }) throw new JsonException($"A char is a string of one UTF-16 unit; got {(text is null ? "null" : $"{text.Length} units")}.");
+        return text[0];
+    }
+
+    public override void Write(Utf8JsonWriter writer, char value, JsonSerializerOptions options)
+    {
+        if (char.IsSurrogate(value)) throw Utf16.Unpaired(value.ToString(), 0);
+        writer.WriteStringValue(value.ToString());
     }
 }
 

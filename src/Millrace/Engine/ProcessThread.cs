@@ -54,7 +54,7 @@ internal sealed class ProcessThread : SynchronizationContext
 
     /// <summary>
     /// Run on this thread once each time it runs out of work (every continuation posted to it has run,
-    /// so code that comes back to this thread is suspended); null for nothing.
+    /// so code that comes back to this thread is suspended); null for nothing. It must not throw.
     /// </summary>
     public Action? Idle
     {

@@ -130,11 +130,28 @@ internal sealed class AsyncFunctionSource<T> : SourceBody
             else
             {
                 // The function waits inside the call (a delay, I/O): what it emitted leaves now, and again
-                // each time it waits later in the same call. Its awaits come back to this process's thread,
-                // so it is suspended whenever that thread runs out of work: flushing then races with nothing.
+                // each time it waits later in the same call. Its awaits come back to this process's thread
+                // (documented: no ConfigureAwait(false) in it), so it is suspended whenever that thread runs
+                // out of work: flushing then races with nothing.
                 runner.FlushOutputs();
                 ProcessThread? thread = ProcessThread.OfCurrentThread;
-                if (thread is not null) thread.Idle = runner.FlushOutputs;
+                Exception? flushFailed = null;
+                if (thread is not null)
+                {
+                    thread.Idle = () =>
+                    {
+                        // A flush that fails (a value its codec refuses, a stop) fails the source, not the thread.
+                        try
+                        {
+                            runner.FlushOutputs();
+                        }
+                        catch (Exception e)
+                        {
+                            flushFailed ??= e;
+                            thread.Idle = null;
+                        }
+                    };
+                }
                 try
                 {
                     more = await call;
@@ -143,6 +160,7 @@ internal sealed class AsyncFunctionSource<T> : SourceBody
                 {
                     if (thread is not null) thread.Idle = null;
                 }
+                if (flushFailed is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(flushFailed);
             }
             if (!more) break;
             if (runner.Blocked) await runner.DrainAsync();

@@ -18,6 +18,8 @@ public static partial class Operators
         bool dropNulls = false)
     {
         ArgumentNullException.ThrowIfNull(f);
+        if (dropNulls && typeof(TOut).IsValueType && Nullable.GetUnderlyingType(typeof(TOut)) is null)
+            throw new ArgumentException($"Map '{name}': dropNulls needs results that can be null; {typeof(TOut).Name} never is (use {typeof(TOut).Name}?).", nameof(dropNulls));
         graph.Process(name, p =>
         {
             Output<TOut> o = p.Output(output);
