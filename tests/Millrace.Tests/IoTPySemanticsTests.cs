@@ -246,17 +246,20 @@ public class IoTPySemanticsTests
     }
 
     [Theory]
-    [InlineData(4, 2, false, "0123,2345,4567")]
-    [InlineData(4, 2, true, "01,0123,2345,4567")]   // partial windows on the same grid: one ending at item 1
-    [InlineData(3, 1, true, "0,01,012,123,234,345,456,567")]
-    [InlineData(2, 3, true, "01,34,67")]             // step > size: the grid starts with a full window
-    public async Task Windows_partial_at_start_follow_the_grid_of_the_full_ones(int size, int step, bool partial, string expected)
+    [InlineData(4, 2, WindowStart.Full, "0123,2345,4567")]
+    [InlineData(4, 2, WindowStart.PartialOnGrid, "01,0123,2345,4567")]        // partial windows on the same grid: one ending at item 1
+    [InlineData(3, 1, WindowStart.PartialOnGrid, "0,01,012,123,234,345,456,567")]
+    [InlineData(2, 3, WindowStart.PartialOnGrid, "01,34,67")]                 // step > size: the grid starts with a full window
+    [InlineData(4, 2, WindowStart.FromFirstItem, "0,012,1234,3456")]          // a window ends at items 0, 2, 4, 6
+    [InlineData(2, 3, WindowStart.FromFirstItem, "0,23,56")]                  // ends at 0, 3, 6
+    [InlineData(3, 3, WindowStart.FromFirstItem, "0,123,456")]
+    public async Task Windows_start_where_asked(int size, int step, WindowStart start, string expected)
     {
         var graph = new Graph();
         var numbers = graph.Stream<int>("numbers");
         var windows = graph.Stream<string>("windows");
         graph.Source("source", numbers, Enumerable.Range(0, 8));
-        graph.Window("w", numbers, windows, size, step, w => string.Join("", w), partialAtStart: partial);
+        graph.Window("w", numbers, windows, size, step, w => string.Join("", w), start);
         var seen = new List<string>();
         graph.ToCollection("collect", windows, seen);
         (await graph.RunWithin()).EnsureSuccess();

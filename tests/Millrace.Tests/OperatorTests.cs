@@ -89,7 +89,7 @@ public class OperatorTests
     [InlineData(3, 1, false, 2, "")]                  // fewer items than a window
     public async Task Count_windows(int size, int step, bool partial, int count, string sums)
     {
-        List<int> result = await Run<int, int>(Enumerable.Range(0, count), (g, i, o) => g.Window("sum", i, o, size, step, w => w.Sum(), partial));
+        List<int> result = await Run<int, int>(Enumerable.Range(0, count), (g, i, o) => g.Window("sum", i, o, size, step, w => w.Sum(), partial ? WindowStart.PartialOnGrid : WindowStart.Full));
         Assert.Equal(sums, string.Join(",", result));
     }
 

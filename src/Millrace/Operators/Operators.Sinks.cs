@@ -28,10 +28,10 @@ public static partial class Operators
 
     /// <summary>A sink over count windows (as in <see cref="Window{T, TOut}"/>): calls <paramref name="action"/> with each window.</summary>
     public static void SinkWindow<T>(this Graph graph, string name, Stream<T> input, int size, int step, Action<IReadOnlyList<T>> action,
-        bool partialAtStart = false)
+        WindowStart start = WindowStart.Full)
     {
         ArgumentNullException.ThrowIfNull(action);
-        WindowCore<T, T>(graph, name, input, null, size, step, partialAtStart, _ => action);
+        WindowCore<T, T>(graph, name, input, null, size, step, start, _ => action);
     }
 
     /// <summary>

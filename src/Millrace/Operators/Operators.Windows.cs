@@ -1,5 +1,18 @@
 namespace Millrace;
 
+/// <summary>Where the count windows of <see cref="Operators.Window{T, TOut}"/> (and its family) start.</summary>
+public enum WindowStart
+{
+    /// <summary>At the first full window: window k holds items k·step … k·step + size − 1 (IoTPy's <c>map_window</c>).</summary>
+    Full,
+
+    /// <summary>As <see cref="Full"/>, plus the shorter windows that would end before the first full one on the same grid.</summary>
+    PartialOnGrid,
+
+    /// <summary>A window ends at the first item and at every step-th item after it, each with the last (up to) size items.</summary>
+    FromFirstItem,
+}
+
 // Operators over windows of items: by count (sliding, tumbling, merged, split), by processing time, by event time; batches.
 public static partial class Operators
 {
@@ -7,22 +20,23 @@ public static partial class Operators
     /// Count windows: every <paramref name="step"/> items, <c>f</c> of the last <paramref name="size"/>
     /// items (tumbling when step = size, sliding when step &lt; size; with step &gt; size the items
     /// between windows are skipped). Window k holds items k·step … k·step + size − 1. With
-    /// <paramref name="partialAtStart"/>, the windows that would end before the first full one (on
-    /// the same grid) are written too, with the items seen so far. An incomplete window at the end is not written.
+    /// <paramref name="start"/> <see cref="WindowStart.PartialOnGrid"/>, the windows that would end before the first full one (on
+    /// the same grid) are written too, with the items seen so far; with <see cref="WindowStart.FromFirstItem"/>, a window
+    /// ends at item 0, step, 2·step, … holding the last (up to) size items. An incomplete window at the end is not written.
     /// </summary>
     public static void Window<T, TOut>(this Graph graph, string name, Stream<T> input, Stream<TOut> output, int size, int step,
-        Func<IReadOnlyList<T>, TOut> f, bool partialAtStart = false)
+        Func<IReadOnlyList<T>, TOut> f, WindowStart start = WindowStart.Full)
     {
         ArgumentNullException.ThrowIfNull(f);
-        WindowCore(graph, name, input, output, size, step, partialAtStart, o => w => o!.Emit(f(w)));
+        WindowCore(graph, name, input, output, size, step, start, o => w => o!.Emit(f(w)));
     }
 
     /// <summary>Count windows as in <see cref="Window{T, TOut}"/>, with a function that returns any number of items per window.</summary>
     public static void WindowMany<T, TOut>(this Graph graph, string name, Stream<T> input, Stream<TOut> output, int size, int step,
-        Func<IReadOnlyList<T>, IEnumerable<TOut>> f, bool partialAtStart = false)
+        Func<IReadOnlyList<T>, IEnumerable<TOut>> f, WindowStart start = WindowStart.Full)
     {
         ArgumentNullException.ThrowIfNull(f);
-        WindowCore(graph, name, input, output, size, step, partialAtStart, o => w =>
+        WindowCore(graph, name, input, output, size, step, start, o => w =>
         {
             foreach (TOut y in f(w)) o!.Emit(y);
         });
@@ -33,10 +47,10 @@ public static partial class Operators
     /// for every window, starting from <paramref name="initial"/>; writes y.
     /// </summary>
     public static void WindowWithState<T, TOut, TState>(this Graph graph, string name, Stream<T> input, Stream<TOut> output, int size, int step,
-        TState initial, Func<IReadOnlyList<T>, TState, (TOut Output, TState State)> f, bool partialAtStart = false)
+        TState initial, Func<IReadOnlyList<T>, TState, (TOut Output, TState State)> f, WindowStart start = WindowStart.Full)
     {
         ArgumentNullException.ThrowIfNull(f);
-        WindowCore(graph, name, input, output, size, step, partialAtStart, o =>
+        WindowCore(graph, name, input, output, size, step, start, o =>
         {
             // Declared per run of the process (per OS process that hosts it): each starts from the initial state.
             TState state = initial;
@@ -49,7 +63,7 @@ public static partial class Operators
     }
 
     private static void WindowCore<T, TOut>(Graph graph, string name, Stream<T> input, Stream<TOut>? output, int size, int step,
-        bool partialAtStart, Func<Output<TOut>?, Action<IReadOnlyList<T>>> declare)
+        WindowStart start, Func<Output<TOut>?, Action<IReadOnlyList<T>>> declare)
     {
         if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), size, $"Window '{name}': the size must be at least 1.");
         if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, $"Window '{name}': the step must be at least 1.");
@@ -62,9 +76,16 @@ public static partial class Operators
             {
                 ring[seen % size] = x;
                 long last = seen++;
-                long fromFirstEnd = last - (size - 1);
-                bool full = fromFirstEnd >= 0;
-                if (fromFirstEnd % step != 0 || (!full && !partialAtStart)) return;
+                if (start == WindowStart.FromFirstItem)
+                {
+                    if (last % step != 0) return;
+                }
+                else
+                {
+                    long fromFirstEnd = last - (size - 1);
+                    bool full = fromFirstEnd >= 0;
+                    if (fromFirstEnd % step != 0 || (!full && start == WindowStart.Full)) return;
+                }
                 int count = (int)Math.Min(size, seen);
                 var window = new T[count];
                 for (int k = 0; k < count; k++) window[k] = ring[(seen - count + k) % size];
