@@ -20,6 +20,8 @@ if (!Scenarios.All.TryGetValue(args[0], out var build))
 if (args[0] == "child-exits" && Environment.GetEnvironmentVariable("MILLRACE_CHILD") == "1") return 3;
 RunOptions options = RunOptions.Parse(args.Skip(1));
 if (args[0] == "slow-drain") options.DrainTimeout = TimeSpan.FromMinutes(10);
+// A run that would wait ten minutes for the final report of a child that cannot send one.
+if (args[0] == "endless") options.StopTimeout = TimeSpan.FromMinutes(10);
 var graph = new Graph();
 build(graph);
 if (args[0] == "generated" && options.Placement == "processes")
@@ -64,6 +66,7 @@ static class Scenarios
         ["echo-fed"] = EchoFed,
         ["generated"] = GeneratedGraphs.Build,
         ["async-source-bad-string"] = AsyncSourceBadString,
+        ["endless"] = Endless,
     };
 
     /// <summary>
@@ -116,6 +119,23 @@ static class Scenarios
             return false;
         });
         graph.Sink("print", words, w => Console.WriteLine($"word: {w.Length}"));
+    }
+
+    /// <summary>An endless source into a sink that says when it has its first item.</summary>
+    private static void Endless(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        graph.Source("numbers", numbers, Range(long.MaxValue));
+        graph.Process("sink", p =>
+        {
+            bool first = true;
+            p.On(numbers, _ =>
+            {
+                if (!first) return;
+                first = false;
+                Console.WriteLine("sink: first item");
+            });
+        });
     }
 
     public sealed record Quote(long Time, decimal Price);

@@ -74,6 +74,24 @@ public class ProcessesPlacementOnlyTests
     }
 
     [Fact]
+    public async Task A_dead_child_is_not_waited_for()
+    {
+        // The scenario waits ten minutes (StopTimeout) for the children's final reports; the dead child
+        // can send none, so the run must end as soon as the others have reported, well within this test's bound.
+        using var program = ExampleProgram.Start("Millrace.Scenarios", "endless", "--placement", "processes");
+        int[] children = await ChildrenAsync(program.Pid, 2);
+        await program.WaitForOutputAsync(o => o.Contains("sink: first item"), seconds: 30);
+        int victim = children.Single(pid => Processes(pid) == "sink");
+        ExampleProgram.Kill(victim, SIGKILL);
+
+        var (exit, output, err) = await program.WaitAsync(seconds: 60);
+
+        Assert.True(exit == 1, err);
+        Assert.Contains($"Process 'sink' (OS process {victim}) died: killed by signal 9 (SIGKILL)", output);
+        Assert.All(children, pid => Assert.False(Alive(pid), $"child {pid} ({Processes(pid)}) is still running"));
+    }
+
+    [Fact]
     public async Task SIGTERM_to_one_child_is_ignored_by_it_and_the_run_ends_exactly()
     {
         using var program = ExampleProgram.Start("Tutorial", "--count", "300000", "--verbose", "--placement", "processes");

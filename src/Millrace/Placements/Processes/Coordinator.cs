@@ -108,7 +108,12 @@ internal sealed class Coordinator
             {
                 if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all running");
                 if (await Task.WhenAny(_allFinal.Task, _run.HardStopped) != _allFinal.Task)
-                    await Task.WhenAny(_allFinal.Task, Task.Delay(_options.StopTimeout));
+                {
+                    // Stopped hard (a child died, a halt, a failure): wait for the final reports of the
+                    // children still alive, not for those of children that are gone and never will send one.
+                    Task accounted = Task.WhenAll(_children.Select(c => c.Exited.Task));
+                    await Task.WhenAny(_allFinal.Task, accounted, Task.Delay(_options.StopTimeout));
+                }
             }
         }
         _run.Detector?.Stop();
