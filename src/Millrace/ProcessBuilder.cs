@@ -229,6 +229,29 @@ public sealed class ProcessBuilder
         Start = start;
     }
 
+    private readonly List<IStateSlot> _states = new();
+
+    internal IReadOnlyList<IStateSlot> States => _states;
+
+    /// <summary>Set by built-in operators that keep state of their own outside <see cref="State{T}"/>: what they are (checkpoints refuse them for now).</summary>
+    internal string? UncheckpointedState { get; set; }
+
+    /// <summary>
+    /// Declares a value that is part of this process's state: saved in every checkpoint and restored when
+    /// the run resumes from one (<see cref="RunOptions.CheckpointInterval"/>, <see cref="RunOptions.StatePath"/>).
+    /// Keep what the process must not lose (totals, held items) here rather than in a local variable.
+    /// The value is saved as JSON, so its type follows the rules of items that cross an OS process.
+    /// </summary>
+    public ProcessState<T> State<T>(string name, T initial)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ThrowIfSealed();
+        if (_states.Any(s => s.Name == name)) throw new ArgumentException($"Process '{Name}' already has a state called '{name}'.", nameof(name));
+        var state = new ProcessState<T>(name, initial);
+        _states.Add(new StateSlot<T>(state));
+        return state;
+    }
+
     /// <summary>Runs <paramref name="first"/> when the process starts, before its own start action (a stream's initial items).</summary>
     internal void PrependStart(Action first)
     {

@@ -38,6 +38,18 @@ public sealed class RunOptions
     /// </summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How often to take a checkpoint of the whole graph (<c>--checkpoint-interval SECONDS</c>): every
+    /// process's declared state (<see cref="ProcessBuilder.State{T}(string, T)"/>), each source's position and
+    /// the items on their way, stored in <see cref="StatePath"/>. A program started again with the same state
+    /// folder resumes from the last complete checkpoint. Zero (the default) takes none. For now the threads
+    /// placement only, with sources that can be rewound (enumerables) and no cycles (docs/state-and-recovery.md).
+    /// </summary>
+    public TimeSpan CheckpointInterval { get; set; } = TimeSpan.Zero;
+
+    /// <summary>The folder of the checkpoints (<c>--state PATH</c>; default <c>millrace-state</c> in the current folder).</summary>
+    public string? StatePath { get; set; }
+
     /// <summary>How long to wait for processes to stop after a halt, failure or hard stop (default 10 s).</summary>
     public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -145,6 +157,17 @@ public sealed class RunOptions
                 case "--quiet":
                     options.Quiet = true;
                     break;
+                case "--checkpoint-interval":
+                {
+                    string text = Value(e, arg);
+                    if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double seconds) || seconds < 0 || seconds > 86_400)
+                        throw new ArgumentException($"{arg} takes seconds (0 for none, up to 86400); got '{text}'.");
+                    options.CheckpointInterval = TimeSpan.FromSeconds(seconds);
+                    break;
+                }
+                case "--state":
+                    options.StatePath = Value(e, arg);
+                    break;
                 default:
                     others.Add(arg);
                     break;
@@ -166,6 +189,9 @@ public sealed class RunOptions
         if (DrainTimeout < TimeSpan.Zero) throw new ArgumentException($"DrainTimeout must not be negative; got {DrainTimeout}.");
         if (DashboardPort is < 0 or > 65535) throw new ArgumentException($"DashboardPort must be 0 to 65535; got {DashboardPort}.");
         if (StopTimeout < TimeSpan.Zero) throw new ArgumentException($"StopTimeout must not be negative; got {StopTimeout}.");
+        if (CheckpointInterval < TimeSpan.Zero) throw new ArgumentException($"CheckpointInterval must not be negative; got {CheckpointInterval}.");
+        if (CheckpointInterval > TimeSpan.Zero && Placement != "threads")
+            throw new ArgumentException($"Checkpoints (--checkpoint-interval) work in the threads placement for now, not in the {Placement} placement (docs/state-and-recovery.md).");
         if (Placement != "broker" && Broker.Processes.Count > 0)
             throw new ArgumentException($"Broker.Processes (--processes) chooses what runs on each host in the broker placement; the {Placement} placement runs every process.");
         if (Placement != "processes" && Processes.Groups.Count > 0)

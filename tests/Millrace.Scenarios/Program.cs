@@ -67,6 +67,7 @@ static class Scenarios
         ["generated"] = GeneratedGraphs.Build,
         ["async-source-bad-string"] = AsyncSourceBadString,
         ["endless"] = Endless,
+        ["checkpointed"] = Checkpointed,
     };
 
     /// <summary>
@@ -119,6 +120,41 @@ static class Scenarios
             return false;
         });
         graph.Sink("print", words, w => Console.WriteLine($"word: {w.Length}"));
+    }
+
+    /// <summary>
+    /// Processes that keep their state in p.State: a running sum (a stateful map) and a sink that counts and
+    /// sums two inputs (two links, so the items on their way at a checkpoint are kept). Paced to last a few
+    /// seconds; the chaos test kills it and starts it again from its checkpoints.
+    /// </summary>
+    private static void Checkpointed(Graph graph)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        var sums = graph.Stream<long>("sums");
+        var evens = graph.Stream<long>("evens");
+        graph.Source("numbers", numbers, Range(2_000_000));
+        graph.Process("running", p =>
+        {
+            ProcessState<long> sum = p.State("sum", 0L);
+            Output<long> o = p.Output(sums);
+            p.On(numbers, x =>
+            {
+                sum.Value += x;
+                o.Emit(sum.Value % 1000);
+                if (x % 1000 == 0) Thread.Sleep(1);
+            });
+        });
+        graph.Filter("even", numbers, evens, x => x % 2 == 0);
+        graph.Process("db", p =>
+        {
+            ProcessState<long> count = p.State("count", 0L);
+            ProcessState<long> total = p.State("total", 0L);
+            ProcessState<long> evenCount = p.State("even-count", 0L);
+            ProcessState<long> evenSum = p.State("even-sum", 0L);
+            p.On(sums, x => { count.Value++; total.Value += x; });
+            p.On(evens, x => { evenCount.Value++; evenSum.Value += x; });
+            p.OnCompleted(() => Console.WriteLine($"db: {count.Value} sums totalling {total.Value}, {evenCount.Value} evens summing to {evenSum.Value}"));
+        });
     }
 
     /// <summary>An endless source into a sink that says when it has its first item.</summary>

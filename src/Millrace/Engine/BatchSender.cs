@@ -33,6 +33,13 @@ public abstract class Destination
     /// <summary>Tells the reader this writer has ended.</summary>
     public abstract void SendEnd();
 
+    /// <summary>
+    /// Sends the marker of checkpoint <paramref name="checkpoint"/> after everything sent so far (the
+    /// reader saves its state once markers have passed). Placements that do not carry markers refuse.
+    /// </summary>
+    public virtual void SendMarker(long checkpoint) =>
+        throw new NotSupportedException($"This placement does not carry checkpoint markers (to '{ReaderName}').");
+
     /// <summary>Lets go of anything gathered for sending (the writer is about to wait).</summary>
     public virtual void Flush()
     {
@@ -58,6 +65,9 @@ internal sealed class LocalDestination : Destination
         _reader.Inbox.TryEnqueue(_lane, items, count, Writer, writer);
 
     public override void SendEnd() => _reader.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, _lane, null, 0, Writer));
+
+    public override void SendMarker(long checkpoint) =>
+        _reader.Inbox.EnqueueControl(new Envelope(EnvelopeKind.Marker, _lane, null, 0, Writer, Checkpoint: checkpoint));
 
     public override string Fill => $"{_lane.Queued} of {_lane.Capacity} items queued";
 }
@@ -153,6 +163,20 @@ internal sealed class BatchSender
             d.SendEnd();
             _writer.CountSent();
             d.Flush();
+        }
+    }
+
+    /// <summary>Sends a checkpoint's marker to every reader; call once everything pending is delivered.</summary>
+    public void SendMarker(long checkpoint)
+    {
+        _writer.AssertRunnerThread("BatchSender.SendMarker");
+        System.Diagnostics.Debug.Assert(_pending.Count == 0, "BatchSender.SendMarker: after every pending batch is delivered.");
+        if (_ended) return;
+        foreach (Destination d in _destinations)
+        {
+            if (d.Closed) continue;
+            d.SendMarker(checkpoint);
+            _writer.CountSent();
         }
     }
 

@@ -12,6 +12,8 @@ internal enum EnvelopeKind : byte
     ForceEnd,
     /// <summary>An action posted to the process (a timer fired): it runs on the process's thread between items (not a counted message).</summary>
     Posted,
+    /// <summary>A checkpoint's marker from one writer of one input: everything that writer sent before it belongs to the checkpoint.</summary>
+    Marker,
 }
 
 /// <summary>One unit of a process's work: a batch, an end mark, a termination notice or a posted action.</summary>
@@ -23,8 +25,9 @@ internal enum EnvelopeKind : byte
 /// <param name="Receipt">For a transport that must know when a batch or end mark is handled (the broker acknowledges it then), else null.</param>
 /// <param name="Action">A posted action.</param>
 /// <param name="Counted">An end mark termination detection counted as received when a transport took it.</param>
+/// <param name="Checkpoint">A checkpoint marker's number.</param>
 internal readonly record struct Envelope(EnvelopeKind Kind, Lane? Lane, Array? Items, int Count, int Writer, Receipt? Receipt = null, Action? Action = null,
-    bool Counted = false)
+    bool Counted = false, long Checkpoint = 0)
 {
     public static Envelope Posted(Action action) => new(EnvelopeKind.Posted, null, null, 0, -1, Action: action);
 }
@@ -116,6 +119,12 @@ public sealed class Lane
     internal int WritersOpen { get; private set; }
 
     internal bool Ended => WritersOpen == 0;
+
+    /// <summary>How many writers the stream has.</summary>
+    internal int Writers => _writerEnded.Length;
+
+    /// <summary>Whether writer number <paramref name="writer"/> has ended.</summary>
+    internal bool WriterEnded(int writer) => _writerEnded[writer];
 
     /// <summary>Marks one writer ended (once); returns true when this made the lane end. Reader thread only.</summary>
     internal bool EndWriter(int writer)

@@ -15,6 +15,12 @@ internal abstract class InputSpec
 
     /// <summary>The same for items that carry ids (placements that may deliver twice): each id is current while its item is handled.</summary>
     public abstract ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count, ulong[]? ids);
+
+    /// <summary>A checkpoint's copy of items on their way: JSON of the first <paramref name="count"/> items of <paramref name="batch"/>.</summary>
+    public abstract byte[] Encode(Array batch, int count);
+
+    /// <summary>Items a checkpoint kept (<see cref="Encode"/>), back as an array of the stream's item type.</summary>
+    public abstract Array Decode(byte[] data);
 }
 
 internal sealed class InputSpec<T> : InputSpec
@@ -27,6 +33,12 @@ internal sealed class InputSpec<T> : InputSpec
         _handler = handler;
         _asyncHandler = asyncHandler;
     }
+
+    public override byte[] Encode(Array batch, int count) =>
+        System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new ArraySegment<T>((T[])batch, 0, count), JsonCodec<T>.Defaults);
+
+    public override Array Decode(byte[] data) =>
+        System.Text.Json.JsonSerializer.Deserialize<T[]>(data, JsonCodec<T>.Defaults) ?? [];
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public override ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count)

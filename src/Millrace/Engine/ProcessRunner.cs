@@ -99,6 +99,117 @@ public sealed class ProcessRunner
     /// <summary>Some output holds batches a full reader could not take yet. Runner thread only.</summary>
     internal bool Blocked;
 
+    // ------------------------------------------------------------------ checkpoints
+
+    /// <summary>Takes the run's checkpoints, when they are on.</summary>
+    internal CheckpointCoordinator? Checkpoints { get; set; }
+
+    /// <summary>What this process stored in the checkpoint the run resumes from, if any (set before it runs).</summary>
+    internal ProcessPart? Restore { get; set; }
+
+    internal bool IsSource => _builder.Source is not null;
+
+    internal bool HasEnded
+    {
+        get { lock (_statusLock) return _state == RunnerState.Ended; }
+    }
+
+    private long _markerRequested;
+    private long _markerDone;
+    private long _snapshotting = -1;
+    private ProcessPart? _part;
+    private HashSet<(int Lane, int Writer)>? _pendingLinks;
+    private Dictionary<(int Lane, int Writer), List<byte[]>>? _recording;
+
+    /// <summary>A source: send the markers of <paramref name="checkpoint"/> after the items emitted so far. Any thread.</summary>
+    internal void RequestMarker(long checkpoint)
+    {
+        Volatile.Write(ref _markerRequested, checkpoint);
+        _tick = 0; // looked at with the next item
+    }
+
+    private Dictionary<string, byte[]> SaveStates() => _builder.States.ToDictionary(s => s.Name, s => s.Save());
+
+    /// <summary>A source, between two items: everything emitted so far leaves, then the markers; its part is its position.</summary>
+    private void SourceMarker(long checkpoint)
+    {
+        _markerDone = checkpoint;
+        FlushOutputs();
+        if (Blocked) DrainBlocking();
+        var part = new ProcessPart
+        {
+            States = SaveStates(),
+            Position = (_builder.Source?.Skip ?? 0) + Outputs.Sum(o => o.ItemsOut),
+        };
+        Checkpoints!.Store.SavePart(checkpoint, Name, part);
+        foreach (IOutputPort output in Outputs) output.Sender.SendMarker(checkpoint);
+        Checkpoints.Stored(checkpoint);
+    }
+
+    /// <summary>
+    /// A marker of <paramref name="checkpoint"/> from one link. The first one: the state is saved now and the
+    /// markers go on downstream at once; items that arrive afterwards on the other links, before their own
+    /// markers, were on their way when the state was saved: they are kept with it (and handled as usual).
+    /// Once every open link has brought its marker, the part is stored.
+    /// </summary>
+    private async ValueTask OnMarkerAsync(Lane lane, int writer, long checkpoint)
+    {
+        if (_snapshotting != checkpoint)
+        {
+            FlushOutputs();
+            if (Blocked) await DrainAsync();
+            _snapshotting = checkpoint;
+            _part = new ProcessPart { States = SaveStates() };
+            _pendingLinks = new();
+            _recording = new();
+            foreach (Lane l in _lanes)
+            {
+                for (int w = 0; w < l.Writers; w++)
+                {
+                    if (l.WriterEnded(w)) continue;
+                    _pendingLinks.Add((l.Index, w));
+                    _recording[(l.Index, w)] = new List<byte[]>();
+                }
+            }
+            foreach (IOutputPort output in Outputs) output.Sender.SendMarker(checkpoint);
+        }
+        LinkDone(lane, writer);
+    }
+
+    private void LinkDone(Lane lane, int writer)
+    {
+        var link = (lane.Index, writer);
+        if (_pendingLinks is null || !_pendingLinks.Remove(link)) return;
+        if (_recording!.Remove(link, out List<byte[]>? batches) && batches.Count > 0)
+            _part!.Channels.Add(new ChannelPart { Stream = lane.StreamName, Writer = writer, Batches = batches });
+        if (_pendingLinks.Count > 0) return;
+        long checkpoint = _snapshotting;
+        Checkpoints!.Store.SavePart(checkpoint, Name, _part!);
+        _pendingLinks = null;
+        _recording = null;
+        _part = null;
+        Checkpoints.Stored(checkpoint);
+    }
+
+    /// <summary>Restores the states a checkpoint kept; what its links had on their way is handled again first.</summary>
+    private async ValueTask RestoreAsync(ProcessPart part)
+    {
+        foreach (IStateSlot slot in _builder.States)
+        {
+            if (part.States.TryGetValue(slot.Name, out byte[]? data)) slot.Load(data);
+        }
+        if (_builder.Source is { } source) source.Skip = part.Position ?? 0;
+        foreach (ChannelPart channel in part.Channels)
+        {
+            Lane lane = _lanes.First(l => l.StreamName == channel.Stream);
+            foreach (byte[] batch in channel.Batches)
+            {
+                Array items = lane.Input.Decode(batch);
+                await lane.Input.HandleAsync(this, lane, items, items.Length);
+            }
+        }
+    }
+
     /// <summary>Halt, failure or hard stop: leave as soon as possible.</summary>
     public bool Stopping => _stopping;
 
@@ -268,7 +379,15 @@ public sealed class ProcessRunner
             foreach (var (interval, tick) in _builder.Timers) Every(interval, tick);
             try
             {
-                if (_builder.Start is { } start)
+                if (Restore is { } restore)
+                {
+                    // Resumed from a checkpoint: its state is restored instead of starting afresh (no start action).
+                    phase = "restoring its checkpoint";
+                    await RestoreAsync(restore);
+                    FlushOutputs();
+                    if (Blocked) await DrainAsync();
+                }
+                else if (_builder.Start is { } start)
                 {
                     phase = "its start action";
                     BeginBusy();
@@ -378,6 +497,8 @@ public sealed class ProcessRunner
             {
                 case EnvelopeKind.Data:
                     Lane lane = envelope.Lane!;
+                    if (_recording is not null && _recording.TryGetValue((lane.Index, envelope.Writer), out List<byte[]>? recorded))
+                        recorded.Add(lane.Input.Encode(envelope.Items!, envelope.Count));
                     BeginBusy();
                     if (envelope.Receipt is { } receipt)
                     {
@@ -396,7 +517,11 @@ public sealed class ProcessRunner
                     }
                     EndBusy();
                     break;
+                case EnvelopeKind.Marker:
+                    await OnMarkerAsync(envelope.Lane!, envelope.Writer, envelope.Checkpoint);
+                    break;
                 case EnvelopeKind.End:
+                    LinkDone(envelope.Lane!, envelope.Writer); // a writer that ends sends no marker: its link is done
                     if (envelope.Lane!.EndWriter(envelope.Writer))
                     {
                         _openLanes--;
@@ -465,6 +590,8 @@ public sealed class ProcessRunner
 
     private void CheckLinger()
     {
+        long marker = Volatile.Read(ref _markerRequested);
+        if (marker != _markerDone && IsSource) SourceMarker(marker);
         long now = Environment.TickCount64;
         _tickEvery = now - _lastCheck >= 1 ? 1 : Math.Min(_tickEvery * 2, 64);
         _tick = _tickEvery;

@@ -7,10 +7,18 @@ internal abstract class SourceBody
     public long? Total { get; init; }
 
     public abstract ValueTask RunAsync(ProcessRunner runner);
+
+    /// <summary>Whether it can start again where a checkpoint left it (after <see cref="Skip"/> items).</summary>
+    public virtual bool Rewindable => false;
+
+    /// <summary>Items to pass over before emitting: those a checkpoint's run had already emitted.</summary>
+    public long Skip { get; set; }
 }
 
 internal sealed class EnumerableSource<T> : SourceBody
 {
+    public override bool Rewindable => true;
+
     private readonly Output<T> _output;
     private readonly IEnumerable<T> _items;
 
@@ -27,6 +35,11 @@ internal sealed class EnumerableSource<T> : SourceBody
     {
         Output<T> output = _output;
         using IEnumerator<T> items = _items.GetEnumerator();
+        // Resumed from a checkpoint: the same enumerable yields the same items again; pass over those already emitted.
+        for (long skipped = 0; skipped < Skip && !runner.SourceShouldStop; skipped++)
+        {
+            if (!items.MoveNext()) return default;
+        }
         // Asked to stop before taking the next item, never after: an item taken is always emitted
         // (an enumerable that reads a queue or a socket would otherwise lose it).
         while (!runner.SourceShouldStop && items.MoveNext())

@@ -25,6 +25,7 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "Zip";
             Output<TOut> o = p.Output(output);
             var a = new Queue<T1>();
             var b = new Queue<T2>();
@@ -65,6 +66,7 @@ public static partial class Operators
         if (inputs.Length == 0) throw new ArgumentException($"Zip '{name}' needs at least one input.", nameof(inputs));
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "Zip";
             Output<T[]> o = p.Output(output);
             var queues = inputs.Select(_ => new Queue<T>()).ToArray();
             var ended = new bool[inputs.Length];
@@ -117,6 +119,7 @@ public static partial class Operators
         if (inputs.Length == 0) throw new ArgumentException($"TimedZip '{name}' needs at least one input.", nameof(inputs));
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "TimedZip";
             Output<TimedRow<T>> o = p.Output(output);
             int n = inputs.Length;
             var aligner = new TimeAligner<TimedRow<T>>(name, inputs.Select(s => s.Name).ToArray(), maxBuffered, o.Emit);
@@ -148,6 +151,7 @@ public static partial class Operators
         if (inputs.Length == 0) throw new ArgumentException($"Multi '{name}' needs at least one input.", nameof(inputs));
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "Multi";
             Output<TOut>[] o = outputs.Select(p.Output).ToArray();
             var queues = inputs.Select(_ => new Queue<TIn>()).ToArray();
             var ended = new bool[inputs.Length];

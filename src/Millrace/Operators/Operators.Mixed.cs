@@ -141,6 +141,7 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(timeOfSecond);
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "TimedZip";
             Output<TimedRow<T1, T2>> o = p.Output(output);
             var aligner = new TimeAligner<PairRow<T1, T2>>(name, [first.Name, second.Name], maxBuffered,
                 row => o.Emit(new TimedRow<T1, T2>(row.Time, row.First, row.HasFirst, row.Second, row.HasSecond)));

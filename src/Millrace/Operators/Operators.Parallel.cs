@@ -21,6 +21,7 @@ public static partial class Operators
         int bound = maxInFlight > 0 ? maxInFlight : Math.Max(64, workers * 256);
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "ParallelMap";
             Output<TOut> o = p.Output(output);
             var work = new BlockingCollection<(long Seq, TIn Item)>(bound);
             var done = new ConcurrentQueue<(long Seq, TOut Result, Exception? Error)>();

@@ -20,6 +20,7 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "SinkWithState";
             TState state = initial;
             p.On(input, x => state = f(x, state));
             if (atEnd is not null) p.OnCompleted(() => atEnd(state));
@@ -42,7 +43,11 @@ public static partial class Operators
     public static void ToCollection<T>(this Graph graph, string name, Stream<T> input, ICollection<T> target)
     {
         ArgumentNullException.ThrowIfNull(target);
-        graph.Process(name, p => p.On(input, target.Add));
+        graph.Process(name, p =>
+        {
+            p.UncheckpointedState = "a collection in memory";
+            p.On(input, target.Add);
+        });
     }
 
     /// <summary>A sink that appends every item to a file as one line of JSON (System.Text.Json, web defaults), flushed when the input ends.</summary>
@@ -51,6 +56,7 @@ public static partial class Operators
         ArgumentException.ThrowIfNullOrEmpty(path);
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "appends to a file";
             StreamWriter? writer = null;
             p.OnStart(() => writer = new StreamWriter(path, append: true));
             p.On(input, x => writer!.WriteLine(System.Text.Json.JsonSerializer.Serialize(x, JsonCodec<T>.Defaults)));
@@ -70,6 +76,7 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(columns);
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "appends to a file";
             StreamWriter? writer = null;
             p.OnStart(() =>
             {

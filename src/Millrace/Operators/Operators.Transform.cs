@@ -48,6 +48,7 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "MapWithState";
             Output<TOut> o = p.Output(output);
             TState state = initial;
             p.On(input, x =>
@@ -68,6 +69,7 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "FlatMapWithState";
             Output<TOut> o = p.Output(output);
             TState state = initial;
             p.On(input, x =>
@@ -88,6 +90,7 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "FilterWithState";
             Output<T> o = p.Output(output);
             TState state = initial;
             p.On(input, x =>

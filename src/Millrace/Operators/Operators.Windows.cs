@@ -69,6 +69,7 @@ public static partial class Operators
         if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, $"Window '{name}': the step must be at least 1.");
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "Window";
             Action<IReadOnlyList<T>> emit = declare(output is null ? null : p.Output(output));
             var ring = new T[size];
             long seen = 0;
@@ -108,6 +109,7 @@ public static partial class Operators
         if (size < 1 || step < 1) throw new ArgumentOutOfRangeException(nameof(size), $"MergeWindows '{name}': size and step must be at least 1.");
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "MergeWindows";
             Output<TOut> o = p.Output(output);
             var items = inputs.Select(_ => new List<T>()).ToArray(); // items from the start of the next window on
             var skip = new int[inputs.Length];                         // with step > size: items to drop before the next window
@@ -174,6 +176,7 @@ public static partial class Operators
         if (size < 1 || step < 1) throw new ArgumentOutOfRangeException(nameof(size), $"SplitWindows '{name}': size and step must be at least 1.");
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "SplitWindows";
             Output<TOut>[] o = outputs.Select(p.Output).ToArray();
             var items = new List<T>();
             long seen = 0;
@@ -202,6 +205,7 @@ public static partial class Operators
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"Batch '{name}': the count must be at least 1.");
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "Batch";
             Output<T[]> o = p.Output(output);
             var batch = new List<T>(count);
             p.On(input, x =>
@@ -230,6 +234,7 @@ public static partial class Operators
         if (maxAge <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(maxAge), maxAge, $"Batch '{name}': the age must be positive.");
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "Batch";
             Output<T[]> o = p.Output(output);
             var batch = new List<T>(Math.Min(count, 4096));
             long oldest = 0;
@@ -282,6 +287,7 @@ public static partial class Operators
         }
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "TimedWindow";
             Output<TOut> o = p.Output(output);
             var recent = new Queue<(long At, T Item)>();
             long lastWindow = Environment.TickCount64;
@@ -351,6 +357,7 @@ public static partial class Operators
         if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, $"EventTimeWindow '{name}': the step must be at least 1.");
         graph.Process(name, p =>
         {
+            p.UncheckpointedState = "EventTimeWindow";
             Output<TOut> o = p.Output(output);
             Output<T>? lateOutput = late is null ? null : p.Output(late);
             var open = new SortedDictionary<long, List<T>>(); // window start -> items

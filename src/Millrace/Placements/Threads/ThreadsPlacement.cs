@@ -12,12 +12,17 @@ internal sealed class ThreadsPlacement : IPlacement
         using var host = new RunHost(model, options);
         host.Wire(transport: null);
         host.DetectTermination();
+        CheckpointCoordinator? checkpoints = Checkpoints.Prepare(model, options, host);
         await using RunWatch watch = await RunMonitor.StartAsync(model, options, host.Sample);
         using (StopSignals.Listen(host.Run, cancellationToken))
         {
+            Task taking = checkpoints?.RunAsync() ?? Task.CompletedTask;
             await host.RunProcessesAsync();
             await host.StopDetectorAsync();
+            await taking;
         }
+        // A run that completed leaves nothing to resume: the next one starts afresh.
+        if (checkpoints is not null && host.Run.Outcome == RunOutcome.Completed && host.Run.Errors.Count == 0) checkpoints.Store.Clear();
         await watch.EndAsync(host.Run.Outcome);
         return host.Result();
     }

@@ -1,0 +1,260 @@
+using System.Text.Json;
+
+namespace Millrace.Engine;
+
+/// <summary>One named state of a process, as bytes (JSON, the process's codec for state).</summary>
+internal interface IStateSlot
+{
+    string Name { get; }
+    byte[] Save();
+    void Load(byte[] data);
+}
+
+internal sealed class StateSlot<T>(ProcessState<T> state) : IStateSlot
+{
+    public string Name => state.Name;
+
+    public byte[] Save() => JsonSerializer.SerializeToUtf8Bytes(state.Value, JsonCodec<T>.Defaults);
+
+    public void Load(byte[] data) => state.Value = JsonSerializer.Deserialize<T>(data, JsonCodec<T>.Defaults)!;
+}
+
+/// <summary>What one process stored for one checkpoint.</summary>
+internal sealed class ProcessPart
+{
+    public int Version { get; set; } = CheckpointStore.FormatVersion;
+
+    /// <summary>Each declared state, by name: its JSON.</summary>
+    public Dictionary<string, byte[]> States { get; set; } = new();
+
+    /// <summary>A source: how many items it had taken when it sent the checkpoint's markers.</summary>
+    public long? Position { get; set; }
+
+    /// <summary>Items that were on their way to it when it took its snapshot (received after it, before the marker on their link), per link.</summary>
+    public List<ChannelPart> Channels { get; set; } = new();
+}
+
+/// <summary>Items of one link (an input stream and one of its writers), as JSON arrays in the stream's item type.</summary>
+internal sealed class ChannelPart
+{
+    public string Stream { get; set; } = "";
+    public int Writer { get; set; }
+
+    /// <summary>The batches, each a JSON array of items.</summary>
+    public List<byte[]> Batches { get; set; } = new();
+}
+
+/// <summary>
+/// Checkpoints in a folder (<see cref="RunOptions.StatePath"/>): <c>FORMAT</c> says the format's version;
+/// each checkpoint is a folder <c>checkpoint-NNNNNNNNNN</c> with a JSON file per process and, once every
+/// process has stored its part, a <c>COMPLETE</c> file. Files are written to a temporary name, flushed to
+/// disk and renamed, so a crash leaves either the whole file or none. Only complete checkpoints are read;
+/// older ones are removed once a newer one is complete.
+/// </summary>
+internal sealed class CheckpointStore
+{
+    public const int FormatVersion = 1;
+    private readonly string _path;
+
+    public CheckpointStore(string path)
+    {
+        _path = Path.GetFullPath(path);
+        Directory.CreateDirectory(_path);
+        string format = Path.Combine(_path, "FORMAT");
+        if (File.Exists(format))
+        {
+            string text = File.ReadAllText(format).Trim();
+            if (text != $"millrace-state {FormatVersion}")
+                throw new InvalidOperationException($"The state folder {_path} holds '{text}', not Millrace's state format {FormatVersion}: use another --state folder.");
+        }
+        else
+        {
+            WriteAtomically(format, System.Text.Encoding.UTF8.GetBytes($"millrace-state {FormatVersion}\n"));
+        }
+    }
+
+    public string Path_ => _path;
+
+    private string Folder(long checkpoint) => Path.Combine(_path, $"checkpoint-{checkpoint:D10}");
+
+    /// <summary>The newest complete checkpoint, or -1.</summary>
+    public long LastComplete() =>
+        Directory.GetDirectories(_path, "checkpoint-*")
+            .Where(d => File.Exists(Path.Combine(d, "COMPLETE")))
+            .Select(d => long.TryParse(Path.GetFileName(d)["checkpoint-".Length..], out long n) ? n : -1)
+            .DefaultIfEmpty(-1).Max();
+
+    /// <summary>The newest checkpoint folder of any kind (complete or not), or -1: numbering goes on from it.</summary>
+    public long LastStarted() =>
+        Directory.GetDirectories(_path, "checkpoint-*")
+            .Select(d => long.TryParse(Path.GetFileName(d)["checkpoint-".Length..], out long n) ? n : -1)
+            .DefaultIfEmpty(-1).Max();
+
+    public void SavePart(long checkpoint, string process, ProcessPart part)
+    {
+        string folder = Folder(checkpoint);
+        Directory.CreateDirectory(folder);
+        WriteAtomically(Path.Combine(folder, process + ".json"), JsonSerializer.SerializeToUtf8Bytes(part));
+    }
+
+    public ProcessPart? LoadPart(long checkpoint, string process)
+    {
+        string file = Path.Combine(Folder(checkpoint), process + ".json");
+        if (!File.Exists(file)) return null;
+        ProcessPart part = JsonSerializer.Deserialize<ProcessPart>(File.ReadAllBytes(file))
+            ?? throw new InvalidDataException($"The checkpoint file {file} holds null.");
+        if (part.Version != FormatVersion)
+            throw new InvalidDataException($"The checkpoint file {file} has format {part.Version}, not {FormatVersion}.");
+        return part;
+    }
+
+    /// <summary>Marks <paramref name="checkpoint"/> complete (every process stored its part) and removes older ones.</summary>
+    public void Complete(long checkpoint)
+    {
+        WriteAtomically(Path.Combine(Folder(checkpoint), "COMPLETE"), System.Text.Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O") + "\n"));
+        foreach (string folder in Directory.GetDirectories(_path, "checkpoint-*"))
+        {
+            if (long.TryParse(Path.GetFileName(folder)["checkpoint-".Length..], out long n) && n < checkpoint)
+                Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>The run completed: its checkpoints are of no more use (a program started again starts afresh).</summary>
+    public void Clear()
+    {
+        foreach (string folder in Directory.GetDirectories(_path, "checkpoint-*")) Directory.Delete(folder, recursive: true);
+    }
+
+    private static void WriteAtomically(string file, byte[] data)
+    {
+        string temporary = file + ".tmp";
+        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            stream.Write(data);
+            stream.Flush(flushToDisk: true);
+        }
+        File.Move(temporary, file, overwrite: true);
+    }
+}
+
+/// <summary>
+/// Takes checkpoints of a run in this OS process (the threads placement): every interval, asks each
+/// source to send the markers of a new checkpoint with its items; each process saves its part when the
+/// markers have passed (<see cref="ProcessRunner"/>); once every process has, the checkpoint is complete.
+/// One checkpoint at a time; none once some process has ended (the run is finishing).
+/// </summary>
+internal sealed class CheckpointCoordinator
+{
+    private readonly RunContext _run;
+    private readonly ProcessRunner[] _runners;
+    private readonly TimeSpan _interval;
+    private readonly object _lock = new();
+    private TaskCompletionSource? _stored;
+    private int _waiting;
+    private long _current;
+
+    public CheckpointCoordinator(RunContext run, ProcessRunner[] runners, CheckpointStore store, TimeSpan interval, long resumedFrom)
+    {
+        _run = run;
+        _runners = runners;
+        Store = store;
+        _interval = interval;
+        ResumedFrom = resumedFrom;
+        _current = Math.Max(0, Math.Max(resumedFrom, store.LastStarted())); // checkpoints count from 1
+    }
+
+    public CheckpointStore Store { get; }
+
+    /// <summary>The checkpoint the run resumed from, or -1.</summary>
+    public long ResumedFrom { get; }
+
+    /// <summary>Checkpoints completed in this run.</summary>
+    public int Completed { get; private set; }
+
+    /// <summary>A process stored its part of <paramref name="checkpoint"/>. Any thread.</summary>
+    public void Stored(long checkpoint)
+    {
+        TaskCompletionSource? done = null;
+        lock (_lock)
+        {
+            if (checkpoint != _current || _stored is null) return;
+            if (--_waiting == 0) done = _stored;
+        }
+        done?.TrySetResult();
+    }
+
+    public Task RunAsync() => Task.Run(async () =>
+    {
+        CancellationToken stop = _run.HardToken;
+        try
+        {
+            while (!stop.IsCancellationRequested && !_run.StopRequested)
+            {
+                await Task.Delay(_interval, stop);
+                if (_run.StopRequested || _runners.Any(r => r.HasEnded)) return;
+                long checkpoint;
+                TaskCompletionSource stored = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                lock (_lock)
+                {
+                    checkpoint = ++_current;
+                    _waiting = _runners.Length;
+                    _stored = stored;
+                }
+                foreach (ProcessRunner source in _runners.Where(r => r.IsSource)) source.RequestMarker(checkpoint);
+                // A process that ends meanwhile never stores its part: the checkpoint is abandoned.
+                while (!stored.Task.IsCompleted)
+                {
+                    if (await Task.WhenAny(stored.Task, Task.Delay(_interval, stop)) == stored.Task) break;
+                    if (_runners.Any(r => r.HasEnded) || _run.StopRequested) return;
+                }
+                Store.Complete(checkpoint);
+                Completed++;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (Exception e)
+        {
+            _run.Fail(new ProcessFailure(string.Join(", ", _runners.Select(r => r.Name)), null, null, null,
+                $"Checkpoints failed: {e.GetType().Name}: {e.Message}", e));
+        }
+    });
+}
+
+internal static class Checkpoints
+{
+    /// <summary>
+    /// With checkpoints on: checks that the graph can be checkpointed, opens the store and, when it holds a
+    /// complete checkpoint, gives each process its part to resume from. Null with checkpoints off.
+    /// </summary>
+    public static CheckpointCoordinator? Prepare(GraphModel model, RunOptions options, RunHost host)
+    {
+        if (options.CheckpointInterval <= TimeSpan.Zero) return null;
+        var problems = new List<string>();
+        if (model.Cycles.Count > 0)
+            problems.Add("the graph has cycles; checkpoints do not cover them yet");
+        foreach (ProcessBuilder p in model.Processes)
+        {
+            if (p.Source is { Rewindable: false })
+                problems.Add($"source '{p.Name}' cannot start again where a checkpoint left it (only enumerable sources can, for now)");
+            if (p.UncheckpointedState is { } what)
+                problems.Add($"process '{p.Name}' ({what}) keeps state that checkpoints do not hold yet");
+        }
+        if (problems.Count > 0)
+            throw new GraphValidationException(problems.Select(p => $"Checkpoints (--checkpoint-interval): {p}.").ToList());
+        var store = new CheckpointStore(options.StatePath ?? "millrace-state");
+        long resumed = store.LastComplete();
+        ProcessRunner[] runners = host.Local;
+        var coordinator = new CheckpointCoordinator(host.Run, runners, store, options.CheckpointInterval, resumed);
+        foreach (ProcessRunner runner in runners)
+        {
+            runner.Checkpoints = coordinator;
+            if (resumed >= 0)
+                runner.Restore = store.LoadPart(resumed, runner.Name)
+                    ?? throw new InvalidDataException($"Checkpoint {resumed} in {store.Path_} is complete but holds nothing for process '{runner.Name}': is this the same graph?");
+        }
+        if (resumed >= 0) Millrace.Monitoring.Log.Notice(options.Logger, "checkpoints", $"resuming from checkpoint {resumed} in {store.Path_}");
+        return coordinator;
+    }
+}
