@@ -77,7 +77,7 @@ public class GeneratedGraphTests
         Assert.Equal(1, other.ExitCode);
         Assert.Contains("outcome: Failed", other.Out);
         Assert.Contains("holds an unpaired surrogate", other.Out);
-        Assert.Contains("cannot cross an OS process or the broker exactly", other.Out);
+        Assert.Contains("cannot be written as UTF-8 exactly, nor cross an OS process or the broker", other.Out);
         Assert.Contains("stream 'p0.source'", other.Out);
     }
 
