@@ -30,7 +30,7 @@ export MILLRACE_DOTNET_COUNTERS="$PWD/.tools/dotnet-counters"
 vhost="millrace-test-$$-$(date +%s)"
 MILLRACE_PG_DIR=""
 cleanup() {
-  rabbitmqctl delete_vhost "$vhost" >/dev/null 2>&1 || true
+  timeout 60 rabbitmqctl delete_vhost "$vhost" >/dev/null 2>&1 || true
   bash scripts/rabbitmq.sh stop
   if [[ -n "$MILLRACE_PG_DIR" ]]; then bash scripts/postgres.sh stop "$MILLRACE_PG_DIR"; fi
 }
@@ -38,8 +38,11 @@ trap cleanup EXIT
 # The table sink's tests use a real PostgreSQL: installed when missing, a throw-away cluster on 127.0.0.1.
 pg_env=$(bash scripts/postgres.sh start)
 eval "$pg_env"
-rabbitmqctl add_vhost "$vhost" >/dev/null
-rabbitmqctl set_permissions -p "$vhost" guest ".*" ".*" ".*" >/dev/null
+timeout 120 rabbitmqctl add_vhost "$vhost" >/dev/null
+timeout 120 rabbitmqctl set_permissions -p "$vhost" guest ".*" ".*" ".*" >/dev/null
 export MILLRACE_BROKER="amqp://guest:guest@127.0.0.1:5672/$vhost"
 
-dotnet test Millrace.sln -c Release --no-build --nologo "$@"
+# Nothing hangs: a test that runs for more than 10 minutes is stopped (and named), and the whole run
+# is bounded, so that a stuck run fails with its output instead of running out CI's time.
+timeout --kill-after=60 75m dotnet test Millrace.sln -c Release --no-build --nologo \
+  --blame-hang-timeout 10m --blame-hang-dump-type none "$@"
