@@ -22,6 +22,7 @@ public sealed class Output<T> : IOutputPort
     private ItemIdentity? _identity;
     private ulong _salt;
     private ulong _nextFreeId;
+    private bool _discarding;
 
     internal Output(Stream<T> stream, string process)
     {
@@ -74,6 +75,11 @@ public sealed class Output<T> : IOutputPort
 
     private void SendBuffered()
     {
+        if (_discarding)
+        {
+            _count = 0;
+            return;
+        }
         T[] full = _items;
         ulong[]? ids = _ids;
         int count = _count;
@@ -99,6 +105,12 @@ public sealed class Output<T> : IOutputPort
         if (_count > 0) SendBuffered();
     }
 
+    void IOutputPort.Discard(bool on)
+    {
+        _discarding = on;
+        _count = 0;
+    }
+
     private InvalidOperationException NotRunning() => new(
         $"Process '{Process}' cannot emit to stream '{Stream.Name}' yet: emit only while it runs (from its start action, a handler or its completion action).");
 }
@@ -114,4 +126,6 @@ internal interface IOutputPort
     void Attach(BatchSender sender);
     /// <summary>Sends the partial batch, if any.</summary>
     void Flush();
+    /// <summary>While on, what is emitted is dropped (a start action run again when a run resumes from a checkpoint).</summary>
+    void Discard(bool on);
 }

@@ -252,6 +252,17 @@ public sealed class ProcessBuilder
         return state;
     }
 
+    /// <summary>
+    /// Built-in operators: keeps what <paramref name="save"/> returns in every checkpoint and gives it to
+    /// <paramref name="load"/> when the run resumes (after the start action, before any item).
+    /// </summary>
+    internal void Keep<T>(string name, Func<T> save, Action<T> load)
+    {
+        ThrowIfSealed();
+        if (_states.Any(s => s.Name == name)) throw new ArgumentException($"Process '{Name}' already has a state called '{name}'.", nameof(name));
+        _states.Add(new KeptSlot<T>(name, save, load));
+    }
+
     /// <summary>Runs <paramref name="first"/> when the process starts, before its own start action (a stream's initial items).</summary>
     internal void PrependStart(Action first)
     {

@@ -68,6 +68,7 @@ static class Scenarios
         ["async-source-bad-string"] = AsyncSourceBadString,
         ["endless"] = Endless,
         ["checkpointed"] = Checkpointed,
+        ["checkpointed-operators"] = CheckpointedOperators,
     };
 
     /// <summary>
@@ -155,6 +156,47 @@ static class Scenarios
             p.On(evens, x => { evenCount.Value++; evenSum.Value += x; });
             p.OnCompleted(() => Console.WriteLine($"db: {count.Value} sums totalling {total.Value}, {evenCount.Value} evens summing to {evenSum.Value}"));
         });
+    }
+
+    /// <summary>
+    /// Built-in operators that hold items or totals between items, one after another: a timed batch, count
+    /// windows, an ordered ParallelMap, a running total (MapWithState), processing-time windows, event-time
+    /// windows, a zip, and a JSON-lines file (MILLRACE_CHECKPOINT_OUT) and a SinkWithState at the end. The
+    /// totals printed do not depend on timing; the chaos test kills it and resumes it from its checkpoints.
+    /// </summary>
+    private static void CheckpointedOperators(Graph graph)
+    {
+        const long n = 1_000_000;
+        var numbers = graph.Stream<long>("numbers");
+        var paced = graph.Stream<long>("paced");
+        var batches = graph.Stream<long[]>("batches");
+        var items = graph.Stream<long>("items");
+        var windowSums = graph.Stream<long>("window-sums");
+        var doubled = graph.Stream<long>("doubled");
+        var running = graph.Stream<long>("running");
+        var timed = graph.Stream<(int Count, long Sum)>("timed");
+        var hundreds = graph.Stream<(long Start, int Count)>("hundreds");
+        var pairs = graph.Stream<long>("pairs");
+        graph.Source("numbers", numbers, Range(n));
+        graph.Map("pace", numbers, paced, x =>
+        {
+            if (x % 400 == 0) Thread.Sleep(1);
+            return x;
+        });
+        graph.Batch("batch", paced, batches, 100, TimeSpan.FromMilliseconds(20));
+        graph.FlatMap("unbatch", batches, items, b => b);
+        graph.Window("window", items, windowSums, 10, 10, w => w.Sum());
+        graph.ParallelMap("double", windowSums, doubled, x => x * 2, workers: 2);
+        graph.MapWithState("running", doubled, running, 0L, (x, total) => (total + x, total + x));
+        graph.TimedWindow("timed", running, timed, TimeSpan.FromMilliseconds(20), w => (w.Count, w.Aggregate(0L, (a, b) => unchecked(a + b))));
+        graph.EventTimeWindow("hundreds", items, hundreds, x => x, 100, 100, (start, w) => (start, w.Count));
+        graph.Zip("pair", windowSums, doubled, pairs, (a, b) => b - 2 * a);
+        if (Environment.GetEnvironmentVariable("MILLRACE_CHECKPOINT_OUT") is { } file) graph.ToJsonLines("file", doubled, file);
+        graph.SinkWithState("db", hundreds, (Windows: 0L, Items: 0L), (h, s) => (s.Windows + 1, s.Items + h.Count),
+            s => Console.WriteLine($"db: {s.Windows} event-time windows holding {s.Items} items"));
+        graph.SinkWithState("totals", timed, (Count: 0L, Sum: 0L), (t, s) => (s.Count + t.Count, unchecked(s.Sum + t.Sum)),
+            s => Console.WriteLine($"totals: {s.Count} running totals summing to {s.Sum}"));
+        graph.SinkWithState("pairs", pairs, (Count: 0L, Sum: 0L), (x, s) => (s.Count + 1, s.Sum + x), s => Console.WriteLine($"pairs: {s.Count} differences summing to {s.Sum}"));
     }
 
     /// <summary>An endless source into a sink that says when it has its first item.</summary>

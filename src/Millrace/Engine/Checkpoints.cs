@@ -6,6 +6,7 @@ namespace Millrace.Engine;
 internal interface IStateSlot
 {
     string Name { get; }
+    Type Type { get; }
     byte[] Save();
     void Load(byte[] data);
 }
@@ -13,10 +14,22 @@ internal interface IStateSlot
 internal sealed class StateSlot<T>(ProcessState<T> state) : IStateSlot
 {
     public string Name => state.Name;
+    public Type Type => typeof(T);
 
     public byte[] Save() => JsonSerializer.SerializeToUtf8Bytes(state.Value, JsonCodec<T>.Defaults);
 
     public void Load(byte[] data) => state.Value = JsonSerializer.Deserialize<T>(data, JsonCodec<T>.Defaults)!;
+}
+
+/// <summary>State a built-in operator keeps in its own variables: saved and loaded through two functions.</summary>
+internal sealed class KeptSlot<T>(string name, Func<T> save, Action<T> load) : IStateSlot
+{
+    public string Name => name;
+    public Type Type => typeof(T);
+
+    public byte[] Save() => JsonSerializer.SerializeToUtf8Bytes(save(), JsonCodec<T>.Defaults);
+
+    public void Load(byte[] data) => load(JsonSerializer.Deserialize<T>(data, JsonCodec<T>.Defaults)!);
 }
 
 /// <summary>What one process stored for one checkpoint.</summary>
@@ -240,6 +253,11 @@ internal static class Checkpoints
                 problems.Add($"source '{p.Name}' cannot start again where a checkpoint left it (only enumerable sources can, for now)");
             if (p.UncheckpointedState is { } what)
                 problems.Add($"process '{p.Name}' ({what}) keeps state that checkpoints do not hold yet");
+            foreach (IStateSlot slot in p.States)
+            {
+                if (Codecs.JsonTypeCheck.WhyNot(slot.Type) is { } why)
+                    problems.Add($"process '{p.Name}': its state '{slot.Name}' cannot be saved in a checkpoint: {why}");
+            }
         }
         if (problems.Count > 0)
             throw new GraphValidationException(problems.Select(p => $"Checkpoints (--checkpoint-interval): {p}.").ToList());

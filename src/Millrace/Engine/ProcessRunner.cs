@@ -381,7 +381,22 @@ public sealed class ProcessRunner
             {
                 if (Restore is { } restore)
                 {
-                    // Resumed from a checkpoint: its state is restored instead of starting afresh (no start action).
+                    // Resumed from a checkpoint: the start action runs again (it may open what the process
+                    // needs), but what it emits is dropped: that was emitted before the checkpoint. Then the
+                    // checkpoint's state replaces what the start action set.
+                    if (_builder.Start is { } start)
+                    {
+                        phase = "its start action";
+                        foreach (IOutputPort output in Outputs) output.Discard(true);
+                        try
+                        {
+                            await InvokeAsync(start);
+                        }
+                        finally
+                        {
+                            foreach (IOutputPort output in Outputs) output.Discard(false);
+                        }
+                    }
                     phase = "restoring its checkpoint";
                     await RestoreAsync(restore);
                     FlushOutputs();

@@ -25,11 +25,12 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "Zip";
             Output<TOut> o = p.Output(output);
             var a = new Queue<T1>();
             var b = new Queue<T2>();
             bool aEnded = false, bEnded = false;
+            p.Keep("waiting", () => (a.ToArray(), b.ToArray(), aEnded, bEnded),
+                v => (a, b, aEnded, bEnded) = (new Queue<T1>(v.Item1), new Queue<T2>(v.Item2), v.Item3, v.Item4));
             void Pair()
             {
                 while (a.Count > 0 && b.Count > 0) o.Emit(f(a.Dequeue(), b.Dequeue()));
@@ -66,11 +67,15 @@ public static partial class Operators
         if (inputs.Length == 0) throw new ArgumentException($"Zip '{name}' needs at least one input.", nameof(inputs));
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "Zip";
             Output<T[]> o = p.Output(output);
             var queues = inputs.Select(_ => new Queue<T>()).ToArray();
             var ended = new bool[inputs.Length];
             bool over = false;
+            p.Keep("waiting", () => (queues.Select(q => q.ToArray()).ToArray(), ended, over), v =>
+            {
+                if (v.Item1.Length != inputs.Length) throw new InvalidDataException($"Zip '{name}': the checkpoint holds {v.Item1.Length} inputs, not {inputs.Length}.");
+                (queues, ended, over) = (v.Item1.Select(items => new Queue<T>(items)).ToArray(), v.Item2, v.Item3);
+            });
             // An input that has ended with nothing left waiting can pair no more: the zip is over.
             void CheckOver()
             {
@@ -119,10 +124,10 @@ public static partial class Operators
         if (inputs.Length == 0) throw new ArgumentException($"TimedZip '{name}' needs at least one input.", nameof(inputs));
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "TimedZip";
             Output<TimedRow<T>> o = p.Output(output);
             int n = inputs.Length;
             var aligner = new TimeAligner<TimedRow<T>>(name, inputs.Select(s => s.Name).ToArray(), maxBuffered, o.Emit);
+            p.Keep("rows", aligner.Save, aligner.Load);
             for (int i = 0; i < n; i++)
             {
                 int index = i;
@@ -151,11 +156,15 @@ public static partial class Operators
         if (inputs.Length == 0) throw new ArgumentException($"Multi '{name}' needs at least one input.", nameof(inputs));
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "Multi";
             Output<TOut>[] o = outputs.Select(p.Output).ToArray();
             var queues = inputs.Select(_ => new Queue<TIn>()).ToArray();
             var ended = new bool[inputs.Length];
             bool over = false;
+            p.Keep("waiting", () => (queues.Select(q => q.ToArray()).ToArray(), ended, over), v =>
+            {
+                if (v.Item1.Length != inputs.Length) throw new InvalidDataException($"Multi '{name}': the checkpoint holds {v.Item1.Length} inputs, not {inputs.Length}.");
+                (queues, ended, over) = (v.Item1.Select(items => new Queue<TIn>(items)).ToArray(), v.Item2, v.Item3);
+            });
             void CheckOver()
             {
                 for (int k = 0; k < queues.Length && !over; k++)

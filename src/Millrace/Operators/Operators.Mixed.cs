@@ -141,10 +141,10 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(timeOfSecond);
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "TimedZip";
             Output<TimedRow<T1, T2>> o = p.Output(output);
             var aligner = new TimeAligner<PairRow<T1, T2>>(name, [first.Name, second.Name], maxBuffered,
                 row => o.Emit(new TimedRow<T1, T2>(row.Time, row.First, row.HasFirst, row.Second, row.HasSecond)));
+            p.Keep("rows", aligner.Save, aligner.Load);
             p.On(first, x =>
             {
                 PairRow<T1, T2> row = aligner.Row(0, timeOfFirst(x), t => new PairRow<T1, T2> { Time = t });
@@ -164,7 +164,7 @@ public static partial class Operators
         });
     }
 
-    private sealed class PairRow<T1, T2>
+    internal sealed class PairRow<T1, T2>
     {
         public long Time;
         public T1 First = default!;
@@ -180,10 +180,20 @@ public static partial class Operators
     /// </summary>
     private sealed class TimeAligner<TRow>(string name, string[] inputs, int maxBuffered, Action<TRow> emit)
     {
-        private readonly SortedDictionary<long, TRow> _rows = new();
-        private readonly long[] _latest = Enumerable.Repeat(long.MinValue, inputs.Length).ToArray();
-        private readonly bool[] _seen = new bool[inputs.Length];
-        private readonly bool[] _ended = new bool[inputs.Length];
+        private SortedDictionary<long, TRow> _rows = new();
+        private long[] _latest = Enumerable.Repeat(long.MinValue, inputs.Length).ToArray();
+        private bool[] _seen = new bool[inputs.Length];
+        private bool[] _ended = new bool[inputs.Length];
+
+        /// <summary>What a checkpoint keeps: the rows not yet written and where each input has got to.</summary>
+        public (SortedDictionary<long, TRow> Rows, long[] Latest, bool[] Seen, bool[] Ended) Save() => (_rows, _latest, _seen, _ended);
+
+        public void Load((SortedDictionary<long, TRow> Rows, long[] Latest, bool[] Seen, bool[] Ended) state)
+        {
+            if (state.Latest.Length != inputs.Length)
+                throw new InvalidDataException($"TimedZip '{name}': the checkpoint holds {state.Latest.Length} inputs, not {inputs.Length}.");
+            (_rows, _latest, _seen, _ended) = state;
+        }
 
         /// <summary>The row at time <paramref name="t"/> for an item of input <paramref name="input"/>, after checking the input's order.</summary>
         public TRow Row(int input, long t, Func<long, TRow> create)

@@ -21,12 +21,12 @@ public static partial class Operators
         int bound = maxInFlight > 0 ? maxInFlight : Math.Max(64, workers * 256);
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "ParallelMap";
             Output<TOut> o = p.Output(output);
             var work = new BlockingCollection<(long Seq, TIn Item)>(bound);
             var done = new ConcurrentQueue<(long Seq, TOut Result, Exception? Error)>();
             var ready = new Dictionary<long, (TOut Result, Exception? Error)>();
-            var ids = new Dictionary<long, (bool HasId, ulong Id)>();
+            // Every item given to the workers and not yet written, with the id of the item it came from.
+            var inFlight = new Dictionary<long, (bool HasId, ulong Id, TIn Item)>();
             var room = new SemaphoreSlim(bound, bound);
             var threads = new List<Thread>();
             long next = 0, nextToWrite = 0;
@@ -36,8 +36,8 @@ public static partial class Operators
             void Write(long seq, TOut result)
             {
                 // Give what is written the id of the item it came from, as a handler would.
-                var (hasId, id) = ids[seq];
-                ids.Remove(seq);
+                var (hasId, id, _) = inFlight[seq];
+                inFlight.Remove(seq);
                 if (p.Runner!.Identity is not { } identity)
                 {
                     o.Emit(result);
@@ -116,9 +116,8 @@ public static partial class Operators
                 }
             });
 
-            p.On(input, x =>
+            void Submit(TIn x, bool hasId, ulong id)
             {
-                ProcessRunner runner = p.Runner!;
                 // Wait for room, writing what is ready meanwhile (this thread is the only one that writes).
                 while (!room.Wait(0))
                 {
@@ -126,9 +125,22 @@ public static partial class Operators
                     if (room.Wait(TimeSpan.FromMilliseconds(5), stop)) break;
                 }
                 long seq = next++;
-                ids[seq] = runner.Identity is { } identity ? (identity.InItem, identity.CurrentId) : (false, 0);
+                inFlight[seq] = (hasId, id, x);
                 work.Add((seq, x), stop);
                 Drain();
+            }
+
+            p.On(input, x =>
+            {
+                if (p.Runner!.Identity is { } identity) Submit(x, identity.InItem, identity.CurrentId);
+                else Submit(x, false, 0);
+            });
+
+            // A checkpoint keeps the items taken and not yet written (being worked on, or done and waiting
+            // for their turn); a resumed run gives them to the workers again, in their order, before any new item.
+            p.Keep("in flight", () => inFlight.OrderBy(e => e.Key).Select(e => e.Value.Item).ToArray(), items =>
+            {
+                foreach (TIn x in items) Submit(x, false, 0);
             });
 
             // Halted, failed or stopped: the workers leave (their token is cancelled); nothing more is added.

@@ -20,8 +20,8 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "SinkWithState";
             TState state = initial;
+            p.Keep("state", () => state, v => state = v);
             p.On(input, x => state = f(x, state));
             if (atEnd is not null) p.OnCompleted(() => atEnd(state));
         });
@@ -32,7 +32,7 @@ public static partial class Operators
         WindowStart start = WindowStart.Full)
     {
         ArgumentNullException.ThrowIfNull(action);
-        WindowCore<T, T>(graph, name, input, null, size, step, start, _ => action);
+        WindowCore<T, T>(graph, name, input, null, size, step, start, (_, _) => action);
     }
 
     /// <summary>
@@ -50,15 +50,19 @@ public static partial class Operators
         });
     }
 
-    /// <summary>A sink that appends every item to a file as one line of JSON (System.Text.Json, web defaults), flushed when the input ends.</summary>
+    /// <summary>
+    /// A sink that appends every item to a file as one line of JSON (System.Text.Json, web defaults), flushed when the input ends.
+    /// With checkpoints, each checkpoint keeps the file's length (flushed to disk), and a resumed run cuts the file back to it
+    /// before writing on: every item is in the file once.
+    /// </summary>
     public static void ToJsonLines<T>(this Graph graph, string name, Stream<T> input, string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "appends to a file";
             StreamWriter? writer = null;
-            p.OnStart(() => writer = new StreamWriter(path, append: true));
+            p.OnStart(() => writer = AppendTo(path));
+            KeepLength(p, name, path, () => writer!);
             p.On(input, x => writer!.WriteLine(System.Text.Json.JsonSerializer.Serialize(x, JsonCodec<T>.Defaults)));
             // However the process ends, what was written is flushed and the file closed.
             p.Finally(() => writer?.Dispose());
@@ -67,7 +71,8 @@ public static partial class Operators
 
     /// <summary>
     /// A sink that appends every item to a CSV file (RFC 4180 quoting), the columns given by
-    /// <paramref name="columns"/>; a header line with <paramref name="header"/> is written first when the file is new.
+    /// <paramref name="columns"/>; a header line with <paramref name="header"/> is written first when the file is new. With
+    /// checkpoints, a resumed run cuts the file back to its length at the checkpoint, as <see cref="ToJsonLines{T}"/> does.
     /// </summary>
     public static void ToCsv<T>(this Graph graph, string name, Stream<T> input, string path, string[] header, Func<T, IEnumerable<object?>> columns)
     {
@@ -76,18 +81,48 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(columns);
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "appends to a file";
             StreamWriter? writer = null;
             p.OnStart(() =>
             {
                 bool fresh = !File.Exists(path) || new FileInfo(path).Length == 0;
-                writer = new StreamWriter(path, append: true);
+                writer = AppendTo(path);
                 if (fresh) writer.WriteLine(Csv(header));
             });
+            KeepLength(p, name, path, () => writer!);
             p.On(input, x => writer!.WriteLine(Csv(columns(x))));
             p.Finally(() => writer?.Dispose());
         });
     }
+
+    private static StreamWriter AppendTo(string path)
+    {
+        // Not FileMode.Append: a resumed run must be able to cut the file back.
+        var file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read);
+        file.Seek(0, SeekOrigin.End);
+        return new StreamWriter(file, new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: false));
+    }
+
+    /// <summary>A file sink's checkpointed state: the file's length, on disk; resuming cuts the file back to it.</summary>
+    private static void KeepLength(ProcessBuilder p, string name, string path, Func<StreamWriter> writer) =>
+        p.Keep("length", () =>
+        {
+            StreamWriter w = writer();
+            w.Flush();
+            var file = (FileStream)w.BaseStream;
+            file.Flush(flushToDisk: true);
+            return file.Length;
+        }, length =>
+        {
+            StreamWriter w = writer();
+            w.Flush();
+            var file = (FileStream)w.BaseStream;
+            if (file.Length < length)
+                throw new InvalidDataException(
+                    $"Sink '{name}': the file {Path.GetFullPath(path)} holds {file.Length} bytes, fewer than the {length} it held at the checkpoint the run resumes from: " +
+                    "it was changed outside the run. Restore it, or start afresh with another --state folder.");
+            file.SetLength(length);
+            file.Seek(0, SeekOrigin.End);
+        });
 
     private static string Csv(IEnumerable<object?> values) => string.Join(",", values.Select(v =>
     {

@@ -48,9 +48,9 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "MapWithState";
             Output<TOut> o = p.Output(output);
             TState state = initial;
+            p.Keep("state", () => state, v => state = v);
             p.On(input, x =>
             {
                 (TOut y, state) = f(x, state);
@@ -69,9 +69,9 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "FlatMapWithState";
             Output<TOut> o = p.Output(output);
             TState state = initial;
+            p.Keep("state", () => state, v => state = v);
             p.On(input, x =>
             {
                 (IEnumerable<TOut> ys, state) = f(x, state);
@@ -90,9 +90,9 @@ public static partial class Operators
         ArgumentNullException.ThrowIfNull(f);
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "FilterWithState";
             Output<T> o = p.Output(output);
             TState state = initial;
+            p.Keep("state", () => state, v => state = v);
             p.On(input, x =>
             {
                 (bool keep, state) = f(x, state);

@@ -28,7 +28,7 @@ public static partial class Operators
         Func<IReadOnlyList<T>, TOut> f, WindowStart start = WindowStart.Full)
     {
         ArgumentNullException.ThrowIfNull(f);
-        WindowCore(graph, name, input, output, size, step, start, o => w => o!.Emit(f(w)));
+        WindowCore(graph, name, input, output, size, step, start, (_, o) => w => o!.Emit(f(w)));
     }
 
     /// <summary>Count windows as in <see cref="Window{T, TOut}"/>, with a function that returns any number of items per window.</summary>
@@ -36,7 +36,7 @@ public static partial class Operators
         Func<IReadOnlyList<T>, IEnumerable<TOut>> f, WindowStart start = WindowStart.Full)
     {
         ArgumentNullException.ThrowIfNull(f);
-        WindowCore(graph, name, input, output, size, step, start, o => w =>
+        WindowCore(graph, name, input, output, size, step, start, (_, o) => w =>
         {
             foreach (TOut y in f(w)) o!.Emit(y);
         });
@@ -50,10 +50,11 @@ public static partial class Operators
         TState initial, Func<IReadOnlyList<T>, TState, (TOut Output, TState State)> f, WindowStart start = WindowStart.Full)
     {
         ArgumentNullException.ThrowIfNull(f);
-        WindowCore(graph, name, input, output, size, step, start, o =>
+        WindowCore(graph, name, input, output, size, step, start, (p, o) =>
         {
             // Declared per run of the process (per OS process that hosts it): each starts from the initial state.
             TState state = initial;
+            p.Keep("state", () => state, v => state = v);
             return w =>
             {
                 (TOut y, state) = f(w, state);
@@ -63,16 +64,20 @@ public static partial class Operators
     }
 
     private static void WindowCore<T, TOut>(Graph graph, string name, Stream<T> input, Stream<TOut>? output, int size, int step,
-        WindowStart start, Func<Output<TOut>?, Action<IReadOnlyList<T>>> declare)
+        WindowStart start, Func<ProcessBuilder, Output<TOut>?, Action<IReadOnlyList<T>>> declare)
     {
         if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), size, $"Window '{name}': the size must be at least 1.");
         if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, $"Window '{name}': the step must be at least 1.");
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "Window";
-            Action<IReadOnlyList<T>> emit = declare(output is null ? null : p.Output(output));
+            Action<IReadOnlyList<T>> emit = declare(p, output is null ? null : p.Output(output));
             var ring = new T[size];
             long seen = 0;
+            p.Keep("window", () => (ring, seen), v =>
+            {
+                if (v.Item1.Length != size) throw new InvalidDataException($"Window '{name}': the checkpoint holds a window of {v.Item1.Length} items, not {size}: was the size changed?");
+                (ring, seen) = v;
+            });
             p.On(input, x =>
             {
                 ring[seen % size] = x;
@@ -109,7 +114,6 @@ public static partial class Operators
         if (size < 1 || step < 1) throw new ArgumentOutOfRangeException(nameof(size), $"MergeWindows '{name}': size and step must be at least 1.");
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "MergeWindows";
             Output<TOut> o = p.Output(output);
             var items = inputs.Select(_ => new List<T>()).ToArray(); // items from the start of the next window on
             var skip = new int[inputs.Length];                         // with step > size: items to drop before the next window
@@ -128,6 +132,11 @@ public static partial class Operators
             }
             bool over = false;
             var endedInputs = new bool[inputs.Length];
+            p.Keep("windows", () => (items, skip, over, endedInputs), v =>
+            {
+                if (v.Item1.Length != inputs.Length) throw new InvalidDataException($"MergeWindows '{name}': the checkpoint holds {v.Item1.Length} inputs, not {inputs.Length}.");
+                (items, skip, over, endedInputs) = v;
+            });
             for (int i = 0; i < inputs.Length; i++)
             {
                 int index = i;
@@ -176,10 +185,10 @@ public static partial class Operators
         if (size < 1 || step < 1) throw new ArgumentOutOfRangeException(nameof(size), $"SplitWindows '{name}': size and step must be at least 1.");
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "SplitWindows";
             Output<TOut>[] o = outputs.Select(p.Output).ToArray();
             var items = new List<T>();
             long seen = 0;
+            p.Keep("window", () => (items, seen), v => (items, seen) = v);
             p.On(input, x =>
             {
                 long index = seen++;
@@ -205,9 +214,9 @@ public static partial class Operators
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"Batch '{name}': the count must be at least 1.");
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "Batch";
             Output<T[]> o = p.Output(output);
             var batch = new List<T>(count);
+            p.Keep("batch", () => batch, v => batch = v);
             p.On(input, x =>
             {
                 batch.Add(x);
@@ -234,10 +243,11 @@ public static partial class Operators
         if (maxAge <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(maxAge), maxAge, $"Batch '{name}': the age must be positive.");
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "Batch";
             Output<T[]> o = p.Output(output);
             var batch = new List<T>(Math.Min(count, 4096));
             long oldest = 0;
+            // A resumed batch is as old as the resumption: its items' ages are not kept.
+            p.Keep("batch", () => batch, v => (batch, oldest) = (v, Environment.TickCount64));
             void Send()
             {
                 o.Emit(batch.ToArray());
@@ -287,11 +297,11 @@ public static partial class Operators
         }
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "TimedWindow";
             Output<TOut> o = p.Output(output);
             var recent = new Queue<(long At, T Item)>();
-            long lastWindow = Environment.TickCount64;
             bool fresh = false;
+            // The arrival times are Environment.TickCount64: the machine's uptime, the same clock for a program started again on it.
+            p.Keep("window", () => (recent.ToArray(), fresh), v => (recent, fresh) = (new Queue<(long At, T Item)>(v.Item1), v.Item2));
             p.On(input, x =>
             {
                 recent.Enqueue((Environment.TickCount64, x));
@@ -301,7 +311,6 @@ public static partial class Operators
             {
                 long now = Environment.TickCount64;
                 while (recent.Count > 0 && now - recent.Peek().At >= size.TotalMilliseconds) recent.Dequeue();
-                lastWindow = now;
                 fresh = false;
                 if (recent.Count == 0 && !emitEmpty) return;
                 o.Emit(f(recent.Select(r => r.Item).ToArray()));
@@ -323,7 +332,8 @@ public static partial class Operators
         {
             Output<TOut> o = p.Output(output);
             var window = new List<T>();
-            p.On(input, window.Add);
+            p.Keep("window", () => window, v => window = v);
+            p.On(input, x => window.Add(x));
             p.Every(size, () =>
             {
                 if (window.Count == 0 && !emitEmpty) return;
@@ -357,11 +367,11 @@ public static partial class Operators
         if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, $"EventTimeWindow '{name}': the step must be at least 1.");
         graph.Process(name, p =>
         {
-            p.UncheckpointedState = "EventTimeWindow";
             Output<TOut> o = p.Output(output);
             Output<T>? lateOutput = late is null ? null : p.Output(late);
             var open = new SortedDictionary<long, List<T>>(); // window start -> items
             long watermark = long.MinValue;
+            p.Keep("windows", () => (open, watermark), v => (open, watermark) = v);
             bool Closed(long start) => watermark != long.MinValue && start + size + allowedLateness <= watermark;
             p.On(input, x =>
             {
