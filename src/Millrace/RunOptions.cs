@@ -42,8 +42,10 @@ public sealed class RunOptions
     /// How often to take a checkpoint of the whole graph (<c>--checkpoint-interval SECONDS</c>): every
     /// process's declared state (<see cref="ProcessBuilder.State{T}(string, T)"/>), each source's position and
     /// the items on their way, stored in <see cref="StatePath"/>. A program started again with the same state
-    /// folder resumes from the last complete checkpoint. Zero (the default) takes none. For now the threads
-    /// placement only, with sources that can be rewound (enumerables) and no cycles (docs/state-and-recovery.md).
+    /// folder resumes from the last complete checkpoint; in the processes placement, the coordinator also starts
+    /// its children again from it when one dies (<see cref="ProcessesOptions.Restarts"/>). Zero (the default) takes
+    /// none. For now the threads and processes placements, with sources that can be rewound (enumerables) and no
+    /// cycles (docs/state-and-recovery.md).
     /// </summary>
     public TimeSpan CheckpointInterval { get; set; } = TimeSpan.Zero;
 
@@ -134,6 +136,22 @@ public sealed class RunOptions
                 case "--codec":
                     options.Codec = Value(e, arg);
                     break;
+                case "--restarts":
+                {
+                    string text = Value(e, arg);
+                    if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int restarts) || restarts > 1000)
+                        throw new ArgumentException($"{arg} takes a number of restarts (0 to 1000); got '{text}'.");
+                    options.Processes.Restarts = restarts;
+                    break;
+                }
+                case "--restart-window":
+                {
+                    string text = Value(e, arg);
+                    if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double seconds) || seconds <= 0 || seconds > 86_400 * 7)
+                        throw new ArgumentException($"{arg} takes seconds (more than 0, up to a week); got '{text}'.");
+                    options.Processes.RestartWindow = TimeSpan.FromSeconds(seconds);
+                    break;
+                }
                 case "--group":
                     options.Processes.Groups.Add(Value(e, arg).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
                     break;
@@ -190,8 +208,10 @@ public sealed class RunOptions
         if (DashboardPort is < 0 or > 65535) throw new ArgumentException($"DashboardPort must be 0 to 65535; got {DashboardPort}.");
         if (StopTimeout < TimeSpan.Zero) throw new ArgumentException($"StopTimeout must not be negative; got {StopTimeout}.");
         if (CheckpointInterval < TimeSpan.Zero) throw new ArgumentException($"CheckpointInterval must not be negative; got {CheckpointInterval}.");
-        if (CheckpointInterval > TimeSpan.Zero && Placement != "threads")
-            throw new ArgumentException($"Checkpoints (--checkpoint-interval) work in the threads placement for now, not in the {Placement} placement (docs/state-and-recovery.md).");
+        if (CheckpointInterval > TimeSpan.Zero && Placement is not ("threads" or "processes"))
+            throw new ArgumentException($"Checkpoints (--checkpoint-interval) work in the threads and processes placements for now, not in the {Placement} placement (docs/state-and-recovery.md).");
+        if (Processes.Restarts < 0) throw new ArgumentException($"Processes.Restarts must not be negative; got {Processes.Restarts}.");
+        if (Processes.RestartWindow <= TimeSpan.Zero) throw new ArgumentException($"Processes.RestartWindow must be positive; got {Processes.RestartWindow}.");
         if (Placement != "broker" && Broker.Processes.Count > 0)
             throw new ArgumentException($"Broker.Processes (--processes) chooses what runs on each host in the broker placement; the {Placement} placement runs every process.");
         if (Placement != "processes" && Processes.Groups.Count > 0)
@@ -235,6 +255,17 @@ public sealed class ProcessesOptions
     /// <c>--group process1,process2</c>, repeatable.
     /// </summary>
     public IList<string[]> Groups { get; } = new List<string[]>();
+
+    /// <summary>
+    /// With checkpoints on: how many times the coordinator starts the children again from the last complete
+    /// checkpoint after one of them died (killed, crashed), within <see cref="RestartWindow"/>; one more death
+    /// fails the run with its cause. Default 3; 0 fails the run at the first death. On the command line:
+    /// <c>--restarts N</c>. A process that fails with an exception is not restarted (it would fail again).
+    /// </summary>
+    public int Restarts { get; set; } = 3;
+
+    /// <summary>The window <see cref="Restarts"/> counts in (default 5 minutes): restarts longer ago do not count. <c>--restart-window SECONDS</c>.</summary>
+    public TimeSpan RestartWindow { get; set; } = TimeSpan.FromMinutes(5);
 }
 
 /// <summary>Options of the <c>broker</c> placement.</summary>

@@ -166,11 +166,11 @@ static class Scenarios
     /// </summary>
     private static void CheckpointedOperators(Graph graph)
     {
-        const long n = 1_000_000;
+        long n = long.TryParse(Environment.GetEnvironmentVariable("MILLRACE_CHECKPOINT_ITEMS"), out long items) ? items : 1_000_000;
         var numbers = graph.Stream<long>("numbers");
         var paced = graph.Stream<long>("paced");
         var batches = graph.Stream<long[]>("batches");
-        var items = graph.Stream<long>("items");
+        var single = graph.Stream<long>("items");
         var windowSums = graph.Stream<long>("window-sums");
         var doubled = graph.Stream<long>("doubled");
         var running = graph.Stream<long>("running");
@@ -184,12 +184,12 @@ static class Scenarios
             return x;
         });
         graph.Batch("batch", paced, batches, 100, TimeSpan.FromMilliseconds(20));
-        graph.FlatMap("unbatch", batches, items, b => b);
-        graph.Window("window", items, windowSums, 10, 10, w => w.Sum());
+        graph.FlatMap("unbatch", batches, single, b => b);
+        graph.Window("window", single, windowSums, 10, 10, w => w.Sum());
         graph.ParallelMap("double", windowSums, doubled, x => x * 2, workers: 2);
         graph.MapWithState("running", doubled, running, 0L, (x, total) => (total + x, total + x));
         graph.TimedWindow("timed", running, timed, TimeSpan.FromMilliseconds(20), w => (w.Count, w.Aggregate(0L, (a, b) => unchecked(a + b))));
-        graph.EventTimeWindow("hundreds", items, hundreds, x => x, 100, 100, (start, w) => (start, w.Count));
+        graph.EventTimeWindow("hundreds", single, hundreds, x => x, 100, 100, (start, w) => (start, w.Count));
         graph.Zip("pair", windowSums, doubled, pairs, (a, b) => b - 2 * a);
         if (Environment.GetEnvironmentVariable("MILLRACE_CHECKPOINT_OUT") is { } file) graph.ToJsonLines("file", doubled, file);
         graph.SinkWithState("db", hundreds, (Windows: 0L, Items: 0L), (h, s) => (s.Windows + 1, s.Items + h.Count),

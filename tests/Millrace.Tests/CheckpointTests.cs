@@ -52,21 +52,84 @@ public class CheckpointTests
             Assert.True(finalExit == 0, finalErr);
             Assert.Contains("resuming from checkpoint", finalErr);
             Assert.Equal(expected, Totals(finalOutput));
-            if (scenario == "checkpointed-operators")
-            {
-                // The file sink was cut back to its checkpointed length at every resumption: each item once, in order
-                // (window k of ten numbers sums to 100k + 45; doubled, 200k + 90).
-                string[] lines = File.ReadAllLines(file);
-                Assert.Equal(100_000, lines.Length);
-                for (int k = 0; k < lines.Length; k++)
-                    Assert.True(lines[k] == (200L * k + 90).ToString(System.Globalization.CultureInfo.InvariantCulture), $"line {k + 1} of {file} is '{lines[k]}', not {200L * k + 90}");
-            }
+            if (scenario == "checkpointed-operators") AssertFileOnce(file, 1_000_000);
         }
         finally
         {
             if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
             File.Delete(file);
         }
+    }
+
+    [Theory]
+    [InlineData("checkpointed")]
+    [InlineData("checkpointed-operators")]
+    public async Task In_the_processes_placement_children_killed_again_and_again_start_again_from_the_checkpoints_with_exact_results(string scenario)
+    {
+        // Longer than in the threads placement: a dozen OS processes take a few seconds to start on two cores.
+        const long items = 3_000_000;
+        var itemsEnvironment = new Dictionary<string, string> { ["MILLRACE_CHECKPOINT_ITEMS"] = items.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        var (exit, output, err) = await ExampleProgram.RunAsync("Millrace.Scenarios", [scenario], seconds: 120, itemsEnvironment);
+        Assert.True(exit == 0, err);
+        string[] expected = Totals(output);
+
+        string state = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
+        string file = state + ".jsonl";
+        var environment = new Dictionary<string, string>(itemsEnvironment) { ["MILLRACE_CHECKPOINT_OUT"] = file };
+        int kills = Helpers.Iterations("MILLRACE_CHAOS_KILLS", 5);
+        try
+        {
+            using var program = ExampleProgram.Start("Millrace.Scenarios", environment,
+                scenario, "--placement", "processes", "--state", state, "--checkpoint-interval", "0.05", "--restarts", (kills + 1).ToString());
+            var random = new Random();
+            var victims = new List<string>();
+            long last = -1;
+            for (int k = 0; k < kills; k++)
+            {
+                long before = last;
+                await Waits.Until(() => (last = LastComplete(state)) > before || program.HasExited, "a new complete checkpoint", seconds: 60);
+                if (program.HasExited) break;
+                await Task.Delay(random.Next(0, 60)); // a random moment, not a wait for an outcome
+                // Any of them: sources, stateful operators, sinks.
+                int[] children = ChildProcesses.Of(program.Pid);
+                if (children.Length == 0 || program.HasExited) break;
+                int victim = children[random.Next(children.Length)];
+                string? name = ChildProcesses.Processes(victim);
+                ExampleProgram.Kill(victim, SIGKILL);
+                victims.Add(name ?? "?");
+                int restarts = victims.Count;
+                await Waits.Until(() => Count(program.ErrorOutput, "starting the children again") >= restarts || program.HasExited,
+                    $"the coordinator starting the children again after {name} was killed", seconds: 60);
+                // The run before the restart is over (it may have completed checkpoints after the one seen above): the
+                // next kill waits for a checkpoint of the run started again, so that every child of it is running.
+                last = LastComplete(state);
+            }
+            var (finalExit, finalOutput, finalErr) = await program.WaitAsync(seconds: 180);
+            string killed = string.Join(", ", victims);
+            Assert.True(finalExit == 0, $"killed: {killed}\n{finalErr}\n{string.Join("\n", finalOutput.Split('\n').Where(l => !l.StartsWith("stream ", StringComparison.Ordinal)))}");
+            Assert.True(victims.Count >= 2, $"only {victims.Count} kills landed before the run finished");
+            // Each kill noticed and followed by a restart from a complete checkpoint (none waited for a dead child).
+            Assert.Equal(victims.Count, Count(finalErr, "starting the children again"));
+            Assert.Equal(victims.Count, Count(finalErr, "resuming from checkpoint"));
+            Assert.Equal(expected, Totals(finalOutput));
+            if (scenario == "checkpointed-operators") AssertFileOnce(file, items);
+        }
+        finally
+        {
+            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+            File.Delete(file);
+        }
+    }
+
+    private static int Count(string text, string what) => System.Text.RegularExpressions.Regex.Matches(text, System.Text.RegularExpressions.Regex.Escape(what)).Count;
+
+    /// <summary>The file sink was cut back to its checkpointed length at every resumption: each item once, in order (window k of ten numbers sums to 100k + 45; doubled, 200k + 90).</summary>
+    private static void AssertFileOnce(string file, long items)
+    {
+        string[] lines = File.ReadAllLines(file);
+        Assert.Equal(items / 10, lines.Length);
+        for (int k = 0; k < lines.Length; k++)
+            Assert.True(lines[k] == (200L * k + 90).ToString(System.Globalization.CultureInfo.InvariantCulture), $"line {k + 1} of {file} is '{lines[k]}', not {200L * k + 90}");
     }
 
     [Fact]
@@ -89,7 +152,10 @@ public class CheckpointTests
         Assert.Contains("process 'memory' (a collection in memory) keeps state that checkpoints do not hold yet", e.Message);
         Assert.Contains("process 'odd-state': its state 'anything' cannot be saved in a checkpoint", e.Message);
         Assert.DoesNotContain("'w'", e.Message); // a window's items are part of its checkpointed state
-        Assert.Throws<ArgumentException>(() => RunOptions.Parse(["--placement", "processes", "--checkpoint-interval", "1"]).Check());
+        var broker = Assert.Throws<ArgumentException>(() => RunOptions.Parse(["--placement", "broker", "--checkpoint-interval", "1"]).Check());
+        Assert.Contains("not in the broker placement", broker.Message);
+        Assert.Contains("'many'", Assert.Throws<ArgumentException>(() => RunOptions.Parse(["--restarts", "many"])).Message);
+        Assert.Equal(7, RunOptions.Parse(["--placement", "processes", "--checkpoint-interval", "1", "--restarts", "7"]).Processes.Restarts);
     }
 
     private static long LastComplete(string state)

@@ -61,8 +61,8 @@ public class ProcessesPlacementOnlyTests
     public async Task A_child_killed_with_SIGKILL_is_reported_by_name_and_the_run_stops()
     {
         using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--verbose", "--capacity", "1024", "--placement", "processes");
-        int[] children = await ChildrenAsync(program.Pid, 4);
-        int victim = children.Single(pid => Processes(pid) == "process1");
+        int[] children = await ChildProcesses.ChildrenAsync(program.Pid, 4);
+        int victim = children.Single(pid => ChildProcesses.Processes(pid) == "process1");
         await program.WaitForOutputAsync(o => o.Contains("tmp process2 : 1000\n"), seconds: 30); // items are flowing
         ExampleProgram.Kill(victim, SIGKILL);
 
@@ -70,7 +70,7 @@ public class ProcessesPlacementOnlyTests
 
         Assert.True(exit == 1, err);
         Assert.True(err.Contains($"Process 'process1' (OS process {victim}) died: killed by signal 9 (SIGKILL)"), err);
-        Assert.All(children, pid => Assert.False(Alive(pid), $"child {pid} ({Processes(pid)}) is still running"));
+        Assert.All(children, pid => Assert.False(ChildProcesses.Alive(pid), $"child {pid} ({ChildProcesses.Processes(pid)}) is still running"));
     }
 
     [Fact]
@@ -79,24 +79,24 @@ public class ProcessesPlacementOnlyTests
         // The scenario waits ten minutes (StopTimeout) for the children's final reports; the dead child
         // can send none, so the run must end as soon as the others have reported, well within this test's bound.
         using var program = ExampleProgram.Start("Millrace.Scenarios", "endless", "--placement", "processes");
-        int[] children = await ChildrenAsync(program.Pid, 2);
+        int[] children = await ChildProcesses.ChildrenAsync(program.Pid, 2);
         await program.WaitForOutputAsync(o => o.Contains("sink: first item"), seconds: 30);
-        int victim = children.Single(pid => Processes(pid) == "sink");
+        int victim = children.Single(pid => ChildProcesses.Processes(pid) == "sink");
         ExampleProgram.Kill(victim, SIGKILL);
 
         var (exit, output, err) = await program.WaitAsync(seconds: 60);
 
         Assert.True(exit == 1, err);
         Assert.Contains($"Process 'sink' (OS process {victim}) died: killed by signal 9 (SIGKILL)", output);
-        Assert.All(children, pid => Assert.False(Alive(pid), $"child {pid} ({Processes(pid)}) is still running"));
+        Assert.All(children, pid => Assert.False(ChildProcesses.Alive(pid), $"child {pid} ({ChildProcesses.Processes(pid)}) is still running"));
     }
 
     [Fact]
     public async Task SIGTERM_to_one_child_is_ignored_by_it_and_the_run_ends_exactly()
     {
         using var program = ExampleProgram.Start("Tutorial", "--count", "300000", "--verbose", "--placement", "processes");
-        int[] children = await ChildrenAsync(program.Pid, 4);
-        int victim = children.Single(pid => Processes(pid) == "process1");
+        int[] children = await ChildProcesses.ChildrenAsync(program.Pid, 4);
+        int victim = children.Single(pid => ChildProcesses.Processes(pid) == "process1");
         await program.WaitForOutputAsync(o => o.Contains("tmp process2 : 1000\n"), seconds: 30); // items are flowing
         ExampleProgram.Kill(victim, SIGTERM);
 
@@ -122,16 +122,16 @@ public class ProcessesPlacementOnlyTests
     public async Task Children_exit_when_the_coordinator_is_killed()
     {
         using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--verbose", "--capacity", "1024", "--placement", "processes");
-        int[] children = await ChildrenAsync(program.Pid, 4);
-        string socketFolder = Variable(children[0], ChildInfo.DirVariable)!;
+        int[] children = await ChildProcesses.ChildrenAsync(program.Pid, 4);
+        string socketFolder = ChildProcesses.Variable(children[0], ChildInfo.DirVariable)!;
         Assert.True(Directory.Exists(socketFolder), socketFolder);
         await program.WaitForOutputAsync(o => o.Contains("tmp process2 : 1000\n"), seconds: 30); // items are flowing
         ExampleProgram.Kill(program.Pid, SIGKILL);
         await program.WaitAsync(seconds: 30);
 
         var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (children.Any(Alive) && DateTime.UtcNow < deadline) await Task.Delay(50);
-        Assert.All(children, pid => Assert.False(Alive(pid), $"child {pid} ({Processes(pid)}) outlived its coordinator"));
+        while (children.Any(ChildProcesses.Alive) && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.All(children, pid => Assert.False(ChildProcesses.Alive(pid), $"child {pid} ({ChildProcesses.Processes(pid)}) outlived its coordinator"));
         Assert.False(Directory.Exists(socketFolder), $"the run's socket folder {socketFolder} was left behind");
     }
 
@@ -212,63 +212,6 @@ public class ProcessesPlacementOnlyTests
         return (client, server);
     }
 
-    /// <summary>The children of <paramref name="parent"/>, once there are <paramref name="count"/> of them.</summary>
-    private static async Task<int[]> ChildrenAsync(int parent, int count)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            int[] children = Directory.GetDirectories("/proc")
-                .Select(d => int.TryParse(Path.GetFileName(d), out int pid) ? pid : 0)
-                .Where(pid => pid > 0 && ParentOf(pid) == parent && Processes(pid) is not null)
-                .ToArray();
-            if (children.Length >= count) return children;
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Only {children.Length} of {count} children started.");
-            await Task.Delay(50);
-        }
-    }
-
-    private static int ParentOf(int pid)
-    {
-        try
-        {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
-            return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
-        }
-        catch (IOException)
-        {
-            return -1;
-        }
-    }
-
-    /// <summary>The Millrace processes an OS process was started for (from its initial environment).</summary>
-    private static string? Processes(int pid) => Variable(pid, ChildInfo.ProcessesVariable);
-
-    private static string? Variable(int pid, string name)
-    {
-        try
-        {
-            return File.ReadAllText($"/proc/{pid}/environ").Split('\0')
-                .FirstOrDefault(v => v.StartsWith(name + "=", StringComparison.Ordinal))?[(name.Length + 1)..];
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
-
-    private static bool Alive(int pid)
-    {
-        try
-        {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
-            return stat[stat.LastIndexOf(')') + 2] != 'Z'; // a zombie has exited; only its parent's bookkeeping is left
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
 
     [Fact]
     public async Task A_value_refused_while_an_async_source_waits_fails_the_run_with_the_codecs_message()

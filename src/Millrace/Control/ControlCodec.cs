@@ -29,6 +29,8 @@ public static class ControlCodec
         [typeof(FinalReport)] = "final",
         [typeof(CyclesClosed)] = "closed",
         [typeof(ReplicaMessage)] = "replica",
+        [typeof(CheckpointRequest)] = "checkpoint?",
+        [typeof(CheckpointStored)] = "checkpoint",
     };
 
     /// <summary>The message as UTF-8 JSON.</summary>
@@ -84,6 +86,13 @@ public static class ControlCodec
                     break;
                 case FinalReport m:
                     Reports(w, m.Processes);
+                    break;
+                case CheckpointRequest m:
+                    w.WriteNumber("checkpoint", m.Checkpoint);
+                    break;
+                case CheckpointStored m:
+                    w.WriteNumber("checkpoint", m.Checkpoint);
+                    w.WriteNumber("index", m.Process);
                     break;
                 case ReplicaMessage m:
                     w.WriteString("step", m.Step.ToString());
@@ -156,6 +165,7 @@ public static class ControlCodec
         string? instance = null, step = null;
         int group = -1, pid = 0, seq = 0, index = 0, round = 0, lane = 0, writer = 0;
         long? itemIndex = null;
+        long checkpoint = 0;
         bool hard = false, ok = false;
         List<ProcessReport>? reports = null;
         while (Next(ref r) == JsonTokenType.PropertyName)
@@ -197,6 +207,7 @@ public static class ControlCodec
                 case "ok": ok = r.GetBoolean(); break;
                 case "lane": lane = r.GetInt32(); break;
                 case "writer": writer = r.GetInt32(); break;
+                case "checkpoint": checkpoint = r.GetInt64(); break;
                 case "processes": reports = ReadReports(ref r); break;
                 default: r.Skip(); break;
             }
@@ -218,6 +229,8 @@ public static class ControlCodec
             "stats" => new StatsReport(reports ?? Missing<List<ProcessReport>>("processes")),
             "final" => new FinalReport(reports ?? Missing<List<ProcessReport>>("processes")),
             "closed" => new CyclesClosed(),
+            "checkpoint?" => new CheckpointRequest(checkpoint),
+            "checkpoint" => new CheckpointStored(checkpoint, index),
             "replica" => new ReplicaMessage(Parse<ReplicaStep>(step ?? Missing<string>("step")), index, instance ?? Missing<string>("instance"), round, ok, lane, writer),
             null => throw new JsonException("It has no type."),
             _ => throw new JsonException($"Its type '{type}' is not one this runtime knows."),

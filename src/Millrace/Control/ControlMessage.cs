@@ -59,6 +59,12 @@ public sealed record StatsReport(IReadOnlyList<ProcessReport> Processes) : Contr
 /// <summary>Child to coordinator, last: its processes have ended; their final counts.</summary>
 public sealed record FinalReport(IReadOnlyList<ProcessReport> Processes) : ControlMessage;
 
+/// <summary>Coordinator to the children that run sources: send the markers of checkpoint <see cref="Checkpoint"/> with your items.</summary>
+public sealed record CheckpointRequest(long Checkpoint) : ControlMessage;
+
+/// <summary>Child to coordinator: process <see cref="Process"/> (index in the graph) stored its part of checkpoint <see cref="Checkpoint"/>.</summary>
+public sealed record CheckpointStored(long Checkpoint, int Process) : ControlMessage;
+
 /// <summary>The detecting broker host closed every cycle: hosts whose processes ended may leave.</summary>
 public sealed record CyclesClosed : ControlMessage;
 

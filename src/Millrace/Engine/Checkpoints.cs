@@ -150,39 +150,42 @@ internal sealed class CheckpointStore
     }
 }
 
-/// <summary>
-/// Takes checkpoints of a run in this OS process (the threads placement): every interval, asks each
-/// source to send the markers of a new checkpoint with its items; each process saves its part when the
-/// markers have passed (<see cref="ProcessRunner"/>); once every process has, the checkpoint is complete.
-/// One checkpoint at a time; none once some process has ended (the run is finishing).
-/// </summary>
-internal sealed class CheckpointCoordinator
+/// <summary>Where a process stores its part of a checkpoint and says it has.</summary>
+internal interface ICheckpointPort
 {
-    private readonly RunContext _run;
-    private readonly ProcessRunner[] _runners;
-    private readonly TimeSpan _interval;
+    CheckpointStore Store { get; }
+
+    /// <summary><paramref name="runner"/> stored its part of <paramref name="checkpoint"/>. Its own thread.</summary>
+    void Stored(long checkpoint, ProcessRunner runner);
+}
+
+/// <summary>
+/// Takes the checkpoints of a run: every interval, asks the sources to send the markers of a new checkpoint
+/// with their items (<paramref name="requestMarkers"/>); each process saves its part when the markers have
+/// passed (<see cref="ProcessRunner"/>) and says so (<see cref="Stored(long)"/>); once all
+/// <paramref name="participants"/> have, the checkpoint is complete. One checkpoint at a time; none once
+/// some process has ended (<paramref name="anyEnded"/>: the run is finishing). The threads placement runs
+/// one beside its runners; the processes placement's coordinator runs one for all its children.
+/// </summary>
+internal sealed class CheckpointCoordinator(
+    RunContext run, int participants, Action<long> requestMarkers, Func<bool> anyEnded, CheckpointStore store, TimeSpan interval, long resumedFrom)
+    : ICheckpointPort
+{
     private readonly object _lock = new();
+    private readonly CancellationTokenSource _over = CancellationTokenSource.CreateLinkedTokenSource(run.HardToken);
     private TaskCompletionSource? _stored;
     private int _waiting;
-    private long _current;
+    private long _current = Math.Max(0, Math.Max(resumedFrom, store.LastStarted())); // checkpoints count from 1
 
-    public CheckpointCoordinator(RunContext run, ProcessRunner[] runners, CheckpointStore store, TimeSpan interval, long resumedFrom)
-    {
-        _run = run;
-        _runners = runners;
-        Store = store;
-        _interval = interval;
-        ResumedFrom = resumedFrom;
-        _current = Math.Max(0, Math.Max(resumedFrom, store.LastStarted())); // checkpoints count from 1
-    }
-
-    public CheckpointStore Store { get; }
+    public CheckpointStore Store { get; } = store;
 
     /// <summary>The checkpoint the run resumed from, or -1.</summary>
-    public long ResumedFrom { get; }
+    public long ResumedFrom { get; } = resumedFrom;
 
     /// <summary>Checkpoints completed in this run.</summary>
     public int Completed { get; private set; }
+
+    void ICheckpointPort.Stored(long checkpoint, ProcessRunner runner) => Stored(checkpoint);
 
     /// <summary>A process stored its part of <paramref name="checkpoint"/>. Any thread.</summary>
     public void Stored(long checkpoint)
@@ -196,29 +199,32 @@ internal sealed class CheckpointCoordinator
         done?.TrySetResult();
     }
 
+    /// <summary>The run's processes have ended: take no more checkpoints, and do not wait for the next interval to say so.</summary>
+    public void Stop() => _over.Cancel();
+
     public Task RunAsync() => Task.Run(async () =>
     {
-        CancellationToken stop = _run.HardToken;
+        CancellationToken stop = _over.Token;
         try
         {
-            while (!stop.IsCancellationRequested && !_run.StopRequested)
+            while (!stop.IsCancellationRequested && !run.StopRequested)
             {
-                await Task.Delay(_interval, stop);
-                if (_run.StopRequested || _runners.Any(r => r.HasEnded)) return;
+                await Task.Delay(interval, stop);
+                if (run.StopRequested || anyEnded()) return;
                 long checkpoint;
                 TaskCompletionSource stored = new(TaskCreationOptions.RunContinuationsAsynchronously);
                 lock (_lock)
                 {
                     checkpoint = ++_current;
-                    _waiting = _runners.Length;
+                    _waiting = participants;
                     _stored = stored;
                 }
-                foreach (ProcessRunner source in _runners.Where(r => r.IsSource)) source.RequestMarker(checkpoint);
+                requestMarkers(checkpoint);
                 // A process that ends meanwhile never stores its part: the checkpoint is abandoned.
                 while (!stored.Task.IsCompleted)
                 {
-                    if (await Task.WhenAny(stored.Task, Task.Delay(_interval, stop)) == stored.Task) break;
-                    if (_runners.Any(r => r.HasEnded) || _run.StopRequested) return;
+                    if (await Task.WhenAny(stored.Task, Task.Delay(interval, stop)) == stored.Task) break;
+                    if (anyEnded() || run.StopRequested) return;
                 }
                 Store.Complete(checkpoint);
                 Completed++;
@@ -229,19 +235,15 @@ internal sealed class CheckpointCoordinator
         }
         catch (Exception e)
         {
-            _run.Fail(new ProcessFailure(string.Join(", ", _runners.Select(r => r.Name)), null, null, null,
-                $"Checkpoints failed: {e.GetType().Name}: {e.Message}", e));
+            run.Fail(new ProcessFailure("checkpoints", null, null, null, $"Checkpoints failed: {e.GetType().Name}: {e.Message}", e));
         }
     });
 }
 
 internal static class Checkpoints
 {
-    /// <summary>
-    /// With checkpoints on: checks that the graph can be checkpointed, opens the store and, when it holds a
-    /// complete checkpoint, gives each process its part to resume from. Null with checkpoints off.
-    /// </summary>
-    public static CheckpointCoordinator? Prepare(GraphModel model, RunOptions options, RunHost host)
+    /// <summary>With checkpoints on: refuses a graph they cannot hold yet (every problem named) and opens the store. Null with checkpoints off.</summary>
+    public static CheckpointStore? Open(GraphModel model, RunOptions options)
     {
         if (options.CheckpointInterval <= TimeSpan.Zero) return null;
         var problems = new List<string>();
@@ -261,17 +263,31 @@ internal static class Checkpoints
         }
         if (problems.Count > 0)
             throw new GraphValidationException(problems.Select(p => $"Checkpoints (--checkpoint-interval): {p}.").ToList());
-        var store = new CheckpointStore(options.StatePath ?? "millrace-state");
-        long resumed = store.LastComplete();
-        ProcessRunner[] runners = host.Local;
-        var coordinator = new CheckpointCoordinator(host.Run, runners, store, options.CheckpointInterval, resumed);
+        return new CheckpointStore(options.StatePath ?? "millrace-state");
+    }
+
+    /// <summary>Gives each of <paramref name="runners"/> where to store its parts and, when the run resumes from <paramref name="resumed"/>, its part of it.</summary>
+    public static void Attach(IEnumerable<ProcessRunner> runners, CheckpointStore store, long resumed, ICheckpointPort port)
+    {
         foreach (ProcessRunner runner in runners)
         {
-            runner.Checkpoints = coordinator;
+            runner.Checkpoints = port;
             if (resumed >= 0)
                 runner.Restore = store.LoadPart(resumed, runner.Name)
                     ?? throw new InvalidDataException($"Checkpoint {resumed} in {store.Path_} is complete but holds nothing for process '{runner.Name}': is this the same graph?");
         }
+    }
+
+    /// <summary>The threads placement: checkpoints of the runners of this OS process. Null with checkpoints off.</summary>
+    public static CheckpointCoordinator? Prepare(GraphModel model, RunOptions options, RunHost host)
+    {
+        if (Open(model, options) is not { } store) return null;
+        long resumed = store.LastComplete();
+        ProcessRunner[] runners = host.Local;
+        var coordinator = new CheckpointCoordinator(host.Run, runners.Length,
+            checkpoint => { foreach (ProcessRunner source in runners.Where(r => r.IsSource)) source.RequestMarker(checkpoint); },
+            () => runners.Any(r => r.HasEnded), store, options.CheckpointInterval, resumed);
+        Attach(runners, store, resumed, coordinator);
         if (resumed >= 0) Millrace.Monitoring.Log.Notice(options.Logger, "checkpoints", $"resuming from checkpoint {resumed} in {store.Path_}");
         return coordinator;
     }

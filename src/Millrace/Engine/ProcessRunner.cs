@@ -102,7 +102,7 @@ public sealed class ProcessRunner
     // ------------------------------------------------------------------ checkpoints
 
     /// <summary>Takes the run's checkpoints, when they are on.</summary>
-    internal CheckpointCoordinator? Checkpoints { get; set; }
+    internal ICheckpointPort? Checkpoints { get; set; }
 
     /// <summary>What this process stored in the checkpoint the run resumes from, if any (set before it runs).</summary>
     internal ProcessPart? Restore { get; set; }
@@ -143,7 +143,7 @@ public sealed class ProcessRunner
         };
         Checkpoints!.Store.SavePart(checkpoint, Name, part);
         foreach (IOutputPort output in Outputs) output.Sender.SendMarker(checkpoint);
-        Checkpoints.Stored(checkpoint);
+        Checkpoints.Stored(checkpoint, this);
     }
 
     /// <summary>
@@ -188,7 +188,7 @@ public sealed class ProcessRunner
         _pendingLinks = null;
         _recording = null;
         _part = null;
-        Checkpoints.Stored(checkpoint);
+        Checkpoints.Stored(checkpoint, this);
     }
 
     /// <summary>Restores the states a checkpoint kept; what its links had on their way is handled again first.</summary>

@@ -4,8 +4,10 @@ using Millrace.Control;
 namespace Millrace.Placements.Processes;
 
 /// <summary>What the coordinator tells a child through its environment.</summary>
-internal sealed record ChildInfo(int Group, string Dir, int[] GroupOf, string Signature, string Label)
+internal sealed record ChildInfo(int Group, string Dir, int[] GroupOf, string Signature, string Label, long Resume = -1)
 {
+    /// <summary>With checkpoints on: the complete checkpoint the children resume from (-1: none).</summary>
+    public const string ResumeVariable = "MILLRACE_RESUME";
     public const string GroupVariable = "MILLRACE_CHILD";
     public const string DirVariable = "MILLRACE_DIR";
     public const string GroupsVariable = "MILLRACE_GROUPS";
@@ -25,8 +27,9 @@ internal sealed record ChildInfo(int Group, string Dir, int[] GroupOf, string Si
             Environment.GetEnvironmentVariable(DirVariable) ?? throw Missing(DirVariable),
             (Environment.GetEnvironmentVariable(GroupsVariable) ?? throw Missing(GroupsVariable)).Split(',').Select(int.Parse).ToArray(),
             Environment.GetEnvironmentVariable(SignatureVariable) ?? throw Missing(SignatureVariable),
-            Environment.GetEnvironmentVariable(ProcessesVariable) ?? $"group {group}");
-        foreach (string v in new[] { GroupVariable, DirVariable, GroupsVariable, SignatureVariable, ProcessesVariable })
+            Environment.GetEnvironmentVariable(ProcessesVariable) ?? $"group {group}",
+            long.TryParse(Environment.GetEnvironmentVariable(ResumeVariable), out long resume) ? resume : -1);
+        foreach (string v in new[] { GroupVariable, DirVariable, GroupsVariable, SignatureVariable, ProcessesVariable, ResumeVariable })
             Environment.SetEnvironmentVariable(v, null);
         return info;
     }
@@ -88,6 +91,9 @@ internal static class ChildRuntime
         links.Listen();
         var reporter = new ChildReporter(control, cyclic: model.Cycles.Count > 0);
         run.Reporter = reporter;
+        // Checkpoints: parts go to the shared state folder; the coordinator counts them and marks checkpoints complete.
+        if (Checkpoints.Open(model, options) is { } store)
+            Checkpoints.Attach(local, store, info.Resume, new ChildCheckpoints(store, control, model));
         AppDomain.CurrentDomain.UnhandledException += (_, e) => control.Send(new FailureMessage(label, null, null, null,
             $"The OS process for '{label}' crashed: {e.ExceptionObject}", e.ExceptionObject.GetType().Name));
 
@@ -120,6 +126,9 @@ internal static class ChildRuntime
                         break;
                     case BlockedQuery query:
                         control.Send(new BlockedReport(query.Seq, LocalStatusSource.DescribeBlocked(local)));
+                        break;
+                    case CheckpointRequest request:
+                        foreach (ProcessRunner source in local.Where(r => r.IsSource)) source.RequestMarker(request.Checkpoint);
                         break;
                     case ForceEnd forceEnd when forceEnd.Process >= 0 && forceEnd.Process < runners.Length:
                         runners[forceEnd.Process]?.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
@@ -168,6 +177,14 @@ internal static class ChildRuntime
         Console.Error.Flush();
         Environment.Exit(0);
         throw new InvalidOperationException("unreachable");
+    }
+
+    private sealed class ChildCheckpoints(CheckpointStore store, ControlChannel control, GraphModel model) : ICheckpointPort
+    {
+        public CheckpointStore Store => store;
+
+        public void Stored(long checkpoint, ProcessRunner runner) =>
+            control.Send(new CheckpointStored(checkpoint, model.Shape.IndexOf(runner.Name)));
     }
 
     private enum ReportKind { Status, Stats, Final }

@@ -20,10 +20,18 @@ internal sealed class Coordinator
     private readonly string _dir;
     private readonly Child[] _children;
     private readonly TaskCompletionSource _allFinal = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CheckpointStore? _store;
+    private readonly long _resume;
+    private CheckpointCoordinator? _checkpoints;
     private int _seq;
 
-    private Coordinator(GraphModel model, RunOptions options, RunContext run, int[] groupOf, string dir)
+    /// <summary>The run stopped because a child died (killed, crashed), not for a reason of its own: it may start again.</summary>
+    private volatile bool _childDied;
+
+    private Coordinator(GraphModel model, RunOptions options, RunContext run, int[] groupOf, string dir, CheckpointStore? store, long resume)
     {
+        _store = store;
+        _resume = resume;
         _model = model;
         _options = options;
         _run = run;
@@ -37,11 +45,41 @@ internal sealed class Coordinator
     public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
     {
         int[] groupOf = Groups(model, options);
+        CheckpointStore? store = Checkpoints.Open(model, options);
+        var restarts = new Queue<DateTime>();
+        while (true)
+        {
+            long resume = store?.LastComplete() ?? -1;
+            if (resume >= 0) Millrace.Monitoring.Log.Notice(options.Logger, "checkpoints", $"resuming from checkpoint {resume} in {store!.Path_}");
+            var (result, childDied) = await AttemptAsync(model, options, groupOf, store, resume, cancellationToken);
+            // A run that completed leaves nothing to resume: the next one starts afresh.
+            if (store is not null && result.Outcome == RunOutcome.Completed && result.Errors.Count == 0) store.Clear();
+            if (!childDied || store is null || cancellationToken.IsCancellationRequested) return result;
+            DateTime now = DateTime.UtcNow;
+            while (restarts.Count > 0 && now - restarts.Peek() > options.Processes.RestartWindow) restarts.Dequeue();
+            string cause = result.Errors.FirstOrDefault()?.Message ?? "a child died";
+            if (restarts.Count >= options.Processes.Restarts)
+            {
+                Millrace.Monitoring.Log.Notice(options.Logger, "restarts",
+                    $"not starting again: {restarts.Count} restarts within {options.Processes.RestartWindow.TotalSeconds:0.#} s already (--restarts {options.Processes.Restarts}); the run fails with the cause: {cause}");
+                return result;
+            }
+            restarts.Enqueue(now);
+            Millrace.Monitoring.Log.Notice(options.Logger, "restarts",
+                $"starting the children again from the last complete checkpoint (restart {restarts.Count} of at most {options.Processes.Restarts} within {options.Processes.RestartWindow.TotalSeconds:0.#} s) after: {cause}");
+        }
+    }
+
+    private static async Task<(RunResult Result, bool ChildDied)> AttemptAsync(GraphModel model, RunOptions options, int[] groupOf,
+        CheckpointStore? store, long resume, CancellationToken cancellationToken)
+    {
         using var run = new RunContext(options);
         string dir = Directory.CreateTempSubdirectory("millrace-").FullName;
         try
         {
-            return await new Coordinator(model, options, run, groupOf, dir).RunAsync(cancellationToken);
+            var coordinator = new Coordinator(model, options, run, groupOf, dir, store, resume);
+            RunResult result = await coordinator.RunAsync(cancellationToken);
+            return (result, coordinator._childDied);
         }
         finally
         {
@@ -99,6 +137,7 @@ internal sealed class Coordinator
         foreach (Child child in _children) StartChild(child);
         if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: children started");
         Task accepting = AcceptAsync(listener);
+        Task taking = Task.CompletedTask;
 
         if (await Started(c => c.Hello.Task, "start"))
         {
@@ -107,6 +146,11 @@ internal sealed class Coordinator
             if (await Started(c => c.Ready.Task, "connect to the others"))
             {
                 if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all running");
+                if (_store is not null)
+                {
+                    _checkpoints = new CheckpointCoordinator(_run, _model.Processes.Count, RequestMarkers, AnyEnded, _store, _options.CheckpointInterval, _resume);
+                    taking = _checkpoints.RunAsync();
+                }
                 if (await Task.WhenAny(_allFinal.Task, _run.HardStopped) != _allFinal.Task)
                 {
                     // Stopped hard (a child died, a halt, a failure): wait for the final reports of the
@@ -116,6 +160,8 @@ internal sealed class Coordinator
                 }
             }
         }
+        _checkpoints?.Stop();
+        await taking;
         _run.Detector?.Stop();
         await (_run.Detector?.Completion ?? Task.CompletedTask);
         if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all reported");
@@ -133,6 +179,17 @@ internal sealed class Coordinator
         foreach (Child child in _children) child.Os?.Dispose();
         return result;
     }
+
+    /// <summary>Checkpoints: the children that run sources send the markers of <paramref name="checkpoint"/>.</summary>
+    private void RequestMarkers(long checkpoint)
+    {
+        foreach (Child child in _children.Where(c => c.Members.Any(p => _model.Processes[p].Source is not null)))
+            child.Control?.Send(new CheckpointRequest(checkpoint));
+    }
+
+    /// <summary>Some process has ended (as its child last reported): the run is finishing, and takes no more checkpoints.</summary>
+    private bool AnyEnded() =>
+        _children.Any(c => c.Final is not null || (c.Stats?.Any(r => r.State == RunnerState.Ended) ?? false));
 
     /// <summary>Waits until every child has passed a start-up step; false if the run failed or stopped meanwhile.</summary>
     private async Task<bool> Started(Func<Child, Task> step, string what)
@@ -158,6 +215,7 @@ internal sealed class Coordinator
         info.Environment[ChildInfo.GroupsVariable] = string.Join(",", _groupOf);
         info.Environment[ChildInfo.SignatureVariable] = _model.Signature;
         info.Environment[ChildInfo.ProcessesVariable] = child.Label;
+        if (_store is not null) info.Environment[ChildInfo.ResumeVariable] = _resume.ToString(System.Globalization.CultureInfo.InvariantCulture);
         // On a terminal, a live view may be drawing: the children's lines come through this program's
         // standard output, so the view can show them instead of drawing over them.
         bool forward = !Console.IsOutputRedirected;
@@ -269,6 +327,9 @@ internal sealed class Coordinator
             case StatsReport stats:
                 child.Stats = stats.Processes;
                 break;
+            case CheckpointStored stored:
+                _checkpoints?.Stored(stored.Checkpoint);
+                break;
             case FinalReport final:
                 // Final first, then every question still open is answered with it; a question asked
                 // from now on sees Final itself (ChildrenStatus.AskAll). Whoever removes a question answers it.
@@ -298,6 +359,8 @@ internal sealed class Coordinator
             int code = child.Os!.ExitCode;
             string how = code > 128 ? $"killed by signal {code - 128}{SignalName(code - 128)}" : $"exited with code {code}";
             if (code == 0 && child.Hello.Task.IsCompleted) how = "exited without reporting (did the program end before its run did?)";
+            // The first thing to go wrong, after the children started: the run may start again from its last checkpoint.
+            if (_run.Errors.Count == 0 && !_run.HardStopped.IsCompleted && (child.Hello.Task.IsCompleted || code > 128)) _childDied = true;
             _run.Fail(Failure(child, (child.Hello.Task.IsCompleted ? "died: " : "died before it started: ") + how));
         }
         child.Exited.TrySetResult();

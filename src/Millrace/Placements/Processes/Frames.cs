@@ -9,7 +9,8 @@ namespace Millrace.Placements.Processes;
 /// <c>u32 length</c> (of what follows), <c>u8 kind</c>, <c>u16 link</c>, <c>u32 count</c>, then the payload.
 /// Hello: link = the sender's group, no payload. Data: count items of the link's stream, encoded by
 /// the stream's codec. End: the link's writer has ended. Room: the reader took count items; the
-/// writer may send that many more.
+/// writer may send that many more. Marker: count is a checkpoint's number; everything the writer sent
+/// on the link before it belongs before the checkpoint.
 /// </summary>
 internal enum FrameKind : byte
 {
@@ -17,6 +18,7 @@ internal enum FrameKind : byte
     Data = 2,
     End = 3,
     Room = 4,
+    Marker = 5,
 }
 
 internal static class Frame
@@ -166,7 +168,7 @@ internal sealed class Connection : IDisposable
                     throw new InvalidDataException($"A frame announces {length} bytes, which no Millrace frame has: the connection carries something else, or is corrupt.");
                 if (end - start < 4 + length) break;
                 var kind = (FrameKind)buffer[start + 4];
-                if (kind is < FrameKind.Hello or > FrameKind.Room)
+                if (kind is < FrameKind.Hello or > FrameKind.Marker)
                     throw new InvalidDataException($"A frame has kind {(byte)kind}, which no Millrace frame has: the connection is corrupt.");
                 int link = BinaryPrimitives.ReadUInt16LittleEndian(buffer.AsSpan(start + 5));
                 int count = BinaryPrimitives.ReadInt32LittleEndian(buffer.AsSpan(start + 7));

@@ -120,6 +120,14 @@ internal sealed class ProcessLinks : ITransport, IDisposable
     internal void SendEnd(LinkInfo link) =>
         Guard(link, () => _toGroup[_groupOf[link.Reader]]!.Send(FrameKind.End, link.Id, 0));
 
+    internal void SendMarker(LinkInfo link, long checkpoint) =>
+        Guard(link, () =>
+        {
+            Connection connection = _toGroup[_groupOf[link.Reader]]!;
+            connection.Send(FrameKind.Marker, link.Id, checked((int)checkpoint));
+            connection.Flush();
+        });
+
     internal void Flush(LinkInfo link) => Guard(link, () => _toGroup[_groupOf[link.Reader]]!.Flush());
 
     private void Guard(LinkInfo link, Action send)
@@ -243,6 +251,9 @@ internal sealed class ProcessLinks : ITransport, IDisposable
                     case FrameKind.End:
                         link.Reader.Inbox.EnqueueControl(new Envelope(EnvelopeKind.End, link.Lane, null, 0, link.Info.WriterIndex));
                         break;
+                    case FrameKind.Marker when link.Reader.Checkpoints is not null:
+                        link.Reader.Inbox.EnqueueControl(new Envelope(EnvelopeKind.Marker, link.Lane, null, 0, link.Info.WriterIndex, Checkpoint: count));
+                        break;
                     default:
                         throw new InvalidDataException($"A {kind} frame came on a connection that carries data to this OS process.");
                 }
@@ -345,6 +356,8 @@ internal sealed class RemoteDestination : Destination
     }
 
     public override void SendEnd() => _links.SendEnd(_link);
+
+    public override void SendMarker(long checkpoint) => _links.SendMarker(_link, checkpoint);
 
     public override void Flush() => _links.Flush(_link);
 

@@ -18,6 +18,7 @@ internal sealed class ThreadsPlacement : IPlacement
         {
             Task taking = checkpoints?.RunAsync() ?? Task.CompletedTask;
             await host.RunProcessesAsync();
+            checkpoints?.Stop();
             await host.StopDetectorAsync();
             await taking;
         }
