@@ -121,6 +121,31 @@ public class CheckpointTests
         }
     }
 
+    [Fact]
+    public async Task Past_its_restarts_the_coordinator_fails_the_run_with_the_cause()
+    {
+        string state = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using var program = ExampleProgram.Start("Millrace.Scenarios",
+                "checkpointed", "--placement", "processes", "--state", state, "--checkpoint-interval", "0.05", "--restarts", "0");
+            await Waits.Until(() => LastComplete(state) >= 1 || program.HasExited, "a complete checkpoint", seconds: 60);
+            int victim = ChildProcesses.Of(program.Pid).Single(pid => ChildProcesses.Processes(pid) == "db");
+            ExampleProgram.Kill(victim, SIGKILL);
+            var (exit, output, err) = await program.WaitAsync(seconds: 60);
+            Assert.Equal(1, exit);
+            Assert.Contains($"Process 'db' (OS process {victim}) died: killed by signal 9 (SIGKILL)", output);
+            Assert.Contains("not starting again: 0 restarts within 300 s already (--restarts 0)", err);
+            Assert.DoesNotContain("starting the children again", err);
+            // What it had done is kept: the same command with restarts allowed resumes from it.
+            Assert.True(LastComplete(state) >= 1);
+        }
+        finally
+        {
+            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
+    }
+
     private static int Count(string text, string what) => System.Text.RegularExpressions.Regex.Matches(text, System.Text.RegularExpressions.Regex.Escape(what)).Count;
 
     /// <summary>The file sink was cut back to its checkpointed length at every resumption: each item once, in order (window k of ten numbers sums to 100k + 45; doubled, 200k + 90).</summary>

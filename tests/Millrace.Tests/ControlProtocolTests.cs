@@ -40,6 +40,8 @@ public class ControlProtocolTests
         new CyclesClosed { From = "h" },
         new ReplicaMessage(ReplicaStep.Prepared, 2, "abcdef0123", 17, Ok: true, Lane: 1, Writer: 3),
         new ReplicaMessage(ReplicaStep.EndsSent, 0, "x"),
+        new CheckpointRequest(long.MaxValue),
+        new CheckpointStored(9_000_000_000, 11),
     };
 
     public static TheoryData<int> Kinds() => new(Enumerable.Range(0, All.Length));
