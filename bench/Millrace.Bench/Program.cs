@@ -16,6 +16,10 @@ var systems = new List<SystemSpec>
 {
     new("millrace-threads", "Millrace, threads placement", n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "threads")),
     new("millrace-processes", "Millrace, processes placement (an OS process per process)", n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "processes")),
+    new("millrace-threads-checkpoints", "Millrace, threads placement, a checkpoint every 0.1 s (db's totals, the source's position)",
+        n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "threads", "--checkpoint-interval", 0.1, "--state", StateFolder())),
+    new("millrace-processes-checkpoints", "Millrace, processes placement, a checkpoint every 0.1 s",
+        n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "processes", "--checkpoint-interval", 0.1, "--state", StateFolder())),
     new("millrace-broker", "Millrace, broker placement on RabbitMQ, one item per message (items: --broker-items)",
         n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "broker", "--batch", 1, "--run-id", RunId()), Broker: true),
     new("millrace-broker-batched", "Millrace, broker placement on RabbitMQ, up to 1000 items per message, binary codec like the raw peer",
@@ -58,7 +62,9 @@ foreach (SystemSpec system in chosen)
             return 1;
         }
         runs.Add(sample);
-        Console.Error.WriteLine($"  {system.Name} run {r + 1}: {items / sample.Seconds:N0} items/s");
+        Match checkpoints = Regex.Match(sample.Output, @"checkpoints: (\d+) complete in this run, each took p50 ([\d.]+) ms, p99 ([\d.]+) ms");
+        string taken = checkpoints.Success ? $" ({checkpoints.Groups[1].Value} checkpoints, p50 {checkpoints.Groups[2].Value} ms, p99 {checkpoints.Groups[3].Value} ms)" : "";
+        Console.Error.WriteLine($"  {system.Name} run {r + 1}: {items / sample.Seconds:N0} items/s{taken}");
     }
     double[] rates = runs.Select(s => items / s.Seconds).Order().ToArray();
     results.Add(new Result(system.Name, items, rates[rates.Length / 2], rates[0], rates[^1],
@@ -74,7 +80,8 @@ foreach (Result r in results)
     Console.WriteLine($"{r.System,-30} {r.Items,12:N0} {r.ItemsPerSecond,14:N0} {r.ItemsPerSecondMin,14:N0} {r.ItemsPerSecondMax,14:N0} {ratio,10} {r.CpuSeconds,7:0.00} {r.PeakMb,8:0}");
 }
 Console.WriteLine("(peak MB: the largest single OS process of the run)");
-foreach (var (a, b) in new[] { ("millrace-processes", "python-multiprocessing"), ("millrace-processes", "python-multiprocessing-quiet"),
+foreach (var (a, b) in new[] { ("millrace-threads-checkpoints", "millrace-threads"), ("millrace-processes-checkpoints", "millrace-processes"),
+             ("millrace-processes", "python-multiprocessing"), ("millrace-processes", "python-multiprocessing-quiet"),
              ("millrace-processes", "ipc-pump"), ("millrace-threads", "channels"), ("millrace-threads", "dataflow"), ("millrace-threads", "channels-batched"),
              ("millrace-broker", "rabbitmq-raw"), ("millrace-broker-batched", "rabbitmq-raw-batched") })
 {
@@ -126,6 +133,9 @@ return 0;
 
 static string[] Dotnet(string root, string project, string name, params object[] args) =>
     new[] { "dotnet", Path.Combine(root, project, "bin", "Release", "net10.0", name + ".dll") }.Concat(args.Select(a => a.ToString()!)).ToArray();
+
+// Every run with checkpoints gets a state folder of its own (a completed run leaves only its FORMAT file).
+static string StateFolder() => Path.Combine(Path.GetTempPath(), "millrace-bench-state-" + Guid.NewGuid().ToString("N")[..12]);
 
 // Every broker run gets exchanges and queues of its own.
 static string RunId() => "bench-" + Guid.NewGuid().ToString("N")[..12];

@@ -80,22 +80,23 @@ graph.Process("db", p =>
 {
     // Only the broker placement can deliver an item twice (after a restart); this keeps the sum exact.
     p.SkipRepeats();
-    long items = 0;
-    double sum = 0;
+    // Its totals are state: with --checkpoint-interval they are saved in every checkpoint and a resumed run goes on from them.
+    ProcessState<long> items = p.State("items", 0L);
+    ProcessState<double> sum = p.State("sum", 0.0);
     Table<double>? table = null;
     if (database is not null)
         p.OnStart(() => table = Table<double>.Open(database, "roots", root => root.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
             new Column<double>("root", "DOUBLE PRECISION", root => root)));
     p.On(roots, root =>
     {
-        items++;
-        sum += root;
+        items.Value++;
+        sum.Value += root;
         table?.Upsert(root);
     });
     p.OnCompleted(() =>
     {
         table?.Dispose();
-        Console.WriteLine($"db: {items} items, sum of roots {sum:0.######}");
+        Console.WriteLine($"db: {items.Value} items, sum of roots {sum.Value:0.######}");
     });
 });
 

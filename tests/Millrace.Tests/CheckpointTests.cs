@@ -146,6 +146,37 @@ public class CheckpointTests
         }
     }
 
+    [Fact]
+    public async Task A_process_that_keeps_counts_in_its_own_variables_is_named_when_checkpoints_are_on()
+    {
+        var graph = new Graph();
+        var numbers = graph.Stream<long>("numbers");
+        graph.Source("numbers", numbers, Enumerable.Range(0, 100).Select(i => (long)i));
+        graph.Process("counting", p =>
+        {
+            long items = 0;
+            var seen = new List<long>();
+            ProcessState<long> total = p.State("total", 0L);
+            p.On(numbers, x => { items++; seen.Add(x); total.Value += x; });
+        });
+        var sums = graph.Stream<long>("sums");
+        graph.Window("windows", numbers, sums, 10, 10, w => w.Sum()); // keeps its items in the checkpoint: not named
+        graph.Sink("print", sums, _ => { });
+        var logger = new SeenLogger();
+        string state = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            RunResult result = await graph.RunWithin(new RunOptions { CheckpointInterval = TimeSpan.FromSeconds(1), StatePath = state, Logger = logger });
+            Assert.True(result.Succeeded);
+            string warning = Assert.Single(logger.Messages.Items, m => m.Contains("keeps variables of its own", StringComparison.Ordinal));
+            Assert.Contains("process 'counting' keeps variables of its own in its handlers (items, seen)", warning);
+        }
+        finally
+        {
+            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
+    }
+
     private static int Count(string text, string what) => System.Text.RegularExpressions.Regex.Matches(text, System.Text.RegularExpressions.Regex.Escape(what)).Count;
 
     /// <summary>The file sink was cut back to its checkpointed length at every resumption: each item once, in order (window k of ten numbers sums to 100k + 45; doubled, 200k + 90).</summary>

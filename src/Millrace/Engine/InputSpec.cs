@@ -10,6 +10,9 @@ internal abstract class InputSpec
     /// <summary>Called on the process's thread when this input has ended (every writer of it), if set.</summary>
     public Action? Ended { get; set; }
 
+    /// <summary>The handler as given (for checks of what it captures).</summary>
+    public abstract Delegate? Handler { get; }
+
     /// <summary>Calls the handler for each item of a batch, in order; the runner's state says when to pause.</summary>
     public abstract ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count);
 
@@ -27,6 +30,8 @@ internal sealed class InputSpec<T> : InputSpec
 {
     private readonly Action<T>? _handler;
     private readonly Func<T, CancellationToken, ValueTask>? _asyncHandler;
+
+    public override Delegate? Handler => (Delegate?)_handler ?? _asyncHandler;
 
     public InputSpec(Stream<T> stream, Action<T>? handler, Func<T, CancellationToken, ValueTask>? asyncHandler) : base(stream)
     {

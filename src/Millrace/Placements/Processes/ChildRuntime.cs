@@ -92,7 +92,7 @@ internal static class ChildRuntime
         var reporter = new ChildReporter(control, cyclic: model.Cycles.Count > 0);
         run.Reporter = reporter;
         // Checkpoints: parts go to the shared state folder; the coordinator counts them and marks checkpoints complete.
-        if (Checkpoints.Open(model, options) is { } store)
+        if (Checkpoints.Open(model, options, warn: false) is { } store)
             Checkpoints.Attach(local, store, info.Resume, new ChildCheckpoints(store, control, model));
         AppDomain.CurrentDomain.UnhandledException += (_, e) => control.Send(new FailureMessage(label, null, null, null,
             $"The OS process for '{label}' crashed: {e.ExceptionObject}", e.ExceptionObject.GetType().Name));
