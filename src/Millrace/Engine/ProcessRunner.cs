@@ -141,9 +141,8 @@ public sealed class ProcessRunner
             States = SaveStates(),
             Position = (_builder.Source?.Skip ?? 0) + Outputs.Sum(o => o.ItemsOut),
         };
-        Checkpoints!.Store.SavePart(checkpoint, Name, part);
         foreach (IOutputPort output in Outputs) output.Sender.SendMarker(checkpoint);
-        Checkpoints.Stored(checkpoint, this);
+        StorePart(checkpoint, part);
     }
 
     /// <summary>
@@ -184,11 +183,33 @@ public sealed class ProcessRunner
             _part!.Channels.Add(new ChannelPart { Stream = lane.StreamName, Writer = writer, Batches = batches });
         if (_pendingLinks.Count > 0) return;
         long checkpoint = _snapshotting;
-        Checkpoints!.Store.SavePart(checkpoint, Name, _part!);
+        ProcessPart part = _part!;
         _pendingLinks = null;
         _recording = null;
         _part = null;
-        Checkpoints.Stored(checkpoint, this);
+        StorePart(checkpoint, part);
+    }
+
+    /// <summary>
+    /// Writes the part (taken, it changes no more) to the store off this process's thread: the file is flushed
+    /// to disk, which takes milliseconds the items need not wait for. The checkpoint counts it once it is written.
+    /// </summary>
+    private void StorePart(long checkpoint, ProcessPart part)
+    {
+        ICheckpointPort port = Checkpoints!;
+        _ = Task.Run(() =>
+        {
+            try
+            {
+                port.Store.SavePart(checkpoint, Name, part);
+                port.Stored(checkpoint, this);
+            }
+            catch (Exception e)
+            {
+                Run.Fail(new ProcessFailure(Name, null, null, null,
+                    $"Process '{Name}' could not store its part of checkpoint {checkpoint} in {port.Store.Path_}: {e.GetType().Name}: {e.Message}", e));
+            }
+        });
     }
 
     /// <summary>Restores the states a checkpoint kept; what its links had on their way is handled again first.</summary>
