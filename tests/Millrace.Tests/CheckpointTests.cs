@@ -177,6 +177,49 @@ public class CheckpointTests
         }
     }
 
+    [Fact]
+    public async Task The_Millrace_meter_shows_checkpoints_completing_with_their_duration_size_and_age()
+    {
+        var graph = new Graph();
+        var numbers = graph.Stream<long>("numbers");
+        graph.Source("numbers", numbers, Helpers.Forever());
+        graph.Process("sum", p =>
+        {
+            ProcessState<long> total = p.State("total", 0L);
+            p.On(numbers, x => total.Value += x);
+        });
+        var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, double>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == "Millrace" && instrument.Name.StartsWith("millrace.checkpoint.", StringComparison.Ordinal)) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, _, _) => seen[instrument.Name] = value);
+        listener.SetMeasurementEventCallback<double>((instrument, value, _, _) => seen[instrument.Name] = value);
+        listener.Start();
+        string state = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
+        using var stop = new CancellationTokenSource();
+        try
+        {
+            Task<RunResult> run = graph.RunWithin(new RunOptions { CheckpointInterval = TimeSpan.FromSeconds(0.05), StatePath = state, Quiet = true }, stop.Token, seconds: 120);
+            await Waits.Until(() =>
+            {
+                listener.RecordObservableInstruments();
+                return seen.GetValueOrDefault("millrace.checkpoint.completed") >= 3 || run.IsCompleted;
+            }, "three checkpoints in the meter", seconds: 60);
+            Assert.False(run.IsCompleted, "the run ended by itself");
+            Assert.InRange(seen["millrace.checkpoint.duration"], 0.0000001, 60);
+            Assert.True(seen["millrace.checkpoint.size"] > 0, "a checkpoint of two processes' parts has bytes");
+            Assert.InRange(seen["millrace.checkpoint.age"], 0, 60);
+            stop.Cancel();
+            Assert.Equal(RunOutcome.Stopped, (await run).Outcome);
+        }
+        finally
+        {
+            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
+    }
+
     private static int Count(string text, string what) => System.Text.RegularExpressions.Regex.Matches(text, System.Text.RegularExpressions.Regex.Escape(what)).Count;
 
     /// <summary>The file sink was cut back to its checkpointed length at every resumption: each item once, in order (window k of ten numbers sums to 100k + 45; doubled, 200k + 90).</summary>

@@ -178,6 +178,15 @@ internal sealed class CheckpointCoordinator(
 {
     private readonly List<double> _durations = new();
     private long _lastSize;
+    private long _lastNumber = resumedFrom;
+    private readonly System.Diagnostics.Stopwatch _sinceLast = System.Diagnostics.Stopwatch.StartNew();
+
+    /// <summary>How the checkpoints go, for the meter and the views. Any thread.</summary>
+    public Monitoring.CheckpointSample Sample()
+    {
+        lock (_lock)
+            return new(Completed, _lastNumber, _durations.Count > 0 ? _durations[^1] : 0, _lastSize, _sinceLast.Elapsed.TotalSeconds);
+    }
     private readonly object _lock = new();
     private readonly CancellationTokenSource _over = CancellationTokenSource.CreateLinkedTokenSource(run.HardToken);
     private TaskCompletionSource? _stored;
@@ -235,9 +244,15 @@ internal sealed class CheckpointCoordinator(
                     if (anyEnded() || run.StopRequested) return;
                 }
                 Store.Complete(checkpoint);
-                _durations.Add(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-                _lastSize = Store.Size(checkpoint);
-                Completed++;
+                long size = Store.Size(checkpoint);
+                lock (_lock)
+                {
+                    _durations.Add(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                    _lastSize = size;
+                    _lastNumber = checkpoint;
+                    _sinceLast.Restart();
+                    Completed++;
+                }
             }
         }
         catch (OperationCanceledException)
@@ -249,9 +264,10 @@ internal sealed class CheckpointCoordinator(
         }
         finally
         {
-            if (_durations.Count > 0)
+            double[] sorted;
+            lock (_lock) sorted = _durations.Order().ToArray();
+            if (sorted.Length > 0)
             {
-                double[] sorted = _durations.Order().ToArray();
                 double P(double q) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
                 Millrace.Monitoring.Log.Notice(logger, "checkpoints",
                     $"{sorted.Length} complete in this run, each took p50 {P(0.5):0.0} ms, p99 {P(0.99):0.0} ms, max {sorted[^1]:0.0} ms " +

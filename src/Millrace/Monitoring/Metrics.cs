@@ -41,6 +41,18 @@ internal static class Metrics
             meter.CreateObservableCounter("millrace.process.busy_time", () => Each((m, s) =>
                 s.Processes.Select(p => new Measurement<double>(p.BusySeconds, Tag("process", p.Name), Tag("run", m.RunId)))),
                 unit: "s", description: "Time spent in the process's handlers, waits for room downstream excluded; its rate is how busy the process is.");
+            meter.CreateObservableCounter("millrace.checkpoint.completed", () => Each<long>((m, s) =>
+                s.Checkpoints is { } c ? [new Measurement<long>(c.Completed, Tag("run", m.RunId))] : []),
+                unit: "{checkpoint}", description: "Checkpoints completed in this run (with --checkpoint-interval).");
+            meter.CreateObservableGauge("millrace.checkpoint.duration", () => Each<double>((m, s) =>
+                s.Checkpoints is { Completed: > 0 } c ? [new Measurement<double>(c.LastDurationMs / 1000, Tag("run", m.RunId))] : []),
+                unit: "s", description: "How long the last checkpoint took, from asking the sources to the last part stored.");
+            meter.CreateObservableGauge("millrace.checkpoint.size", () => Each<long>((m, s) =>
+                s.Checkpoints is { Completed: > 0 } c ? [new Measurement<long>(c.LastSizeBytes, Tag("run", m.RunId))] : []),
+                unit: "By", description: "The bytes of the last complete checkpoint in the store.");
+            meter.CreateObservableGauge("millrace.checkpoint.age", () => Each<double>((m, s) =>
+                s.Checkpoints is { } c ? [new Measurement<double>(c.AgeSeconds, Tag("run", m.RunId))] : []),
+                unit: "s", description: "Seconds since the last checkpoint completed: what a crash now would do again.");
             Volatile.Write(ref _meter, meter);
         }
     }

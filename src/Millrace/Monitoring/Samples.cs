@@ -16,6 +16,14 @@ public sealed record ProcessSample(string Name, long ItemsIn, long ItemsOut, lon
     public long? Total { get; init; }
 }
 
+/// <summary>The run's checkpoints at one moment.</summary>
+/// <param name="Completed">Checkpoints completed in this run (since it started or resumed).</param>
+/// <param name="LastNumber">The number of the last complete checkpoint (the one a restart resumes from), or -1.</param>
+/// <param name="LastDurationMs">How long the last one took, from asking the sources to the last part stored.</param>
+/// <param name="LastSizeBytes">The bytes of the last one in the store.</param>
+/// <param name="AgeSeconds">Seconds since the last one completed (since the run started, if none has): what a crash now would redo.</param>
+public sealed record CheckpointSample(long Completed, long LastNumber, double LastDurationMs, long LastSizeBytes, double AgeSeconds);
+
 /// <summary>One reader's queue of one stream at one moment.</summary>
 /// <param name="Stream">The stream.</param>
 /// <param name="Reader">The process reading it.</param>
@@ -36,6 +44,9 @@ public sealed record QueueSample(string Stream, string Reader, long Queued, long
 public sealed record RunSample(double ElapsedSeconds, IReadOnlyList<ProcessSample> Processes, IReadOnlyList<QueueSample> Queues,
     IReadOnlyList<ProcessFailure> Errors, RunOutcome? Outcome)
 {
+    /// <summary>With checkpoints on: how they go; null otherwise.</summary>
+    public CheckpointSample? Checkpoints { get; init; }
+
     /// <summary>Items written to each stream: what its writers emitted into it.</summary>
     public long Written(string stream) => Processes.Sum(p => p.Outputs.TryGetValue(stream, out long n) ? n : 0);
 }

@@ -454,7 +454,7 @@ internal sealed class Coordinator
                 }
             }
         }
-        return new RunSample(elapsed, processes, queues, errors, null);
+        return new RunSample(elapsed, processes, queues, errors, null) { Checkpoints = _checkpoints?.Sample() };
     }
 
     /// <summary>One OS process of the run and what the coordinator knows of it.</summary>

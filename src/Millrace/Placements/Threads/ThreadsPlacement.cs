@@ -13,7 +13,8 @@ internal sealed class ThreadsPlacement : IPlacement
         host.Wire(transport: null);
         host.DetectTermination();
         CheckpointCoordinator? checkpoints = Checkpoints.Prepare(model, options, host);
-        await using RunWatch watch = await RunMonitor.StartAsync(model, options, host.Sample);
+        await using RunWatch watch = await RunMonitor.StartAsync(model, options,
+            elapsed => host.Sample(elapsed) with { Checkpoints = checkpoints?.Sample() });
         using (StopSignals.Listen(host.Run, cancellationToken))
         {
             Task taking = checkpoints?.RunAsync() ?? Task.CompletedTask;
