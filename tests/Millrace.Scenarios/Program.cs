@@ -69,6 +69,7 @@ static class Scenarios
         ["endless"] = Endless,
         ["checkpointed"] = Checkpointed,
         ["checkpointed-operators"] = CheckpointedOperators,
+        ["checkpointed-lines"] = CheckpointedLines,
     };
 
     /// <summary>
@@ -197,6 +198,22 @@ static class Scenarios
         graph.SinkWithState("totals", timed, (Count: 0L, Sum: 0L), (t, s) => (s.Count + t.Count, unchecked(s.Sum + t.Sum)),
             s => Console.WriteLine($"totals: {s.Count} running totals summing to {s.Sum}"));
         graph.SinkWithState("pairs", pairs, (Count: 0L, Sum: 0L), (x, s) => (s.Count + 1, s.Sum + x), s => Console.WriteLine($"pairs: {s.Count} differences summing to {s.Sum}"));
+    }
+
+    /// <summary>A file's lines (MILLRACE_LINES_FILE, numbers) summed with state: a source that resumes by passing over the lines it had emitted.</summary>
+    private static void CheckpointedLines(Graph graph)
+    {
+        var lines = graph.Stream<string>("lines");
+        var numbers = graph.Stream<long>("numbers");
+        graph.Lines("lines", lines, Environment.GetEnvironmentVariable("MILLRACE_LINES_FILE") ?? throw new InvalidOperationException("MILLRACE_LINES_FILE is not set."));
+        graph.Map("parse", lines, numbers, line =>
+        {
+            long x = long.Parse(line, System.Globalization.CultureInfo.InvariantCulture);
+            if (x % 500 == 0) Thread.Sleep(1);
+            return x;
+        });
+        graph.SinkWithState("db", numbers, (Count: 0L, Sum: 0L), (x, s) => (s.Count + 1, s.Sum + x),
+            s => Console.WriteLine($"db: {s.Count} lines summing to {s.Sum}"));
     }
 
     /// <summary>An endless source into a sink that says when it has its first item.</summary>

@@ -9,6 +9,16 @@ public class CheckpointTests
 {
     private const int SIGKILL = 9;
 
+    /// <summary>A file of the numbers 0..999999, one per line, for the scenario that reads a file.</summary>
+    private static Dictionary<string, string> LinesEnvironment => new() { ["MILLRACE_LINES_FILE"] = NumbersFile.Value };
+
+    private static readonly Lazy<string> NumbersFile = new(() =>
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"millrace-numbers-{Environment.ProcessId}.txt");
+        File.WriteAllLines(path, Enumerable.Range(0, 1_000_000).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        return path;
+    });
+
     /// <summary>The lines a scenario prints at the end that must not change with kills (its totals).</summary>
     private static string[] Totals(string output) =>
         output.Split('\n').Where(l => l.StartsWith("db:", StringComparison.Ordinal) || l.StartsWith("totals:", StringComparison.Ordinal) ||
@@ -17,9 +27,10 @@ public class CheckpointTests
     [Theory]
     [InlineData("checkpointed")]
     [InlineData("checkpointed-operators")]
+    [InlineData("checkpointed-lines")]
     public async Task A_program_killed_again_and_again_resumes_from_its_checkpoints_with_exact_results(string scenario)
     {
-        var (exit, output, err) = await ExampleProgram.RunAsync("Millrace.Scenarios", [scenario], seconds: 120);
+        var (exit, output, err) = await ExampleProgram.RunAsync("Millrace.Scenarios", [scenario], seconds: 120, LinesEnvironment);
         Assert.True(exit == 0, err);
         string[] expected = Totals(output);
         Assert.NotEmpty(expected);
@@ -27,7 +38,7 @@ public class CheckpointTests
         string state = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
         string file = state + ".jsonl";
         string[] args = [scenario, "--state", state, "--checkpoint-interval", "0.05"];
-        var environment = new Dictionary<string, string> { ["MILLRACE_CHECKPOINT_OUT"] = file };
+        var environment = new Dictionary<string, string>(LinesEnvironment) { ["MILLRACE_CHECKPOINT_OUT"] = file };
         try
         {
             int kills = Helpers.Iterations("MILLRACE_CHAOS_KILLS", 5);
@@ -217,6 +228,42 @@ public class CheckpointTests
         finally
         {
             if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_followed_file_at_its_end_still_takes_part_in_checkpoints()
+    {
+        string dir = Directory.CreateTempSubdirectory("millrace-follow-").FullName;
+        string path = Path.Combine(dir, "log.txt");
+        File.WriteAllLines(path, ["1", "2", "3"]);
+        var graph = new Graph();
+        var lines = graph.Stream<string>("lines");
+        graph.Lines("lines", lines, path, follow: true);
+        var seen = new Seen<long>();
+        graph.Process("count", p =>
+        {
+            ProcessState<long> count = p.State("count", 0L);
+            p.On(lines, _ => seen.Add(++count.Value));
+        });
+        string state = Path.Combine(dir, "state");
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = graph.RunWithin(new RunOptions { CheckpointInterval = TimeSpan.FromSeconds(0.05), StatePath = state, Quiet = true }, stop.Token, seconds: 120);
+        try
+        {
+            await Waits.Until(() => seen.Items.Contains(3) || run.IsCompleted, "the three lines", seconds: 60);
+            long first = -1;
+            await Waits.Until(() => (first = LastComplete(state)) >= 1 || run.IsCompleted, "a checkpoint while the source waits at the file's end", seconds: 60);
+            await Waits.Until(() => LastComplete(state) > first || run.IsCompleted, "another one", seconds: 60);
+            Assert.False(run.IsCompleted, "the run ended by itself");
+            string part = File.ReadAllText(Path.Combine(state, $"checkpoint-{LastComplete(state):D10}", "lines.json"));
+            Assert.Contains("\"Position\":3", part);
+        }
+        finally
+        {
+            stop.Cancel();
+            await run;
+            Directory.Delete(dir, recursive: true);
         }
     }
 

@@ -121,11 +121,32 @@ public sealed class ProcessRunner
     private HashSet<(int Lane, int Writer)>? _pendingLinks;
     private Dictionary<(int Lane, int Writer), List<byte[]>>? _recording;
 
+    private ProcessThread? _ownThread;
+    private volatile bool _sourceWaits;
+
     /// <summary>A source: send the markers of <paramref name="checkpoint"/> after the items emitted so far. Any thread.</summary>
     internal void RequestMarker(long checkpoint)
     {
         Volatile.Write(ref _markerRequested, checkpoint);
         _tick = 0; // looked at with the next item
+        // A source waiting for its next item (a followed file at its end) sends them now, between two items.
+        if (_sourceWaits) _ownThread?.Post(_ => { if (_sourceWaits) ServeMarker(); }, null);
+    }
+
+    /// <summary>
+    /// An asynchronous source waits for its next item (true) or has it (false); while it waits, a checkpoint's
+    /// markers are sent at once rather than with the next item. Its own thread, with everything emitted delivered.
+    /// </summary>
+    internal void SourceWaits(bool waiting)
+    {
+        _sourceWaits = waiting;
+        if (waiting) ServeMarker();
+    }
+
+    private void ServeMarker()
+    {
+        long marker = Volatile.Read(ref _markerRequested);
+        if (marker != _markerDone && IsSource) SourceMarker(marker);
     }
 
     private Dictionary<string, byte[]> SaveStates() => _builder.States.ToDictionary(s => s.Name, s => s.Save());
@@ -394,6 +415,7 @@ public sealed class ProcessRunner
     {
         string? phase = null;
         ClaimRunnerThread();
+        _ownThread = ProcessThread.OfCurrentThread;
         try
         {
             Started = true;
@@ -626,8 +648,7 @@ public sealed class ProcessRunner
 
     private void CheckLinger()
     {
-        long marker = Volatile.Read(ref _markerRequested);
-        if (marker != _markerDone && IsSource) SourceMarker(marker);
+        ServeMarker();
         long now = Environment.TickCount64;
         _tickEvery = now - _lastCheck >= 1 ? 1 : Math.Min(_tickEvery * 2, 64);
         _tick = _tickEvery;

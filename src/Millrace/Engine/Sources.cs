@@ -78,16 +78,28 @@ internal sealed class AsyncEnumerableSource<T> : SourceBody
 {
     private readonly Output<T> _output;
     private readonly IAsyncEnumerable<T> _items;
+    private readonly bool _rewindable;
 
-    public AsyncEnumerableSource(Output<T> output, IAsyncEnumerable<T> items)
+    /// <param name="output">Where its items go.</param>
+    /// <param name="items">The items.</param>
+    /// <param name="rewindable">Whether the sequence yields the same items again when enumerated again (a file's lines), so a checkpoint can resume it.</param>
+    public AsyncEnumerableSource(Output<T> output, IAsyncEnumerable<T> items, bool rewindable = false)
     {
         _output = output;
         _items = items;
+        _rewindable = rewindable;
     }
+
+    public override bool Rewindable => _rewindable;
 
     public override async ValueTask RunAsync(ProcessRunner runner)
     {
         await using IAsyncEnumerator<T> e = _items.GetAsyncEnumerator(runner.UserToken);
+        // Resumed from a checkpoint: pass over the items already emitted.
+        for (long skipped = 0; skipped < Skip && !runner.SourceShouldStop; skipped++)
+        {
+            if (!await e.MoveNextAsync()) return;
+        }
         while (!runner.SourceShouldStop)
         {
             ValueTask<bool> next = e.MoveNextAsync();
@@ -98,12 +110,14 @@ internal sealed class AsyncEnumerableSource<T> : SourceBody
                 runner.FlushOutputs();
                 if (runner.Blocked) await runner.DrainAsync();
                 runner.BeginWait();
+                runner.SourceWaits(true);
                 try
                 {
                     more = await next;
                 }
                 finally
                 {
+                    runner.SourceWaits(false);
                     runner.EndWait();
                 }
             }

@@ -83,12 +83,15 @@ public sealed partial class Graph
     /// ends). With <paramref name="follow"/>, it keeps waiting for lines appended to the file, like
     /// <c>tail -f</c>, until the run is stopped; a line is emitted only once its line end is written
     /// (never half a line), and a file that shrinks (truncated or replaced) is read again from its start.
+    /// With checkpoints, a resumed run reads the file again and passes over the lines it had emitted: the
+    /// file must still begin with them (a file that is only appended to).
     /// </summary>
     public void Lines(string name, Stream<string> output, string path, bool follow = false)
     {
         ArgumentNullException.ThrowIfNull(output);
         ArgumentException.ThrowIfNullOrEmpty(path);
-        Source(name, output, ReadLines(path, follow));
+        // Rewindable: a checkpoint keeps how many lines it emitted; a resumed run reads the file again and passes over them.
+        Process(name, p => p.SetSource(new Engine.AsyncEnumerableSource<string>(p.Output(output), ReadLines(path, follow), rewindable: true)));
     }
 
     private static async IAsyncEnumerable<string> ReadLines(string path, bool follow, [EnumeratorCancellation] CancellationToken cancellationToken = default)
