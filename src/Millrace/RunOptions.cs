@@ -44,8 +44,8 @@ public sealed class RunOptions
     /// the items on their way, stored in <see cref="StatePath"/>. A program started again with the same state
     /// folder resumes from the last complete checkpoint; in the processes placement, the coordinator also starts
     /// its children again from it when one dies (<see cref="ProcessesOptions.Restarts"/>). Zero (the default) takes
-    /// none. For now the threads and processes placements, with sources that can be rewound (enumerables) and no
-    /// cycles (docs/state-and-recovery.md).
+    /// none. For now the threads and processes placements, with sources that can be rewound (enumerables, Lines)
+    /// leading to every process (docs/state-and-recovery.md).
     /// </summary>
     public TimeSpan CheckpointInterval { get; set; } = TimeSpan.Zero;
 

@@ -70,6 +70,7 @@ static class Scenarios
         ["checkpointed"] = Checkpointed,
         ["checkpointed-operators"] = CheckpointedOperators,
         ["checkpointed-lines"] = CheckpointedLines,
+        ["checkpointed-cycle"] = CheckpointedCycle,
     };
 
     /// <summary>
@@ -214,6 +215,43 @@ static class Scenarios
         });
         graph.SinkWithState("db", numbers, (Count: 0L, Sum: 0L), (x, s) => (s.Count + 1, s.Sum + x),
             s => Console.WriteLine($"db: {s.Count} lines summing to {s.Sum}"));
+    }
+
+    /// <summary>
+    /// A cycle fed by a source: every fifth number goes around the loop once or twice (one added each time) before
+    /// it leaves for the sink, so items are on their way around the loop when a checkpoint is taken (lightly
+    /// enough that the loop's bounded queues never fill: a loop that emits more than it takes can deadlock).
+    /// </summary>
+    private static void CheckpointedCycle(Graph graph)
+    {
+        long n = long.TryParse(Environment.GetEnvironmentVariable("MILLRACE_CHECKPOINT_ITEMS"), out long items) ? items : 500_000;
+        var numbers = graph.Stream<long>("numbers");
+        var around = graph.Stream<(long Value, int Left)>("around");
+        var back = graph.Stream<(long Value, int Left)>("back");
+        var done = graph.Stream<long>("done");
+        graph.Source("numbers", numbers, Range(n));
+        graph.Process("step", p =>
+        {
+            Output<(long Value, int Left)> o = p.Output(around);
+            p.On(numbers, x =>
+            {
+                o.Emit((x, x % 10 == 0 ? 2 : x % 10 == 5 ? 1 : 0));
+                if (x % 200 == 0) Thread.Sleep(1);
+            });
+            p.On(back, o.Emit);
+        });
+        graph.Process("turn", p =>
+        {
+            Output<(long Value, int Left)> b = p.Output(back);
+            Output<long> d = p.Output(done);
+            p.On(around, v =>
+            {
+                if (v.Left > 0) b.Emit((v.Value + 1, v.Left - 1));
+                else d.Emit(v.Value);
+            });
+        });
+        graph.SinkWithState("db", done, (Count: 0L, Sum: 0L), (x, s) => (s.Count + 1, s.Sum + x),
+            s => Console.WriteLine($"db: {s.Count} numbers summing to {s.Sum}"));
     }
 
     /// <summary>An endless source into a sink that says when it has its first item.</summary>

@@ -28,6 +28,7 @@ public class CheckpointTests
     [InlineData("checkpointed")]
     [InlineData("checkpointed-operators")]
     [InlineData("checkpointed-lines")]
+    [InlineData("checkpointed-cycle")]
     public async Task A_program_killed_again_and_again_resumes_from_its_checkpoints_with_exact_results(string scenario)
     {
         var (exit, output, err) = await ExampleProgram.RunAsync("Millrace.Scenarios", [scenario], seconds: 120, LinesEnvironment);
@@ -75,6 +76,7 @@ public class CheckpointTests
     [Theory]
     [InlineData("checkpointed")]
     [InlineData("checkpointed-operators")]
+    [InlineData("checkpointed-cycle")]
     public async Task In_the_processes_placement_children_killed_again_and_again_start_again_from_the_checkpoints_with_exact_results(string scenario)
     {
         // Longer than in the threads placement: a dozen OS processes take a few seconds to start on two cores.
@@ -292,12 +294,19 @@ public class CheckpointTests
             ProcessState<object> anything = p.State<object>("anything", 1);
             p.On(numbers, x => anything.Value = x);
         });
+        // A loop started by a stream's initial items: no source leads to it, so no marker would ever reach it.
+        var loop = graph.Stream<long>("loop", [1]);
+        var next = graph.Stream<long>("next");
+        graph.Map("times-three", loop, next, x => x * 3);
+        graph.Filter("small", next, loop, x => x < 1000);
         var options = new RunOptions { CheckpointInterval = TimeSpan.FromSeconds(1), StatePath = Path.Combine(Path.GetTempPath(), "millrace-unused-" + Guid.NewGuid().ToString("N")) };
         var e = await Assert.ThrowsAsync<GraphValidationException>(() => graph.RunWithin(options));
         Assert.Contains("source 'tick' cannot start again where a checkpoint left it", e.Message);
         Assert.Contains("process 'memory' (a collection in memory) keeps state that checkpoints do not hold yet", e.Message);
         Assert.Contains("process 'odd-state': its state 'anything' cannot be saved in a checkpoint", e.Message);
         Assert.DoesNotContain("'w'", e.Message); // a window's items are part of its checkpointed state
+        Assert.Contains("no source leads to process 'small'", e.Message);
+        Assert.Contains("no source leads to process 'times-three'", e.Message);
         var broker = Assert.Throws<ArgumentException>(() => RunOptions.Parse(["--placement", "broker", "--checkpoint-interval", "1"]).Check());
         Assert.Contains("not in the broker placement", broker.Message);
         Assert.Contains("'many'", Assert.Throws<ArgumentException>(() => RunOptions.Parse(["--restarts", "many"])).Message);

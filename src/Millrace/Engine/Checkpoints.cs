@@ -168,17 +168,20 @@ internal interface ICheckpointPort
 /// with their items (<paramref name="requestMarkers"/>); each process saves its part when the markers have
 /// passed (<see cref="ProcessRunner"/>) and says so (<see cref="Stored(long)"/>); once all
 /// <paramref name="participants"/> have, the checkpoint is complete. One checkpoint at a time; none once
-/// some process has ended (<paramref name="anyEnded"/>: the run is finishing). The threads placement runs
+/// some process has ended (<paramref name="ended"/> names one: the run is finishing). The threads placement runs
 /// one beside its runners; the processes placement's coordinator runs one for all its children.
 /// </summary>
 internal sealed class CheckpointCoordinator(
-    RunContext run, int participants, Action<long> requestMarkers, Func<bool> anyEnded, CheckpointStore store, TimeSpan interval, long resumedFrom,
+    RunContext run, int participants, Action<long> requestMarkers, Func<string?> ended, CheckpointStore store, TimeSpan interval, long resumedFrom,
     Microsoft.Extensions.Logging.ILogger? logger)
     : ICheckpointPort
 {
     private readonly List<double> _durations = new();
     private long _lastSize;
     private long _lastNumber = resumedFrom;
+    private string? _endedFirst;
+
+    private bool AnyEnded() => (_endedFirst ??= ended()) is not null;
     private readonly System.Diagnostics.Stopwatch _sinceLast = System.Diagnostics.Stopwatch.StartNew();
 
     /// <summary>How the checkpoints go, for the meter and the views. Any thread.</summary>
@@ -226,7 +229,7 @@ internal sealed class CheckpointCoordinator(
             while (!stop.IsCancellationRequested && !run.StopRequested)
             {
                 await Task.Delay(interval, stop);
-                if (run.StopRequested || anyEnded()) return;
+                if (run.StopRequested || AnyEnded()) return;
                 long checkpoint;
                 TaskCompletionSource stored = new(TaskCreationOptions.RunContinuationsAsynchronously);
                 lock (_lock)
@@ -241,7 +244,7 @@ internal sealed class CheckpointCoordinator(
                 while (!stored.Task.IsCompleted)
                 {
                     if (await Task.WhenAny(stored.Task, Task.Delay(interval, stop)) == stored.Task) break;
-                    if (anyEnded() || run.StopRequested) return;
+                    if (AnyEnded() || run.StopRequested) return;
                 }
                 Store.Complete(checkpoint);
                 long size = Store.Size(checkpoint);
@@ -271,7 +274,8 @@ internal sealed class CheckpointCoordinator(
                 double P(double q) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
                 Millrace.Monitoring.Log.Notice(logger, "checkpoints",
                     $"{sorted.Length} complete in this run, each took p50 {P(0.5):0.0} ms, p99 {P(0.99):0.0} ms, max {sorted[^1]:0.0} ms " +
-                    $"(from asking the sources to the last part stored); the last holds {_lastSize:N0} bytes");
+                    $"(from asking the sources to the last part stored); the last holds {_lastSize:N0} bytes" +
+                    (_endedFirst is { } name ? $"; none after process '{name}' ended (checkpoints stop once any process has)" : ""));
             }
         }
     });
@@ -284,8 +288,18 @@ internal static class Checkpoints
     {
         if (options.CheckpointInterval <= TimeSpan.Zero) return null;
         var problems = new List<string>();
-        if (model.Cycles.Count > 0)
-            problems.Add("the graph has cycles; checkpoints do not cover them yet");
+        // Markers start at the sources and flow with the items: a process no source leads to never gets one.
+        var reached = new HashSet<int>(Enumerable.Range(0, model.Processes.Count).Where(i => model.Processes[i].Source is not null));
+        var frontier = new Queue<int>(reached);
+        while (frontier.Count > 0)
+        {
+            int writer = frontier.Dequeue();
+            foreach (StreamInfo stream in model.Streams.Values.Where(s => s.Writers.Contains(writer)))
+                foreach (int reader in stream.Readers)
+                    if (reached.Add(reader)) frontier.Enqueue(reader);
+        }
+        foreach (int p in Enumerable.Range(0, model.Processes.Count).Where(p => !reached.Contains(p)))
+            problems.Add($"no source leads to process '{model.Processes[p].Name}', so no checkpoint marker would reach it (a loop started by a stream's initial items, a process without inputs): start it from a source");
         foreach (ProcessBuilder p in model.Processes)
         {
             if (p.Source is { Rewindable: false })
@@ -360,7 +374,7 @@ internal static class Checkpoints
         ProcessRunner[] runners = host.Local;
         var coordinator = new CheckpointCoordinator(host.Run, runners.Length,
             checkpoint => { foreach (ProcessRunner source in runners.Where(r => r.IsSource)) source.RequestMarker(checkpoint); },
-            () => runners.Any(r => r.HasEnded), store, options.CheckpointInterval, resumed, options.Logger);
+            () => runners.FirstOrDefault(r => r.HasEnded)?.Name, store, options.CheckpointInterval, resumed, options.Logger);
         Attach(runners, store, resumed, coordinator);
         if (resumed >= 0) Millrace.Monitoring.Log.Notice(options.Logger, "checkpoints", $"resuming from checkpoint {resumed} in {store.Path_}");
         return coordinator;

@@ -187,9 +187,16 @@ internal sealed class Coordinator
             child.Control?.Send(new CheckpointRequest(checkpoint));
     }
 
-    /// <summary>Some process has ended (as its child last reported): the run is finishing, and takes no more checkpoints.</summary>
-    private bool AnyEnded() =>
-        _children.Any(c => c.Final is not null || (c.Stats?.Any(r => r.State == RunnerState.Ended) ?? false));
+    /// <summary>A process that has ended (as its child last reported), if any: the run is finishing, and takes no more checkpoints.</summary>
+    private string? AnyEnded()
+    {
+        foreach (Child c in _children)
+        {
+            if (c.Final is not null) return _model.Processes[c.Members[0]].Name;
+            if (c.Stats?.FirstOrDefault(r => r.State == RunnerState.Ended) is { } report) return _model.Processes[report.Index].Name;
+        }
+        return null;
+    }
 
     /// <summary>Waits until every child has passed a start-up step; false if the run failed or stopped meanwhile.</summary>
     private async Task<bool> Started(Func<Child, Task> step, string what)
