@@ -110,5 +110,8 @@ internal sealed class Dashboard : IRunObserver
         queues = sample.Queues.Select(q => new { stream = q.Stream, reader = q.Reader, queued = q.Queued, capacity = q.Capacity, full = q.IsFull(batch) }),
         streams = sample.Processes.SelectMany(p => p.Outputs.Keys).Distinct().Select(s => new { name = s, written = sample.Written(s) }),
         errors = sample.Errors.Select(e => new { process = e.Process, message = e.Message }),
+        checkpoints = sample.Checkpoints is { } c
+            ? new { completed = c.Completed, last = c.LastNumber, durationMs = c.LastDurationMs, sizeBytes = c.LastSizeBytes, ageSeconds = c.AgeSeconds }
+            : null,
     };
 }

@@ -163,7 +163,9 @@ function show(s) {
   const errors = document.getElementById("errors");
   if (s.errors.length) errors.innerHTML = s.errors.map(e => `<li data-error-process="${esc(e.process)}">${esc(e.message)}</li>`).join("");
   document.getElementById("status").textContent =
-    `${s.outcome ? s.outcome : "running"} · ${s.elapsed.toFixed(1)} s` + (worst ? ` · bottleneck: ${worst}` : "");
+    `${s.outcome ? s.outcome : "running"} · ${s.elapsed.toFixed(1)} s` + (worst ? ` · bottleneck: ${worst}` : "") +
+    (s.checkpoints ? ` · checkpoints: ${s.checkpoints.completed}` + (s.checkpoints.completed > 0
+      ? ` (last #${s.checkpoints.last}: ${s.checkpoints.durationMs.toFixed(0)} ms, ${(s.checkpoints.sizeBytes / 1024).toFixed(0)} KiB, ${s.checkpoints.ageSeconds.toFixed(1)} s ago)` : "") : "");
   previous = s;
 }
 

@@ -107,6 +107,10 @@ internal sealed class LiveView : IRunObserver
                 $"{Count(q.Queued)} of {Count(q.Capacity)}");
         var parts = new List<IRenderable> { table };
         if (current.Queues.Count > 0) parts.Add(queues);
+        if (current.Checkpoints is { } c)
+            parts.Add(new Markup(Markup.Escape(c.Completed == 0
+                ? "checkpoints: none yet in this run"
+                : $"checkpoints: {c.Completed} in this run · the last, #{c.LastNumber}, took {c.LastDurationMs:0} ms and holds {Count(c.LastSizeBytes)}B · {c.AgeSeconds:0.0} s ago")));
         parts.AddRange(current.Errors.Take(5).Select(e => new Markup($"[red]{Markup.Escape(e.Message)}[/]")));
         // The program's latest lines (all of them are written out when the view ends).
         if (captured?.Last(5) is { Count: > 0 } lines) parts.Add(new Panel(new Rows(lines.Select(l => new Text(l)))).Header("output").Border(BoxBorder.Rounded));

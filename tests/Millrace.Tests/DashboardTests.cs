@@ -77,6 +77,7 @@ public sealed class DashboardTests
         // A later sample shows more items through the sink.
         await Waits.Until(async () => SinkIn(second = await Sample()) > SinkIn(first), $"a sample with more than {SinkIn(first)} items into the sink", seconds: 60);
         Assert.Contains(second.GetProperty("queues").EnumerateArray(), q => q.GetProperty("stream").GetString() == "numbers" && q.GetProperty("reader").GetString() == "slow");
+        Assert.Equal(JsonValueKind.Null, second.GetProperty("checkpoints").ValueKind); // none asked for
 
         // A second run asking for the same port fails before it starts, saying what to do.
         var e = await Assert.ThrowsAsync<InvalidOperationException>(() => SlowMiddle().RunAsync(new RunOptions { Dashboard = true, DashboardPort = port }));
@@ -84,5 +85,47 @@ public sealed class DashboardTests
         Assert.Contains("--dashboard-port", e.Message);
         stop.Cancel();
         Assert.Equal(RunOutcome.Stopped, (await run).Outcome);
+    }
+
+    [Fact]
+    public async Task With_checkpoints_the_samples_say_how_they_go()
+    {
+        int port = FreePort();
+        using var stop = new CancellationTokenSource();
+        var logger = new SeenLogger();
+        var graph = new Graph();
+        var numbers = graph.Stream<long>("numbers");
+        graph.Source("source", numbers, Helpers.Forever());
+        graph.Process("sum", p =>
+        {
+            ProcessState<long> total = p.State("total", 0L);
+            p.On(numbers, x => total.Value += x);
+        });
+        string state = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Task<RunResult> run = graph.RunWithin(new RunOptions
+            {
+                Dashboard = true, DashboardPort = port, Logger = logger, CheckpointInterval = TimeSpan.FromSeconds(0.05), StatePath = state,
+            }, stop.Token, seconds: 90);
+            await logger.Messages.WaitFor(m => m.Any(x => x.StartsWith("dashboard: serving", StringComparison.Ordinal)), "the dashboard to serve", seconds: 60);
+            using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+            JsonElement sample = default;
+            await Waits.Until(async () =>
+            {
+                sample = JsonDocument.Parse(await client.GetStringAsync($"http://127.0.0.1:{port}/api/sample")).RootElement;
+                return sample.GetProperty("checkpoints").GetProperty("completed").GetInt64() >= 2;
+            }, "two checkpoints in a sample", seconds: 60);
+            JsonElement c = sample.GetProperty("checkpoints");
+            Assert.True(c.GetProperty("last").GetInt64() >= 2);
+            Assert.True(c.GetProperty("sizeBytes").GetInt64() > 0);
+            Assert.True(c.GetProperty("durationMs").GetDouble() > 0);
+            stop.Cancel();
+            Assert.Equal(RunOutcome.Stopped, (await run).Outcome);
+        }
+        finally
+        {
+            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
     }
 }
