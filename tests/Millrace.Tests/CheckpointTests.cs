@@ -1,3 +1,4 @@
+using CsCheck;
 namespace Millrace.Tests;
 
 /// <summary>
@@ -292,6 +293,25 @@ public class CheckpointTests
         var e = Assert.Throws<InvalidDataException>(() => Millrace.Engine.ProcessPart.FromJson("{\"Version\":1,\"States\":{\"a\":\"not base64!\"}}"u8.ToArray(), "/state/checkpoint-0000000001/db.json"));
         Assert.Contains("/state/checkpoint-0000000001/db.json", e.Message);
         Assert.Throws<InvalidDataException>(() => Millrace.Engine.ProcessPart.FromJson("{\"Vers"u8.ToArray(), "z.json"));
+    }
+
+    [Fact]
+    public void Counts_and_totals_are_saved_as_the_json_codec_writes_them_and_come_back_exactly()
+    {
+        static void Same<T>(T value)
+        {
+            byte[] fast = Millrace.Engine.StateJson<T>.Save(value);
+            Assert.Equal(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(value, JsonCodec<T>.Defaults), fast);
+            T back = Millrace.Engine.StateJson<T>.Load(fast);
+            Assert.True(EqualityComparer<T>.Default.Equals(value, back) || (value is double d && back is double e && BitConverter.DoubleToInt64Bits(d) == BitConverter.DoubleToInt64Bits(e)),
+                $"{value} came back as {back}");
+        }
+        CsCheck.Gen.Long.Sample(Same, iter: 2000);
+        CsCheck.Gen.Int.Sample(Same, iter: 2000);
+        CsCheck.Gen.Double.Sample(Same, iter: 2000);
+        CsCheck.Gen.Bool.Sample(Same, iter: 10);
+        foreach (double d in new[] { double.NaN, double.PositiveInfinity, double.NegativeInfinity, -0.0, double.Epsilon, double.MaxValue, 0.1 + 0.2 }) Same(d);
+        foreach (long l in new[] { long.MinValue, long.MaxValue, 0L }) Same(l);
     }
 
     private static int Count(string text, string what) => System.Text.RegularExpressions.Regex.Matches(text, System.Text.RegularExpressions.Regex.Escape(what)).Count;
