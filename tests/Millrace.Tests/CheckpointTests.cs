@@ -20,6 +20,10 @@ public class CheckpointTests
         return path;
     });
 
+    /// <summary>The program and arguments of a case: a scenario, or the Tutorial (its db keeps count and sum as state).</summary>
+    private static (string Program, string[] Args) Command(string scenario) =>
+        scenario == "tutorial" ? ("Tutorial", ["--count", "30000000"]) : ("Millrace.Scenarios", [scenario]);
+
     /// <summary>The lines a scenario prints at the end that must not change with kills (its totals).</summary>
     private static string[] Totals(string output) =>
         output.Split('\n').Where(l => l.StartsWith("db:", StringComparison.Ordinal) || l.StartsWith("totals:", StringComparison.Ordinal) ||
@@ -30,16 +34,18 @@ public class CheckpointTests
     [InlineData("checkpointed-operators")]
     [InlineData("checkpointed-lines")]
     [InlineData("checkpointed-cycle")]
+    [InlineData("tutorial")]
     public async Task A_program_killed_again_and_again_resumes_from_its_checkpoints_with_exact_results(string scenario)
     {
-        var (exit, output, err) = await ExampleProgram.RunAsync("Millrace.Scenarios", [scenario], seconds: 120, LinesEnvironment);
+        var (program, command) = Command(scenario);
+        var (exit, output, err) = await ExampleProgram.RunAsync(program, command, seconds: 120, LinesEnvironment);
         Assert.True(exit == 0, err);
         string[] expected = Totals(output);
         Assert.NotEmpty(expected);
 
         string state = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
         string file = state + ".jsonl";
-        string[] args = [scenario, "--state", state, "--checkpoint-interval", "0.05"];
+        string[] args = [.. command, "--state", state, "--checkpoint-interval", "0.05"];
         var environment = new Dictionary<string, string>(LinesEnvironment) { ["MILLRACE_CHECKPOINT_OUT"] = file };
         try
         {
@@ -49,19 +55,19 @@ public class CheckpointTests
             int killed = 0;
             for (int k = 0; k < kills; k++)
             {
-                using var program = ExampleProgram.Start("Millrace.Scenarios", environment, args);
+                using var running = ExampleProgram.Start(program, environment, args);
                 // A checkpoint newer than the one it resumed from: it has made progress worth keeping.
                 long before = last;
-                await Waits.Until(() => (last = LastComplete(state)) > before || program.HasExited, "a new complete checkpoint", seconds: 60);
-                if (program.HasExited) break; // it finished before this kill
+                await Waits.Until(() => (last = LastComplete(state)) > before || running.HasExited, "a new complete checkpoint", seconds: 60);
+                if (running.HasExited) break; // it finished before this kill
                 await Task.Delay(random.Next(0, 60)); // a random moment, not a wait for an outcome
-                if (program.HasExited) break;
-                ExampleProgram.Kill(program.Pid, SIGKILL);
-                await program.WaitAsync(seconds: 30);
+                if (running.HasExited) break;
+                ExampleProgram.Kill(running.Pid, SIGKILL);
+                await running.WaitAsync(seconds: 30);
                 killed++;
             }
             Assert.True(killed >= 2, $"only {killed} kills landed before the program finished");
-            var (finalExit, finalOutput, finalErr) = await ExampleProgram.RunAsync("Millrace.Scenarios", args, seconds: 120, environment);
+            var (finalExit, finalOutput, finalErr) = await ExampleProgram.RunAsync(program, args, seconds: 120, environment);
             Assert.True(finalExit == 0, finalErr);
             Assert.Contains("resuming from checkpoint", finalErr);
             Assert.Equal(expected, Totals(finalOutput));
@@ -78,12 +84,14 @@ public class CheckpointTests
     [InlineData("checkpointed")]
     [InlineData("checkpointed-operators")]
     [InlineData("checkpointed-cycle")]
+    [InlineData("tutorial")]
     public async Task In_the_processes_placement_children_killed_again_and_again_start_again_from_the_checkpoints_with_exact_results(string scenario)
     {
+        var (programName, command) = Command(scenario);
         // Longer than in the threads placement: a dozen OS processes take a few seconds to start on two cores.
         const long items = 3_000_000;
         var itemsEnvironment = new Dictionary<string, string> { ["MILLRACE_CHECKPOINT_ITEMS"] = items.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        var (exit, output, err) = await ExampleProgram.RunAsync("Millrace.Scenarios", [scenario], seconds: 120, itemsEnvironment);
+        var (exit, output, err) = await ExampleProgram.RunAsync(programName, command, seconds: 120, itemsEnvironment);
         Assert.True(exit == 0, err);
         string[] expected = Totals(output);
 
@@ -93,8 +101,8 @@ public class CheckpointTests
         int kills = Helpers.Iterations("MILLRACE_CHAOS_KILLS", 5);
         try
         {
-            using var program = ExampleProgram.Start("Millrace.Scenarios", environment,
-                scenario, "--placement", "processes", "--state", state, "--checkpoint-interval", "0.05", "--restarts", (kills + 1).ToString());
+            using var program = ExampleProgram.Start(programName, environment,
+                [.. command, "--placement", "processes", "--state", state, "--checkpoint-interval", "0.05", "--restarts", (kills + 1).ToString()]);
             var random = new Random();
             var victims = new List<string>();
             long last = -1;
