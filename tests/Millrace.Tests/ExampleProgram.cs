@@ -104,12 +104,42 @@ internal sealed class ExampleProgram : IDisposable
         }
         catch (OperationCanceledException)
         {
+            // What is still alive says where it hangs: the program itself, or a child that keeps its output open.
+            string alive = Describe(_process.HasExited ? [] : [_process.Id]) + Describe(Descendants(_process.Id));
             _process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"The program did not end within {seconds} s. Output so far:\n{Output}");
+            throw new TimeoutException($"The program did not end within {seconds} s (exited: {_process.HasExited}). Still running:\n{alive}" +
+                $"Output so far:\n{Output}\nError output so far:\n{ErrorOutput}");
         }
         _process.WaitForExit(); // flushes the redirected output
         lock (_err) return (_process.ExitCode, Output, _err.ToString());
     }
+
+    /// <summary>The processes started (directly or not) by <paramref name="pid"/>, alive now.</summary>
+    private static int[] Descendants(int pid)
+    {
+        var all = ChildProcessesOf(pid).ToList();
+        for (int i = 0; i < all.Count; i++) all.AddRange(ChildProcessesOf(all[i]));
+        return all.ToArray();
+
+        static IEnumerable<int> ChildProcessesOf(int parent) => Directory.GetDirectories("/proc")
+            .Select(d => int.TryParse(Path.GetFileName(d), out int p) ? p : 0)
+            .Where(p => p > 0 && ChildProcesses.ParentOf(p) == parent).ToArray();
+    }
+
+    private static string Describe(int[] pids) => string.Concat(pids.Select(pid =>
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            string state = stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[0];
+            string command = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
+            return $"  {pid} [{state}] {ChildProcesses.Processes(pid) ?? "(the program)"}: {command}\n";
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }));
 
     public async Task WaitForOutputAsync(Func<string, bool> condition, int seconds)
     {

@@ -80,12 +80,17 @@ public sealed class DotnetCountersTests
                 {
                     await Waits.Until(() => counters.HasExited || Moving(ReadLines(csv)), "dotnet-counters to record db's items", seconds: 120);
                 }
+                catch (TimeoutException e)
+                {
+                    throw new TimeoutException($"{e.Message} What it recorded last:\n{string.Join("\n", ReadLines(csv).TakeLast(30))}\n" +
+                        $"dotnet-counters said: {counters.ErrorOutput}{counters.Output}\nThe program said: {program.ErrorOutput}{program.Output}");
+                }
                 finally
                 {
                     Stop();
                 }
                 var (exit, output, err) = await counters.WaitAsync(seconds: 60);
-                Assert.True(exit == 0, err + output);
+                Assert.True(exit == 0, $"dotnet-counters exited with {exit}: {err}{output}");
             }
             string[] lines = File.ReadAllLines(csv);
             foreach (string process in new[] { "web", "process1", "process2", "db" })
@@ -102,9 +107,11 @@ public sealed class DotnetCountersTests
         finally
         {
             Stop();
-            await program.WaitAsync(seconds: 60);
             File.Delete(csv);
         }
+        // Outside the finally: a failure above is not hidden by this one.
+        var (code, _, programErr) = await program.WaitAsync(seconds: 60);
+        Assert.True(code == 0, $"The program ended with {code} after SIGTERM: {programErr}");
 
         static string[] ReadLines(string path) => File.Exists(path) ? File.ReadAllLines(path) : [];
 

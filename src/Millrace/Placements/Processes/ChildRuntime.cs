@@ -134,11 +134,12 @@ internal static class ChildRuntime
                         runners[forceEnd.Process]?.Inbox.EnqueueControl(new Envelope(EnvelopeKind.ForceEnd, null, null, 0, -1));
                         break;
                     case StopMessage stop:
-                        if (!Volatile.Read(ref running))
+                        if (stop.Hard && !Volatile.Read(ref running))
                         {
-                            // Stopped before it started (another child failed to start): nothing to end.
+                            // Stopped at once before it started (another child failed to start): nothing to end.
                             Environment.Exit(0);
                         }
+                        // A graceful stop before it started: its sources will end at once, and the rest drains as usual.
                         if (stop.Hard) run.StopAll();
                         else run.RequestStop();
                         break;

@@ -289,10 +289,12 @@ internal sealed class Coordinator
                         throw new InvalidDataException($"A child began its control connection with {message.GetType().Name} instead of hello.");
                     child = _children[hello.Group];
                     child.Control = control;
+                    Interlocked.MemoryBarrier(); // a stop broadcast either sees this control channel or is seen below
                     child.Pid = hello.Pid;
                     child.Hello.TrySetResult();
-                    // Said hello after the run was told to stop: it missed the broadcast.
+                    // Said hello after the run was told to stop: it missed the broadcast (a second stop message is harmless).
                     if (_run.HardStopped.IsCompleted) control.Send(new StopMessage(Hard: true));
+                    else if (_run.StopRequested) control.Send(new StopMessage(Hard: false));
                     continue;
                 }
                 Handle(child, message);
