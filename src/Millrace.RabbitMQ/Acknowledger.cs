@@ -112,6 +112,13 @@ internal sealed class Acknowledger
         lock (_lock) _pending.Remove(pending.MessageId);
     }
 
+    /// <summary>A message of no use to the process (an older generation's; a marker, once handed over): acknowledged at once.</summary>
+    public void Drop(PendingAck pending)
+    {
+        lock (_lock) AcknowledgeLocked(pending);
+        _work.Set();
+    }
+
     /// <summary>An end mark held until the process has ended (or, with replicas, until its own end marks are out).</summary>
     public void HoldEnd(PendingAck pending)
     {

@@ -60,6 +60,7 @@ internal sealed class ExchangeDestination : Destination
     private readonly BatchCodec _codec;
     private readonly string _contentType;
     private readonly ArrayBufferWriter<byte> _buffer = new(4096);
+    private long _sequence;
 
     public ExchangeDestination(ProcessPort port, string exchange, string stream, BatchCodec codec, string readerName, int writer, bool inSameCycle)
         : base(readerName, writer, inSameCycle)
@@ -90,12 +91,28 @@ internal sealed class ExchangeDestination : Destination
             [Wire.CountHeader] = count.ToString(CultureInfo.InvariantCulture),
         };
         if (ids is not null) headers[Wire.IdsHeader] = Wire.EncodeIds(ids, count);
+        if (_port.Generation >= 0) headers[Wire.GenerationHeader] = Generation;
         _port.Accept(Message(_buffer.WrittenSpan.ToArray(), Wire.DataType, headers));
         return true;
     }
 
-    public override void SendEnd() =>
-        _port.AcceptEnd(Message(Array.Empty<byte>(), Wire.EndType, new Dictionary<string, object?> { [Wire.WriterHeader] = _port.Name }));
+    private string Generation => _port.Generation.ToString(CultureInfo.InvariantCulture);
+
+    public override void SendEnd()
+    {
+        var headers = new Dictionary<string, object?> { [Wire.WriterHeader] = _port.Name };
+        if (_port.Generation >= 0) headers[Wire.GenerationHeader] = Generation;
+        _port.AcceptEnd(Message(Array.Empty<byte>(), Wire.EndType, headers));
+    }
+
+    /// <summary>The marker of a checkpoint, after every batch published before it (one publisher, in order).</summary>
+    public override void SendMarker(long checkpoint) =>
+        _port.Accept(Message(Array.Empty<byte>(), Wire.MarkerType, new Dictionary<string, object?>
+        {
+            [Wire.WriterHeader] = _port.Name,
+            [Wire.GenerationHeader] = Generation,
+            [Wire.CheckpointHeader] = checkpoint.ToString(CultureInfo.InvariantCulture),
+        }));
 
     private Outgoing Message(byte[] body, string type, Dictionary<string, object?> headers)
     {
@@ -106,6 +123,8 @@ internal sealed class ExchangeDestination : Destination
             Persistent = true,
             Headers = headers,
         };
+        // In order per stream and incarnation, whatever the broker refuses and takes later (every kind: data, end, marker).
+        headers[Wire.SequenceHeader] = $"{_port.Instance}:{_sequence++}";
         var message = new Outgoing { Exchange = _exchange, Stream = _stream, Body = body, Properties = properties };
         return message;
     }
@@ -123,6 +142,10 @@ internal sealed class CopyDestination : Destination
     public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer) => true;
 
     public override void SendEnd()
+    {
+    }
+
+    public override void SendMarker(long checkpoint)
     {
     }
 

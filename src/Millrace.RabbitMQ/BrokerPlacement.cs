@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Millrace.Control;
 using System.Reflection;
 using Millrace.Codecs;
 using Millrace.Engine;
@@ -20,6 +21,8 @@ internal sealed class BrokerPlacement : IPlacement
 {
     public string Name => "broker";
 
+    public bool CarriesCheckpoints => true;
+
     public Task<RunResult> RunAsync(PlacementContext context)
     {
         // Every stream goes through the broker: every item type must come back as written.
@@ -35,6 +38,9 @@ internal sealed class BrokerPlacement : IPlacement
     private static readonly TimeSpan FinishFor = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan LingerFor = TimeSpan.FromMinutes(10);
 
+    /// <summary>Checkpoints of generation g are numbered from g × this + 1.</summary>
+    private const long GenerationNumbers = 1_000_000_000;
+
     private static async Task<RunResult> RunAsync(PlacementContext context, GraphShape graph, RunOptions options, CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
@@ -47,6 +53,8 @@ internal sealed class BrokerPlacement : IPlacement
             ? Enumerable.Range(0, names.Length).ToArray()
             : Enumerable.Range(0, names.Length).Where(p => options.Broker.Processes.Contains(names[p])).ToArray();
         string hostedNames = string.Join(",", hosted.Select(p => names[p]));
+        // With checkpoints on: refused before anything connects if they cannot hold this graph.
+        CheckpointSupport? checkpoints = context.OpenCheckpoints();
         string prefix = "millrace." + (options.RunId ?? (Assembly.GetEntryAssembly()?.GetName().Name ?? "run").ToLowerInvariant());
         string uri = options.Broker.Uri ?? Environment.GetEnvironmentVariable(BrokerVariable) ?? DefaultBroker;
 
@@ -75,12 +83,31 @@ internal sealed class BrokerPlacement : IPlacement
                         ? ". Its queues exist with other limits: use the same --capacity and --batch as the run that made them, or another --run-id."
                         : ""));
             }
-            return await RunHostedAsync(context, graph, options, session, prefix, hosted, stopwatch, cancellationToken);
+            if (checkpoints is null) return (await RunHostedAsync(context, graph, options, session, prefix, hosted, stopwatch, null, cancellationToken)).Result;
+            string[] mine = hosted.Select(p => names[p]).ToArray();
+            for (int attempt = 0; ; attempt++)
+            {
+                // Each attempt builds the graph again: nothing of an earlier attempt's operators or handlers is left.
+                if (attempt > 0) context = context.Rebuilt();
+                var generation = RunGeneration.Join(checkpoints, mine, options.Logger);
+                if (generation.EndedHere)
+                {
+                    // Its processes ended in this generation before this host stopped: they are not run twice; the host waits for the run's end.
+                    RunGeneration.Ending ending = await generation.WaitForRunAsync(names, Task.Delay(Timeout.Infinite, cancellationToken), LingerFor);
+                    if (ending == RunGeneration.Ending.WentBack && !cancellationToken.IsCancellationRequested) continue;
+                    using RunHost nothing = context.Host([]);
+                    if (ending != RunGeneration.Ending.Completed) nothing.Run.RequestStop();
+                    return nothing.Result(stopwatch.Elapsed);
+                }
+                var (result, wentBack) = await RunHostedAsync(context, graph, options, session, prefix, hosted, stopwatch, generation, cancellationToken);
+                if (!wentBack || cancellationToken.IsCancellationRequested) return result;
+                Notices.Say(options.Logger, $"checkpoints: the run went back to a checkpoint (generation {generation.Number + 1} or later); starting {string.Join(", ", mine)} again from it");
+            }
         }
     }
 
-    private static async Task<RunResult> RunHostedAsync(PlacementContext context, GraphShape graph, RunOptions options, BrokerSession session, string prefix,
-        int[] hosted, Stopwatch stopwatch, CancellationToken cancellationToken)
+    private static async Task<(RunResult Result, bool WentBack)> RunHostedAsync(PlacementContext context, GraphShape graph, RunOptions options, BrokerSession session, string prefix,
+        int[] hosted, Stopwatch stopwatch, RunGeneration? generation, CancellationToken cancellationToken)
     {
         string[] names = graph.Processes.Select(p => p.Name).ToArray();
         using RunHost host = context.Host(hosted, itemIds: true);
@@ -92,7 +119,12 @@ internal sealed class BrokerPlacement : IPlacement
         // yet acknowledged per input: enough to keep the broker busy, bounded by the stream capacity.
         int window = Window(options);
         var ports = new ProcessPort?[graph.Processes.Count];
-        foreach (int p in hosted) ports[p] = new ProcessPort(runners[p]!, p, session, run, window, (ushort)window);
+        foreach (int p in hosted)
+            ports[p] = new ProcessPort(runners[p]!, p, session, run, window, Prefetch(graph, p, window))
+            {
+                Generation = generation?.Number ?? -1,
+                NewerGeneration = _ => generation!.GoBack(run),
+            };
         // JSON unless asked otherwise: the documented wire format, so that programs in other languages can join.
         string codec = options.Codec == "auto" ? "json" : options.Codec;
         host.Wire(new BrokerLinks(graph, prefix, stream => host.CodecFor(stream, codec), ports));
@@ -101,6 +133,7 @@ internal sealed class BrokerPlacement : IPlacement
         bool detectorHere = detectorProcess >= 0 && runners[detectorProcess] is not null;
         var control = new ControlBus(session, prefix, host, ports, detectorHere);
         run.Reporter = control;
+        CheckpointLeader? leader = generation is null ? null : Checkpoints(host, graph, generation, control);
         var protocols = new List<EndProtocol>();
         foreach (int p in hosted)
         {
@@ -127,6 +160,12 @@ internal sealed class BrokerPlacement : IPlacement
         try
         {
             await control.StartAsync();
+            if (generation is not null)
+            {
+                // After listening: a rollback said before this host listened is in the store (written before it was said).
+                if (generation.Announce) control.Send(new Rollback(generation.Number, generation.Resume));
+                if (generation.NewerInStore()) generation.GoBack(run);
+            }
             if (protocols.Count > 0)
             {
                 // Instances of a process (replicas) hear of each other before they take anything.
@@ -137,8 +176,9 @@ internal sealed class BrokerPlacement : IPlacement
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return Failed(string.Join(", ", local.Select(r => r.Name)), stopwatch, $"Could not start consuming from the broker at {session.Where}: {BrokerSession.Reason(e)}");
+            return (Failed(string.Join(", ", local.Select(r => r.Name)), stopwatch, $"Could not start consuming from the broker at {session.Where}: {BrokerSession.Reason(e)}"), false);
         }
+        Task taking = leader?.RunAsync() ?? Task.CompletedTask;
 
         using IDisposable stops = host.ListenForStops(cancellationToken);
         // The meter and the views show the processes of this host.
@@ -162,6 +202,18 @@ internal sealed class BrokerPlacement : IPlacement
             : null;
 
         await host.RunProcessesAsync();
+        leader?.Stop();
+        await taking;
+        if (generation is { HasGoneBack: true })
+        {
+            // The run went back: what this generation did here is void; its processes start again from the checkpoint.
+            foreach (EndProtocol protocol in protocols) protocol.Leave();
+            await host.StopDetectorAsync();
+            foreach (int p in hosted) await ports[p]!.CloseAsync();
+            await watch.EndAsync(run.Outcome);
+            await control.CloseAsync();
+            return (host.Result(stopwatch.Elapsed), true);
+        }
 
         // In a graph with cycles, termination detection needs every process's counts, ended ones
         // included: a host whose processes ended stays (answering waves) until the cycles are closed.
@@ -188,12 +240,68 @@ internal sealed class BrokerPlacement : IPlacement
         stopwatch.Stop();
         await host.StopDetectorAsync();
         foreach (int p in hosted) await ports[p]!.CloseAsync();
+        bool wentBack = false;
+        if (generation is not null && completed && finished.All(f => f) && run.Outcome == RunOutcome.Completed && run.Errors.Count == 0)
+        {
+            // Checkpoints: until every process of the run has ended, one that dies takes the whole run back, these processes too.
+            foreach (int p in hosted) generation.Store.MarkEnded(names[p], generation.Number);
+            RunGeneration.Ending ending = await generation.WaitForRunAsync(names, run.HardStopped, LingerFor);
+            wentBack = ending == RunGeneration.Ending.WentBack;
+            if (ending == RunGeneration.Ending.TimedOut)
+                Notices.Say(options.Logger, $"checkpoints: the processes here ended, but not every process of the run did within {LingerFor.TotalMinutes:0} minutes; leaving (the run's checkpoints stay in {generation.Store.Where})");
+        }
         control.PublishStats(Local(clock.Elapsed.TotalSeconds)); // the last word: final counts
         await watch.EndAsync(run.Outcome);
         await control.CloseAsync();
 
         // The duration includes connecting to the broker and waiting for its confirms.
-        return host.Result(stopwatch.Elapsed);
+        return (host.Result(stopwatch.Elapsed), wentBack);
+    }
+
+    /// <summary>
+    /// Checkpoints of this host's processes: their parts go to the store; the host that runs the graph's first source
+    /// leads (numbers the checkpoints, asks every source for markers through the control exchange, counts the parts).
+    /// </summary>
+    private static CheckpointLeader? Checkpoints(RunHost host, GraphShape graph, RunGeneration generation, ControlBus control)
+    {
+        CheckpointSupport store = generation.Store;
+        long number = generation.Number;
+        generation.GoingBack = control.GoingBack;
+        int first = Enumerable.Range(0, graph.Processes.Count).First(p => graph.Processes[p].IsSource);
+        string[] names = graph.Processes.Select(p => p.Name).ToArray();
+        CheckpointLeader? leader = host.Runners[first] is null ? null : store.Lead(host, graph.Processes.Count,
+            checkpoint =>
+            {
+                CheckpointSupport.RequestMarkers(host, checkpoint);
+                control.Send(new CheckpointRequest(checkpoint, number));
+            },
+            // A process that ended stores no more parts: checkpoints stop.
+            () => host.Local.FirstOrDefault(r => r.Status.State == RunnerState.Ended)?.Name ?? names.FirstOrDefault(p => store.EndedIn(p) == number),
+            generation.Resume,
+            () => !generation.HasGoneBack && !generation.NewerInStore(),
+            // Numbers of this generation's own: a part a host of an older generation stores late never lands in one of them.
+            numberFrom: number * GenerationNumbers + 1);
+        store.Attach(host, generation.Resume, (checkpoint, process) =>
+        {
+            if (leader is not null) leader.Stored(checkpoint);
+            else control.Send(new CheckpointStored(checkpoint, graph.IndexOf(process), number));
+        });
+        control.Checkpoints = message =>
+        {
+            switch (message)
+            {
+                case CheckpointRequest request when request.Generation == number:
+                    CheckpointSupport.RequestMarkers(host, request.Checkpoint);
+                    break;
+                case CheckpointStored stored when leader is not null && stored.Generation == number:
+                    leader.Stored(stored.Checkpoint);
+                    break;
+                case Rollback rollback when rollback.Generation > number:
+                    generation.GoBack(host.Run);
+                    break;
+            }
+        };
+        return leader;
     }
 
     /// <summary>Every exchange and queue of the run, declared by every host (idempotent), before anything is published.</summary>
@@ -223,6 +331,17 @@ internal sealed class BrokerPlacement : IPlacement
     /// acknowledgements from starving the pipeline.
     /// </summary>
     private static int Window(RunOptions options) => Math.Clamp(4 * options.StreamCapacity / options.EffectiveBatchSize, 16, 2000);
+
+    /// <summary>
+    /// Messages a process may take from one input queue and not yet acknowledged: the window, and as much again for
+    /// each writer of the stream, since messages that came before their turn (a refused one published again later)
+    /// wait unacknowledged, and must never fill the prefetch so that the one they wait for cannot come.
+    /// </summary>
+    private static ushort Prefetch(GraphShape graph, int process, int window)
+    {
+        int writers = graph.Processes[process].Inputs.Select(s => graph.Stream(s).Writers.Count).DefaultIfEmpty(0).Max();
+        return (ushort)Math.Min(ushort.MaxValue, window * (writers + 1));
+    }
 
     /// <summary>Messages a reader's queue holds at most, ready for it: twice the window.</summary>
     private static int QueueLimit(RunOptions options) => 2 * Window(options);

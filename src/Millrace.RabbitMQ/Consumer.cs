@@ -305,6 +305,51 @@ internal sealed class Consumer
             Reject($"is an end mark without the {Wire.WriterHeader} header saying which writer ended");
             return;
         }
+        if (_port.Generation >= 0)
+        {
+            // Checkpoints: the run goes back to a checkpoint as a whole, each time as a new generation.
+            if (!long.TryParse(Wire.Text(properties.Headers, Wire.GenerationHeader), System.Globalization.NumberStyles.None,
+                    System.Globalization.CultureInfo.InvariantCulture, out long generation))
+            {
+                Reject($"has no {Wire.GenerationHeader} header: with checkpoints on, every writer of the run's streams must be a process of the run " +
+                       "(a program of your own cannot write them: a checkpoint could not cover its messages)");
+                return;
+            }
+            if (generation < _port.Generation)
+            {
+                // Written before the run went back: the checkpoint covers what came before it, and what came after is written again.
+                _acknowledger.Drop(pending!);
+                return;
+            }
+            if (generation > _port.Generation)
+            {
+                // The run went back, and this host has not heard yet: the message waits in its queue for the new generation.
+                _acknowledger.GiveBack(pending!);
+                _port.NewerGeneration?.Invoke(generation);
+                return;
+            }
+            if (properties.Type == Wire.MarkerType)
+            {
+                if (!long.TryParse(Wire.Text(properties.Headers, Wire.CheckpointHeader), System.Globalization.NumberStyles.None,
+                        System.Globalization.CultureInfo.InvariantCulture, out long checkpoint))
+                {
+                    Reject($"is a checkpoint marker without a valid {Wire.CheckpointHeader} header");
+                    return;
+                }
+                Sequenced(lane, writerIndex, properties.Headers, pending!, () =>
+                {
+                    runner.DeliverMarker(lane, writerIndex, checkpoint);
+                    _acknowledger.Drop(pending!);
+                });
+                return;
+            }
+        }
+        else if (properties.Type == Wire.MarkerType)
+        {
+            // A marker with checkpoints off (another host of the run has them on): it carries nothing, but holds its place.
+            Sequenced(lane, writerIndex, properties.Headers, pending!, () => _acknowledger.Drop(pending!));
+            return;
+        }
         EndProtocol? protocol = _port.Protocol;
         if (!end && protocol is { Finishing: true })
         {
@@ -314,17 +359,20 @@ internal sealed class Consumer
         }
         if (end && protocol is not null)
         {
-            // Held (acknowledged once the process has ended); the instances of the process agree when its inputs are over.
-            _acknowledger.HoldEnd(pending!);
-            // The protocol first (the process shows as agreeing once every end is seen), then the count:
-            // taken, no longer in flight, termination detection counts it as received now (not again when delivered).
-            protocol.EndTaken(lane.Index, writerIndex);
-            _port.EndHeld(lane.Index, writerIndex);
+            Sequenced(lane, writerIndex, properties.Headers, pending!, () =>
+            {
+                // Held (acknowledged once the process has ended); the instances of the process agree when its inputs are over.
+                _acknowledger.HoldEnd(pending!);
+                // The protocol first (the process shows as agreeing once every end is seen), then the count:
+                // taken, no longer in flight, termination detection counts it as received now (not again when delivered).
+                protocol.EndTaken(lane.Index, writerIndex);
+                _port.EndHeld(lane.Index, writerIndex);
+            });
             return;
         }
         if (end)
         {
-            runner.DeliverEnd(lane, writerIndex, pending);
+            Sequenced(lane, writerIndex, properties.Headers, pending!, () => runner.DeliverEnd(lane, writerIndex, pending));
             return;
         }
 
@@ -346,7 +394,7 @@ internal sealed class Consumer
             return;
         }
         pending!.Ids = ids;
-        runner.Deliver(lane, items, count, writerIndex, pending);
+        Sequenced(lane, writerIndex, properties.Headers, pending, () => runner.Deliver(lane, items, count, writerIndex, pending));
 
         void Reject(string what, Exception? e = null)
         {
@@ -355,6 +403,58 @@ internal sealed class Consumer
                 $"Process '{Name}' received a message of stream '{stream.Name}' (message {messageId}{(writer is null ? "" : $" from '{writer}'")}) that {what}. " +
                 "It stays in the queue, unacknowledged.", e));
         }
+    }
+
+    /// <summary>Where each writer's messages are, per stream and incarnation: the next one due, and those that came early.</summary>
+    private readonly Dictionary<(int Lane, int Writer, string Incarnation), Sequence> _sequences = new();
+
+    private sealed class Sequence
+    {
+        public long Next;
+        public readonly SortedDictionary<long, Action> Early = new();
+    }
+
+    /// <summary>
+    /// Hands a message over in its writer's order. The broker refuses a message while a reader's queue is full, and the
+    /// writer publishes it again, after newer ones it may have taken meanwhile: one that comes early waits here
+    /// (unacknowledged, so within the prefetch bound) until those before it have come. Messages without a place
+    /// (a program of another language) are handed over as taken.
+    /// </summary>
+    private void Sequenced(Lane lane, int writer, IDictionary<string, object?>? headers, PendingAck pending, Action deliver)
+    {
+        string? text = Wire.Text(headers, Wire.SequenceHeader);
+        int colon = text?.LastIndexOf(':') ?? -1;
+        if (colon < 0 || !long.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long place))
+        {
+            deliver();
+            return;
+        }
+        var key = (lane.Index, writer, text![..colon]);
+        var ready = new List<Action>(1);
+        lock (_sequences)
+        {
+            if (!_sequences.TryGetValue(key, out Sequence? sequence)) _sequences[key] = sequence = new Sequence();
+            if (place < sequence.Next)
+            {
+                // A copy of one handed over long ago (past the acknowledger's memory of ids): acknowledged, not handled again.
+                ready.Add(() => _acknowledger.Drop(pending));
+            }
+            else if (place > sequence.Next)
+            {
+                sequence.Early[place] = deliver;
+            }
+            else
+            {
+                ready.Add(deliver);
+                sequence.Next++;
+                while (sequence.Early.Remove(sequence.Next, out Action? next))
+                {
+                    ready.Add(next);
+                    sequence.Next++;
+                }
+            }
+        }
+        foreach (Action action in ready) action();
     }
 
     /// <summary>Ids for items from a program that gave none: stable per message id, so a redelivery gets the same ones.</summary>

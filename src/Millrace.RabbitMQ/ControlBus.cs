@@ -230,6 +230,9 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
             case Control.Poke when _detectorHere:
                 _run.PokeDetector();
                 break;
+            case CheckpointRequest or CheckpointStored or Rollback:
+                Checkpoints?.Invoke(message);
+                break;
             case ForceEnd forceEnd:
                 if (forceEnd.Process >= 0 && forceEnd.Process < _runners.Length && _runners[forceEnd.Process] is { } runner)
                     runner.ForceEnd();
@@ -238,6 +241,20 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     }
 
     private readonly Dictionary<string, IReadOnlyList<ProcessReport>> _remote = new();
+
+    /// <summary>Checkpoint requests, parts stored and rollbacks (with checkpoints on), on the bus's thread.</summary>
+    public Action<ControlMessage>? Checkpoints { get; set; }
+
+    /// <summary>A process on another host that reported it has ended, if any.</summary>
+    public string? EndedElsewhere()
+    {
+        lock (_remote)
+        {
+            foreach (ProcessReport r in _remote.Values.SelectMany(v => v))
+                if (r.State == RunnerState.Ended && r.Index >= 0 && r.Index < _graph.Processes.Count) return _graph.Processes[r.Index].Name;
+        }
+        return null;
+    }
 
     /// <summary>Tells the other hosts how this host's processes are doing (their metrics and views show the whole run).</summary>
     public void PublishStats(RunSample local)
@@ -383,7 +400,18 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
         if (_cyclic && !_detectorHere && Interlocked.Exchange(ref _pokePending, 1) == 0) Send(new Poke());
     }
 
-    public void Halted(string process, string? reason) => Send(new HaltMessage(process, reason));
+    public void Halted(string process, string? reason)
+    {
+        if (!_goingBack) Send(new HaltMessage(process, reason));
+    }
 
-    public void Failed(ProcessFailure failure) => Send(FailureMessage.Of(failure));
+    public void Failed(ProcessFailure failure)
+    {
+        if (!_goingBack) Send(FailureMessage.Of(failure));
+    }
+
+    private volatile bool _goingBack;
+
+    /// <summary>The run goes back to a checkpoint: what this host's processes do while they stop (an error a stop causes) is not the other hosts' concern.</summary>
+    public void GoingBack() => _goingBack = true;
 }

@@ -47,6 +47,15 @@ internal sealed class ProcessPort
     /// <summary>This incarnation of the process (its message ids start with it).</summary>
     public string Instance => _publisher.Incarnation;
 
+    /// <summary>
+    /// With checkpoints on, the run's generation this port belongs to (-1: checkpoints off): its messages say it,
+    /// and messages of older generations are dropped.
+    /// </summary>
+    public long Generation { get; init; } = -1;
+
+    /// <summary>A message of a newer generation arrived: the run went back to a checkpoint, and this host must too.</summary>
+    public Action<long>? NewerGeneration { get; init; }
+
     /// <summary>Set for processes with inputs outside cycles: end marks go through the instances' agreement.</summary>
     public EndProtocol? Protocol { get; set; }
 

@@ -18,6 +18,20 @@ internal static class Wire
     /// <summary>How many items the body holds (required for binary bodies; optional for JSON).</summary>
     public const string CountHeader = "millrace-count";
 
+    /// <summary>With checkpoints on: the generation of the run that wrote the message (older ones are dropped).</summary>
+    public const string GenerationHeader = "millrace-generation";
+
+    /// <summary>A checkpoint marker's number.</summary>
+    public const string CheckpointHeader = "millrace-checkpoint";
+
+    public const string MarkerType = "marker";
+
+    /// <summary>
+    /// "INCARNATION:N": the message's place among those one incarnation of a process wrote to one stream (0, 1, 2...).
+    /// A message the broker refused (a full queue) is published again after newer ones; readers put them back in order.
+    /// </summary>
+    public const string SequenceHeader = "millrace-seq";
+
     public const string DataType = "data";
     public const string EndType = "end";
 

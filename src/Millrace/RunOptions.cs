@@ -208,8 +208,6 @@ public sealed class RunOptions
         if (DashboardPort is < 0 or > 65535) throw new ArgumentException($"DashboardPort must be 0 to 65535; got {DashboardPort}.");
         if (StopTimeout < TimeSpan.Zero) throw new ArgumentException($"StopTimeout must not be negative; got {StopTimeout}.");
         if (CheckpointInterval < TimeSpan.Zero) throw new ArgumentException($"CheckpointInterval must not be negative; got {CheckpointInterval}.");
-        if (CheckpointInterval > TimeSpan.Zero && Placement is not ("threads" or "processes"))
-            throw new ArgumentException($"Checkpoints (--checkpoint-interval) work in the threads and processes placements for now, not in the {Placement} placement (docs/state-and-recovery.md).");
         if (Processes.Restarts < 0) throw new ArgumentException($"Processes.Restarts must not be negative; got {Processes.Restarts}.");
         if (Processes.RestartWindow <= TimeSpan.Zero) throw new ArgumentException($"Processes.RestartWindow must be positive; got {Processes.RestartWindow}.");
         if (Placement != "broker" && Broker.Processes.Count > 0)

@@ -42,6 +42,9 @@ public class ControlProtocolTests
         new ReplicaMessage(ReplicaStep.EndsSent, 0, "x"),
         new CheckpointRequest(long.MaxValue),
         new CheckpointStored(9_000_000_000, 11),
+        new CheckpointRequest(7, Generation: 3),
+        new CheckpointStored(8, 2, Generation: long.MaxValue),
+        new Rollback(4, -1),
     };
 
     public static TheoryData<int> Kinds() => new(Enumerable.Range(0, All.Length));

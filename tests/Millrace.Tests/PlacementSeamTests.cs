@@ -151,6 +151,20 @@ public class PlacementSeamTests
         Assert.DoesNotContain("My Placement", PlacementRegistry.Names);
     }
 
+    [Fact]
+    public async Task A_placement_that_does_not_take_checkpoints_refuses_a_run_with_checkpoints_on()
+    {
+        PlacementRegistry.Register(new Named("no-checkpoints"));
+        var graph = new Graph();
+        var s = graph.Stream<int>("s");
+        bool ran = false;
+        graph.Source("src", s, Enumerable.Range(0, 3).Select(i => { ran = true; return i; }));
+        graph.Sink("sink", s, _ => { });
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => graph.RunAsync(new RunOptions { Placement = "no-checkpoints", CheckpointInterval = TimeSpan.FromSeconds(1) }));
+        Assert.Contains("not taken by the no-checkpoints placement", e.Message);
+        Assert.False(ran);
+    }
+
     private sealed class Named(string name) : IPlacement
     {
         public string Name => name;

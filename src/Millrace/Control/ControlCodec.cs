@@ -31,6 +31,7 @@ public static class ControlCodec
         [typeof(ReplicaMessage)] = "replica",
         [typeof(CheckpointRequest)] = "checkpoint?",
         [typeof(CheckpointStored)] = "checkpoint",
+        [typeof(Rollback)] = "rollback",
     };
 
     /// <summary>The message as UTF-8 JSON.</summary>
@@ -89,10 +90,16 @@ public static class ControlCodec
                     break;
                 case CheckpointRequest m:
                     w.WriteNumber("checkpoint", m.Checkpoint);
+                    if (m.Generation != 0) w.WriteNumber("generation", m.Generation);
                     break;
                 case CheckpointStored m:
                     w.WriteNumber("checkpoint", m.Checkpoint);
                     w.WriteNumber("index", m.Process);
+                    if (m.Generation != 0) w.WriteNumber("generation", m.Generation);
+                    break;
+                case Rollback m:
+                    w.WriteNumber("generation", m.Generation);
+                    w.WriteNumber("checkpoint", m.Checkpoint);
                     break;
                 case ReplicaMessage m:
                     w.WriteString("step", m.Step.ToString());
@@ -165,7 +172,7 @@ public static class ControlCodec
         string? instance = null, step = null;
         int group = -1, pid = 0, seq = 0, index = 0, round = 0, lane = 0, writer = 0;
         long? itemIndex = null;
-        long checkpoint = 0;
+        long checkpoint = 0, generation = 0;
         bool hard = false, ok = false;
         List<ProcessReport>? reports = null;
         while (Next(ref r) == JsonTokenType.PropertyName)
@@ -208,6 +215,7 @@ public static class ControlCodec
                 case "lane": lane = r.GetInt32(); break;
                 case "writer": writer = r.GetInt32(); break;
                 case "checkpoint": checkpoint = r.GetInt64(); break;
+                case "generation": generation = r.GetInt64(); break;
                 case "processes": reports = ReadReports(ref r); break;
                 default: r.Skip(); break;
             }
@@ -229,8 +237,9 @@ public static class ControlCodec
             "stats" => new StatsReport(reports ?? Missing<List<ProcessReport>>("processes")),
             "final" => new FinalReport(reports ?? Missing<List<ProcessReport>>("processes")),
             "closed" => new CyclesClosed(),
-            "checkpoint?" => new CheckpointRequest(checkpoint),
-            "checkpoint" => new CheckpointStored(checkpoint, index),
+            "checkpoint?" => new CheckpointRequest(checkpoint, generation),
+            "checkpoint" => new CheckpointStored(checkpoint, index, generation),
+            "rollback" => new Rollback(generation, checkpoint),
             "replica" => new ReplicaMessage(Parse<ReplicaStep>(step ?? Missing<string>("step")), index, instance ?? Missing<string>("instance"), round, ok, lane, writer),
             null => throw new JsonException("It has no type."),
             _ => throw new JsonException($"Its type '{type}' is not one this runtime knows."),

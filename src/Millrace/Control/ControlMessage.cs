@@ -60,10 +60,16 @@ public sealed record StatsReport(IReadOnlyList<ProcessReport> Processes) : Contr
 public sealed record FinalReport(IReadOnlyList<ProcessReport> Processes) : ControlMessage;
 
 /// <summary>Coordinator to the children that run sources: send the markers of checkpoint <see cref="Checkpoint"/> with your items.</summary>
-public sealed record CheckpointRequest(long Checkpoint) : ControlMessage;
+public sealed record CheckpointRequest(long Checkpoint, long Generation = 0) : ControlMessage;
 
 /// <summary>Child to coordinator: process <see cref="Process"/> (index in the graph) stored its part of checkpoint <see cref="Checkpoint"/>.</summary>
-public sealed record CheckpointStored(long Checkpoint, int Process) : ControlMessage;
+public sealed record CheckpointStored(long Checkpoint, int Process, long Generation = 0) : ControlMessage;
+
+/// <summary>
+/// Broker placement: a process started again, so the whole run goes back to checkpoint <see cref="Checkpoint"/>
+/// (-1: the start) as generation <see cref="Generation"/>; messages of older generations are dropped.
+/// </summary>
+public sealed record Rollback(long Generation, long Checkpoint) : ControlMessage;
 
 /// <summary>The detecting broker host closed every cycle: hosts whose processes ended may leave.</summary>
 public sealed record CyclesClosed : ControlMessage;

@@ -224,26 +224,103 @@ internal sealed class CheckpointStore
     public long Size(long checkpoint) =>
         new DirectoryInfo(Folder(checkpoint)).EnumerateFiles().Sum(f => f.Length);
 
-    /// <summary>Marks <paramref name="checkpoint"/> complete (every process stored its part) and removes older ones.</summary>
+    /// <summary>
+    /// Marks <paramref name="checkpoint"/> complete (every process stored its part) and removes older ones, except
+    /// the one the current generation resumed from (the broker placement's processes may still read it).
+    /// </summary>
     public void Complete(long checkpoint)
     {
         WriteAtomically(Path.Combine(Folder(checkpoint), "COMPLETE"), System.Text.Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O") + "\n"));
+        long keep = ReadGeneration().Checkpoint;
         foreach (string folder in Directory.GetDirectories(_path, "checkpoint-*"))
         {
-            if (long.TryParse(Path.GetFileName(folder)["checkpoint-".Length..], out long n) && n < checkpoint)
-                Directory.Delete(folder, recursive: true);
+            if (long.TryParse(Path.GetFileName(folder)["checkpoint-".Length..], out long n) && n < checkpoint && n != keep)
+            {
+                try
+                {
+                    Directory.Delete(folder, recursive: true);
+                }
+                catch (DirectoryNotFoundException)
+                {
+                    // Removed by another host meanwhile.
+                }
+            }
         }
     }
 
     /// <summary>The run completed: its checkpoints are of no more use (a program started again starts afresh).</summary>
     public void Clear()
     {
-        foreach (string folder in Directory.GetDirectories(_path, "checkpoint-*")) Directory.Delete(folder, recursive: true);
+        foreach (string folder in Directory.GetDirectories(_path, "checkpoint-*"))
+        {
+            try
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+            catch (DirectoryNotFoundException)
+            {
+            }
+        }
+        foreach (string file in Directory.GetFiles(_path).Where(f => Path.GetFileName(f) != "FORMAT")) File.Delete(file);
     }
+
+    // ---------------------------------------------------------------- generations (broker placement)
+    // A run whose processes restart one by one goes back to a checkpoint as a whole: each time, a new
+    // generation. GENERATION says which is current and the checkpoint it started from; live-NAME says the
+    // generation a process last started in (found again there when it starts: it died, the run goes back);
+    // ended-NAME the generation it ended in; COMPLETED that the run is over (the next start is a new run).
+
+    /// <summary>The current generation and the checkpoint it started from (0 and -1 before any).</summary>
+    public (long Generation, long Checkpoint) ReadGeneration()
+    {
+        string? text = ReadText("GENERATION");
+        if (text is null) return (0, -1);
+        string[] parts = text.Split(' ');
+        return (long.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture), long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    public void WriteGeneration(long generation, long checkpoint) => WriteText("GENERATION", $"{generation} {checkpoint}");
+
+    public long? Mark(string kind, string process) => ReadText($"{kind}-{process}") is { } text ? long.Parse(text, System.Globalization.CultureInfo.InvariantCulture) : null;
+
+    public void SetMark(string kind, string process, long generation) => WriteText($"{kind}-{process}", generation.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>Generation <paramref name="generation"/> ran to its end: what is stored here is of no more use.</summary>
+    public void MarkCompleted(long generation)
+    {
+        WriteText("COMPLETED", generation.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (string folder in Directory.GetDirectories(_path, "checkpoint-*"))
+        {
+            try
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+            catch (DirectoryNotFoundException)
+            {
+            }
+        }
+    }
+
+    public long? CompletedGeneration => ReadText("COMPLETED") is { } text ? long.Parse(text, System.Globalization.CultureInfo.InvariantCulture) : null;
+
+    private string? ReadText(string name)
+    {
+        try
+        {
+            return File.ReadAllText(Path.Combine(_path, name)).Trim();
+        }
+        catch (FileNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    private void WriteText(string name, string text) => WriteAtomically(Path.Combine(_path, name), System.Text.Encoding.UTF8.GetBytes(text + "\n"));
 
     private static void WriteAtomically(string file, byte[] data)
     {
-        string temporary = file + ".tmp";
+        // A name of this writer's own: hosts of the broker placement may write the same file at once.
+        string temporary = $"{file}.{Environment.ProcessId}.{Environment.CurrentManagedThreadId}.tmp";
         using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
         {
             stream.Write(data);
@@ -303,6 +380,15 @@ internal sealed class CheckpointCoordinator(
     /// <summary>Checkpoints completed in this run.</summary>
     public int Completed { get; private set; }
 
+    /// <summary>The first number this coordinator may give a checkpoint (the broker placement gives each generation numbers of its own).</summary>
+    public long NumberFrom
+    {
+        init => _current = Math.Max(_current, value - 1);
+    }
+
+    /// <summary>Asked before a checkpoint is marked complete: false abandons it (the run went back meanwhile).</summary>
+    public Func<bool>? StillCurrent { get; init; }
+
     void ICheckpointPort.Stored(long checkpoint, ProcessRunner runner) => Stored(checkpoint);
 
     /// <summary>A process stored its part of <paramref name="checkpoint"/>. Any thread.</summary>
@@ -345,6 +431,8 @@ internal sealed class CheckpointCoordinator(
                     if (await Task.WhenAny(stored.Task, Task.Delay(interval, stop)) == stored.Task) break;
                     if (AnyEnded() || run.StopRequested) return;
                 }
+                // The broker placement: a newer generation (another host went back to a checkpoint) makes this one's checkpoints void.
+                if (StillCurrent?.Invoke() == false) return;
                 Store.Complete(checkpoint);
                 long size = Store.Size(checkpoint);
                 lock (_lock)

@@ -387,6 +387,17 @@ public sealed class ProcessRunner
         Inbox.EnqueueRemote(lane, items, count, writer, receipt);
 
     /// <summary>
+    /// The marker of checkpoint <paramref name="checkpoint"/> from writer number <paramref name="writer"/> of
+    /// <paramref name="lane"/>'s stream, after everything that writer delivered before it. From any thread; ignored
+    /// when checkpoints are off.
+    /// </summary>
+    public void DeliverMarker(Lane lane, int writer, long checkpoint)
+    {
+        if (Checkpoints is null) return;
+        Inbox.EnqueueControl(new Envelope(EnvelopeKind.Marker, lane, null, 0, writer, Checkpoint: checkpoint));
+    }
+
+    /// <summary>
     /// Tells the process that writer number <paramref name="writer"/> of <paramref name="lane"/>'s stream has
     /// ended. From any thread. <paramref name="counted"/>: the end mark was counted as received when it was
     /// taken (<see cref="CountHeldEnd"/>), so termination detection does not count it again.

@@ -24,6 +24,12 @@ public interface IPlacement
     /// Failures of the run are reported in the result, not thrown.
     /// </summary>
     Task<RunResult> RunAsync(PlacementContext context);
+
+    /// <summary>
+    /// Whether it takes checkpoints (<see cref="RunOptions.CheckpointInterval"/>) through
+    /// <see cref="PlacementContext.OpenCheckpoints"/>; a run with checkpoints on is refused by a placement that does not.
+    /// </summary>
+    bool CarriesCheckpoints => false;
 }
 
 /// <summary>Names a placement that an assembly provides, so that <see cref="PlacementRegistry"/> finds it by name.</summary>

@@ -5,8 +5,11 @@ namespace Millrace.Placements;
 /// <summary>What a placement is given to run: the checked graph, the options and the caller's cancellation token.</summary>
 public sealed class PlacementContext
 {
-    internal PlacementContext(GraphModel model, RunOptions options, CancellationToken cancellationToken)
+    private readonly Func<GraphModel>? _rebuild;
+
+    internal PlacementContext(GraphModel model, RunOptions options, CancellationToken cancellationToken, Func<GraphModel>? rebuild = null)
     {
+        _rebuild = rebuild;
         Model = model;
         Options = options;
         CancellationToken = cancellationToken;
@@ -56,6 +59,22 @@ public sealed class PlacementContext
         }
         if (problems.Count > 0) throw new GraphValidationException(problems);
     }
+
+    /// <summary>
+    /// The same run with the graph built again: every process's declaration runs again, so its operators and
+    /// handlers start with nothing left from an earlier attempt in this OS process (the broker placement starts
+    /// its processes again this way when the run goes back to a checkpoint).
+    /// </summary>
+    public PlacementContext Rebuilt() =>
+        _rebuild is null ? throw new InvalidOperationException("This context cannot build its graph again.") : new(_rebuild(), Options, CancellationToken, _rebuild);
+
+    /// <summary>
+    /// With checkpoints on (<see cref="RunOptions.CheckpointInterval"/>): refuses a graph they cannot hold
+    /// (every problem named) and opens the run's state store. Null with checkpoints off.
+    /// </summary>
+    /// <exception cref="GraphValidationException">Checkpoints cannot hold this graph.</exception>
+    public CheckpointSupport? OpenCheckpoints() =>
+        Checkpoints.Open(Model, Options) is { } store ? new CheckpointSupport(store, Options) : null;
 
     /// <summary>
     /// Makes a runner for each process in <paramref name="processes"/> (indexes in <see cref="Graph"/>) to run

@@ -9,6 +9,8 @@ internal sealed class ProcessesPlacement : IPlacement
 {
     public string Name => "processes";
 
+    public bool CarriesCheckpoints => true;
+
     /// <summary>In the program the user started: the coordinator. In an OS process it started: that child's share of the run.</summary>
     public Task<RunResult> RunAsync(PlacementContext context)
     {

@@ -5,6 +5,8 @@ internal sealed class ThreadsPlacement : IPlacement
 {
     public string Name => "threads";
 
+    public bool CarriesCheckpoints => true;
+
     public Task<RunResult> RunAsync(PlacementContext context) => RunAsync(context.Model, context.Options, context.CancellationToken);
 
     public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
