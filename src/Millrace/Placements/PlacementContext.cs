@@ -60,6 +60,10 @@ public sealed class PlacementContext
         if (problems.Count > 0) throw new GraphValidationException(problems);
     }
 
+    /// <summary>Refuses the graph before anything runs, naming each problem (what this placement cannot hold, and what to do).</summary>
+    /// <exception cref="GraphValidationException">Always.</exception>
+    public void Refuse(params string[] problems) => throw new GraphValidationException(problems);
+
     /// <summary>
     /// The same run with the graph built again: every process's declaration runs again, so its operators and
     /// handlers start with nothing left from an earlier attempt in this OS process (the broker placement starts
