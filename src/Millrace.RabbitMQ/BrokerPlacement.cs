@@ -337,14 +337,14 @@ internal sealed class BrokerPlacement : IPlacement
     private static int Window(RunOptions options) => Math.Clamp(4 * options.StreamCapacity / options.EffectiveBatchSize, 16, 2000);
 
     /// <summary>
-    /// Messages a process may take from one input queue and not yet acknowledged: the window, and as much again for
-    /// each writer of the stream, since messages that came before their turn (a refused one published again later)
-    /// wait unacknowledged, and must never fill the prefetch so that the one they wait for cannot come.
+    /// Messages a process may take from one input queue and not yet acknowledged: the window for each writer of the
+    /// stream. Messages that came before their turn (published after one the broker refused, which comes again later)
+    /// wait unacknowledged: at most the window less one per writer, so the one they wait for always finds room.
     /// </summary>
     private static ushort Prefetch(GraphShape graph, int process, int window)
     {
-        int writers = graph.Processes[process].Inputs.Select(s => graph.Stream(s).Writers.Count).DefaultIfEmpty(0).Max();
-        return (ushort)Math.Min(ushort.MaxValue, window * (writers + 1));
+        int writers = graph.Processes[process].Inputs.Select(s => graph.Stream(s).Writers.Count).DefaultIfEmpty(1).Max();
+        return (ushort)Math.Min(ushort.MaxValue, window * Math.Max(1, writers));
     }
 
     /// <summary>Messages a reader's queue holds at most, ready for it: twice the window.</summary>

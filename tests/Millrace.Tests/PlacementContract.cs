@@ -160,7 +160,7 @@ public abstract class PlacementContract
                 new[] { "bounded", "--capacity", "1000", "--batch", "100" }.Concat(PlacementArguments).ToArray(),
                 environment: new Dictionary<string, string> { ["MILLRACE_SCENARIO_FILE"] = file });
             Assert.True(exit == 0, err);
-            var match = Regex.Match(output, @"reader: (\d+) items, writer at most (\d+) ahead");
+            var match = Regex.Match(output, @"reader: (\d+) items, writer at most (\d+) ahead, 0 out of order");
             Assert.True(match.Success, output);
             Assert.Equal(60_000, long.Parse(match.Groups[1].Value));
             long lead = long.Parse(match.Groups[2].Value);
