@@ -144,22 +144,32 @@ internal sealed class BrokerPlacement : IPlacement
             // Processes with inputs, outside cycles, may run in several places (replicas); they agree when their inputs are over.
             if (graph.CycleOf(p) >= 0 || ports[p]!.EndsNeeded == 0) continue;
             ProcessPort port = ports[p]!;
-            port.Protocol = new EndProtocol(port, run, port.EndsNeeded, control.Send);
+            port.Protocol = new EndProtocol(port, run, port.EndsNeeded, control.Send) { OthersSeen = port.Unordered };
             protocols.Add(port.Protocol);
         }
         if (detectorHere) host.DetectTermination(control);
 
-        session.Failed += e => run.Fail(new ProcessFailure(string.Join(", ", local.Select(r => r.Name)), null, null, null, e.Message, e));
-        session.Lost += _ =>
+        Action<Exception> failed = e => run.Fail(new ProcessFailure(string.Join(", ", local.Select(r => r.Name)), null, null, null, e.Message, e));
+        Action<long> lost = _ =>
         {
             foreach (int p in hosted) ports[p]!.ConnectionLost();
         };
-        session.Reconnected += async () =>
+        Func<Task> reconnected = async () =>
         {
             await DeclareAsync(session, graph, prefix, QueueLimit(options));
             await control.ReconnectedAsync();
             foreach (int p in hosted) await ports[p]!.ReconnectedAsync();
         };
+        session.Failed += failed;
+        session.Lost += lost;
+        session.Reconnected += reconnected;
+        // The session outlives this attempt (the run may go back and start again): it must not call into this one afterwards.
+        void Unsubscribe()
+        {
+            session.Failed -= failed;
+            session.Lost -= lost;
+            session.Reconnected -= reconnected;
+        }
 
         try
         {
@@ -180,6 +190,7 @@ internal sealed class BrokerPlacement : IPlacement
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
+            Unsubscribe();
             return (Failed(string.Join(", ", local.Select(r => r.Name)), stopwatch, $"Could not start consuming from the broker at {session.Where}: {BrokerSession.Reason(e)}"), false);
         }
         Task taking = leader?.RunAsync() ?? Task.CompletedTask;
@@ -216,6 +227,7 @@ internal sealed class BrokerPlacement : IPlacement
             foreach (int p in hosted) await ports[p]!.CloseAsync();
             await watch.EndAsync(run.Outcome);
             await control.CloseAsync();
+            Unsubscribe();
             return (host.Result(stopwatch.Elapsed), true);
         }
 
@@ -249,7 +261,10 @@ internal sealed class BrokerPlacement : IPlacement
         {
             // Checkpoints: until every process of the run has ended, one that dies takes the whole run back, these processes too.
             foreach (int p in hosted) generation.Store.MarkEnded(names[p], generation.Number);
-            RunGeneration.Ending ending = await generation.WaitForRunAsync(names, run.HardStopped, LingerFor);
+            // Until every process ended, the run went back, or this host is asked to stop (Ctrl+C, SIGTERM: once is enough here).
+            var asked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            run.GracefulStopRequested += () => asked.TrySetResult();
+            RunGeneration.Ending ending = await generation.WaitForRunAsync(names, Task.WhenAny(run.HardStopped, asked.Task), LingerFor);
             wentBack = ending == RunGeneration.Ending.WentBack;
             if (ending == RunGeneration.Ending.TimedOut)
                 Notices.Say(options.Logger, $"checkpoints: the processes here ended, but not every process of the run did within {LingerFor.TotalMinutes:0} minutes; leaving (the run's checkpoints stay in {generation.Store.Where})");
@@ -258,6 +273,7 @@ internal sealed class BrokerPlacement : IPlacement
         await watch.EndAsync(run.Outcome);
         await control.CloseAsync();
 
+        Unsubscribe();
         // The duration includes connecting to the broker and waiting for its confirms.
         return (host.Result(stopwatch.Elapsed), wentBack);
     }

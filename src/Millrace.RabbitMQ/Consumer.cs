@@ -67,7 +67,7 @@ internal sealed class Consumer
 
     public string Describe()
     {
-        lock (_lock) return $"consume epoch {_epoch}, consumers {_consumerTags.Count}{(_paused ? " (paused)" : "")}";
+        lock (_lock) return $"consume epoch {_epoch}, consumers {_consumerTags.Count}{(_paused ? " (paused)" : "")}, {Early} early";
     }
 
     /// <summary>
@@ -408,53 +408,80 @@ internal sealed class Consumer
     /// <summary>Where each writer's messages are, per stream and incarnation: the next one due, and those that came early.</summary>
     private readonly Dictionary<(int Lane, int Writer, string Incarnation), Sequence> _sequences = new();
 
+    /// <summary>Another instance of this process takes from the same queues (replicas): each sees only part of a writer's messages.</summary>
+    private bool _unordered;
+
     private sealed class Sequence
     {
-        public long Next;
+        public long Next = -1;
         public readonly SortedDictionary<long, Action> Early = new();
     }
 
     /// <summary>
     /// Hands a message over in its writer's order. The broker refuses a message while a reader's queue is full, and the
     /// writer publishes it again, after newer ones it may have taken meanwhile: one that comes early waits here
-    /// (unacknowledged, so within the prefetch bound) until those before it have come. Messages without a place
-    /// (a program of another language) are handed over as taken.
+    /// (unacknowledged, within the prefetch bound) until those before it have come. A writer's first message seen
+    /// here sets where its order starts (a reader started again sees the middle of it); one that comes later than
+    /// its turn is handed over at once (a copy is the acknowledger's to recognise). Messages without a place
+    /// (a program of another language), and every message once replicas share the queues, are handed over as taken.
     /// </summary>
     private void Sequenced(Lane lane, int writer, IDictionary<string, object?>? headers, PendingAck pending, Action deliver)
     {
         string? text = Wire.Text(headers, Wire.SequenceHeader);
         int colon = text?.LastIndexOf(':') ?? -1;
-        if (colon < 0 || !long.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long place))
-        {
-            deliver();
-            return;
-        }
-        var key = (lane.Index, writer, text![..colon]);
-        var ready = new List<Action>(1);
         lock (_sequences)
         {
-            if (!_sequences.TryGetValue(key, out Sequence? sequence)) _sequences[key] = sequence = new Sequence();
-            if (place < sequence.Next)
+            if (_unordered || colon < 0 || !long.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long place))
             {
-                // A copy of one handed over long ago (past the acknowledger's memory of ids): acknowledged, not handled again.
-                ready.Add(() => _acknowledger.Drop(pending));
+                deliver();
+                return;
             }
-            else if (place > sequence.Next)
+            string incarnation = text![..colon];
+            var key = (lane.Index, writer, incarnation);
+            if (!_sequences.TryGetValue(key, out Sequence? sequence))
+            {
+                // A new incarnation of this writer (it started again): what an older one left waiting will never be completed.
+                foreach (var old in _sequences.Where(s => s.Key.Lane == lane.Index && s.Key.Writer == writer && s.Value.Early.Count > 0).ToArray())
+                    ReleaseLocked(old.Value);
+                _sequences[key] = sequence = new Sequence { Next = place };
+            }
+            if (place > sequence.Next)
             {
                 sequence.Early[place] = deliver;
+                return;
             }
-            else
+            deliver();
+            if (place < sequence.Next) return;
+            sequence.Next++;
+            while (sequence.Early.Remove(sequence.Next, out Action? next))
             {
-                ready.Add(deliver);
+                next();
                 sequence.Next++;
-                while (sequence.Early.Remove(sequence.Next, out Action? next))
-                {
-                    ready.Add(next);
-                    sequence.Next++;
-                }
             }
         }
-        foreach (Action action in ready) action();
+    }
+
+    private static void ReleaseLocked(Sequence sequence)
+    {
+        foreach (Action early in sequence.Early.Values) early();
+        sequence.Early.Clear();
+    }
+
+    /// <summary>Replicas share this process's queues: from now on messages are handed over as taken, and those waiting go now, in order.</summary>
+    public void Unordered()
+    {
+        lock (_sequences)
+        {
+            if (_unordered) return;
+            _unordered = true;
+            foreach (Sequence sequence in _sequences.Values) ReleaseLocked(sequence);
+        }
+    }
+
+    /// <summary>Messages waiting for their turn (for MILLRACE_DEBUG).</summary>
+    private int Early
+    {
+        get { lock (_sequences) return _sequences.Values.Sum(s => s.Early.Count); }
     }
 
     /// <summary>Ids for items from a program that gave none: stable per message id, so a redelivery gets the same ones.</summary>

@@ -134,6 +134,9 @@ internal sealed class EndProtocol
         _wake.Set();
     }
 
+    /// <summary>Another instance of the process said it is here (called each time).</summary>
+    public Action? OthersSeen { get; set; }
+
     /// <summary>Says this instance is here, and repeats the end marks it knows of.</summary>
     public void Announce()
     {
@@ -162,6 +165,7 @@ internal sealed class EndProtocol
         {
             case ReplicaStep.Member when !mine:
                 lock (_lock) _others[message.Instance] = Environment.TickCount64;
+                OthersSeen?.Invoke();
                 break;
             case ReplicaStep.EndSeen when !mine:
                 lock (_lock) _endSeen.Add((message.Lane, message.Writer));

@@ -123,6 +123,9 @@ internal sealed class ProcessPort
     /// <summary>Stops taking messages (what was taken stays taken): the process's other instances are about to agree to end.</summary>
     public Task PauseConsumingAsync() => _consumer.PauseAsync();
 
+    /// <summary>Replicas share this process's queues: messages are handed over as taken (each instance sees part of every writer's order).</summary>
+    public void Unordered() => _consumer.Unordered();
+
     public Task ResumeConsumingAsync() => _consumer.ResumeAsync();
 
     /// <summary>Every input queue has no message waiting and no consumer.</summary>

@@ -48,18 +48,38 @@ internal sealed class RunGeneration
     /// <summary>The generation the processes of this host join (and start) now.</summary>
     public static RunGeneration Join(CheckpointSupport store, IReadOnlyList<string> hosted, ILogger? logger)
     {
-        // A run that completed leaves nothing to resume: this is a new run.
-        if (store.CompletedIn() is not null) store.Reset();
-        var (generation, resume) = store.CurrentGeneration();
-        bool endedHere = hosted.All(p => store.EndedIn(p) == generation);
-        // A process that already started in the current generation (and has not ended in it) died: the run goes back.
-        string[] again = endedHere ? [] : hosted.Where(p => store.StartedIn(p) == generation).ToArray();
-        bool announce = again.Length > 0;
+        long generation, resume;
+        bool endedHere, announce;
+        string[] again;
+        // One host at a time, and never while a checkpoint is being marked complete: two hosts starting again at once
+        // agree on one generation and one checkpoint, and the checkpoint chosen is not removed meanwhile.
+        using (store.Lock())
+        {
+            // A run that completed leaves nothing to resume: this is a new run, in a generation after the last one's (their
+            // messages left in the queues are dropped).
+            if (store.CompletedIn() is { } completed)
+            {
+                store.Reset();
+                store.StartGeneration(completed + 1, -1);
+            }
+            (generation, resume) = store.CurrentGeneration();
+            endedHere = hosted.All(p => store.EndedIn(p) == generation);
+            // A process that already started in the current generation (and has not ended in it) died: the run goes back.
+            again = endedHere ? [] : hosted.Where(p => store.StartedIn(p) == generation).ToArray();
+            announce = again.Length > 0;
+            if (announce)
+            {
+                generation++;
+                resume = store.LastComplete();
+                store.StartGeneration(generation, resume);
+            }
+            if (!endedHere)
+            {
+                foreach (string p in hosted) store.MarkStarted(p, generation);
+            }
+        }
         if (announce)
         {
-            generation++;
-            resume = store.LastComplete();
-            store.StartGeneration(generation, resume);
             Notices.Say(logger,
                 $"checkpoints: process {string.Join(", ", again.Select(p => $"'{p}'"))} started again: the whole run goes back to " +
                 (resume >= 0 ? $"checkpoint {resume}" : "its start (no checkpoint was complete)") + $" in {store.Where} (generation {generation})");
@@ -67,10 +87,6 @@ internal sealed class RunGeneration
         else if (resume >= 0)
         {
             Notices.Say(logger, $"checkpoints: resuming from checkpoint {resume} in {store.Where} (generation {generation})");
-        }
-        if (!endedHere)
-        {
-            foreach (string p in hosted) store.MarkStarted(p, generation);
         }
         return new RunGeneration(store, generation, resume, announce, endedHere);
     }

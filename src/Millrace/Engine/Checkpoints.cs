@@ -261,7 +261,32 @@ internal sealed class CheckpointStore
             {
             }
         }
-        foreach (string file in Directory.GetFiles(_path).Where(f => Path.GetFileName(f) != "FORMAT")) File.Delete(file);
+        foreach (string file in Directory.GetFiles(_path).Where(f => Path.GetFileName(f) is not ("FORMAT" or "LOCK") && !f.EndsWith(".tmp", StringComparison.Ordinal)))
+            File.Delete(file);
+    }
+
+    /// <summary>
+    /// Holds the store's lock (a lock on the file LOCK, between the OS processes that share the folder) until disposed:
+    /// a new generation and a checkpoint's completion must not interleave. Waits at most 30 s.
+    /// </summary>
+    /// <exception cref="IOException">Another OS process held the lock for 30 s.</exception>
+    public IDisposable Lock()
+    {
+        string path = Path.Combine(_path, "LOCK");
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            try
+            {
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
+            {
+                if (DateTime.UtcNow > deadline)
+                    throw new IOException($"The state folder {_path} stayed locked (LOCK) for 30 s by another OS process of the run.", e);
+                Thread.Sleep(5);
+            }
+        }
     }
 
     // ---------------------------------------------------------------- generations (broker placement)
@@ -431,9 +456,20 @@ internal sealed class CheckpointCoordinator(
                     if (await Task.WhenAny(stored.Task, Task.Delay(interval, stop)) == stored.Task) break;
                     if (AnyEnded() || run.StopRequested) return;
                 }
-                // The broker placement: a newer generation (another host went back to a checkpoint) makes this one's checkpoints void.
-                if (StillCurrent?.Invoke() == false) return;
-                Store.Complete(checkpoint);
+                // The broker placement: a newer generation (another host went back to a checkpoint) makes this one's checkpoints void;
+                // under the store's lock, so that a host starting a new generation reads the last complete checkpoint before or after this one.
+                if (StillCurrent is { } stillCurrent)
+                {
+                    using (Store.Lock())
+                    {
+                        if (!stillCurrent()) return;
+                        Store.Complete(checkpoint);
+                    }
+                }
+                else
+                {
+                    Store.Complete(checkpoint);
+                }
                 long size = Store.Size(checkpoint);
                 lock (_lock)
                 {

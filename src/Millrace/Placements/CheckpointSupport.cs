@@ -50,6 +50,10 @@ public sealed class CheckpointSupport
     /// <summary>Every process ended in <paramref name="generation"/>: the run is over; its checkpoints go.</summary>
     public void MarkCompleted(long generation) => _store.MarkCompleted(generation);
 
+    /// <summary>Holds the store's lock, between the OS processes that share it, until disposed (waits at most 30 s).</summary>
+    /// <exception cref="IOException">Another OS process held it for 30 s.</exception>
+    public IDisposable Lock() => _store.Lock();
+
     /// <summary>Forgets a completed run: the next one starts afresh.</summary>
     public void Reset() => _store.Clear();
 
