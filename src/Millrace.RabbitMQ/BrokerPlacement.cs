@@ -202,7 +202,8 @@ internal sealed class BrokerPlacement : IPlacement
         RunSample Local(double elapsed)
         {
             RunSample sample = host.Sample(elapsed);
-            return sample with { Queues = sample.Queues.Select(q => q with { Capacity = Math.Max(q.Capacity, held) }).ToList() };
+            // The host that leads the checkpoints shows them (count, duration, size, age) in its meter and views.
+            return sample with { Queues = sample.Queues.Select(q => q with { Capacity = Math.Max(q.Capacity, held) }).ToList(), Checkpoints = leader?.Sample() };
         }
         // The other hosts hear how this one's processes do twice a second: every host's meter and views show the whole run.
         var clock = Stopwatch.StartNew();

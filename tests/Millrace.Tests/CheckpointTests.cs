@@ -310,8 +310,10 @@ public class CheckpointTests
         }
     }
 
-    [Fact]
-    public async Task The_Millrace_meter_shows_checkpoints_completing_with_their_duration_size_and_age()
+    [Theory]
+    [InlineData("threads")]
+    [InlineData("broker")]
+    public async Task The_Millrace_meter_shows_checkpoints_completing_with_their_duration_size_and_age(string placement)
     {
         var graph = new Graph();
         var numbers = graph.Stream<long>("numbers");
@@ -334,7 +336,9 @@ public class CheckpointTests
         using var stop = new CancellationTokenSource();
         try
         {
-            Task<RunResult> run = graph.RunWithin(new RunOptions { CheckpointInterval = TimeSpan.FromSeconds(0.05), StatePath = state, Quiet = true }, stop.Token, seconds: 120);
+            var options = new RunOptions { CheckpointInterval = TimeSpan.FromSeconds(0.05), StatePath = state, Quiet = true, Placement = placement, RunId = Broker.NewRunId() };
+            options.Broker.Uri = Broker.Uri;
+            Task<RunResult> run = graph.RunWithin(options, stop.Token, seconds: 120);
             await Waits.Until(() =>
             {
                 listener.RecordObservableInstruments();
