@@ -245,17 +245,6 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
     /// <summary>Checkpoint requests, parts stored and rollbacks (with checkpoints on), on the bus's thread.</summary>
     public Action<ControlMessage>? Checkpoints { get; set; }
 
-    /// <summary>A process on another host that reported it has ended, if any.</summary>
-    public string? EndedElsewhere()
-    {
-        lock (_remote)
-        {
-            foreach (ProcessReport r in _remote.Values.SelectMany(v => v))
-                if (r.State == RunnerState.Ended && r.Index >= 0 && r.Index < _graph.Processes.Count) return _graph.Processes[r.Index].Name;
-        }
-        return null;
-    }
-
     /// <summary>Tells the other hosts how this host's processes are doing (their metrics and views show the whole run).</summary>
     public void PublishStats(RunSample local)
     {
