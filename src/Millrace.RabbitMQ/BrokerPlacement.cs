@@ -54,7 +54,7 @@ internal sealed class BrokerPlacement : IPlacement
             : Enumerable.Range(0, names.Length).Where(p => options.Broker.Processes.Contains(names[p])).ToArray();
         string hostedNames = string.Join(",", hosted.Select(p => names[p]));
         // With checkpoints on: refused before anything connects if they cannot hold this graph.
-        if (options.CheckpointInterval > TimeSpan.Zero && graph.Cycles.Count > 0)
+        if (context.TakesCheckpoints && graph.Cycles.Count > 0)
             context.Refuse($"Checkpoints (--checkpoint-interval) in the broker placement do not hold a graph with a cycle yet " +
                 $"({string.Join("; ", graph.Cycles.Select(c => string.Join(" → ", c)))}): the broker counts a queue's room in messages, a loop's writers send " +
                 "many small ones, and a checkpoint's marker waits behind all of them. Run it in the threads or processes placement, or without checkpoints.");

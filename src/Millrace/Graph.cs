@@ -178,7 +178,7 @@ public sealed partial class Graph
         options ??= new RunOptions();
         options.Check();
         IPlacement placement = PlacementRegistry.Get(options.Placement);
-        if (options.CheckpointInterval > TimeSpan.Zero && !placement.CarriesCheckpoints)
+        if (options.CheckpointEvery > TimeSpan.Zero && !placement.CarriesCheckpoints)
             throw new ArgumentException($"Checkpoints (--checkpoint-interval) are not taken by the {placement.Name} placement; it would run without them (docs/state-and-recovery.md).");
         GraphModel model = GraphModel.Build(_streams, _processes, _codecs);
         return placement.RunAsync(new PlacementContext(model, options, cancellationToken, () => GraphModel.Build(_streams, _processes, _codecs)));

@@ -43,13 +43,24 @@ public sealed class RunOptions
     /// process's declared state (<see cref="ProcessBuilder.State{T}(string, T)"/>), each source's position and
     /// the items on their way, stored in <see cref="StatePath"/>. A program started again with the same state
     /// folder resumes from the last complete checkpoint; in the processes placement, the coordinator also starts
-    /// its children again from it when one dies (<see cref="ProcessesOptions.Restarts"/>). Zero (the default) takes
-    /// none. For now the threads and processes placements, with sources that can be rewound (enumerables, Lines)
-    /// leading to every process (docs/state-and-recovery.md).
+    /// its children again from it when one dies (<see cref="ProcessesOptions.Restarts"/>). Not set: every
+    /// <see cref="DefaultCheckpointInterval"/> when <see cref="StatePath"/> is given, else none; zero: none. Sources
+    /// must be ones that can be rewound (enumerables, Lines) and lead to every process (docs/state-and-recovery.md).
     /// </summary>
-    public TimeSpan CheckpointInterval { get; set; } = TimeSpan.Zero;
+    public TimeSpan? CheckpointInterval { get; set; }
 
-    /// <summary>The folder of the checkpoints (<c>--state PATH</c>; default <c>millrace-state</c> in the current folder).</summary>
+    /// <summary>How often checkpoints are taken when <see cref="StatePath"/> is given and <see cref="CheckpointInterval"/> is not: 10 seconds.</summary>
+    public static readonly TimeSpan DefaultCheckpointInterval = TimeSpan.FromSeconds(10);
+
+    /// <summary>The interval checkpoints are taken at; zero when they are off.</summary>
+    internal TimeSpan CheckpointEvery => CheckpointInterval ?? (StatePath is null ? TimeSpan.Zero : DefaultCheckpointInterval);
+
+    /// <summary>
+    /// Where checkpoints are kept (<c>--state</c>): a folder (the default, <c>millrace-state</c> in the current
+    /// folder); with Millrace.Data, a SQLite file (<c>state.db</c>) or a PostgreSQL connection string
+    /// (<c>Host=...;Username=...;Database=...</c>), where a database keeps the rows of each program apart by
+    /// <see cref="RunId"/> (or the program's name). Giving it turns checkpoints on (<see cref="CheckpointInterval"/>).
+    /// </summary>
     public string? StatePath { get; set; }
 
     /// <summary>How long to wait for processes to stop after a halt, failure or hard stop (default 10 s).</summary>

@@ -11,6 +11,15 @@ if (args.Length == 0)
     Console.Error.WriteLine("usage: Millrace.Scenarios SCENARIO [--placement NAME]; scenarios: " + string.Join(", ", Scenarios.All.Keys));
     return 2;
 }
+// Holds the lock of a state store until killed: a lock must be let go when its OS process dies.
+//   dotnet Millrace.Scenarios.dll hold-state-lock LOCATION NAME
+if (args[0] == "hold-state-lock")
+{
+    Millrace.State.IStateStore store = Millrace.State.StateStores.Open(args[1], args[2]);
+    using IDisposable held = store.Lock(TimeSpan.FromSeconds(30));
+    Console.WriteLine("locked");
+    await Task.Delay(Timeout.Infinite);
+}
 if (!Scenarios.All.TryGetValue(args[0], out var build))
 {
     Console.Error.WriteLine($"unknown scenario '{args[0]}'; scenarios: {string.Join(", ", Scenarios.All.Keys)}");

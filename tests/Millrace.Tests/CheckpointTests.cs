@@ -30,12 +30,13 @@ public class CheckpointTests
                                       l.StartsWith("pairs:", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToArray();
 
     [Theory]
-    [InlineData("checkpointed")]
-    [InlineData("checkpointed-operators")]
-    [InlineData("checkpointed-lines")]
-    [InlineData("checkpointed-cycle")]
-    [InlineData("tutorial")]
-    public async Task A_program_killed_again_and_again_resumes_from_its_checkpoints_with_exact_results(string scenario)
+    [InlineData("checkpointed", "folder")]
+    [InlineData("checkpointed-operators", "folder")]
+    [InlineData("checkpointed-operators", "sqlite")]
+    [InlineData("checkpointed-lines", "folder")]
+    [InlineData("checkpointed-cycle", "folder")]
+    [InlineData("tutorial", "folder")]
+    public async Task A_program_killed_again_and_again_resumes_from_its_checkpoints_with_exact_results(string scenario, string store)
     {
         var (program, command) = Command(scenario);
         var (exit, output, err) = await ExampleProgram.RunAsync(program, command, seconds: 120, LinesEnvironment);
@@ -43,9 +44,9 @@ public class CheckpointTests
         string[] expected = Totals(output);
         Assert.NotEmpty(expected);
 
-        string state = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
-        string file = state + ".jsonl";
-        string[] args = [.. command, "--state", state, "--checkpoint-interval", "0.05"];
+        using var state = new StateUnderTest(store);
+        string file = state.Scratch + ".jsonl";
+        string[] args = [.. command, .. state.Args, "--checkpoint-interval", "0.05"];
         var environment = new Dictionary<string, string>(LinesEnvironment) { ["MILLRACE_CHECKPOINT_OUT"] = file };
         try
         {
@@ -58,7 +59,7 @@ public class CheckpointTests
                 using var running = ExampleProgram.Start(program, environment, args);
                 // A checkpoint newer than the one it resumed from: it has made progress worth keeping.
                 long before = last;
-                await Waits.Until(() => (last = LastComplete(state)) > before || running.HasExited, "a new complete checkpoint", seconds: 60);
+                await Waits.Until(() => (last = state.LastComplete()) > before || running.HasExited, "a new complete checkpoint", seconds: 60);
                 if (running.HasExited) break; // it finished before this kill
                 await Task.Delay(random.Next(0, 60)); // a random moment, not a wait for an outcome
                 if (running.HasExited) break;
@@ -75,17 +76,17 @@ public class CheckpointTests
         }
         finally
         {
-            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
             File.Delete(file);
         }
     }
 
     [Theory]
-    [InlineData("checkpointed")]
-    [InlineData("checkpointed-operators")]
-    [InlineData("checkpointed-cycle")]
-    [InlineData("tutorial")]
-    public async Task In_the_processes_placement_children_killed_again_and_again_start_again_from_the_checkpoints_with_exact_results(string scenario)
+    [InlineData("checkpointed", "folder")]
+    [InlineData("checkpointed", "postgres")]
+    [InlineData("checkpointed-operators", "folder")]
+    [InlineData("checkpointed-cycle", "folder")]
+    [InlineData("tutorial", "folder")]
+    public async Task In_the_processes_placement_children_killed_again_and_again_start_again_from_the_checkpoints_with_exact_results(string scenario, string store)
     {
         var (programName, command) = Command(scenario);
         // Longer than in the threads placement: a dozen OS processes take a few seconds to start on two cores.
@@ -95,21 +96,21 @@ public class CheckpointTests
         Assert.True(exit == 0, err);
         string[] expected = Totals(output);
 
-        string state = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
-        string file = state + ".jsonl";
+        using var state = new StateUnderTest(store);
+        string file = state.Scratch + ".jsonl";
         var environment = new Dictionary<string, string>(itemsEnvironment) { ["MILLRACE_CHECKPOINT_OUT"] = file };
         int kills = Helpers.Iterations("MILLRACE_CHAOS_KILLS", 5);
         try
         {
             using var program = ExampleProgram.Start(programName, environment,
-                [.. command, "--placement", "processes", "--state", state, "--checkpoint-interval", "0.05", "--restarts", (kills + 1).ToString()]);
+                [.. command, "--placement", "processes", .. state.Args, "--checkpoint-interval", "0.05", "--restarts", (kills + 1).ToString()]);
             var random = new Random();
             var victims = new List<string>();
             long last = -1;
             for (int k = 0; k < kills; k++)
             {
                 long before = last;
-                await Waits.Until(() => (last = LastComplete(state)) > before || program.HasExited, "a new complete checkpoint", seconds: 60);
+                await Waits.Until(() => (last = state.LastComplete()) > before || program.HasExited, "a new complete checkpoint", seconds: 60);
                 if (program.HasExited) break;
                 await Task.Delay(random.Next(0, 60)); // a random moment, not a wait for an outcome
                 // Any of them: sources, stateful operators, sinks.
@@ -124,7 +125,7 @@ public class CheckpointTests
                     $"the coordinator starting the children again after {name} was killed", seconds: 60);
                 // The run before the restart is over (it may have completed checkpoints after the one seen above): the
                 // next kill waits for a checkpoint of the run started again, so that every child of it is running.
-                last = LastComplete(state);
+                last = state.LastComplete();
             }
             var (finalExit, finalOutput, finalErr) = await program.WaitAsync(seconds: 180);
             string killed = string.Join(", ", victims);
@@ -138,7 +139,6 @@ public class CheckpointTests
         }
         finally
         {
-            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
             File.Delete(file);
         }
     }
@@ -154,10 +154,11 @@ public class CheckpointTests
     };
 
     [Theory]
-    [InlineData("checkpointed")]
-    [InlineData("checkpointed-operators")]
-    [InlineData("tutorial")]
-    public async Task In_the_broker_placement_hosts_killed_again_and_again_and_started_again_take_the_run_back_to_its_checkpoints_with_exact_results(string scenario)
+    [InlineData("checkpointed", "folder")]
+    [InlineData("checkpointed-operators", "folder")]
+    [InlineData("tutorial", "folder")]
+    [InlineData("tutorial", "postgres")]
+    public async Task In_the_broker_placement_hosts_killed_again_and_again_and_started_again_take_the_run_back_to_its_checkpoints_with_exact_results(string scenario, string store)
     {
         var (programName, command) = Command(scenario);
         if (scenario == "tutorial") command = ["--count", "3000000"];
@@ -168,10 +169,10 @@ public class CheckpointTests
         string[] expected = Totals(output);
         Assert.NotEmpty(expected);
 
-        string state = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
-        string file = state + ".jsonl";
+        using var state = new StateUnderTest(store, Broker.NewRunId());
+        string file = state.Scratch + ".jsonl";
         var environment = new Dictionary<string, string>(itemsEnvironment) { ["MILLRACE_CHECKPOINT_OUT"] = file };
-        string[] common = [.. command, "--placement", "broker", "--run-id", Broker.NewRunId(), "--state", state, "--checkpoint-interval", "0.1"];
+        string[] common = [.. command, "--placement", "broker", "--run-id", state.Name, .. state.Args, "--checkpoint-interval", "0.1"];
         string[][] groups = BrokerHosts(scenario);
         ExampleProgram Host(int i) => ExampleProgram.Start(programName, environment, [.. common, "--processes", string.Join(",", groups[i])]);
         var hosts = new ExampleProgram[groups.Length];
@@ -186,13 +187,13 @@ public class CheckpointTests
             for (int k = 0; k < kills; k++)
             {
                 long before = last;
-                await Waits.Until(() => (last = LastComplete(state)) > before || hosts.All(h => h.HasExited), "a new complete checkpoint", seconds: 60);
+                await Waits.Until(() => (last = state.LastComplete()) > before || hosts.All(h => h.HasExited), "a new complete checkpoint", seconds: 60);
                 await Task.Delay(random.Next(0, 60)); // a random moment, not a wait for an outcome
                 int[] alive = Enumerable.Range(0, hosts.Length).Where(i => !hosts[i].HasExited).ToArray();
                 if (alive.Length < hosts.Length) break; // the run is ending
                 // Any of them: sources, stateful operators, sinks, the host that leads the checkpoints.
                 int victim = alive[random.Next(alive.Length)];
-                long generation = Generation(state);
+                long generation = state.Generation();
                 ExampleProgram.Kill(hosts[victim].Pid, SIGKILL);
                 var (_, killedOut, killedErr) = await hosts[victim].WaitAsync(seconds: 30);
                 finished.Add((string.Join(",", groups[victim]) + " (killed)", -9, killedOut, killedErr));
@@ -201,9 +202,9 @@ public class CheckpointTests
                 // The same command again: its processes take the whole run back to the last complete checkpoint.
                 hosts[victim] = Host(victim);
                 // (Unless its processes had all ended: then it only waits for the others to end.)
-                await Waits.Until(() => Generation(state) > generation || File.Exists(Path.Combine(state, "COMPLETED")) || hosts[victim].HasExited,
+                await Waits.Until(() => state.Generation() > generation || state.Completed() is not null || hosts[victim].HasExited,
                     "the host started again to begin a new generation", seconds: 60);
-                last = LastComplete(state);
+                last = state.LastComplete();
             }
             for (int i = 0; i < hosts.Length; i++)
             {
@@ -217,29 +218,82 @@ public class CheckpointTests
             string[] printed = finished.Where(f => f.Exit != -9).SelectMany(f => Totals(f.Out)).Distinct().Order(StringComparer.Ordinal).ToArray();
             Assert.True(expected.SequenceEqual(printed), $"expected {string.Join(" | ", expected)}\nprinted {string.Join(" | ", printed)}\n{report}");
             // Each kill took the run back (a new generation), and the run completed in the last one.
-            Assert.True(File.Exists(Path.Combine(state, "COMPLETED")), report);
+            Assert.True(state.Completed() is not null, report);
             int wentBack = finished.Count(f => f.Err.Contains("started again: the whole run goes back", StringComparison.Ordinal));
             Assert.True(wentBack >= victims.Count - 1, report); // only a host killed after its processes had all ended does not take the run back
-            Assert.Equal(wentBack, long.Parse(File.ReadAllText(Path.Combine(state, "COMPLETED")).Trim(), System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(wentBack, state.Completed());
             if (scenario == "checkpointed-operators") AssertFileOnce(file, items);
         }
         finally
         {
             foreach (ExampleProgram h in hosts) h?.Dispose();
-            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
             File.Delete(file);
         }
     }
 
-    private static long Generation(string state)
+    /// <summary>
+    /// The state store of a chaos run, of a kind (a folder, a SQLite file, the test PostgreSQL database), read the
+    /// way Millrace reads it; gone afterwards. A database store has a run id of its own, so that no other run's rows are read.
+    /// </summary>
+    private sealed class StateUnderTest : IDisposable
     {
-        try
+        private readonly string _kind;
+        private readonly Millrace.State.IStateStore _store;
+
+        public StateUnderTest(string kind, string? runId = null)
         {
-            return long.Parse(File.ReadAllText(Path.Combine(state, "GENERATION")).Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+            _kind = kind;
+            Scratch = Path.Combine(Path.GetTempPath(), "millrace-state-" + Guid.NewGuid().ToString("N"));
+            Location = kind switch
+            {
+                "folder" => Scratch,
+                "sqlite" => Scratch + ".db",
+                "postgres" => Environment.GetEnvironmentVariable("MILLRACE_POSTGRES")
+                    ?? throw new InvalidOperationException("MILLRACE_POSTGRES is not set: run the tests with bash scripts/test.sh, which starts PostgreSQL."),
+                _ => throw new ArgumentException(kind),
+            };
+            Name = runId ?? "chaos-" + Guid.NewGuid().ToString("N")[..12];
+            // The run id names the program's rows in a database (and the broker run); a folder or a file is the run's own.
+            Args = runId is not null || kind == "folder" ? ["--state", Location] : ["--state", Location, "--run-id", Name];
+            _store = Millrace.State.StateStores.Open(Location, Name);
         }
-        catch (IOException)
+
+        /// <summary>A fresh path to name other files of the run by.</summary>
+        public string Scratch { get; }
+
+        public string Location { get; }
+
+        public string Name { get; }
+
+        /// <summary>--state (and --run-id for a database).</summary>
+        public string[] Args { get; }
+
+        public long LastComplete() =>
+            _store.List("checkpoint-").Where(e => e.Key.EndsWith("/COMPLETE", StringComparison.Ordinal))
+                .Select(e => long.Parse(e.Key["checkpoint-".Length..e.Key.IndexOf('/')], System.Globalization.CultureInfo.InvariantCulture))
+                .DefaultIfEmpty(-1).Max();
+
+        public long Generation() => _store.Read("GENERATION") is { } text
+            ? long.Parse(System.Text.Encoding.UTF8.GetString(text).Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture)
+            : 0;
+
+        /// <summary>The generation the broker run completed in, once it has.</summary>
+        public long? Completed() => _store.Read("COMPLETED") is { } text
+            ? long.Parse(System.Text.Encoding.UTF8.GetString(text).Trim(), System.Globalization.CultureInfo.InvariantCulture)
+            : null;
+
+        public void Dispose()
         {
-            return 0;
+            if (_kind == "postgres")
+            {
+                foreach (Millrace.State.StateEntry e in _store.List("")) _store.Delete(e.Key);
+            }
+            if (Directory.Exists(Scratch)) Directory.Delete(Scratch, recursive: true);
+            if (_kind == "sqlite")
+            {
+                Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+                foreach (string f in new[] { Location, Location + "-wal", Location + "-shm", Location + ".lock" }) File.Delete(f);
+            }
         }
     }
 
@@ -477,6 +531,11 @@ public class CheckpointTests
         Assert.Contains("no source leads to process 'times-three'", e.Message);
         Assert.Contains("'many'", Assert.Throws<ArgumentException>(() => RunOptions.Parse(["--restarts", "many"])).Message);
         Assert.Equal(7, RunOptions.Parse(["--placement", "processes", "--checkpoint-interval", "1", "--restarts", "7"]).Processes.Restarts);
+        // --state alone turns checkpoints on at the default interval; 0 turns them off; nothing, none.
+        Assert.Equal(RunOptions.DefaultCheckpointInterval, RunOptions.Parse(["--state", "somewhere"]).CheckpointEvery);
+        Assert.Equal(TimeSpan.Zero, RunOptions.Parse(["--state", "somewhere", "--checkpoint-interval", "0"]).CheckpointEvery);
+        Assert.Equal(TimeSpan.Zero, RunOptions.Parse([]).CheckpointEvery);
+        Assert.Equal(TimeSpan.FromSeconds(2.5), RunOptions.Parse(["--checkpoint-interval", "2.5"]).CheckpointEvery);
     }
 
     private static long LastComplete(string state)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Millrace.State;
 
 namespace Millrace.Engine;
 
@@ -158,71 +159,67 @@ internal sealed class ChannelPart
 }
 
 /// <summary>
-/// Checkpoints in a folder (<see cref="RunOptions.StatePath"/>): <c>FORMAT</c> says the format's version;
-/// each checkpoint is a folder <c>checkpoint-NNNNNNNNNN</c> with a JSON file per process and, once every
-/// process has stored its part, a <c>COMPLETE</c> file. Files are written to a temporary name, flushed to
-/// disk and renamed, so a crash leaves either the whole file or none. Only complete checkpoints are read;
-/// older ones are removed once a newer one is complete.
+/// The checkpoints of a run in its <see cref="IStateStore"/> (<see cref="RunOptions.StatePath"/>): <c>FORMAT</c> says the
+/// format's version; each checkpoint has a value <c>checkpoint-NNNNNNNNNN/PROCESS.json</c> per process and, once every
+/// process has stored its part, <c>checkpoint-NNNNNNNNNN/COMPLETE</c>. Only complete checkpoints are read; older ones
+/// are removed once a newer one is complete.
 /// </summary>
 internal sealed class CheckpointStore
 {
     public const int FormatVersion = 1;
-    private readonly string _path;
+    private static readonly TimeSpan LockWait = TimeSpan.FromSeconds(30);
+    private readonly IStateStore _store;
 
-    public CheckpointStore(string path)
+    public CheckpointStore(IStateStore store)
     {
-        _path = Path.GetFullPath(path);
-        Directory.CreateDirectory(_path);
-        string format = Path.Combine(_path, "FORMAT");
-        if (File.Exists(format))
+        _store = store;
+        byte[]? format = _store.Read("FORMAT");
+        if (format is not null)
         {
-            string text = File.ReadAllText(format).Trim();
+            string text = System.Text.Encoding.UTF8.GetString(format).Trim();
             if (text != $"millrace-state {FormatVersion}")
-                throw new InvalidOperationException($"The state folder {_path} holds '{text}', not Millrace's state format {FormatVersion}: use another --state folder.");
+                throw new InvalidOperationException($"The state store {_store.Where} holds '{text}', not Millrace's state format {FormatVersion}: use another --state.");
         }
         else
         {
-            WriteAtomically(format, System.Text.Encoding.UTF8.GetBytes($"millrace-state {FormatVersion}\n"));
+            _store.Write("FORMAT", System.Text.Encoding.UTF8.GetBytes($"millrace-state {FormatVersion}\n"));
         }
     }
 
-    public string Path_ => _path;
+    public string Path_ => _store.Where;
 
-    private string Folder(long checkpoint) => Path.Combine(_path, $"checkpoint-{checkpoint:D10}");
+    private static string Folder(long checkpoint) => $"checkpoint-{checkpoint:D10}/";
+
+    private static long Number(string key)
+    {
+        int slash = key.IndexOf('/');
+        return slash > 0 && long.TryParse(key.AsSpan("checkpoint-".Length, slash - "checkpoint-".Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long n) ? n : -1;
+    }
+
+    private IReadOnlyList<StateEntry> CheckpointKeys() => _store.List("checkpoint-");
 
     /// <summary>The newest complete checkpoint, or -1.</summary>
     public long LastComplete() =>
-        Directory.GetDirectories(_path, "checkpoint-*")
-            .Where(d => File.Exists(Path.Combine(d, "COMPLETE")))
-            .Select(d => long.TryParse(Path.GetFileName(d)["checkpoint-".Length..], out long n) ? n : -1)
-            .DefaultIfEmpty(-1).Max();
+        CheckpointKeys().Where(e => e.Key.EndsWith("/COMPLETE", StringComparison.Ordinal)).Select(e => Number(e.Key)).DefaultIfEmpty(-1).Max();
 
-    /// <summary>The newest checkpoint folder of any kind (complete or not), or -1: numbering goes on from it.</summary>
-    public long LastStarted() =>
-        Directory.GetDirectories(_path, "checkpoint-*")
-            .Select(d => long.TryParse(Path.GetFileName(d)["checkpoint-".Length..], out long n) ? n : -1)
-            .DefaultIfEmpty(-1).Max();
+    /// <summary>The newest checkpoint of any kind (complete or not), or -1: numbering goes on from it.</summary>
+    public long LastStarted() => CheckpointKeys().Select(e => Number(e.Key)).DefaultIfEmpty(-1).Max();
 
-    public void SavePart(long checkpoint, string process, ProcessPart part)
-    {
-        string folder = Folder(checkpoint);
-        Directory.CreateDirectory(folder);
-        WriteAtomically(Path.Combine(folder, process + ".json"), part.ToJson());
-    }
+    public void SavePart(long checkpoint, string process, ProcessPart part) => _store.Write(Folder(checkpoint) + process + ".json", part.ToJson());
 
     public ProcessPart? LoadPart(long checkpoint, string process)
     {
-        string file = Path.Combine(Folder(checkpoint), process + ".json");
-        if (!File.Exists(file)) return null;
-        ProcessPart part = ProcessPart.FromJson(File.ReadAllBytes(file), file);
+        string key = Folder(checkpoint) + process + ".json";
+        if (_store.Read(key) is not { } bytes) return null;
+        string where = $"{key} in {_store.Where}";
+        ProcessPart part = ProcessPart.FromJson(bytes, where);
         if (part.Version != FormatVersion)
-            throw new InvalidDataException($"The checkpoint file {file} has format {part.Version}, not {FormatVersion}.");
+            throw new InvalidDataException($"The checkpoint part {where} has format {part.Version}, not {FormatVersion}.");
         return part;
     }
 
-    /// <summary>Bytes of the files of <paramref name="checkpoint"/>.</summary>
-    public long Size(long checkpoint) =>
-        new DirectoryInfo(Folder(checkpoint)).EnumerateFiles().Sum(f => f.Length);
+    /// <summary>Bytes of the parts of <paramref name="checkpoint"/>.</summary>
+    public long Size(long checkpoint) => _store.List(Folder(checkpoint)).Sum(e => e.Length);
 
     /// <summary>
     /// Marks <paramref name="checkpoint"/> complete (every process stored its part) and removes older ones, except
@@ -230,64 +227,30 @@ internal sealed class CheckpointStore
     /// </summary>
     public void Complete(long checkpoint)
     {
-        WriteAtomically(Path.Combine(Folder(checkpoint), "COMPLETE"), System.Text.Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O") + "\n"));
+        _store.Write(Folder(checkpoint) + "COMPLETE", System.Text.Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O") + "\n"));
         long keep = ReadGeneration().Checkpoint;
-        foreach (string folder in Directory.GetDirectories(_path, "checkpoint-*"))
+        foreach (StateEntry entry in CheckpointKeys())
         {
-            if (long.TryParse(Path.GetFileName(folder)["checkpoint-".Length..], out long n) && n < checkpoint && n != keep)
-            {
-                try
-                {
-                    Directory.Delete(folder, recursive: true);
-                }
-                catch (DirectoryNotFoundException)
-                {
-                    // Removed by another host meanwhile.
-                }
-            }
+            long n = Number(entry.Key);
+            if (n >= 0 && n < checkpoint && n != keep) _store.Delete(entry.Key);
         }
     }
 
     /// <summary>The run completed: its checkpoints are of no more use (a program started again starts afresh).</summary>
     public void Clear()
     {
-        foreach (string folder in Directory.GetDirectories(_path, "checkpoint-*"))
+        foreach (StateEntry entry in _store.List(""))
         {
-            try
-            {
-                Directory.Delete(folder, recursive: true);
-            }
-            catch (DirectoryNotFoundException)
-            {
-            }
+            if (entry.Key != "FORMAT") _store.Delete(entry.Key);
         }
-        foreach (string file in Directory.GetFiles(_path).Where(f => Path.GetFileName(f) is not ("FORMAT" or "LOCK") && !f.EndsWith(".tmp", StringComparison.Ordinal)))
-            File.Delete(file);
     }
 
     /// <summary>
-    /// Holds the store's lock (a lock on the file LOCK, between the OS processes that share the folder) until disposed:
-    /// a new generation and a checkpoint's completion must not interleave. Waits at most 30 s.
+    /// Holds the store's lock (between the OS processes that share it) until disposed: a new generation and a
+    /// checkpoint's completion must not interleave. Waits at most 30 s.
     /// </summary>
-    /// <exception cref="IOException">Another OS process held the lock for 30 s.</exception>
-    public IDisposable Lock()
-    {
-        string path = Path.Combine(_path, "LOCK");
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            try
-            {
-                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-            }
-            catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
-            {
-                if (DateTime.UtcNow > deadline)
-                    throw new IOException($"The state folder {_path} stayed locked (LOCK) for 30 s by another OS process of the run.", e);
-                Thread.Sleep(5);
-            }
-        }
-    }
+    /// <exception cref="TimeoutException">Another OS process held the lock for 30 s.</exception>
+    public IDisposable Lock() => _store.Lock(LockWait);
 
     // ---------------------------------------------------------------- generations (broker placement)
     // A run whose processes restart one by one goes back to a checkpoint as a whole: each time, a new
@@ -314,45 +277,14 @@ internal sealed class CheckpointStore
     public void MarkCompleted(long generation)
     {
         WriteText("COMPLETED", generation.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        foreach (string folder in Directory.GetDirectories(_path, "checkpoint-*"))
-        {
-            try
-            {
-                Directory.Delete(folder, recursive: true);
-            }
-            catch (DirectoryNotFoundException)
-            {
-            }
-        }
+        foreach (StateEntry entry in CheckpointKeys()) _store.Delete(entry.Key);
     }
 
     public long? CompletedGeneration => ReadText("COMPLETED") is { } text ? long.Parse(text, System.Globalization.CultureInfo.InvariantCulture) : null;
 
-    private string? ReadText(string name)
-    {
-        try
-        {
-            return File.ReadAllText(Path.Combine(_path, name)).Trim();
-        }
-        catch (FileNotFoundException)
-        {
-            return null;
-        }
-    }
+    private string? ReadText(string name) => _store.Read(name) is { } bytes ? System.Text.Encoding.UTF8.GetString(bytes).Trim() : null;
 
-    private void WriteText(string name, string text) => WriteAtomically(Path.Combine(_path, name), System.Text.Encoding.UTF8.GetBytes(text + "\n"));
-
-    private static void WriteAtomically(string file, byte[] data)
-    {
-        // A name of this writer's own: hosts of the broker placement may write the same file at once.
-        string temporary = $"{file}.{Environment.ProcessId}.{Environment.CurrentManagedThreadId}.tmp";
-        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            stream.Write(data);
-            stream.Flush(flushToDisk: true);
-        }
-        File.Move(temporary, file, overwrite: true);
-    }
+    private void WriteText(string name, string text) => _store.Write(name, System.Text.Encoding.UTF8.GetBytes(text + "\n"));
 }
 
 /// <summary>Where a process stores its part of a checkpoint and says it has.</summary>
@@ -509,7 +441,7 @@ internal static class Checkpoints
     /// <summary>With checkpoints on: refuses a graph they cannot hold yet (every problem named) and opens the store. Null with checkpoints off.</summary>
     public static CheckpointStore? Open(GraphModel model, RunOptions options, bool warn = true)
     {
-        if (options.CheckpointInterval <= TimeSpan.Zero) return null;
+        if (options.CheckpointEvery <= TimeSpan.Zero) return null;
         var problems = new List<string>();
         // Markers start at the sources and flow with the items: a process no source leads to never gets one.
         var reached = new HashSet<int>(Enumerable.Range(0, model.Processes.Count).Where(i => model.Processes[i].Source is not null));
@@ -547,8 +479,12 @@ internal static class Checkpoints
                         "if they change as items arrive, keep them in p.State(...) instead, or a resumed run starts them afresh (docs/state-and-recovery.md)");
             }
         }
-        return new CheckpointStore(options.StatePath ?? "millrace-state");
+        return new CheckpointStore(StateStores.Open(options.StatePath ?? "millrace-state", StateName(options)));
     }
+
+    /// <summary>What tells this program's state apart from others' in a shared database: the run id, or the program's name.</summary>
+    public static string StateName(RunOptions options) =>
+        options.RunId ?? System.Reflection.Assembly.GetEntryAssembly()?.GetName().Name ?? "millrace";
 
     /// <summary>
     /// Variables a process's handlers captured that look like state (numbers, structs, collections): the
@@ -597,7 +533,7 @@ internal static class Checkpoints
         ProcessRunner[] runners = host.Local;
         var coordinator = new CheckpointCoordinator(host.Run, runners.Length,
             checkpoint => { foreach (ProcessRunner source in runners.Where(r => r.IsSource)) source.RequestMarker(checkpoint); },
-            () => runners.FirstOrDefault(r => r.HasEnded)?.Name, store, options.CheckpointInterval, resumed, options.Logger);
+            () => runners.FirstOrDefault(r => r.HasEnded)?.Name, store, options.CheckpointEvery, resumed, options.Logger);
         Attach(runners, store, resumed, coordinator);
         if (resumed >= 0) Millrace.Monitoring.Log.Notice(options.Logger, "checkpoints", $"resuming from checkpoint {resumed} in {store.Path_}");
         return coordinator;

@@ -92,7 +92,7 @@ public sealed class CheckpointSupport
     /// </param>
     public CheckpointLeader Lead(RunHost host, int participants, Action<long> requestMarkers, Func<string?> ended, long resume, Func<bool> stillCurrent,
         long numberFrom = 1) =>
-        new(new CheckpointCoordinator(host.Run, participants, requestMarkers, ended, _store, _options.CheckpointInterval, resume, _options.Logger)
+        new(new CheckpointCoordinator(host.Run, participants, requestMarkers, ended, _store, _options.CheckpointEvery, resume, _options.Logger)
         {
             StillCurrent = stillCurrent,
             NumberFrom = numberFrom,

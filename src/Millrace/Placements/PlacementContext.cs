@@ -72,6 +72,9 @@ public sealed class PlacementContext
     public PlacementContext Rebuilt() =>
         _rebuild is null ? throw new InvalidOperationException("This context cannot build its graph again.") : new(_rebuild(), Options, CancellationToken, _rebuild);
 
+    /// <summary>Whether the run takes checkpoints (<see cref="RunOptions.CheckpointInterval"/>, or <see cref="RunOptions.StatePath"/> given).</summary>
+    public bool TakesCheckpoints => Options.CheckpointEvery > TimeSpan.Zero;
+
     /// <summary>
     /// With checkpoints on (<see cref="RunOptions.CheckpointInterval"/>): refuses a graph they cannot hold
     /// (every problem named) and opens the run's state store. Null with checkpoints off.

@@ -80,23 +80,7 @@ public static class PlacementRegistry
     /// </summary>
     private static void Discover()
     {
-        var candidates = new List<Assembly>(AppDomain.CurrentDomain.GetAssemblies());
-        if (AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES") is string paths)
-        {
-            foreach (string path in paths.Split(Path.PathSeparator))
-            {
-                string file = Path.GetFileNameWithoutExtension(path);
-                if (!file.Contains("Millrace", StringComparison.OrdinalIgnoreCase) || candidates.Any(a => a.GetName().Name == file)) continue;
-                try
-                {
-                    candidates.Add(Assembly.Load(new AssemblyName(file)));
-                }
-                catch (Exception e) when (e is IOException or BadImageFormatException)
-                {
-                    // Not loadable here: it cannot be a placement this program uses.
-                }
-            }
-        }
+        List<Assembly> candidates = MillraceLibraries.Candidates();
         foreach (Assembly assembly in candidates)
         {
             lock (Lock)

@@ -148,7 +148,7 @@ internal sealed class Coordinator
                 if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all running");
                 if (_store is not null)
                 {
-                    _checkpoints = new CheckpointCoordinator(_run, _model.Processes.Count, RequestMarkers, AnyEnded, _store, _options.CheckpointInterval, _resume, _options.Logger);
+                    _checkpoints = new CheckpointCoordinator(_run, _model.Processes.Count, RequestMarkers, AnyEnded, _store, _options.CheckpointEvery, _resume, _options.Logger);
                     taking = _checkpoints.RunAsync();
                 }
                 if (await Task.WhenAny(_allFinal.Task, _run.HardStopped) != _allFinal.Task)

@@ -1,0 +1,33 @@
+using System.Reflection;
+
+namespace Millrace.Placements;
+
+/// <summary>The assemblies that may hold Millrace's extensions (placements, state stores).</summary>
+internal static class MillraceLibraries
+{
+    /// <summary>
+    /// The assemblies loaded now and the program's own Millrace libraries (its trusted platform assemblies whose
+    /// name says Millrace), loaded here: a program that references such a library need not touch any of its types.
+    /// </summary>
+    public static List<Assembly> Candidates()
+    {
+        var candidates = new List<Assembly>(AppDomain.CurrentDomain.GetAssemblies());
+        if (AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES") is string paths)
+        {
+            foreach (string path in paths.Split(Path.PathSeparator))
+            {
+                string file = Path.GetFileNameWithoutExtension(path);
+                if (!file.Contains("Millrace", StringComparison.OrdinalIgnoreCase) || candidates.Any(a => a.GetName().Name == file)) continue;
+                try
+                {
+                    candidates.Add(Assembly.Load(new AssemblyName(file)));
+                }
+                catch (Exception e) when (e is IOException or BadImageFormatException)
+                {
+                    // Not loadable here: it cannot be an extension this program uses.
+                }
+            }
+        }
+        return candidates;
+    }
+}

@@ -1,0 +1,189 @@
+using System.Reflection;
+using Millrace.Placements;
+
+namespace Millrace.State;
+
+/// <summary>
+/// Opens the state store that <c>--state</c> (<see cref="RunOptions.StatePath"/>) names: a store of a registered
+/// provider (Millrace.Data's SQLite file or PostgreSQL database, found when the program references it), or else a folder.
+/// </summary>
+public static class StateStores
+{
+    private static readonly object Gate = new();
+    private static readonly List<IStateStoreProvider> Providers = new();
+    private static readonly HashSet<Assembly> Scanned = new();
+
+    /// <summary>Adds <paramref name="provider"/>; it is asked before those found in libraries, and before the folder.</summary>
+    public static void Register(IStateStoreProvider provider)
+    {
+        ArgumentNullException.ThrowIfNull(provider);
+        lock (Gate) Providers.Insert(0, provider);
+    }
+
+    /// <summary>The store at <paramref name="location"/> (a folder when no provider knows the location).</summary>
+    /// <param name="location">A folder, or what a provider knows (a file <c>*.db</c>, a connection string <c>Host=...</c>).</param>
+    /// <param name="name">Tells apart the programs that share one database.</param>
+    /// <exception cref="ArgumentException">The location names a kind of store whose library the program does not reference.</exception>
+    public static IStateStore Open(string location, string name)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(location);
+        Discover();
+        IStateStoreProvider[] providers;
+        lock (Gate) providers = Providers.ToArray();
+        foreach (IStateStoreProvider provider in providers)
+        {
+            if (provider.Open(location, name) is { } store) return store;
+        }
+        if (location.Contains('=', StringComparison.Ordinal) && location.Contains("host", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException(
+                "--state looks like a PostgreSQL connection string, but the PostgreSQL state store lives in the Millrace.Data library, which this program does not reference. " +
+                "Add it: dotnet add package Millrace.Data (or a project reference to src/Millrace.Data).");
+        if (SqliteFile(location) && !Directory.Exists(location))
+            throw new ArgumentException(
+                $"--state {location} names a SQLite file, but the SQLite state store lives in the Millrace.Data library, which this program does not reference. " +
+                "Add it (dotnet add package Millrace.Data, or a project reference to src/Millrace.Data), or name a folder.");
+        return new FolderStateStore(location);
+    }
+
+    /// <summary>
+    /// Holds a lock on <paramref name="file"/> (created when missing) until disposed: between OS processes, let go by
+    /// the OS when the process holding it dies. For stores whose lock is a file.
+    /// </summary>
+    /// <param name="file">The lock file.</param>
+    /// <param name="wait">How long to wait for another OS process to let it go.</param>
+    /// <param name="what">The store, for the message (<c>The state folder /x</c>).</param>
+    /// <exception cref="TimeoutException">Another OS process held it for <paramref name="wait"/>.</exception>
+    public static IDisposable LockFile(string file, TimeSpan wait, string what)
+    {
+        var deadline = DateTime.UtcNow + wait;
+        while (true)
+        {
+            try
+            {
+                return new FileStream(file, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
+            {
+                if (DateTime.UtcNow > deadline)
+                    throw new TimeoutException($"{what} stayed locked ({file}) for {wait.TotalSeconds:0.#} s by another OS process of the run.", e);
+                Thread.Sleep(5);
+            }
+        }
+    }
+
+    /// <summary>Whether <paramref name="location"/> names a SQLite file by its extension (.db, .sqlite, .sqlite3).</summary>
+    public static bool SqliteFile(string location) =>
+        Path.GetExtension(location).ToLowerInvariant() is ".db" or ".sqlite" or ".sqlite3";
+
+    private static void Discover()
+    {
+        foreach (Assembly assembly in MillraceLibraries.Candidates())
+        {
+            lock (Gate)
+            {
+                if (!Scanned.Add(assembly)) continue;
+            }
+            if (assembly.IsDynamic) continue;
+            MillraceStateStoreAttribute[] attributes;
+            try
+            {
+                attributes = assembly.GetCustomAttributes<MillraceStateStoreAttribute>().ToArray();
+            }
+            catch (Exception e) when (e is IOException or TypeLoadException)
+            {
+                continue;
+            }
+            foreach (MillraceStateStoreAttribute attribute in attributes)
+            {
+                if (!typeof(IStateStoreProvider).IsAssignableFrom(attribute.ProviderType))
+                    throw new InvalidOperationException($"{assembly.GetName().Name} names {attribute.ProviderType.FullName} as a state store provider, but it does not implement IStateStoreProvider.");
+                var provider = (IStateStoreProvider)Activator.CreateInstance(attribute.ProviderType, nonPublic: true)!;
+                lock (Gate) Providers.Add(provider);
+            }
+        }
+    }
+}
+
+/// <summary>
+/// The built-in store: a folder, one file per key ('/' in a key is a subfolder). Each file is written to a
+/// temporary name, flushed to disk and renamed, so a crash leaves the whole file or none; the lock is a lock on
+/// the file <c>LOCK</c>, which the OS releases when the process holding it dies.
+/// </summary>
+internal sealed class FolderStateStore : IStateStore
+{
+    private readonly string _path;
+
+    public FolderStateStore(string path)
+    {
+        _path = Path.GetFullPath(path);
+        Directory.CreateDirectory(_path);
+    }
+
+    public string Where => _path;
+
+    private string File_(string key) => Path.Combine(_path, key.Replace('/', Path.DirectorySeparatorChar));
+
+    public byte[]? Read(string key)
+    {
+        try
+        {
+            return File.ReadAllBytes(File_(key));
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    public void Write(string key, ReadOnlySpan<byte> value)
+    {
+        string file = File_(key);
+        Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+        // A name of this writer's own: the OS processes of a run may write the same key at once.
+        string temporary = $"{file}.{Environment.ProcessId}.{Environment.CurrentManagedThreadId}.tmp";
+        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            stream.Write(value);
+            stream.Flush(flushToDisk: true);
+        }
+        File.Move(temporary, file, overwrite: true);
+    }
+
+    public IReadOnlyList<StateEntry> List(string prefix)
+    {
+        var entries = new List<StateEntry>();
+        foreach (FileInfo file in new DirectoryInfo(_path).EnumerateFiles("*", SearchOption.AllDirectories))
+        {
+            if (file.Name.EndsWith(".tmp", StringComparison.Ordinal) || file.Name == "LOCK") continue;
+            string key = Path.GetRelativePath(_path, file.FullName).Replace(Path.DirectorySeparatorChar, '/');
+            if (!key.StartsWith(prefix, StringComparison.Ordinal)) continue;
+            try
+            {
+                entries.Add(new StateEntry(key, file.Length));
+            }
+            catch (FileNotFoundException)
+            {
+                // Removed meanwhile by another OS process.
+            }
+        }
+        return entries;
+    }
+
+    public void Delete(string key)
+    {
+        string file = File_(key);
+        try
+        {
+            File.Delete(file);
+            // A folder of keys left empty goes too.
+            string? folder = Path.GetDirectoryName(file);
+            if (folder is not null && folder != _path && !Directory.EnumerateFileSystemEntries(folder).Any()) Directory.Delete(folder);
+        }
+        catch (Exception e) when (e is DirectoryNotFoundException or IOException)
+        {
+            // Gone meanwhile, or written again by another OS process.
+        }
+    }
+
+    public IDisposable Lock(TimeSpan wait) => StateStores.LockFile(Path.Combine(_path, "LOCK"), wait, $"The state folder {_path}");
+}

@@ -1,0 +1,171 @@
+using Millrace.State;
+
+namespace Millrace.Tests;
+
+/// <summary>
+/// The state stores that <c>--state</c> opens (a folder, a SQLite file, a PostgreSQL database) keep the
+/// same contract: random writes, reads, lists and deletes agree with a dictionary; programs sharing a
+/// database do not see each other's keys; the lock excludes other OS processes and is let go when the OS
+/// process holding it dies. MILLRACE_PROPERTY_RUNS sets how many random sequences (default 10).
+/// </summary>
+public class StateStoreTests
+{
+    private static string Postgres => Environment.GetEnvironmentVariable("MILLRACE_POSTGRES")
+        ?? throw new InvalidOperationException("MILLRACE_POSTGRES is not set: run the tests with bash scripts/test.sh, which starts PostgreSQL.");
+
+    /// <summary>A fresh location of a kind: a folder, a SQLite file, or the test database (with a fresh name).</summary>
+    private static string Location(string kind) => kind switch
+    {
+        "folder" => Path.Combine(Path.GetTempPath(), "millrace-store-" + Guid.NewGuid().ToString("N")),
+        "sqlite" => Path.Combine(Path.GetTempPath(), "millrace-store-" + Guid.NewGuid().ToString("N") + ".db"),
+        "postgres" => Postgres,
+        _ => throw new ArgumentException(kind),
+    };
+
+    private static string NewName() => "test-" + Guid.NewGuid().ToString("N")[..12];
+
+    [Theory]
+    [InlineData("folder")]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public void Random_writes_reads_lists_and_deletes_agree_with_a_dictionary(string kind)
+    {
+        int runs = Helpers.Iterations("MILLRACE_PROPERTY_RUNS", 10);
+        // Prefixes with '_' and '.' catch a store that matches them as patterns (SQL's LIKE) rather than as text.
+        string[] keys = ["FORMAT", "GENERATION", "live-a_b", "live-a.b", "liveXa_b", "checkpoint-0000000001/db.json", "checkpoint-0000000001/COMPLETE",
+                         "checkpoint-0000000012/db.json", "checkpoint-0000000012/a_b.json", "ended-db"];
+        string[] prefixes = ["", "live-a_", "live-a.", "checkpoint-", "checkpoint-0000000001/", "checkpoint-0000000012/a_", "ended-", "nothing"];
+        for (int seed = 0; seed < runs; seed++)
+        {
+            var random = new Random(seed);
+            string location = Location(kind);
+            IStateStore store = StateStores.Open(location, NewName());
+            // Another program: beside it in the same database; a folder is one program's, so another folder.
+            string otherLocation = kind == "folder" ? Location(kind) : location;
+            IStateStore other = StateStores.Open(otherLocation, NewName());
+            var model = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+            try
+            {
+                other.Write("live-a_b", [1, 2, 3]);
+                for (int step = 0; step < 40; step++)
+                {
+                    string key = keys[random.Next(keys.Length)];
+                    switch (random.Next(4))
+                    {
+                        case 0 or 1:
+                        {
+                            // Empty values, and values past a page of the database.
+                            byte[] value = new byte[random.Next(3) switch { 0 => 0, 1 => random.Next(1, 50), _ => random.Next(5_000, 200_000) }];
+                            random.NextBytes(value);
+                            store.Write(key, value);
+                            model[key] = value;
+                            break;
+                        }
+                        case 2:
+                            store.Delete(key);
+                            model.Remove(key);
+                            break;
+                        default:
+                        {
+                            string prefix = prefixes[random.Next(prefixes.Length)];
+                            var listed = store.List(prefix).OrderBy(e => e.Key, StringComparer.Ordinal).ToArray();
+                            var expected = model.Where(p => p.Key.StartsWith(prefix, StringComparison.Ordinal))
+                                .Select(p => new StateEntry(p.Key, p.Value.Length)).OrderBy(e => e.Key, StringComparer.Ordinal).ToArray();
+                            Assert.True(expected.SequenceEqual(listed), $"{kind}, seed {seed}, step {step}: List(\"{prefix}\") gave {string.Join(", ", listed)}; expected {string.Join(", ", expected)}");
+                            break;
+                        }
+                    }
+                    byte[]? read = store.Read(key);
+                    if (model.TryGetValue(key, out byte[]? value2)) Assert.True(read is not null && read.AsSpan().SequenceEqual(value2), $"{kind}, seed {seed}, step {step}: {key} read back wrong");
+                    else Assert.Null(read);
+                }
+                // The other program's key is its own.
+                Assert.Equal([1, 2, 3], other.Read("live-a_b"));
+                Assert.Single(other.List(""));
+            }
+            finally
+            {
+                foreach (StateEntry e in store.List("")) store.Delete(e.Key);
+                foreach (StateEntry e in other.List("")) other.Delete(e.Key);
+                Remove(kind, location);
+                Remove(kind, otherLocation);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("folder")]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task The_lock_keeps_out_other_OS_processes_until_let_go_or_until_its_holder_is_killed(string kind)
+    {
+        string location = Location(kind), name = NewName();
+        IStateStore store = StateStores.Open(location, name);
+        try
+        {
+            // Held here: another holder waits, then gives up with a clear error.
+            using (store.Lock(TimeSpan.FromSeconds(5)))
+            {
+                var e = Assert.Throws<TimeoutException>(() => StateStores.Open(location, name).Lock(TimeSpan.FromMilliseconds(200)));
+                Assert.Contains("stayed locked", e.Message);
+            }
+            using (StateStores.Open(location, name).Lock(TimeSpan.FromSeconds(5)))
+            {
+                // Another program's lock (another name) is not this one. (A folder or a SQLite file is one program's.)
+                if (kind == "postgres") StateStores.Open(location, NewName()).Lock(TimeSpan.FromSeconds(5)).Dispose();
+            }
+
+            // Held by another OS process: kept out until it is killed, then free.
+            using var holder = ExampleProgram.Start("Millrace.Scenarios", "hold-state-lock", location, name);
+            await holder.WaitForOutputAsync(o => o.Contains("locked", StringComparison.Ordinal), seconds: 60);
+            Assert.Throws<TimeoutException>(() => store.Lock(TimeSpan.FromMilliseconds(300)));
+            ExampleProgram.Kill(holder.Pid, 9);
+            await holder.WaitAsync(seconds: 30);
+            // The OS (or the database, seeing the connection end) lets it go; 30 s is a way out, not a wait.
+            using (store.Lock(TimeSpan.FromSeconds(30)))
+            {
+            }
+        }
+        finally
+        {
+            Remove(kind, location);
+        }
+    }
+
+    [Fact]
+    public async Task A_location_of_a_library_the_program_lacks_and_a_store_of_another_format_are_named()
+    {
+        string folder = Location("folder");
+        try
+        {
+            Directory.CreateDirectory(folder);
+            File.WriteAllText(Path.Combine(folder, "FORMAT"), "millrace-state 99\n");
+            var options = new RunOptions { CheckpointInterval = TimeSpan.FromSeconds(1), StatePath = folder };
+            var graph = new Graph();
+            Stream<int> s = graph.Stream<int>("s");
+            graph.Source("numbers", s, Enumerable.Range(0, 10));
+            graph.Sink("sink", s, _ => { });
+            var e = await Assert.ThrowsAnyAsync<Exception>(() => graph.RunWithin(options));
+            Assert.Contains("millrace-state 99", e.Message);
+            Assert.Contains(folder, e.Message);
+        }
+        finally
+        {
+            Remove("folder", folder);
+        }
+        // A password in a connection string never shows in what the store says of itself.
+        IStateStore store = StateStores.Open(Postgres + ";Password=secret-word", NewName());
+        Assert.DoesNotContain("secret-word", store.Where);
+        Assert.Contains("PostgreSQL", store.Where);
+    }
+
+    private static void Remove(string kind, string location)
+    {
+        if (kind == "folder" && Directory.Exists(location)) Directory.Delete(location, recursive: true);
+        if (kind == "sqlite")
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            foreach (string f in new[] { location, location + "-wal", location + "-shm", location + ".lock" }) File.Delete(f);
+        }
+    }
+}
