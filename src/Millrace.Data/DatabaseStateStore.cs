@@ -16,9 +16,9 @@ internal sealed class DatabaseStateStores : IStateStoreProvider
 {
     public IStateStore? Open(string location, string name)
     {
-        if (location.Contains("Host=", StringComparison.OrdinalIgnoreCase))
+        if (StateStores.PostgresConnectionString(location))
             return new DatabaseStateStore(location, name, postgres: true);
-        if (location.StartsWith("Data Source=", StringComparison.OrdinalIgnoreCase) || (StateStores.SqliteFile(location) && !Directory.Exists(location)))
+        if (StateStores.SqliteFile(location) && !Directory.Exists(location))
             return new DatabaseStateStore(location, name, postgres: false);
         return null;
     }
@@ -28,7 +28,7 @@ internal sealed class DatabaseStateStores : IStateStoreProvider
 /// A state store in one table of a database, <c>millrace_state (name, key, value)</c>, one row per key; each
 /// program (its run id or its name) has its own rows. Every write commits on its own,
 /// durably. The lock is PostgreSQL's advisory lock (released when the connection holding it ends), or for SQLite a
-/// lock on the file <c>DATABASE.lock</c> beside it.
+/// lock on a file <c>DATABASE.NAME.lock</c> beside it.
 /// </summary>
 internal sealed class DatabaseStateStore : IStateStore
 {
@@ -36,7 +36,7 @@ internal sealed class DatabaseStateStore : IStateStore
     private readonly string _connectionString;
     private readonly string _name;
     private readonly bool _postgres;
-    private readonly string? _lockFile;
+    private readonly string? _file;
 
     public DatabaseStateStore(string location, string name, bool postgres)
     {
@@ -50,16 +50,28 @@ internal sealed class DatabaseStateStore : IStateStore
         }
         else
         {
-            var builder = new SqliteConnectionStringBuilder(location.Contains('=') ? location : $"Data Source={location}") { DefaultTimeout = 30, Pooling = true };
+            var builder = location.StartsWith("Data Source=", StringComparison.OrdinalIgnoreCase)
+                ? new SqliteConnectionStringBuilder(location)
+                : new SqliteConnectionStringBuilder { DataSource = location };
+            builder.DefaultTimeout = 30;
+            builder.Pooling = true;
             string file = Path.GetFullPath(builder.DataSource);
+            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
             builder.DataSource = file;
             _connectionString = builder.ConnectionString;
-            _lockFile = file + ".lock";
+            _file = file;
             Where = $"{file} (SQLite), table {TableName}, name '{name}'";
         }
         try
         {
             using DbConnection connection = Connect();
+            if (postgres)
+            {
+                // A role that may only read and write a table made for it need not be allowed to create one.
+                using DbCommand exists = connection.CreateCommand();
+                exists.CommandText = $"SELECT to_regclass('{TableName}') IS NOT NULL";
+                if (exists.ExecuteScalar() is true) return;
+            }
             using DbCommand create = connection.CreateCommand();
             create.CommandText = $"CREATE TABLE IF NOT EXISTS {TableName} (name TEXT NOT NULL, key TEXT NOT NULL, value {(postgres ? "BYTEA" : "BLOB")} NOT NULL, PRIMARY KEY (name, key))";
             create.ExecuteNonQuery();
@@ -142,14 +154,16 @@ internal sealed class DatabaseStateStore : IStateStore
         command.ExecuteNonQuery();
     }
 
-    public IDisposable Lock(TimeSpan wait)
+    public IDisposable Lock(string name, TimeSpan wait)
     {
         var deadline = DateTime.UtcNow + wait;
-        if (_lockFile is not null) return StateStores.LockFile(_lockFile, wait, $"The state store {Where}");
-        DbConnection connection = Connect();
+        if (_file is not null) return StateStores.LockFile($"{_file}.{name}.lock", wait, $"The state store {Where}");
+        // A connection of its own, out of the pool: the lock is the session's, so it must end with it (also behind a pooler).
+        DbConnection connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(_connectionString) { Pooling = false }.ConnectionString);
         try
         {
-            long id = LockId();
+            connection.Open();
+            long id = LockId(name);
             while (true)
             {
                 using (DbCommand take = Command(connection, "SELECT pg_try_advisory_lock(@id)", ("id", id)))
@@ -168,11 +182,11 @@ internal sealed class DatabaseStateStore : IStateStore
         }
     }
 
-    /// <summary>The advisory lock's number: FNV-1a of the table and the name, the same in every OS process.</summary>
-    private long LockId()
+    /// <summary>The advisory lock's number: FNV-1a of the table, the program's name and the lock's, the same in every OS process.</summary>
+    private long LockId(string lockName)
     {
         ulong hash = 14695981039346656037;
-        foreach (byte b in System.Text.Encoding.UTF8.GetBytes(TableName + ":" + _name))
+        foreach (byte b in System.Text.Encoding.UTF8.GetBytes(TableName + ":" + _name + ":" + lockName))
         {
             hash ^= b;
             hash *= 1099511628211;

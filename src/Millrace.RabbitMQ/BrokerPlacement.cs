@@ -59,6 +59,17 @@ internal sealed class BrokerPlacement : IPlacement
                 $"({string.Join("; ", graph.Cycles.Select(c => string.Join(" → ", c)))}): the broker counts a queue's room in messages, a loop's writers send " +
                 "many small ones, and a checkpoint's marker waits behind all of them. Run it in the threads or processes placement, or without checkpoints.");
         CheckpointSupport? checkpoints = context.OpenCheckpoints();
+        IDisposable? claimed = null;
+        try
+        {
+            // One instance of each process with checkpoints: a second would look like the first started again.
+            claimed = checkpoints?.Claim(hosted.Select(p => names[p]));
+        }
+        catch (InvalidOperationException e)
+        {
+            return Failed(hostedNames, stopwatch, e.Message);
+        }
+        using IDisposable? claim = claimed;
         string prefix = "millrace." + (options.RunId ?? (Assembly.GetEntryAssembly()?.GetName().Name ?? "run").ToLowerInvariant());
         string uri = options.Broker.Uri ?? Environment.GetEnvironmentVariable(BrokerVariable) ?? DefaultBroker;
 

@@ -16,7 +16,7 @@ if (args.Length == 0)
 if (args[0] == "hold-state-lock")
 {
     Millrace.State.IStateStore store = Millrace.State.StateStores.Open(args[1], args[2]);
-    using IDisposable held = store.Lock(TimeSpan.FromSeconds(30));
+    using IDisposable held = store.Lock("store", TimeSpan.FromSeconds(30));
     Console.WriteLine("locked");
     await Task.Delay(Timeout.Infinite);
 }

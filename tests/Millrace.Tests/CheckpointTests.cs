@@ -179,6 +179,20 @@ public class CheckpointTests
         var finished = new List<(string Hosted, int Exit, string Out, string Err)>();
         var victims = new List<string>();
         int kills = Helpers.Iterations("MILLRACE_CHAOS_KILLS", 5);
+        // A wait that times out says what every host has printed, killed ones included.
+        async Task Until(Func<bool> condition, string what)
+        {
+            try
+            {
+                await Waits.Until(condition, what, seconds: 60);
+            }
+            catch (TimeoutException e)
+            {
+                throw new TimeoutException($"{e.Message}\nkilled: {string.Join("; ", victims)}\n" +
+                    string.Join("\n", finished.Select(f => $"== {f.Hosted}: exit {f.Exit}\n{f.Err}")) + "\n" +
+                    string.Join("\n", hosts.Select((h, i) => $"== {string.Join(",", groups[i])} (running: {!h.HasExited})\n{h.ErrorOutput}")), e);
+            }
+        }
         try
         {
             for (int i = 0; i < groups.Length; i++) hosts[i] = Host(i);
@@ -187,7 +201,7 @@ public class CheckpointTests
             for (int k = 0; k < kills; k++)
             {
                 long before = last;
-                await Waits.Until(() => (last = state.LastComplete()) > before || hosts.All(h => h.HasExited), "a new complete checkpoint", seconds: 60);
+                await Until(() => (last = state.LastComplete()) > before || hosts.All(h => h.HasExited), "a new complete checkpoint");
                 await Task.Delay(random.Next(0, 60)); // a random moment, not a wait for an outcome
                 int[] alive = Enumerable.Range(0, hosts.Length).Where(i => !hosts[i].HasExited).ToArray();
                 if (alive.Length < hosts.Length) break; // the run is ending
@@ -202,8 +216,8 @@ public class CheckpointTests
                 // The same command again: its processes take the whole run back to the last complete checkpoint.
                 hosts[victim] = Host(victim);
                 // (Unless its processes had all ended: then it only waits for the others to end.)
-                await Waits.Until(() => state.Generation() > generation || state.Completed() is not null || hosts[victim].HasExited,
-                    "the host started again to begin a new generation", seconds: 60);
+                await Until(() => state.Generation() > generation || state.Completed() is not null || hosts[victim].HasExited,
+                    "the host started again to begin a new generation");
                 last = state.LastComplete();
             }
             for (int i = 0; i < hosts.Length; i++)
@@ -273,6 +287,8 @@ public class CheckpointTests
                 .Select(e => long.Parse(e.Key["checkpoint-".Length..e.Key.IndexOf('/')], System.Globalization.CultureInfo.InvariantCulture))
                 .DefaultIfEmpty(-1).Max();
 
+        public byte[]? Read(string key) => _store.Read(key);
+
         public long Generation() => _store.Read("GENERATION") is { } text
             ? long.Parse(System.Text.Encoding.UTF8.GetString(text).Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture)
             : 0;
@@ -292,9 +308,28 @@ public class CheckpointTests
             if (_kind == "sqlite")
             {
                 Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-                foreach (string f in new[] { Location, Location + "-wal", Location + "-shm", Location + ".lock" }) File.Delete(f);
+                foreach (string f in Directory.GetFiles(Path.GetDirectoryName(Location)!, Path.GetFileName(Location) + "*")) File.Delete(f);
             }
         }
+    }
+
+    [Theory]
+    [InlineData("folder")]
+    [InlineData("postgres")]
+    public async Task In_the_broker_placement_a_second_instance_of_a_process_is_refused_with_checkpoints_on(string store)
+    {
+        using var state = new StateUnderTest(store, Broker.NewRunId());
+        string[] args = ["checkpointed", "--placement", "broker", "--run-id", state.Name, .. state.Args, "--checkpoint-interval", "0.1", "--processes", "db"];
+        // The first instance waits for items that never come (no other host runs): it holds 'db' meanwhile.
+        using var first = ExampleProgram.Start("Millrace.Scenarios", args);
+        await Waits.Until(() => state.Read("live-db") is not null || first.HasExited, "the first instance to start 'db'", seconds: 60);
+        Assert.False(first.HasExited, first.ErrorOutput);
+        var (exit, output, err) = await ExampleProgram.RunAsync("Millrace.Scenarios", args, seconds: 60);
+        Assert.NotEqual(0, exit);
+        Assert.Contains("Process 'db' already runs in another OS process of this run", err + output);
+        // The first was left alone: the run did not go back to a checkpoint because of the second.
+        Assert.Equal(0, state.Generation());
+        Assert.False(first.HasExited, first.ErrorOutput);
     }
 
     [Fact]

@@ -104,27 +104,61 @@ public class StateStoreTests
         try
         {
             // Held here: another holder waits, then gives up with a clear error.
-            using (store.Lock(TimeSpan.FromSeconds(5)))
+            using (store.Lock("store", TimeSpan.FromSeconds(5)))
             {
-                var e = Assert.Throws<TimeoutException>(() => StateStores.Open(location, name).Lock(TimeSpan.FromMilliseconds(200)));
+                var e = Assert.Throws<TimeoutException>(() => StateStores.Open(location, name).Lock("store", TimeSpan.FromMilliseconds(200)));
                 Assert.Contains("stayed locked", e.Message);
             }
-            using (StateStores.Open(location, name).Lock(TimeSpan.FromSeconds(5)))
+            using (StateStores.Open(location, name).Lock("store", TimeSpan.FromSeconds(5)))
             {
                 // Another program's lock (another name) is not this one. (A folder or a SQLite file is one program's.)
-                if (kind == "postgres") StateStores.Open(location, NewName()).Lock(TimeSpan.FromSeconds(5)).Dispose();
+                if (kind == "postgres") StateStores.Open(location, NewName()).Lock("store", TimeSpan.FromSeconds(5)).Dispose();
             }
 
             // Held by another OS process: kept out until it is killed, then free.
             using var holder = ExampleProgram.Start("Millrace.Scenarios", "hold-state-lock", location, name);
             await holder.WaitForOutputAsync(o => o.Contains("locked", StringComparison.Ordinal), seconds: 60);
-            Assert.Throws<TimeoutException>(() => store.Lock(TimeSpan.FromMilliseconds(300)));
+            Assert.Throws<TimeoutException>(() => store.Lock("store", TimeSpan.FromMilliseconds(300)));
             ExampleProgram.Kill(holder.Pid, 9);
             await holder.WaitAsync(seconds: 30);
             // The OS (or the database, seeing the connection end) lets it go; 30 s is a way out, not a wait.
-            using (store.Lock(TimeSpan.FromSeconds(30)))
+            using (store.Lock("store", TimeSpan.FromSeconds(30)))
             {
             }
+        }
+        finally
+        {
+            Remove(kind, location);
+        }
+    }
+
+    /// <summary>
+    /// Writers of a checkpoint's parts while another OS process removes that checkpoint (its folder goes with its
+    /// last key): every write lands whole or is removed, none fails.
+    /// </summary>
+    [Theory]
+    [InlineData("folder")]
+    [InlineData("sqlite")]
+    public async Task Writes_into_a_checkpoint_being_removed_never_fail(string kind)
+    {
+        string location = Location(kind);
+        IStateStore store = StateStores.Open(location, NewName());
+        try
+        {
+            int rounds = Helpers.Iterations("MILLRACE_PROPERTY_RUNS", 10) * 30;
+            var writers = Enumerable.Range(0, 3).Select(w => Task.Run(() =>
+            {
+                for (int i = 0; i < rounds; i++) store.Write($"checkpoint-0000000001/w{w}.json", [(byte)w, (byte)i]);
+            })).ToArray();
+            var remover = Task.Run(() =>
+            {
+                while (!writers.All(t => t.IsCompleted))
+                    foreach (StateEntry e in store.List("checkpoint-")) store.Delete(e.Key);
+            });
+            await Task.WhenAll(writers);
+            await remover;
+            // The last write of each writer came after the remover's last pass or was removed: never a part of one.
+            foreach (StateEntry e in store.List("checkpoint-")) Assert.Equal(2, e.Length);
         }
         finally
         {
@@ -153,6 +187,21 @@ public class StateStoreTests
         {
             Remove("folder", folder);
         }
+        // Locations read as what they are: a path with '=' in it, a SQLite file in such a folder, PostgreSQL by Host or Server; a URI is refused.
+        string odd = Path.Combine(Path.GetTempPath(), "millrace-run=" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Assert.Contains("(SQLite)", StateStores.Open(Path.Combine(odd, "state.db"), NewName()).Where);
+            Assert.Equal(Path.GetFullPath(odd), StateStores.Open(odd, NewName()).Where);
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            if (Directory.Exists(odd)) Directory.Delete(odd, recursive: true);
+        }
+        string server = Postgres.Replace("Host=", "Server = ", StringComparison.Ordinal);
+        Assert.Contains("PostgreSQL", StateStores.Open(server, NewName()).Where);
+        Assert.Contains("not a URI", Assert.Throws<ArgumentException>(() => StateStores.Open("postgres://me:secret@127.0.0.1/state", NewName())).Message);
         // A password in a connection string never shows in what the store says of itself.
         IStateStore store = StateStores.Open(Postgres + ";Password=secret-word", NewName());
         Assert.DoesNotContain("secret-word", store.Where);
@@ -165,7 +214,7 @@ public class StateStoreTests
         if (kind == "sqlite")
         {
             Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-            foreach (string f in new[] { location, location + "-wal", location + "-shm", location + ".lock" }) File.Delete(f);
+            foreach (string f in Directory.GetFiles(Path.GetDirectoryName(location)!, Path.GetFileName(location) + "*")) File.Delete(f);
         }
     }
 }

@@ -239,10 +239,10 @@ internal sealed class CheckpointStore
     /// <summary>The run completed: its checkpoints are of no more use (a program started again starts afresh).</summary>
     public void Clear()
     {
-        foreach (StateEntry entry in _store.List(""))
-        {
-            if (entry.Key != "FORMAT") _store.Delete(entry.Key);
-        }
+        // The marks of complete checkpoints first: a crash half-way leaves no complete checkpoint with parts missing.
+        IReadOnlyList<StateEntry> entries = _store.List("");
+        foreach (StateEntry entry in entries.Where(e => e.Key.EndsWith("/COMPLETE", StringComparison.Ordinal))) _store.Delete(entry.Key);
+        foreach (StateEntry entry in entries.Where(e => e.Key != "FORMAT" && !e.Key.EndsWith("/COMPLETE", StringComparison.Ordinal))) _store.Delete(entry.Key);
     }
 
     /// <summary>
@@ -250,7 +250,48 @@ internal sealed class CheckpointStore
     /// checkpoint's completion must not interleave. Waits at most 30 s.
     /// </summary>
     /// <exception cref="TimeoutException">Another OS process held the lock for 30 s.</exception>
-    public IDisposable Lock() => _store.Lock(LockWait);
+    public IDisposable Lock() => _store.Lock("store", LockWait);
+
+    /// <summary>
+    /// Holds the locks of <paramref name="processes"/> until disposed: the OS process that runs them says so, and
+    /// another that would run one of them too finds out (waiting up to <paramref name="wait"/> for one that is dying).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Another OS process runs one of them.</exception>
+    public IDisposable Claim(IEnumerable<string> processes, TimeSpan wait)
+    {
+        var held = new List<IDisposable>();
+        try
+        {
+            foreach (string process in processes)
+            {
+                try
+                {
+                    held.Add(_store.Lock("process-" + process, wait));
+                }
+                catch (TimeoutException e)
+                {
+                    throw new InvalidOperationException(
+                        $"Process '{process}' already runs in another OS process of this run ({_store.Where} holds its lock): with checkpoints on, " +
+                        "each process runs in one OS process at a time (several instances of one process, replicas, are not held yet: the second would " +
+                        "take the run back to a checkpoint again and again). Start it in one place only, or run without checkpoints.", e);
+                }
+            }
+            return new Held(held);
+        }
+        catch
+        {
+            foreach (IDisposable h in held) h.Dispose();
+            throw;
+        }
+    }
+
+    private sealed class Held(List<IDisposable> locks) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (IDisposable l in locks) l.Dispose();
+        }
+    }
 
     // ---------------------------------------------------------------- generations (broker placement)
     // A run whose processes restart one by one goes back to a checkpoint as a whole: each time, a new

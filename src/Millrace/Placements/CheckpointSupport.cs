@@ -51,8 +51,16 @@ public sealed class CheckpointSupport
     public void MarkCompleted(long generation) => _store.MarkCompleted(generation);
 
     /// <summary>Holds the store's lock, between the OS processes that share it, until disposed (waits at most 30 s).</summary>
-    /// <exception cref="IOException">Another OS process held it for 30 s.</exception>
+    /// <exception cref="TimeoutException">Another OS process held it for 30 s.</exception>
     public IDisposable Lock() => _store.Lock();
+
+    /// <summary>
+    /// Says, until disposed, that this OS process runs <paramref name="processes"/>: another OS process of the run
+    /// that would run one of them too is refused (replicas are not held with checkpoints on). Waits up to 10 s for an
+    /// OS process that ran one and is dying.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Another OS process runs one of them; the message names it.</exception>
+    public IDisposable Claim(IEnumerable<string> processes) => _store.Claim(processes, TimeSpan.FromSeconds(10));
 
     /// <summary>Forgets a completed run: the next one starts afresh.</summary>
     public void Reset() => _store.Clear();

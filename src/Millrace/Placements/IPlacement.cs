@@ -26,7 +26,7 @@ public interface IPlacement
     Task<RunResult> RunAsync(PlacementContext context);
 
     /// <summary>
-    /// Whether it takes checkpoints (<see cref="RunOptions.CheckpointInterval"/>) through
+    /// Whether it takes checkpoints (<see cref="PlacementContext.TakesCheckpoints"/>) through
     /// <see cref="PlacementContext.OpenCheckpoints"/>; a run with checkpoints on is refused by a placement that does not.
     /// </summary>
     bool CarriesCheckpoints => false;

@@ -78,7 +78,15 @@ public static class PlacementRegistry
     /// program's own Millrace libraries (its trusted platform assemblies whose name says Millrace),
     /// each once. A program that references a placement library need not touch any of its types.
     /// </summary>
+    private static readonly object ScanGate = new();
+
     private static void Discover()
+    {
+        // One scan at a time: a second caller waits until the placements found are added, rather than miss them.
+        lock (ScanGate) Scan();
+    }
+
+    private static void Scan()
     {
         List<Assembly> candidates = MillraceLibraries.Candidates();
         foreach (Assembly assembly in candidates)

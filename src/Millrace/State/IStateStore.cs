@@ -8,7 +8,7 @@ namespace Millrace.State;
 /// your own registers with <see cref="StateStores.Register"/> or <c>[assembly: MillraceStateStore(typeof(MyProvider))]</c>.
 /// </summary>
 /// <remarks>
-/// Keys are made of letters, digits, '-', '_', '.' and '/'. Every method may be called from several
+/// Keys are made of letters, digits, '-', '_', '.' and '/' (never ending in <c>.lock</c>). Every method may be called from several
 /// threads and several OS processes at once (the processes of a run share the store).
 /// </remarks>
 public interface IStateStore
@@ -32,11 +32,14 @@ public interface IStateStore
     void Delete(string key);
 
     /// <summary>
-    /// Holds the store's lock, between every OS process that uses the store, until disposed; released
-    /// when the OS process holding it dies.
+    /// Holds the lock called <paramref name="name"/>, between every OS process that uses the store, until
+    /// disposed; let go when the OS process holding it dies. Millrace uses <c>store</c> (changes of the run's
+    /// bookkeeping) and <c>process-NAME</c> (held by the OS process that runs a process, in the broker placement).
     /// </summary>
+    /// <param name="name">Letters, digits, '-', '_' and '.'.</param>
+    /// <param name="wait">How long to wait for another OS process to let it go.</param>
     /// <exception cref="TimeoutException">Another OS process held it for <paramref name="wait"/>.</exception>
-    IDisposable Lock(TimeSpan wait);
+    IDisposable Lock(string name, TimeSpan wait);
 }
 
 /// <summary>A key of an <see cref="IStateStore"/> and the length of its value.</summary>

@@ -34,7 +34,9 @@ public static class StateStores
         {
             if (provider.Open(location, name) is { } store) return store;
         }
-        if (location.Contains('=', StringComparison.Ordinal) && location.Contains("host", StringComparison.OrdinalIgnoreCase))
+        if (PostgresUri(location))
+            throw new ArgumentException("--state: give PostgreSQL as a connection string of key=value pairs (Host=127.0.0.1;Username=me;Password=...;Database=state), not a URI.");
+        if (PostgresConnectionString(location))
             throw new ArgumentException(
                 "--state looks like a PostgreSQL connection string, but the PostgreSQL state store lives in the Millrace.Data library, which this program does not reference. " +
                 "Add it: dotnet add package Millrace.Data (or a project reference to src/Millrace.Data).");
@@ -71,11 +73,38 @@ public static class StateStores
         }
     }
 
-    /// <summary>Whether <paramref name="location"/> names a SQLite file by its extension (.db, .sqlite, .sqlite3).</summary>
+    /// <summary>Whether <paramref name="location"/> names a SQLite file by its extension (.db, .sqlite, .sqlite3), or is <c>Data Source=...</c>.</summary>
     public static bool SqliteFile(string location) =>
-        Path.GetExtension(location).ToLowerInvariant() is ".db" or ".sqlite" or ".sqlite3";
+        location.StartsWith("Data Source=", StringComparison.OrdinalIgnoreCase) || Path.GetExtension(location).ToLowerInvariant() is ".db" or ".sqlite" or ".sqlite3";
+
+    /// <summary>Whether <paramref name="location"/> is a URI of PostgreSQL (<c>postgres://</c>, <c>postgresql://</c>).</summary>
+    public static bool PostgresUri(string location) =>
+        location.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase) || location.StartsWith("postgresql://", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether <paramref name="location"/> is a connection string (key=value pairs) that names a server (<c>Host</c> or <c>Server</c>).</summary>
+    public static bool PostgresConnectionString(string location)
+    {
+        if (!location.Contains('=', StringComparison.Ordinal)) return false;
+        try
+        {
+            var builder = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = location };
+            return builder.ContainsKey("host") || builder.ContainsKey("server");
+        }
+        catch (ArgumentException)
+        {
+            return false; // not key=value pairs: a path with '=' in it
+        }
+    }
+
+    private static readonly object ScanGate = new();
 
     private static void Discover()
+    {
+        // One scan at a time: a second caller waits until the providers found are added, rather than miss them.
+        lock (ScanGate) Scan();
+    }
+
+    private static void Scan()
     {
         foreach (Assembly assembly in MillraceLibraries.Candidates())
         {
@@ -107,7 +136,7 @@ public static class StateStores
 /// <summary>
 /// The built-in store: a folder, one file per key ('/' in a key is a subfolder). Each file is written to a
 /// temporary name, flushed to disk and renamed, so a crash leaves the whole file or none; the lock is a lock on
-/// the file <c>LOCK</c>, which the OS releases when the process holding it dies.
+/// a file <c>NAME.lock</c>, which the OS lets go when the process holding it dies.
 /// </summary>
 internal sealed class FolderStateStore : IStateStore
 {
@@ -138,15 +167,26 @@ internal sealed class FolderStateStore : IStateStore
     public void Write(string key, ReadOnlySpan<byte> value)
     {
         string file = File_(key);
-        Directory.CreateDirectory(Path.GetDirectoryName(file)!);
-        // A name of this writer's own: the OS processes of a run may write the same key at once.
-        string temporary = $"{file}.{Environment.ProcessId}.{Environment.CurrentManagedThreadId}.tmp";
-        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+        // A name of this writer's own: the OS processes of a run (on several machines, for a shared folder) may write the same key at once.
+        string temporary = $"{file}.{Guid.NewGuid():N}.tmp";
+        for (int attempt = 1; ; attempt++)
         {
-            stream.Write(value);
-            stream.Flush(flushToDisk: true);
+            try
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+                using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+                {
+                    stream.Write(value);
+                    stream.Flush(flushToDisk: true);
+                }
+                File.Move(temporary, file, overwrite: true);
+                return;
+            }
+            catch (Exception e) when (e is DirectoryNotFoundException or FileNotFoundException && attempt < 5)
+            {
+                // Another OS process removed the folder of keys meanwhile (its last key was deleted): make it again.
+            }
         }
-        File.Move(temporary, file, overwrite: true);
     }
 
     public IReadOnlyList<StateEntry> List(string prefix)
@@ -154,7 +194,7 @@ internal sealed class FolderStateStore : IStateStore
         var entries = new List<StateEntry>();
         foreach (FileInfo file in new DirectoryInfo(_path).EnumerateFiles("*", SearchOption.AllDirectories))
         {
-            if (file.Name.EndsWith(".tmp", StringComparison.Ordinal) || file.Name == "LOCK") continue;
+            if (file.Name.EndsWith(".tmp", StringComparison.Ordinal) || file.Name.EndsWith(".lock", StringComparison.Ordinal)) continue;
             string key = Path.GetRelativePath(_path, file.FullName).Replace(Path.DirectorySeparatorChar, '/');
             if (!key.StartsWith(prefix, StringComparison.Ordinal)) continue;
             try
@@ -175,9 +215,11 @@ internal sealed class FolderStateStore : IStateStore
         try
         {
             File.Delete(file);
-            // A folder of keys left empty goes too.
+            // A folder of keys left without keys goes too, with what a writer killed mid-write left there (a writer
+            // at work there now finds its folder gone and makes it again).
             string? folder = Path.GetDirectoryName(file);
-            if (folder is not null && folder != _path && !Directory.EnumerateFileSystemEntries(folder).Any()) Directory.Delete(folder);
+            if (folder is not null && folder != _path && Directory.EnumerateFiles(folder).All(f => f.EndsWith(".tmp", StringComparison.Ordinal)))
+                Directory.Delete(folder, recursive: true);
         }
         catch (Exception e) when (e is DirectoryNotFoundException or IOException)
         {
@@ -185,5 +227,5 @@ internal sealed class FolderStateStore : IStateStore
         }
     }
 
-    public IDisposable Lock(TimeSpan wait) => StateStores.LockFile(Path.Combine(_path, "LOCK"), wait, $"The state folder {_path}");
+    public IDisposable Lock(string name, TimeSpan wait) => StateStores.LockFile(Path.Combine(_path, name + ".lock"), wait, $"The state folder {_path}");
 }
