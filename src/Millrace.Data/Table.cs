@@ -90,6 +90,48 @@ public sealed class Table<T> : IDisposable
         _upsert.Transaction = null;
     }
 
+    private const string Commits = "millrace_sink_commits";
+    private bool _commitsReady;
+
+    /// <summary>
+    /// The last commit a sink recorded in this database (<see cref="RecordCommit"/>): the run's token and the commit's
+    /// number, or null when there is none.
+    /// </summary>
+    internal (string Token, long Seq)? ReadCommit(string sink)
+    {
+        EnsureCommits();
+        using DbCommand read = _connection.CreateCommand();
+        read.Transaction = _transaction;
+        read.CommandText = $"SELECT token, seq FROM {Commits} WHERE sink = @sink";
+        TableSinks.Add(read, "@sink", sink);
+        using DbDataReader reader = read.ExecuteReader();
+        return reader.Read() ? (reader.GetString(0), Convert.ToInt64(reader.GetValue(1), System.Globalization.CultureInfo.InvariantCulture)) : null;
+    }
+
+    /// <summary>Records, in the open transaction, that <paramref name="sink"/>'s commit <paramref name="seq"/> of the run <paramref name="token"/> is in it.</summary>
+    internal void RecordCommit(string sink, string token, long seq)
+    {
+        EnsureCommits();
+        Begin();
+        using DbCommand write = _connection.CreateCommand();
+        write.Transaction = _transaction;
+        write.CommandText = $"INSERT INTO {Commits} (sink, token, seq) VALUES (@sink, @token, @seq) ON CONFLICT (sink) DO UPDATE SET token = excluded.token, seq = excluded.seq";
+        TableSinks.Add(write, "@sink", sink);
+        TableSinks.Add(write, "@token", token);
+        TableSinks.Add(write, "@seq", seq);
+        write.ExecuteNonQuery();
+    }
+
+    private void EnsureCommits()
+    {
+        if (_commitsReady) return;
+        using DbCommand create = _connection.CreateCommand();
+        create.Transaction = _transaction;
+        create.CommandText = $"CREATE TABLE IF NOT EXISTS {Commits} (sink TEXT PRIMARY KEY, token TEXT NOT NULL, seq BIGINT NOT NULL)";
+        create.ExecuteNonQuery();
+        _commitsReady = true;
+    }
+
     /// <summary>Inserts the item's row, or replaces the row with its key; committed when this returns. Returns the key.</summary>
     public string Upsert(T item)
     {

@@ -65,12 +65,27 @@ public static class TableSinks
         {
             Table<T>? rows = null;
             Output<string>? keys = stored is null ? null : p.Output(stored);
-            p.OnStart(() => rows = Table<T>.Open(database, table, key, columns, $"Table sink '{name}'", durable: stored is not null));
-            // The items of one batch (what arrived together) are one transaction: under load many rows per
+            var epochs = new CheckpointedRows<T>(name, table);
+            p.OnStart(() =>
+            {
+                if (p.TakesCheckpoints && stored is not null)
+                    throw new InvalidOperationException(
+                        $"Table sink '{name}': the overload with a stream of stored keys is not held by checkpoints yet (its keys would leave before their rows are committed for good); use the other overload, or run without checkpoints.");
+                rows = Table<T>.Open(database, table, key, columns, $"Table sink '{name}'", durable: stored is not null || p.TakesCheckpoints);
+                epochs.Table = rows;
+            });
+            // With checkpoints: rows are committed a checkpoint late, when the one that covers them is complete.
+            epochs.Declare(p);
+            // Without: the items of one batch (what arrived together) are one transaction: under load many rows per
             // commit, a quiet stream still one. Keys go to 'stored' only once their rows are committed.
             var pending = new List<string>();
             p.On(input, item =>
             {
+                if (p.TakesCheckpoints)
+                {
+                    epochs.Add(item);
+                    return;
+                }
                 rows!.Begin();
                 pending.Add(rows.Upsert(item));
             });
@@ -79,6 +94,10 @@ public static class TableSinks
                 rows?.Commit();
                 if (keys is not null) foreach (string id in pending) keys.Emit(id);
                 pending.Clear();
+            });
+            p.OnCompleted(() =>
+            {
+                if (p.TakesCheckpoints) epochs.CommitAll();
             });
             // However the process ends (a failed CREATE TABLE included), the connection is closed.
             p.Finally(() => rows?.Dispose());
@@ -122,5 +141,90 @@ public static class TableSinks
     {
         if (string.IsNullOrEmpty(name) || !name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') || char.IsAsciiDigit(name[0]))
             throw new ArgumentException($"{sink}: the {what} name '{name}' must be letters, digits and '_', not starting with a digit.");
+    }
+}
+
+/// <summary>
+/// A table sink's rows with checkpoints on, committed exactly once: the rows that came before a checkpoint's marker
+/// are held (in the checkpoint) until that checkpoint is complete, then committed in one transaction with a record of
+/// the commit (<c>millrace_sink_commits</c>: the run's token and the commit's number). Checkpoints are taken one at a
+/// time, so when the next marker reaches the sink, the one before is complete: its rows are committed then. A resumed
+/// sink finds in the record whether the rows its checkpoint held were committed before the crash; rows that came after
+/// the checkpoint were never committed, so a graph whose output differs when run again (a timed window, a random id)
+/// leaves no row of the abandoned attempt behind.
+/// </summary>
+internal sealed class CheckpointedRows<T>(string sink, string table)
+{
+    private readonly string _record = $"{table}:{sink}";
+    // Kept in every checkpoint, in this order (saving commits first, so the numbers kept after it are the new ones).
+    private List<T> _held = new();
+    private long _committed;
+    private string _token = Guid.NewGuid().ToString("N");
+    private List<T> _current = new();
+    private bool _restored;
+
+    public Table<T>? Table { get; set; }
+
+    public void Declare(ProcessBuilder p)
+    {
+        p.Keep("held", () =>
+        {
+            // The checkpoint before this one is complete: the rows it held are committed now.
+            CommitHeld();
+            _held = _current;
+            _current = new List<T>();
+            return _held;
+        }, rows => { _held = rows; _restored = true; });
+        p.Keep("committed", () => _committed, n => _committed = n);
+        p.Keep("token", () => _token, token =>
+        {
+            _token = token;
+            Reconcile();
+        });
+    }
+
+    public void Add(T item) => _current.Add(item);
+
+    /// <summary>The sink's inputs ended: what it holds is committed (no checkpoint comes after the last one now).</summary>
+    public void CommitAll()
+    {
+        _held.AddRange(_current);
+        _current.Clear();
+        CommitHeld();
+    }
+
+    /// <summary>
+    /// Resumed from a (complete) checkpoint: its held rows are committed now, unless the record says they were
+    /// already (the crash came after that commit, before the next checkpoint was complete).
+    /// </summary>
+    private void Reconcile()
+    {
+        if (!_restored || Table is null) return;
+        _restored = false;
+        (string Token, long Seq)? last = Table.ReadCommit(_record);
+        if (last is { } done && done.Token == _token && done.Seq > _committed)
+        {
+            _committed = done.Seq;
+            _held.Clear();
+            return;
+        }
+        if (last is { } before && before.Token == _token ? before.Seq < _committed : _committed != 0)
+            throw new InvalidDataException(
+                $"Table sink '{sink}': the record of its commits in {Commits} ({last?.Token}, {last?.Seq}) is older than the checkpoint it resumes from " +
+                $"({_token}, {_committed}): the table was changed outside the run (restored from a backup?). Start afresh with another --state, or restore the table too.");
+        CommitHeld();
+    }
+
+    private const string Commits = "millrace_sink_commits";
+
+    private void CommitHeld()
+    {
+        Table<T> table = Table ?? throw new InvalidOperationException($"Table sink '{sink}' is not open.");
+        table.Begin();
+        foreach (T item in _held) table.Upsert(item);
+        table.RecordCommit(_record, _token, _committed + 1);
+        table.Commit();
+        _committed++;
+        _held.Clear();
     }
 }

@@ -253,15 +253,32 @@ public sealed class ProcessBuilder
     }
 
     /// <summary>
-    /// Built-in operators: keeps what <paramref name="save"/> returns in every checkpoint and gives it to
-    /// <paramref name="load"/> when the run resumes (after the start action, before any item).
+    /// Keeps what <paramref name="save"/> returns in every checkpoint and gives it to <paramref name="load"/> when
+    /// the run resumes from one (after the start action, before any item): for state a process holds in objects of
+    /// its own (a file's length, rows not yet committed), as the built-in operators and sinks do. <see cref="State{T}"/>
+    /// is simpler for plain values. <paramref name="save"/> runs on the process's thread when a checkpoint's marker has
+    /// reached the process (nothing that came after it has been handled yet); a sink may commit there what the
+    /// checkpoint before it covered, since checkpoints are taken one at a time (docs/state-and-recovery.md). The kept
+    /// parts are saved and loaded in the order they are declared. The value is saved as JSON.
     /// </summary>
-    internal void Keep<T>(string name, Func<T> save, Action<T> load)
+    /// <param name="name">Its name in the process's part of a checkpoint, unique in the process.</param>
+    /// <param name="save">What to keep, asked when a checkpoint is taken.</param>
+    /// <param name="load">Given what was kept, when the run resumes.</param>
+    public void Keep<T>(string name, Func<T> save, Action<T> load)
     {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(save);
+        ArgumentNullException.ThrowIfNull(load);
         ThrowIfSealed();
         if (_states.Any(s => s.Name == name)) throw new ArgumentException($"Process '{Name}' already has a state called '{name}'.", nameof(name));
         _states.Add(new KeptSlot<T>(name, save, load));
     }
+
+    /// <summary>
+    /// Whether the run takes checkpoints (<see cref="RunOptions.CheckpointInterval"/>): known once the process runs (in
+    /// its start action and handlers; false before).
+    /// </summary>
+    public bool TakesCheckpoints => _runner?.Checkpoints is not null;
 
     /// <summary>Runs <paramref name="first"/> when the process starts, before its own start action (a stream's initial items).</summary>
     internal void PrependStart(Action first)

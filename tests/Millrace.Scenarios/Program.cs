@@ -167,6 +167,22 @@ static class Scenarios
             p.On(evens, x => { evenCount.Value++; evenSum.Value += x; });
             p.OnCompleted(() => Console.WriteLine($"db: {count.Value} sums totalling {total.Value}, {evenCount.Value} evens summing to {evenSum.Value}"));
         });
+        // MILLRACE_CHECKPOINT_TABLE=DATABASE|TABLE: every hundredth even number becomes a row whose key names the OS
+        // process that made it (not state: another in every start), so a row of an abandoned attempt would stay beside its
+        // replacement: with exactly-once commits the table ends with one row per number.
+        if (Environment.GetEnvironmentVariable("MILLRACE_CHECKPOINT_TABLE") is { } target)
+        {
+            string[] parts = target.Split('|');
+            var rows = graph.Stream<string>("rows");
+            string attempt = Guid.NewGuid().ToString("N")[..8];
+            graph.Process("tag", p =>
+            {
+                Output<string> o = p.Output(rows);
+                p.On(evens, x => { if (x % 100 == 0) o.Emit($"{x}:{attempt}"); });
+            });
+            Millrace.Data.TableSinks.ToTable(graph, "table", rows, parts[0], parts[1], r => r,
+                new Millrace.Data.Column<string>("value", "BIGINT", r => long.Parse(r.Split(':')[0], System.Globalization.CultureInfo.InvariantCulture)));
+        }
     }
 
     /// <summary>
