@@ -129,20 +129,28 @@ public sealed partial class Graph
     /// <summary>
     /// Declares a source process that emits 0, 1, 2, … every <paramref name="interval"/> (the first
     /// after one interval), <paramref name="count"/> times, or until stopped when count is null.
+    /// Resumed from a checkpoint, it goes on with the number after the last it had emitted, one interval later.
     /// </summary>
     public void Timer(string name, Stream<long> output, TimeSpan interval, long? count = null)
     {
         ArgumentNullException.ThrowIfNull(output);
         if (interval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(interval), interval, $"Timer '{name}': the interval must be positive.");
         if (count < 0) throw new ArgumentOutOfRangeException(nameof(count), count, $"Timer '{name}': the count must not be negative.");
-        Source(name, output, Ticks(interval, count));
+        Process(name, p =>
+        {
+            AsyncEnumerableSource<long>? body = null;
+            // The ticks start after those a checkpoint's run had emitted (read when the source starts, after it was restored),
+            // without waiting an interval for each.
+            body = new AsyncEnumerableSource<long>(p.Output(output), Ticks(interval, count, () => body!.Skip), rewindable: true) { SkipsItself = true };
+            p.SetSource(body);
+        });
     }
 
-    private static async IAsyncEnumerable<long> Ticks(TimeSpan interval, long? count,
+    private static async IAsyncEnumerable<long> Ticks(TimeSpan interval, long? count, Func<long> from,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         using var timer = new PeriodicTimer(interval);
-        for (long i = 0; count is null || i < count; i++)
+        for (long i = from(); count is null || i < count; i++)
         {
             if (!await timer.WaitForNextTickAsync(cancellationToken)) yield break;
             yield return i;

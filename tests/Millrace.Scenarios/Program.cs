@@ -80,6 +80,7 @@ static class Scenarios
         ["checkpointed-operators"] = CheckpointedOperators,
         ["checkpointed-lines"] = CheckpointedLines,
         ["checkpointed-cycle"] = CheckpointedCycle,
+        ["checkpointed-timer"] = CheckpointedTimer,
     };
 
     /// <summary>
@@ -139,6 +140,30 @@ static class Scenarios
     /// sums two inputs (two links, so the items on their way at a checkpoint are kept). Paced to last a few
     /// seconds; the chaos test kills it and starts it again from its checkpoints.
     /// </summary>
+    /// <summary>A timer (3,000 ticks, one a millisecond) into a running total: resumed, it goes on after the last tick it emitted.</summary>
+    private static void CheckpointedTimer(Graph graph)
+    {
+        var ticks = graph.Stream<long>("ticks");
+        var doubled = graph.Stream<long>("doubled");
+        graph.Timer("tick", ticks, TimeSpan.FromMilliseconds(1), count: 3000);
+        graph.Map("double", ticks, doubled, x => x * 2);
+        graph.Process("db", p =>
+        {
+            ProcessState<long> count = p.State("count", 0L);
+            ProcessState<long> total = p.State("total", 0L);
+            ProcessState<long> last = p.State("last", -1L);
+            ProcessState<long> outOfOrder = p.State("out-of-order", 0L);
+            p.On(doubled, x =>
+            {
+                if (x != last.Value + 2) outOfOrder.Value++;
+                last.Value = x;
+                count.Value++;
+                total.Value += x;
+            });
+            p.OnCompleted(() => Console.WriteLine($"db: {count.Value} ticks totalling {total.Value}, {outOfOrder.Value} out of order"));
+        });
+    }
+
     private static void Checkpointed(Graph graph)
     {
         var numbers = graph.Stream<long>("numbers");

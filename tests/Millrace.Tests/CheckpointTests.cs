@@ -35,6 +35,7 @@ public class CheckpointTests
     [InlineData("checkpointed", "sqlite")]
     [InlineData("checkpointed-lines", "folder")]
     [InlineData("checkpointed-cycle", "folder")]
+    [InlineData("checkpointed-timer", "folder")]
     [InlineData("tutorial", "folder")]
     public async Task A_program_killed_again_and_again_resumes_from_its_checkpoints_with_exact_results(string scenario, string store)
     {
@@ -585,7 +586,7 @@ public class CheckpointTests
         var graph = new Graph();
         var numbers = graph.Stream<long>("numbers");
         var windows = graph.Stream<long>("windows");
-        graph.Timer("tick", numbers, TimeSpan.FromMilliseconds(1), count: 3);
+        graph.Writer("tick", numbers);
         graph.Window("w", numbers, windows, 2, 2, w => w.Sum());
         graph.ToCollection("memory", windows, new List<long>());
         graph.Process("odd-state", p =>

@@ -499,7 +499,7 @@ internal static class Checkpoints
         foreach (ProcessBuilder p in model.Processes)
         {
             if (p.Source is { Rewindable: false })
-                problems.Add($"source '{p.Name}' cannot start again where a checkpoint left it (enumerables and Lines can, for now)");
+                problems.Add($"source '{p.Name}' cannot start again where a checkpoint left it (enumerables, Lines and timers can, for now)");
             if (p.UncheckpointedState is { } what)
                 problems.Add($"process '{p.Name}' ({what}) keeps state that checkpoints do not hold yet");
             foreach (IStateSlot slot in p.States)

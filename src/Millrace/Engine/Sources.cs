@@ -92,11 +92,14 @@ internal sealed class AsyncEnumerableSource<T> : SourceBody
 
     public override bool Rewindable => _rewindable;
 
+    /// <summary>The sequence itself starts after <see cref="SourceBody.Skip"/> items (a timer, which would otherwise wait for each).</summary>
+    public bool SkipsItself { get; init; }
+
     public override async ValueTask RunAsync(ProcessRunner runner)
     {
         await using IAsyncEnumerator<T> e = _items.GetAsyncEnumerator(runner.UserToken);
         // Resumed from a checkpoint: pass over the items already emitted.
-        for (long skipped = 0; skipped < Skip && !runner.SourceShouldStop; skipped++)
+        for (long skipped = 0; !SkipsItself && skipped < Skip && !runner.SourceShouldStop; skipped++)
         {
             if (!await e.MoveNextAsync()) return;
         }
