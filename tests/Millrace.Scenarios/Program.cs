@@ -81,6 +81,7 @@ static class Scenarios
         ["checkpointed-lines"] = CheckpointedLines,
         ["checkpointed-cycle"] = CheckpointedCycle,
         ["checkpointed-timer"] = CheckpointedTimer,
+        ["checkpointed-early-end"] = CheckpointedEarlyEnd,
     };
 
     /// <summary>
@@ -140,6 +141,40 @@ static class Scenarios
     /// sums two inputs (two links, so the items on their way at a checkpoint are kept). Paced to last a few
     /// seconds; the chaos test kills it and starts it again from its checkpoints.
     /// </summary>
+    /// <summary>
+    /// A short source that ends at once beside a long one: its reader ends early, and the sink reads both (one of
+    /// its inputs ends long before the other). Checkpoints go on after they end; resumed, they end again at once.
+    /// </summary>
+    private static void CheckpointedEarlyEnd(Graph graph)
+    {
+        long n = long.TryParse(Environment.GetEnvironmentVariable("MILLRACE_CHECKPOINT_ITEMS"), out long items) ? items : 2_000_000;
+        var numbers = graph.Stream<long>("numbers");
+        var slow = graph.Stream<long>("slow");
+        var side = graph.Stream<long>("side");
+        graph.Source("numbers", numbers, Range(n));
+        graph.Source("side", side, Range(1000));
+        graph.Map("pace", numbers, slow, x =>
+        {
+            if (x % 1000 == 0) Thread.Sleep(1);
+            return x % 997;
+        });
+        graph.Process("side-sum", p =>
+        {
+            ProcessState<long> sum = p.State("sum", 0L);
+            p.On(side, x => sum.Value += x * x);
+            p.OnCompleted(() => Console.WriteLine($"totals: side squares {sum.Value}"));
+        });
+        graph.Process("db", p =>
+        {
+            ProcessState<long> count = p.State("count", 0L);
+            ProcessState<long> total = p.State("total", 0L);
+            ProcessState<long> sideCount = p.State("side-count", 0L);
+            p.On(slow, x => { count.Value++; total.Value += x; });
+            p.On(side, _ => sideCount.Value++);
+            p.OnCompleted(() => Console.WriteLine($"db: {count.Value} items totalling {total.Value}, {sideCount.Value} from the side"));
+        });
+    }
+
     /// <summary>A timer (3,000 ticks, one a millisecond) into a running total: resumed, it goes on after the last tick it emitted.</summary>
     private static void CheckpointedTimer(Graph graph)
     {

@@ -89,6 +89,9 @@ internal sealed class ProcessPart
     /// <summary>Items that were on their way to it when it took its snapshot (received after it, before the marker on their link), per link.</summary>
     public List<ChannelPart> Channels { get; set; } = new();
 
+    /// <summary>The process had ended (its final part): resumed, it ends again at once, without its completion action.</summary>
+    public bool Ended { get; set; }
+
     // Written and read by hand (the same JSON the serializer would write): starting System.Text.Json's
     // serializer costs every OS process that stores a part tens of milliseconds of CPU, most of a short run's cost.
 
@@ -116,6 +119,7 @@ internal sealed class ProcessPart
                 w.WriteEndObject();
             }
             w.WriteEndArray();
+            w.WriteBoolean("Ended", Ended);
             w.WriteEndObject();
         }
         return buffer.WrittenSpan.ToArray();
@@ -139,6 +143,7 @@ internal sealed class ProcessPart
                     Writer = channel.GetProperty("Writer").GetInt32(),
                     Batches = channel.GetProperty("Batches").EnumerateArray().Select(b => b.GetBytesFromBase64()).ToList(),
                 });
+            part.Ended = root.TryGetProperty("Ended", out JsonElement ended) && ended.GetBoolean();
             return part;
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
@@ -206,6 +211,18 @@ internal sealed class CheckpointStore
     public long LastStarted() => CheckpointKeys().Select(e => Number(e.Key)).DefaultIfEmpty(-1).Max();
 
     public void SavePart(long checkpoint, string process, ProcessPart part) => _store.Write(Folder(checkpoint) + process + ".json", part.ToJson());
+
+    /// <summary>Said of a process's final part (<see cref="SaveFinal"/>) where a checkpoint's number goes.</summary>
+    public const long Final = long.MaxValue;
+
+    /// <summary>A process ended: its final part, which later checkpoints hold for it (<see cref="CopyFinal"/>).</summary>
+    public void SaveFinal(string process, ProcessPart part) => _store.Write($"ended/{process}.json", part.ToJson());
+
+    /// <summary>Puts the final part of an ended process in <paramref name="checkpoint"/>, as its part.</summary>
+    /// <exception cref="InvalidDataException">There is none.</exception>
+    public void CopyFinal(string process, long checkpoint) =>
+        _store.Write(Folder(checkpoint) + process + ".json",
+            _store.Read($"ended/{process}.json") ?? throw new InvalidDataException($"Process '{process}' ended, but its final part is not in {_store.Where}."));
 
     public ProcessPart? LoadPart(long checkpoint, string process)
     {
@@ -340,9 +357,9 @@ internal interface ICheckpointPort
 /// <summary>
 /// Takes the checkpoints of a run: every interval, asks the sources to send the markers of a new checkpoint
 /// with their items (<paramref name="requestMarkers"/>); each process saves its part when the markers have
-/// passed (<see cref="ProcessRunner"/>) and says so (<see cref="Stored(long)"/>); once all
-/// <paramref name="participants"/> have, the checkpoint is complete. One checkpoint at a time; none once
-/// some process has ended (<paramref name="ended"/> names one: the run is finishing). The threads placement runs
+/// passed (<see cref="ProcessRunner"/>) and says so (<see cref="Stored(long, string)"/>); once all
+/// <paramref name="participants"/> have, the checkpoint is complete. One checkpoint at a time; after some process has
+/// ended, its final part stands for it (<see cref="GoesOnAfterEnds"/>), or none is taken (<paramref name="ended"/> names one). The threads placement runs
 /// one beside its runners; the processes placement's coordinator runs one for all its children.
 /// </summary>
 internal sealed class CheckpointCoordinator(
@@ -387,15 +404,39 @@ internal sealed class CheckpointCoordinator(
     /// <summary>Asked before a checkpoint is marked complete: false abandons it (the run went back meanwhile).</summary>
     public Func<bool>? StillCurrent { get; init; }
 
-    void ICheckpointPort.Stored(long checkpoint, ProcessRunner runner) => Stored(checkpoint);
+    /// <summary>
+    /// Checkpoints go on after processes end (the threads and processes placements): an ended process's final part
+    /// (<see cref="CheckpointStore.SaveFinal"/>) stands for it in every later checkpoint. Otherwise (the broker placement)
+    /// none is taken once some process has ended.
+    /// </summary>
+    public bool GoesOnAfterEnds { get; init; }
 
-    /// <summary>A process stored its part of <paramref name="checkpoint"/>. Any thread.</summary>
-    public void Stored(long checkpoint)
+    // Processes whose final part is stored, and those that stored their part of the current checkpoint.
+    private readonly HashSet<string> _ended = new(StringComparer.Ordinal);
+    private HashSet<string> _storedBy = new(StringComparer.Ordinal);
+
+    void ICheckpointPort.Stored(long checkpoint, ProcessRunner runner) => Stored(checkpoint, runner.Name);
+
+    /// <summary>
+    /// Process <paramref name="process"/> (null: one not named) stored its part of <paramref name="checkpoint"/>, or its
+    /// final part (<see cref="CheckpointStore.Final"/>). Any thread.
+    /// </summary>
+    public void Stored(long checkpoint, string? process = null)
     {
         TaskCompletionSource? done = null;
         lock (_lock)
         {
-            if (checkpoint != _current || _stored is null) return;
+            if (checkpoint == CheckpointStore.Final)
+            {
+                if (!GoesOnAfterEnds || process is null || !_ended.Add(process)) return;
+                // Ended before storing its part of the checkpoint under way: its final part stands for it.
+                if (_stored is null || _storedBy.Contains(process)) return;
+            }
+            else
+            {
+                if (checkpoint != _current || _stored is null) return;
+                if (process is not null && !_storedBy.Add(process)) return;
+            }
             if (--_waiting == 0) done = _stored;
         }
         done?.TrySetResult();
@@ -412,14 +453,16 @@ internal sealed class CheckpointCoordinator(
             while (!stop.IsCancellationRequested && !run.StopRequested)
             {
                 await Task.Delay(interval, stop);
-                if (run.StopRequested || AnyEnded()) return;
+                if (run.StopRequested || (!GoesOnAfterEnds && AnyEnded())) return;
                 long checkpoint;
                 TaskCompletionSource stored = new(TaskCreationOptions.RunContinuationsAsynchronously);
                 lock (_lock)
                 {
                     checkpoint = ++_current;
-                    _waiting = participants;
+                    _storedBy = new HashSet<string>(StringComparer.Ordinal);
+                    _waiting = participants - _ended.Count;
                     _stored = stored;
+                    if (_waiting == 0) return; // every process has ended: the run is over
                 }
                 long started = System.Diagnostics.Stopwatch.GetTimestamp();
                 requestMarkers(checkpoint);
@@ -427,8 +470,12 @@ internal sealed class CheckpointCoordinator(
                 while (!stored.Task.IsCompleted)
                 {
                     if (await Task.WhenAny(stored.Task, Task.Delay(interval, stop)) == stored.Task) break;
-                    if (AnyEnded() || run.StopRequested) return;
+                    if ((!GoesOnAfterEnds && AnyEnded()) || run.StopRequested || stop.IsCancellationRequested) return;
                 }
+                // The processes that ended without storing a part of this checkpoint: their final parts are their parts.
+                string[] finals;
+                lock (_lock) finals = _ended.Where(p => !_storedBy.Contains(p)).ToArray();
+                foreach (string process in finals) Store.CopyFinal(process, checkpoint);
                 // The broker placement: a newer generation (another host went back to a checkpoint) makes this one's checkpoints void;
                 // under the store's lock, so that a host starting a new generation reads the last complete checkpoint before or after this one.
                 if (StillCurrent is { } stillCurrent)
@@ -471,7 +518,7 @@ internal sealed class CheckpointCoordinator(
                 Millrace.Monitoring.Log.Notice(logger, "checkpoints",
                     $"{sorted.Length} complete in this run, each took p50 {P(0.5):0.0} ms, p99 {P(0.99):0.0} ms, max {sorted[^1]:0.0} ms " +
                     $"(from asking the sources to the last part stored); the last holds {_lastSize:N0} bytes" +
-                    (_endedFirst is { } name ? $"; none after process '{name}' ended (checkpoints stop once any process has)" : ""));
+                    (!GoesOnAfterEnds && _endedFirst is { } name ? $"; none after process '{name}' ended (checkpoints stop once any process has)" : ""));
             }
         }
     });
@@ -574,7 +621,7 @@ internal static class Checkpoints
         ProcessRunner[] runners = host.Local;
         var coordinator = new CheckpointCoordinator(host.Run, runners.Length,
             checkpoint => { foreach (ProcessRunner source in runners.Where(r => r.IsSource)) source.RequestMarker(checkpoint); },
-            () => runners.FirstOrDefault(r => r.HasEnded)?.Name, store, options.CheckpointEvery, resumed, options.Logger);
+            () => runners.FirstOrDefault(r => r.HasEnded)?.Name, store, options.CheckpointEvery, resumed, options.Logger) { GoesOnAfterEnds = true };
         Attach(runners, store, resumed, coordinator);
         if (resumed >= 0) Millrace.Monitoring.Log.Notice(options.Logger, "checkpoints", $"resuming from checkpoint {resumed} in {store.Path_}");
         return coordinator;

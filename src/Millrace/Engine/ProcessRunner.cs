@@ -215,10 +215,13 @@ public sealed class ProcessRunner
     /// Writes the part (taken, it changes no more) to the store off this process's thread: the file is flushed
     /// to disk, which takes milliseconds the items need not wait for. The checkpoint counts it once it is written.
     /// </summary>
+    private Task _storing = Task.CompletedTask;
+    private bool _endedBefore;
+
     private void StorePart(long checkpoint, ProcessPart part)
     {
         ICheckpointPort port = Checkpoints!;
-        _ = Task.Run(() =>
+        _storing = Task.Run(() =>
         {
             try
             {
@@ -241,6 +244,7 @@ public sealed class ProcessRunner
             if (part.States.TryGetValue(slot.Name, out byte[]? data)) slot.Load(data);
         }
         if (_builder.Source is { } source) source.Skip = part.Position ?? 0;
+        _endedBefore = part.Ended;
         foreach (ChannelPart channel in part.Channels)
         {
             Lane lane = _lanes.First(l => l.StreamName == channel.Stream);
@@ -485,10 +489,28 @@ public sealed class ProcessRunner
             phase = null;
             await HandleInboxAsync();
             if (Stopping) return;
-            if (_builder.Completed is { } completed)
+            // Resumed from its final part: it had completed before; what its completion action did is not done twice.
+            if (_builder.Completed is { } completed && !_endedBefore)
             {
                 phase = "its completion action";
                 await InvokeAsync(completed);
+            }
+            if (Checkpoints is { } port && !Run.StopRequested)
+            {
+                // Ended for good: its final state (and, a source, its last position) stands for it in every later checkpoint.
+                phase = "storing its final part";
+                FlushOutputs();
+                if (Blocked) await DrainAsync();
+                // A part of a checkpoint it took a snapshot for is stored, and said, first: the final part stands only for
+                // checkpoints whose markers never reached it (every writer to it had ended before sending them).
+                await _storing;
+                port.Store.SaveFinal(Name, new ProcessPart
+                {
+                    Ended = true,
+                    States = SaveStates(),
+                    Position = IsSource ? (_builder.Source?.Skip ?? 0) + Outputs.Sum(o => o.ItemsOut) : null,
+                });
+                port.Stored(CheckpointStore.Final, this);
             }
             phase = "ending its outputs";
             await EndOutputsAsync();

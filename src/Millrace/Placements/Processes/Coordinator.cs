@@ -148,7 +148,10 @@ internal sealed class Coordinator
                 if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all running");
                 if (_store is not null)
                 {
-                    _checkpoints = new CheckpointCoordinator(_run, _model.Processes.Count, RequestMarkers, AnyEnded, _store, _options.CheckpointEvery, _resume, _options.Logger);
+                    _checkpoints = new CheckpointCoordinator(_run, _model.Processes.Count, RequestMarkers, AnyEnded, _store, _options.CheckpointEvery, _resume, _options.Logger)
+                    {
+                        GoesOnAfterEnds = true,
+                    };
                     taking = _checkpoints.RunAsync();
                 }
                 if (await Task.WhenAny(_allFinal.Task, _run.HardStopped) != _allFinal.Task)
@@ -337,7 +340,7 @@ internal sealed class Coordinator
                 child.Stats = stats.Processes;
                 break;
             case CheckpointStored stored:
-                _checkpoints?.Stored(stored.Checkpoint);
+                if ((uint)stored.Process < (uint)_model.Processes.Count) _checkpoints?.Stored(stored.Checkpoint, _model.Processes[stored.Process].Name);
                 break;
             case FinalReport final:
                 // Final first, then every question still open is answered with it; a question asked
