@@ -97,7 +97,8 @@ public static class TableSinks
             });
             p.OnCompleted(() =>
             {
-                if (p.TakesCheckpoints) epochs.CommitAll();
+                // A stopped run resumes from its last checkpoint (which holds what this sink holds): nothing is committed early.
+                if (p.TakesCheckpoints && !p.StopRequested) epochs.CommitAll();
             });
             // However the process ends (a failed CREATE TABLE included), the connection is closed.
             p.Finally(() => rows?.Dispose());
@@ -169,6 +170,8 @@ internal sealed class CheckpointedRows<T>(string sink, string table)
     {
         p.Keep("held", () =>
         {
+            // Its final part: everything was committed when its inputs ended.
+            if (_ended) return _held;
             // The checkpoint before this one is complete: the rows it held are committed now.
             CommitHeld();
             _held = _current;
@@ -185,13 +188,20 @@ internal sealed class CheckpointedRows<T>(string sink, string table)
 
     public void Add(T item) => _current.Add(item);
 
-    /// <summary>The sink's inputs ended: what it holds is committed (no checkpoint comes after the last one now).</summary>
+    /// <summary>
+    /// The sink's inputs ended (not for a stop): what it holds is committed now; its final part then holds nothing to commit.
+    /// A crash before the run completes and before a checkpoint holds that final part resumes from the checkpoint before,
+    /// and writes the rows after it again (the same rows when the graph's output is the same when run again).
+    /// </summary>
     public void CommitAll()
     {
         _held.AddRange(_current);
         _current.Clear();
         CommitHeld();
+        _ended = true;
     }
+
+    private bool _ended;
 
     /// <summary>
     /// Resumed from a (complete) checkpoint: its held rows are committed now, unless the record says they were

@@ -117,6 +117,12 @@ public sealed class ProcessBuilder
     public CancellationToken CancellationToken => _runner?.UserToken ?? CancellationToken.None;
 
     /// <summary>
+    /// Whether the run was asked to stop (gracefully or not): a process whose inputs ended because of it has not seen
+    /// all of its data (its completion action may want to leave things for a resumed run, as <c>ToTable</c> does with checkpoints on).
+    /// </summary>
+    public bool StopRequested => _runner is { } runner && (runner.Run.StopRequested || runner.Stopping);
+
+    /// <summary>
     /// Runs <paramref name="tick"/> every <paramref name="interval"/> while the process runs, on the
     /// process's own thread, between items (never while a handler runs), so it may read and change
     /// the process's state and emit. For time-based work: flushing what has waited too long,

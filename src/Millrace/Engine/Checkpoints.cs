@@ -352,6 +352,9 @@ internal interface ICheckpointPort
 
     /// <summary><paramref name="runner"/> stored its part of <paramref name="checkpoint"/>. Its own thread.</summary>
     void Stored(long checkpoint, ProcessRunner runner);
+
+    /// <summary>Checkpoints go on after processes end: a process that ends stores its final part (<see cref="CheckpointStore.SaveFinal"/>).</summary>
+    bool KeepsFinalParts { get; }
 }
 
 /// <summary>
@@ -416,6 +419,8 @@ internal sealed class CheckpointCoordinator(
     private HashSet<string> _storedBy = new(StringComparer.Ordinal);
 
     void ICheckpointPort.Stored(long checkpoint, ProcessRunner runner) => Stored(checkpoint, runner.Name);
+
+    bool ICheckpointPort.KeepsFinalParts => GoesOnAfterEnds;
 
     /// <summary>
     /// Process <paramref name="process"/> (null: one not named) stored its part of <paramref name="checkpoint"/>, or its

@@ -468,7 +468,8 @@ public sealed class ProcessRunner
                     if (Blocked) await DrainAsync();
                     EndBusy();
                 }
-                if (_builder.Source is { } source)
+                // A source resumed from its final part had ended: it ends again at once, whatever its data holds now.
+                if (_builder.Source is { } source && !_endedBefore)
                 {
                     phase = "its source";
                     BeginBusy();
@@ -495,7 +496,7 @@ public sealed class ProcessRunner
                 phase = "its completion action";
                 await InvokeAsync(completed);
             }
-            if (Checkpoints is { } port && !Run.StopRequested)
+            if (Checkpoints is { KeepsFinalParts: true } port && !Run.StopRequested)
             {
                 // Ended for good: its final state (and, a source, its last position) stands for it in every later checkpoint.
                 phase = "storing its final part";
@@ -588,6 +589,9 @@ public sealed class ProcessRunner
             {
                 case EnvelopeKind.Data:
                     Lane lane = envelope.Lane!;
+                    if (_endedBefore)
+                        throw new InvalidOperationException(
+                            $"items arrived on '{lane.StreamName}' after the process had ended (it was resumed from its final part): the checkpoint does not hold a consistent run");
                     if (_recording is not null && _recording.TryGetValue((lane.Index, envelope.Writer), out List<byte[]>? recorded))
                         recorded.Add(lane.Input.Encode(envelope.Items!, envelope.Count));
                     BeginBusy();

@@ -111,6 +111,9 @@ public sealed class CheckpointSupport
         public CheckpointStore Store => store;
 
         public void Stored(long checkpoint, ProcessRunner runner) => stored(checkpoint, runner.Name);
+
+        // The broker placement takes no checkpoint once a process has ended.
+        public bool KeepsFinalParts => false;
     }
 }
 

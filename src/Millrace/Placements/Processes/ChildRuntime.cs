@@ -186,6 +186,8 @@ internal static class ChildRuntime
 
         public void Stored(long checkpoint, ProcessRunner runner) =>
             control.Send(new CheckpointStored(checkpoint, model.Shape.IndexOf(runner.Name)));
+
+        public bool KeepsFinalParts => true;
     }
 
     private enum ReportKind { Status, Stats, Final }

@@ -134,6 +134,14 @@ internal sealed class Coordinator
         // The detector listens before anything runs, so that no early poke is lost.
         if (_model.Cycles.Count > 0) _run.Detector = new TerminationDetector(_run, new ChildrenStatus(this), _model);
         _run.Detector?.Start();
+        // Made before the children start: a process may end (and report its final part) before every child is ready.
+        if (_store is not null)
+        {
+            _checkpoints = new CheckpointCoordinator(_run, _model.Processes.Count, RequestMarkers, AnyEnded, _store, _options.CheckpointEvery, _resume, _options.Logger)
+            {
+                GoesOnAfterEnds = true,
+            };
+        }
         foreach (Child child in _children) StartChild(child);
         if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: children started");
         Task accepting = AcceptAsync(listener);
@@ -146,14 +154,7 @@ internal sealed class Coordinator
             if (await Started(c => c.Ready.Task, "connect to the others"))
             {
                 if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: all running");
-                if (_store is not null)
-                {
-                    _checkpoints = new CheckpointCoordinator(_run, _model.Processes.Count, RequestMarkers, AnyEnded, _store, _options.CheckpointEvery, _resume, _options.Logger)
-                    {
-                        GoesOnAfterEnds = true,
-                    };
-                    taking = _checkpoints.RunAsync();
-                }
+                if (_checkpoints is not null) taking = _checkpoints.RunAsync();
                 if (await Task.WhenAny(_allFinal.Task, _run.HardStopped) != _allFinal.Task)
                 {
                     // Stopped hard (a child died, a halt, a failure): wait for the final reports of the
