@@ -288,6 +288,11 @@ public sealed partial class WebSource
                 return;
             }
             string idHeader = request.Headers.ContainsKey(IdHeader) ? IdHeader : "Idempotency-Key";
+            if (request.Headers[idHeader].Count > 1)
+            {
+                await Error(context, 400, $"The request has {request.Headers[idHeader].Count} {idHeader} headers; send one: a file has one id.");
+                return;
+            }
             string? id = request.Headers[idHeader].FirstOrDefault();
             if (id is not null && !ItemIds.IsValid(id))
             {
@@ -416,7 +421,7 @@ public sealed partial class WebSource
                         }
                         byte[]? content = await ReadLimitedAsync(section.Body, context, token);
                         if (content is null) return null;
-                        found = (content, Path.GetFileName(fileName ?? "") is { Length: > 0 } n ? n : name ?? id, section.ContentType ?? "application/octet-stream");
+                        found = (content, CleanName(fileName) ?? CleanName(name) ?? id, section.ContentType ?? "application/octet-stream");
                     }
                     if (found is null)
                     {
@@ -437,11 +442,17 @@ public sealed partial class WebSource
                     await Error(context, 400, "The body is empty: a file needs at least one byte.");
                     return null;
                 }
-                return (raw, name is { Length: > 0 } ? Path.GetFileName(name) : id, request.ContentType ?? "application/octet-stream");
+                return (raw, CleanName(name) ?? id, request.ContentType ?? "application/octet-stream");
             }
             catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
             {
                 await TooLarge(context, request.ContentLength ?? -1);
+                return null;
+            }
+            catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status408RequestTimeout)
+            {
+                // Kestrel's minimum data rate: the body stalled (or came slower than 240 bytes a second after 5 s).
+                await Error(context, 408, "The body arrived too slowly (less than 240 bytes a second); it was not accepted. Send it again.");
                 return null;
             }
             catch (Exception e) when (e is InvalidDataException or IOException or BadHttpRequestException && !token.IsCancellationRequested)
@@ -518,6 +529,18 @@ public sealed partial class WebSource
         {
             Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         };
+
+        /// <summary>
+        /// A file name as the item carries it: the last part of a path, without control characters (a newline in a name
+        /// would split a log line or a CSV row); null when nothing is left.
+        /// </summary>
+        internal static string? CleanName(string? name)
+        {
+            if (string.IsNullOrEmpty(name)) return null;
+            string last = name[(name.LastIndexOfAny(['/', '\\']) + 1)..];
+            string clean = new string(last.Where(c => !char.IsControl(c)).ToArray()).Trim();
+            return clean.Length == 0 || clean is "." or ".." ? null : clean;
+        }
 
         private static string Shorten(string s) => s.Length <= 40 ? s : s[..40] + "…";
     }

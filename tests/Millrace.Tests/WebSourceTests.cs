@@ -362,6 +362,59 @@ public sealed class WebSourceTests : IDisposable
         await run;
     }
 
+    /// <summary>Sends <paramref name="head"/> and <paramref name="body"/> on a connection of its own and reads the answer (bounded).</summary>
+    private static async Task<string> RawAsync(Uri uri, string head, string body)
+    {
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, uri.Port);
+        NetworkStream stream = client.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(head + "\r\n" + body));
+        var answer = new byte[8192];
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        int read = await stream.ReadAsync(answer, wait.Token);
+        return Encoding.ASCII.GetString(answer, 0, read);
+    }
+
+    [Fact]
+    public async Task A_stalled_body_gets_408_two_ids_get_400_and_control_characters_leave_file_names()
+    {
+        var (graph, web) = FileGraph(Options(o => o.MaxUploads = 1));
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = graph.RunWithin(token: stop.Token, seconds: 120);
+        var uri = new Uri(await UrlOf(web, run));
+
+        // A body that stops arriving (well within the upload timeout): Kestrel's minimum data rate notices after its grace period.
+        string stalled = await RawAsync(uri, $"POST {uri.AbsolutePath} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n", "ten bytes.");
+        Assert.StartsWith("HTTP/1.1 408", stalled);
+        Assert.Contains("The body arrived too slowly", stalled);
+
+        // Two id headers: which one would be the file's id? Neither: 400.
+        string twoIds = await RawAsync(uri,
+            $"POST {uri.AbsolutePath} HTTP/1.1\r\nHost: 127.0.0.1\r\nMillrace-Item-Id: first\r\nMillrace-Item-Id: second\r\nContent-Length: 1\r\nConnection: close\r\n", "x");
+        Assert.StartsWith("HTTP/1.1 400", twoIds);
+        Assert.Contains("The request has 2 Millrace-Item-Id headers", twoIds);
+
+        // Control characters and a path leave a file's name (query and multipart alike).
+        using HttpClient client = Uploads.NewClient();
+        using (HttpResponseMessage response = await client.PostAsync(uri + "?name=" + Uri.EscapeDataString("../dir\\ev\nil\t.txt"), new ByteArrayContent([1, 2])))
+        {
+            string body = await response.Content.ReadAsStringAsync();
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            Assert.Contains("\"name\":\"evil.txt\"", body);
+        }
+        var part = new ByteArrayContent([3]);
+        part.Headers.ContentDisposition = new ContentDispositionHeaderValue("form-data") { Name = "file", FileNameStar = "bad\rname\u0007.txt" };
+        using (HttpResponseMessage response = await client.PostAsync(uri, new MultipartFormDataContent { part }))
+        {
+            string body = await response.Content.ReadAsStringAsync();
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            Assert.Contains("\"name\":\"badname.txt\"", body);
+        }
+        stop.Cancel();
+        RunResult result = await run;
+        Assert.Empty(result.Errors);
+    }
+
     [Fact]
     public async Task A_spooled_file_that_fails_the_pipeline_at_every_start_is_moved_aside_after_MaxReplays()
     {
