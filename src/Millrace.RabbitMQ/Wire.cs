@@ -59,22 +59,36 @@ internal static class Wire
         return text.ToString();
     }
 
+    /// <exception cref="FormatException">The header is not a list of ids and runs, or names another number of ids than <paramref name="count"/>.</exception>
     public static ulong[] DecodeIds(string text, int count)
     {
-        var ids = new ulong[count];
-        int n = 0;
+        // Parsed first, allocated after: the array's size is what the header really names, never a count it only claims.
+        var ranges = new List<(ulong First, int Run)>();
+        long n = 0;
         foreach (string range in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             int colon = range.IndexOf(':');
-            ulong first = ulong.Parse(colon < 0 ? range : range[..colon], NumberStyles.None, CultureInfo.InvariantCulture);
-            int run = colon < 0 ? 1 : int.Parse(range[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture);
-            if (run < 1 || n + run > count)
+            if (!ulong.TryParse(colon < 0 ? range : range[..colon], NumberStyles.None, CultureInfo.InvariantCulture, out ulong first))
+                throw new FormatException($"header {IdsHeader}: '{Shorten(range)}' is not an id or an id:run");
+            int run = 1;
+            if (colon >= 0 && !int.TryParse(range[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out run))
+                throw new FormatException($"header {IdsHeader}: '{Shorten(range)}' has no valid run after its ':'");
+            n += run;
+            if (run < 1 || n > count)
                 throw new FormatException($"header {IdsHeader} names more ids than the body has items ({count})");
-            for (int k = 0; k < run; k++) ids[n++] = unchecked(first + (ulong)k);
+            ranges.Add((first, run));
         }
         if (n != count) throw new FormatException($"header {IdsHeader} names {n} ids for {count} items");
+        var ids = new ulong[n];
+        int i = 0;
+        foreach ((ulong first, int run) in ranges)
+        {
+            for (int k = 0; k < run; k++) ids[i++] = unchecked(first + (ulong)k);
+        }
         return ids;
     }
+
+    private static string Shorten(string s) => s.Length <= 30 ? s : s[..30] + "…";
 
     public static string? Text(IDictionary<string, object?>? headers, string name) =>
         headers is not null && headers.TryGetValue(name, out object? value)

@@ -57,8 +57,8 @@ public static class BinaryCodec
 
         public T[] Decode(ReadOnlySpan<byte> data, int count)
         {
-            int expected = count * Unsafe.SizeOf<T>();
-            if (data.Length != expected)
+            long expected = (long)count * Unsafe.SizeOf<T>();
+            if (count < 0 || data.Length != expected)
                 throw new InvalidDataException($"A batch of {count} {typeof(T).Name} needs {expected} bytes; the frame has {data.Length}.");
             var items = new T[count];
             data.CopyTo(MemoryMarshal.AsBytes(items.AsSpan()));
@@ -82,6 +82,9 @@ public static class BinaryCodec
 
         public T[] Decode(ReadOnlySpan<byte> data, int count)
         {
+            // Each item takes at least one byte: a count beyond the bytes is a bad frame, not an array to allocate.
+            if (count < 0 || count > data.Length)
+                throw new InvalidDataException($"A batch of {count} {typeof(T).Name} cannot fit in {data.Length} bytes.");
             var reader = new Reader(data.ToArray());
             var items = new T[count];
             for (int i = 0; i < count; i++) items[i] = Read(reader);

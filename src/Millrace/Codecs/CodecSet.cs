@@ -15,7 +15,8 @@ public abstract class BatchCodec
     /// <summary>Writes the first <paramref name="count"/> items of <paramref name="items"/> to <paramref name="output"/>.</summary>
     public abstract void Encode(Array items, int count, IBufferWriter<byte> output);
 
-    /// <summary>Reads a batch of <paramref name="count"/> items (-1: as many as there are); throws on bytes that are not one.</summary>
+    /// <summary>Reads a batch of <paramref name="count"/> items (-1: as many as there are).</summary>
+    /// <exception cref="InvalidDataException">The bytes are not such a batch (whatever the codec threw is its inner exception).</exception>
     public abstract Array Decode(ReadOnlySpan<byte> data, int count);
 }
 
@@ -30,7 +31,18 @@ internal sealed class BatchCodec<T> : BatchCodec
     public override void Encode(Array items, int count, IBufferWriter<byte> output) =>
         _codec.Encode(new ReadOnlySpan<T>((T[])items, 0, count), output);
 
-    public override Array Decode(ReadOnlySpan<byte> data, int count) => _codec.Decode(data, count);
+    public override Array Decode(ReadOnlySpan<byte> data, int count)
+    {
+        try
+        {
+            return _codec.Decode(data, count);
+        }
+        catch (Exception e) when (e is not (InvalidDataException or OutOfMemoryException or OperationCanceledException))
+        {
+            // One kind of error for bytes that are not a batch, whichever codec read them (JSON's, a user's).
+            throw new InvalidDataException($"{data.Length} bytes are not a batch of {(count < 0 ? "" : $"{count} ")}{typeof(T).Name} for the {_codec.Name} codec: {e.GetType().Name}: {e.Message}", e);
+        }
+    }
 }
 
 /// <summary>Which codec each item type uses: the user's, then the choice of <see cref="RunOptions.Codec"/>.</summary>

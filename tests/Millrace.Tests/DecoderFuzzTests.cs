@@ -1,0 +1,158 @@
+using System.Buffers;
+using System.Text;
+using Millrace.Codecs;
+
+namespace Millrace.Tests;
+
+/// <summary>
+/// The codecs that carry batches across OS processes and the broker, fed mutated and random bytes and wrong
+/// counts: every outcome is a batch of the announced count or an <see cref="InvalidDataException"/> — never
+/// another exception, and never an allocation sized by a count the bytes cannot hold. Unmutated batches come
+/// back equal. Iterations: MILLRACE_FUZZ_ITERATIONS (default 20,000).
+/// </summary>
+public class DecoderFuzzTests
+{
+    public sealed record Reading(int Sensor, string? Place, double Value, byte[]? Raw);
+
+    public sealed record Envelope(Reading Inner, long Sequence, bool Final);
+
+    private static readonly string[] Texts = ["", "a", "ü€𝄞", "line\nbreak", "\"quoted\"", new string('x', 300), "\0nul"];
+
+    private static object Item(Type type, Random random) => type == typeof(long)
+        ? random.Next(4) switch { 0 => long.MinValue, 1 => long.MaxValue, _ => (long)random.Next() - 1_000_000 }
+        : type == typeof(string)
+            ? Texts[random.Next(Texts.Length)]
+            : type == typeof(Reading)
+                ? NewReading(random)
+                : new Envelope(NewReading(random), random.NextInt64(), random.Next(2) == 0);
+
+    private static Reading NewReading(Random random) => new(random.Next(), random.Next(3) == 0 ? null : Texts[random.Next(Texts.Length)],
+        random.Next(5) == 0 ? double.NaN : random.NextDouble() * 1e6, random.Next(3) == 0 ? null : Enumerable.Range(0, random.Next(20)).Select(i => (byte)i).ToArray());
+
+    private static BatchCodec Codec(Type type, bool binary)
+    {
+        object codec = binary
+            ? typeof(BinaryCodec).GetMethod(nameof(BinaryCodec.For))!.MakeGenericMethod(type).Invoke(null, null)!
+            : Activator.CreateInstance(typeof(JsonCodec<>).MakeGenericType(type), [null])!;
+        return (BatchCodec)Activator.CreateInstance(typeof(BatchCodec<>).MakeGenericType(type), codec)!;
+    }
+
+    [Fact]
+    public void Mutated_batches_and_wrong_counts_decode_or_fail_with_InvalidDataException_only()
+    {
+        int iterations = Helpers.Iterations("MILLRACE_FUZZ_ITERATIONS", 20_000);
+        var random = new Random(20261203);
+        Type[] types = [typeof(long), typeof(string), typeof(Reading), typeof(Envelope)];
+        int decoded = 0, refused = 0;
+        for (int i = 0; i < iterations; i++)
+        {
+            Type type = types[random.Next(types.Length)];
+            bool binary = random.Next(2) == 0;
+            BatchCodec codec = Codec(type, binary);
+            int n = random.Next(0, 12);
+            Array items = Array.CreateInstance(type, n);
+            for (int k = 0; k < n; k++) items.SetValue(Item(type, random), k);
+            var output = new ArrayBufferWriter<byte>();
+            codec.Encode(items, n, output);
+            byte[] bytes = output.WrittenSpan.ToArray();
+            if (random.Next(8) == 0)
+            {
+                // Unchanged: the same items come back.
+                Array back = codec.Decode(bytes, n);
+                Assert.Equal(Json(items), Json(back));
+                decoded++;
+                continue;
+            }
+            int count = random.Next(6) switch
+            {
+                0 => int.MaxValue,
+                1 => int.MaxValue / 8 + 1, // times 8 bytes wraps an int
+                2 => -1 - random.Next(3),
+                3 => n + random.Next(-1, 2),
+                _ => n,
+            };
+            byte[] input = random.Next(5) == 0 ? bytes : Mutate(bytes, random);
+            try
+            {
+                Array result = codec.Decode(input, count);
+                Assert.True(count < 0 || result.Length == count, $"{codec.Name} {type.Name}: {result.Length} items for a count of {count}");
+                decoded++;
+            }
+            catch (InvalidDataException e)
+            {
+                Assert.False(string.IsNullOrWhiteSpace(e.Message));
+                refused++;
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"{codec.Name} codec, {type.Name}, count {count}, bytes {Convert.ToHexString(input.AsSpan(0, Math.Min(64, input.Length)))}: {e.GetType().Name}: {e.Message}");
+            }
+        }
+        Assert.True(decoded > 0 && refused > 0, $"decoded {decoded}, refused {refused}");
+    }
+
+    [Fact]
+    public void The_broker_ids_header_refuses_what_does_not_match_its_body()
+    {
+        int iterations = Helpers.Iterations("MILLRACE_FUZZ_ITERATIONS", 20_000);
+        var random = new Random(7);
+        string[] seeds = ["1:5", "7", "1:2,9:3", "18446744073709551615:1", "0:1,0:1"];
+        for (int i = 0; i < iterations; i++)
+        {
+            string text = Encoding.UTF8.GetString(Mutate(Encoding.UTF8.GetBytes(seeds[random.Next(seeds.Length)]), random));
+            int count = random.Next(4) == 0 ? int.MaxValue : random.Next(0, 8);
+            try
+            {
+                ulong[] ids = Millrace.RabbitMQ.Wire.DecodeIds(text, count);
+                Assert.Equal(count, ids.Length);
+            }
+            catch (FormatException)
+            {
+            }
+            catch (OverflowException e)
+            {
+                Assert.Fail($"'{text}' ({count}): {e.Message}");
+            }
+        }
+    }
+
+    private static string Json(Array items) => System.Text.Json.JsonSerializer.Serialize(items, new System.Text.Json.JsonSerializerOptions
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    });
+
+    private static readonly byte[] Punctuation = "{}[]\":,0123456789eE.-\\ntufl"u8.ToArray();
+
+    internal static byte[] Mutate(byte[] seed, Random random)
+    {
+        var bytes = new List<byte>(seed);
+        int edits = random.Next(1, 4);
+        for (int e = 0; e < edits; e++)
+        {
+            switch (random.Next(6))
+            {
+                case 0 when bytes.Count > 0:
+                    bytes[random.Next(bytes.Count)] = (byte)random.Next(256);
+                    break;
+                case 1 when bytes.Count > 0:
+                    bytes.RemoveAt(random.Next(bytes.Count));
+                    break;
+                case 2:
+                    bytes.Insert(random.Next(bytes.Count + 1), Punctuation[random.Next(Punctuation.Length)]);
+                    break;
+                case 3:
+                    bytes = bytes.Take(random.Next(bytes.Count + 1)).ToList();
+                    break;
+                case 4 when bytes.Count >= 4:
+                    // A length field made huge or negative.
+                    int at = random.Next(bytes.Count - 3);
+                    byte[] big = BitConverter.GetBytes(random.Next(2) == 0 ? int.MaxValue : -2 - random.Next(10));
+                    for (int b = 0; b < 4; b++) bytes[at + b] = big[b];
+                    break;
+                default:
+                    return Enumerable.Range(0, random.Next(64)).Select(_ => (byte)random.Next(256)).ToArray();
+            }
+        }
+        return bytes.ToArray();
+    }
+}
