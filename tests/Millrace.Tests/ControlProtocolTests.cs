@@ -125,7 +125,7 @@ public class ControlProtocolTests
         int parsed = 0, refused = 0;
         for (int i = 0; i < iterations; i++)
         {
-            byte[] input = Mutate(seeds[random.Next(seeds.Length)], random);
+            byte[] input = Fuzz.Mutate(seeds[random.Next(seeds.Length)], random);
             try
             {
                 ControlMessage message = ControlCodec.Read(input);
@@ -139,41 +139,5 @@ public class ControlProtocolTests
         }
         // Both outcomes happen: the mutations are neither all harmless nor all fatal.
         Assert.True(parsed > 0 && refused > 0, $"parsed {parsed}, refused {refused}");
-    }
-
-    private static readonly byte[] Punctuation = "{}[]\":,0123456789eE.-\\ntufl"u8.ToArray();
-
-    private static byte[] Mutate(byte[] seed, Random random)
-    {
-        var bytes = new List<byte>(seed);
-        int edits = random.Next(1, 4);
-        for (int e = 0; e < edits; e++)
-        {
-            switch (random.Next(6))
-            {
-                case 0 when bytes.Count > 0:
-                    bytes[random.Next(bytes.Count)] = (byte)random.Next(256);
-                    break;
-                case 1 when bytes.Count > 0:
-                    bytes.RemoveAt(random.Next(bytes.Count));
-                    break;
-                case 2:
-                    bytes.Insert(random.Next(bytes.Count + 1), Punctuation[random.Next(Punctuation.Length)]);
-                    break;
-                case 3:
-                    // Truncated, as a connection cut mid-message would leave it.
-                    bytes = bytes.Take(random.Next(bytes.Count + 1)).ToList();
-                    break;
-                case 4:
-                    return Enumerable.Range(0, random.Next(64)).Select(_ => (byte)random.Next(256)).ToArray();
-                default:
-                    // Swap a number for a string or the other way round.
-                    string text = Encoding.UTF8.GetString(bytes.ToArray());
-                    text = random.Next(2) == 0 ? System.Text.RegularExpressions.Regex.Replace(text, "\\d+", "\"7\"") : text.Replace("\"Blocked\"", "12");
-                    bytes = Encoding.UTF8.GetBytes(text).ToList();
-                    break;
-            }
-        }
-        return bytes.ToArray();
     }
 }

@@ -71,7 +71,7 @@ public class DecoderFuzzTests
                 3 => n + random.Next(-1, 2),
                 _ => n,
             };
-            byte[] input = random.Next(5) == 0 ? bytes : Mutate(bytes, random);
+            byte[] input = random.Next(5) == 0 ? bytes : Fuzz.Mutate(bytes, random);
             try
             {
                 Array result = codec.Decode(input, count);
@@ -99,7 +99,7 @@ public class DecoderFuzzTests
         string[] seeds = ["1:5", "7", "1:2,9:3", "18446744073709551615:1", "0:1,0:1"];
         for (int i = 0; i < iterations; i++)
         {
-            string text = Encoding.UTF8.GetString(Mutate(Encoding.UTF8.GetBytes(seeds[random.Next(seeds.Length)]), random));
+            string text = Encoding.UTF8.GetString(Fuzz.Mutate(Encoding.UTF8.GetBytes(seeds[random.Next(seeds.Length)]), random));
             int count = random.Next(4) == 0 ? int.MaxValue : random.Next(0, 8);
             try
             {
@@ -120,39 +120,4 @@ public class DecoderFuzzTests
     {
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
     });
-
-    private static readonly byte[] Punctuation = "{}[]\":,0123456789eE.-\\ntufl"u8.ToArray();
-
-    internal static byte[] Mutate(byte[] seed, Random random)
-    {
-        var bytes = new List<byte>(seed);
-        int edits = random.Next(1, 4);
-        for (int e = 0; e < edits; e++)
-        {
-            switch (random.Next(6))
-            {
-                case 0 when bytes.Count > 0:
-                    bytes[random.Next(bytes.Count)] = (byte)random.Next(256);
-                    break;
-                case 1 when bytes.Count > 0:
-                    bytes.RemoveAt(random.Next(bytes.Count));
-                    break;
-                case 2:
-                    bytes.Insert(random.Next(bytes.Count + 1), Punctuation[random.Next(Punctuation.Length)]);
-                    break;
-                case 3:
-                    bytes = bytes.Take(random.Next(bytes.Count + 1)).ToList();
-                    break;
-                case 4 when bytes.Count >= 4:
-                    // A length field made huge or negative.
-                    int at = random.Next(bytes.Count - 3);
-                    byte[] big = BitConverter.GetBytes(random.Next(2) == 0 ? int.MaxValue : -2 - random.Next(10));
-                    for (int b = 0; b < 4; b++) bytes[at + b] = big[b];
-                    break;
-                default:
-                    return Enumerable.Range(0, random.Next(64)).Select(_ => (byte)random.Next(256)).ToArray();
-            }
-        }
-        return bytes.ToArray();
-    }
 }
