@@ -26,6 +26,13 @@ public sealed partial class Graph
     private readonly List<IStreamReference> _streams = new();
     private readonly List<ProcessDeclaration> _processes = new();
     private readonly Dictionary<Type, object> _codecs = new();
+    private Stream<DeadLetter>? _deadLetters;
+
+    /// <summary>
+    /// The graph's stream of dead letters, <c>dead-letters</c>: items that processes with <see cref="ErrorPolicy.DeadLetter"/> could not
+    /// handle, with why. Read it like any stream (write it to a table, print it); declared when first asked for.
+    /// </summary>
+    public Stream<DeadLetter> DeadLetters => _deadLetters ??= Stream<DeadLetter>("dead-letters");
 
     /// <summary>Declares a stream called <paramref name="name"/> that carries items of type <typeparamref name="T"/>.</summary>
     /// <returns>A reference to pass to processes that read or write it.</returns>

@@ -48,6 +48,28 @@ public sealed class ProcessBuilder
         return output;
     }
 
+    /// <summary>What this process does when a handler throws on an item (<see cref="ErrorPolicy"/>; <see cref="ErrorPolicy.Stop"/> by default).</summary>
+    internal ErrorPolicy Errors { get; private set; } = ErrorPolicy.Stop;
+
+    /// <summary>Where its dead letters go, when its policy sends them somewhere.</summary>
+    internal Output<DeadLetter>? DeadLetters { get; private set; }
+
+    /// <summary>
+    /// Sets what happens when a handler of this process throws on an item: <see cref="ErrorPolicy.Stop"/> (the default: the run
+    /// fails), <see cref="ErrorPolicy.Skip"/>, <see cref="ErrorPolicy.DeadLetter"/>, or <see cref="ErrorPolicy.Retry"/> then one of
+    /// those. The same in every placement. Failures in start and completion actions always stop the run.
+    /// </summary>
+    public void OnError(ErrorPolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        ThrowIfSealed();
+        if (policy.MaxFailures < 0 || policy.Window <= TimeSpan.Zero)
+            throw new ArgumentException($"Process '{Name}': an error policy needs MaxFailures of 0 or more and a positive Window; got {policy.MaxFailures} and {policy.Window}.", nameof(policy));
+        Errors = policy;
+        // Writing dead letters makes this process a writer of their stream.
+        if (policy.Final.Target is { } target) DeadLetters = Output(target);
+    }
+
     /// <summary>Declares that this process reads <paramref name="input"/> and calls <paramref name="handler"/> for each item, in order.</summary>
     public void On<T>(Stream<T> input, Action<T> handler)
     {

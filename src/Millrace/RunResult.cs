@@ -93,7 +93,9 @@ public sealed class RunResult
 /// <param name="OsProcessId">The id of the OS process it ran in.</param>
 /// <param name="RepeatsSkipped">Items delivered again and skipped, because the process asked to skip repeats
 /// (<see cref="ProcessBuilder.SkipRepeats"/>; only the broker placement delivers an item twice).</param>
-public sealed record ProcessStats(long ItemsIn, long ItemsOut, int OsProcessId, long RepeatsSkipped = 0);
+/// <param name="ItemsSkipped">Items its handlers threw on that its error policy skipped (<see cref="ErrorPolicy.Skip"/>).</param>
+/// <param name="ItemsDeadLettered">Items its handlers threw on that its error policy sent to the dead letters (<see cref="ErrorPolicy.DeadLetter"/>).</param>
+public sealed record ProcessStats(long ItemsIn, long ItemsOut, int OsProcessId, long RepeatsSkipped = 0, long ItemsSkipped = 0, long ItemsDeadLettered = 0);
 
 /// <summary>Counts for one stream.</summary>
 /// <param name="ItemsWritten">Items its writers emitted (each reader sees all of them).</param>

@@ -43,6 +43,8 @@ if (result.HaltedBy is not null) Console.WriteLine($"halted by: {result.HaltedBy
 if (result.TerminationDetected) Console.WriteLine("termination detected");
 foreach (ProcessFailure e in result.Errors)
     Console.WriteLine($"error: process={e.Process} stream={e.Stream} item={e.ItemIndex} value={e.Item} exception={e.ExceptionType} message={e.Message}");
+foreach (var (name, stats) in result.Processes.Where(p => p.Value.ItemsSkipped + p.Value.ItemsDeadLettered > 0).OrderBy(p => p.Key, StringComparer.Ordinal))
+    Console.WriteLine($"process {name}: {stats.ItemsSkipped} skipped, {stats.ItemsDeadLettered} dead-lettered");
 foreach (var (name, stats) in result.Streams.OrderBy(s => s.Key, StringComparer.Ordinal))
     Console.WriteLine($"stream {name}: {stats.ItemsWritten} written");
 return result.Succeeded ? 0 : 1;
@@ -82,6 +84,10 @@ static class Scenarios
         ["checkpointed-cycle"] = CheckpointedCycle,
         ["checkpointed-timer"] = CheckpointedTimer,
         ["checkpointed-early-end"] = CheckpointedEarlyEnd,
+        ["errors-skip"] = g => Errors(g, "skip"),
+        ["errors-dead-letter"] = g => Errors(g, "dead-letter"),
+        ["errors-retry"] = g => Errors(g, "retry"),
+        ["errors-limit"] = g => Errors(g, "limit"),
     };
 
     /// <summary>
@@ -173,6 +179,55 @@ static class Scenarios
             p.On(side, _ => sideCount.Value++);
             p.OnCompleted(() => Console.WriteLine($"db: {count.Value} items totalling {total.Value}, {sideCount.Value} from the side"));
         });
+    }
+
+    /// <summary>
+    /// 10,000 numbers through a parser that throws on one in 1,000 (x % 1000 == 7) and, the first time only, on another
+    /// (x % 1000 == 3: a transient fault), under an error policy: skip, dead-letter, retry (then dead-letter), or a limit of 5
+    /// failures. db sums what got through; the dead letters are printed in order, content and all.
+    /// </summary>
+    private static void Errors(Graph graph, string policy)
+    {
+        var numbers = graph.Stream<long>("numbers");
+        var parsed = graph.Stream<long>("parsed");
+        graph.Source("numbers", numbers, Range(10_000));
+        graph.Process("parse", p =>
+        {
+            p.OnError(policy switch
+            {
+                "skip" => ErrorPolicy.Skip,
+                "dead-letter" => ErrorPolicy.DeadLetter(graph.DeadLetters),
+                "retry" => ErrorPolicy.Retry(2, TimeSpan.FromMilliseconds(1), then: ErrorPolicy.DeadLetter(graph.DeadLetters)),
+                _ => ErrorPolicy.Skip with { MaxFailures = 5 },
+            });
+            var failedOnce = new HashSet<long>();
+            Output<long> o = p.Output(parsed);
+            p.On(numbers, x =>
+            {
+                if (x % 1000 == 7) throw new FormatException($"'{x}' is not a number I like");
+                if (x % 1000 == 3 && failedOnce.Add(x)) throw new TimeoutException($"the parser of {x} timed out");
+                o.Emit(x * 2);
+            });
+        });
+        graph.Process("db", p =>
+        {
+            long count = 0, sum = 0;
+            p.On(parsed, x => { count++; sum += x; });
+            p.OnCompleted(() => Console.WriteLine($"db: {count} items summing to {sum}"));
+        });
+        if (policy is "dead-letter" or "retry")
+        {
+            graph.Process("dead", p =>
+            {
+                var letters = new List<DeadLetter>();
+                p.On(graph.DeadLetters, d => letters.Add(d));
+                p.OnCompleted(() =>
+                {
+                    foreach (DeadLetter d in letters)
+                        Console.WriteLine($"dead: {d.Process} {d.Stream} #{d.ItemIndex} item={d.Item} {d.ExceptionType}: {d.Message}");
+                });
+            });
+        }
     }
 
     /// <summary>A timer (3,000 ticks, one a millisecond) into a running total: resumed, it goes on after the last tick it emitted.</summary>

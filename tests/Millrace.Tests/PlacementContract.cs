@@ -31,6 +31,42 @@ public abstract class PlacementContract
         Assert.Equal(new[] { "db: 5000 items, sum of roots 12497500" }, Lines(output));
     }
 
+    /// <summary>
+    /// One item in 1,000 throws (and another once, as a transient fault would): each error policy gives the same outputs,
+    /// dead letters (content checked) and counts in every placement; past its limit of failures the run stops.
+    /// </summary>
+    [Theory]
+    [InlineData("skip")]
+    [InlineData("dead-letter")]
+    [InlineData("retry")]
+    [InlineData("limit")]
+    public async Task Error_policies_skip_dead_letter_or_retry_failing_items_and_stop_past_their_limit(string policy)
+    {
+        var (exit, output, err) = await Scenario("errors-" + policy);
+        string[] lines = Lines(output).Where(l => !l.StartsWith("stream ", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToArray();
+        if (policy == "limit")
+        {
+            Assert.NotEqual(0, exit);
+            Assert.Contains("outcome: Failed", lines);
+            Assert.Contains(lines, l => l.StartsWith("error: process=parse stream=numbers", StringComparison.Ordinal) &&
+                l.Contains("failed on more than 5 items within 60 s (skip): that many is a bug, not bad data", StringComparison.Ordinal));
+            return;
+        }
+        Assert.True(exit == 0, err);
+        IEnumerable<long> Failing(long mod) => Enumerable.Range(0, 10).Select(k => k * 1000L + mod);
+        string Dead(long x, string type, string message) => $"dead: parse numbers #{x} item={x} {type}: {message}";
+        var permanent = Failing(7).Select(x => Dead(x, "System.FormatException", $"'{x}' is not a number I like"));
+        var transient = Failing(3).Select(x => Dead(x, "System.TimeoutException", $"the parser of {x} timed out"));
+        long Sum(IEnumerable<long> gone) => Enumerable.Range(0, 10_000).Select(x => (long)x).Except(gone).Sum(x => x * 2);
+        string[] expected = policy switch
+        {
+            "skip" => [$"db: 9980 items summing to {Sum(Failing(7).Concat(Failing(3)))}", "process parse: 20 skipped, 0 dead-lettered"],
+            "dead-letter" => [$"db: 9980 items summing to {Sum(Failing(7).Concat(Failing(3)))}", "process parse: 0 skipped, 20 dead-lettered", .. permanent, .. transient],
+            _ => [$"db: 9990 items summing to {Sum(Failing(7))}", "process parse: 0 skipped, 10 dead-lettered", .. permanent],
+        };
+        Assert.Equal(expected.Append("outcome: Completed").Order(StringComparer.Ordinal), lines, StringComparer.Ordinal);
+    }
+
     [Fact]
     public async Task Tutorial_with_a_million_items_is_exact()
     {

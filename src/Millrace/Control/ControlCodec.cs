@@ -137,6 +137,8 @@ public static class ControlCodec
             Counts(w, "queued", p.Queued);
             Counts(w, "capacity", p.Capacity);
             if (p.Pid != 0) w.WriteNumber("pid", p.Pid);
+            if (p.Skipped != 0) w.WriteNumber("skipped", p.Skipped);
+            if (p.DeadLettered != 0) w.WriteNumber("deadLettered", p.DeadLettered);
             w.WriteEndObject();
         }
         w.WriteEndArray();
@@ -272,6 +274,8 @@ public static class ControlCodec
                     "capacity" => p with { Capacity = ReadCounts(ref r, name) },
                     "busy" => p with { Busy = r.GetDouble() },
                     "pid" => p with { Pid = r.GetInt32() },
+                    "skipped" => p with { Skipped = r.GetInt64() },
+                    "deadLettered" => p with { DeadLettered = r.GetInt64() },
                     _ => Skip(ref r, p),
                 };
             }

@@ -122,4 +122,8 @@ public sealed record ProcessReport
     public IReadOnlyDictionary<string, long>? Capacity { get; init; }
     /// <summary>The OS process it runs in.</summary>
     public int Pid { get; init; }
+    /// <summary>Items its error policy skipped (final reports).</summary>
+    public long Skipped { get; init; }
+    /// <summary>Items its error policy sent to the dead letters (final reports).</summary>
+    public long DeadLettered { get; init; }
 }

@@ -48,15 +48,6 @@ internal sealed class GraphModel
     {
         var problems = new List<string>();
 
-        var streams = new Dictionary<string, IStreamReference>(StringComparer.Ordinal);
-        foreach (IStreamReference s in declaredStreams)
-        {
-            if (streams.TryGetValue(s.Name, out IStreamReference? first))
-                problems.Add($"Stream '{s.Name}' is declared twice (as {Names.Of(first.ItemType)} and as {Names.Of(s.ItemType)}).");
-            else
-                streams.Add(s.Name, s);
-        }
-
         var builders = new List<ProcessBuilder>();
         var processNames = new HashSet<string>(StringComparer.Ordinal);
         foreach (ProcessDeclaration d in declarations)
@@ -78,6 +69,16 @@ internal sealed class GraphModel
             }
             builder.Seal();
             builders.Add(builder);
+        }
+
+        // After the configure actions: a stream they declared (the graph's dead letters, asked for inside one) counts too.
+        var streams = new Dictionary<string, IStreamReference>(StringComparer.Ordinal);
+        foreach (IStreamReference s in declaredStreams)
+        {
+            if (streams.TryGetValue(s.Name, out IStreamReference? first))
+                problems.Add($"Stream '{s.Name}' is declared twice (as {Names.Of(first.ItemType)} and as {Names.Of(s.ItemType)}).");
+            else
+                streams.Add(s.Name, s);
         }
 
         var writers = streams.Keys.ToDictionary(n => n, _ => new List<int>(), StringComparer.Ordinal);

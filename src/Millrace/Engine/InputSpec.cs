@@ -63,7 +63,9 @@ internal sealed class InputSpec<T> : InputSpec
             catch (Exception e) when (!runner.IsStopException(e))
             {
                 lane.Position += i;
-                throw runner.ItemFailure(lane, items[i], e);
+                if (!runner.HasErrorPolicy) throw runner.ItemFailure(lane, items[i], e);
+                // The error policy takes over (it may wait to retry): the rest of the batch goes the slow way.
+                return RecoverThenGoOnAsync(runner, lane, items, i, count, e);
             }
             // Counted per item, not per batch: the metrics of a slow process move as it works.
             runner.ItemsIn++;
@@ -105,7 +107,8 @@ internal sealed class InputSpec<T> : InputSpec
             }
             catch (Exception e) when (!runner.IsStopException(e))
             {
-                throw runner.ItemFailure(lane, item, e);
+                if (!runner.HasErrorPolicy) throw runner.ItemFailure(lane, item, e);
+                await runner.RecoverAsync(lane, item, e, x => Again(runner, x));
             }
             finally
             {
@@ -141,7 +144,8 @@ internal sealed class InputSpec<T> : InputSpec
             }
             catch (Exception e) when (!runner.IsStopException(e))
             {
-                throw runner.ItemFailure(lane, item, e);
+                if (!runner.HasErrorPolicy) throw runner.ItemFailure(lane, item, e);
+                await runner.RecoverAsync(lane, item, e, x => Again(runner, x));
             }
             runner.AssertRunnerThread("InputSpec.HandleAsync (Lane.Position)");
             lane.Position++;
@@ -149,5 +153,23 @@ internal sealed class InputSpec<T> : InputSpec
             runner.Tick();
         }
         if (runner.Blocked) await runner.DrainAsync();
+    }
+
+    /// <summary>The item at <paramref name="at"/> failed on the hot path: the error policy deals with it, then the rest of the batch follows.</summary>
+    private async ValueTask RecoverThenGoOnAsync(ProcessRunner runner, Lane lane, T[] items, int at, int count, Exception e)
+    {
+        await runner.RecoverAsync(lane, items[at], e, x => Again(runner, x));
+        lane.Position++;
+        runner.ItemsIn++;
+        runner.Tick();
+        await HandleSlowAsync(runner, lane, items, at + 1, count);
+    }
+
+    /// <summary>Calls the handler again for a retry.</summary>
+    private ValueTask Again(ProcessRunner runner, T item)
+    {
+        if (_handler is null) return _asyncHandler!(item, runner.UserToken);
+        _handler(item);
+        return default;
     }
 }

@@ -804,6 +804,75 @@ public sealed class ProcessRunner
     internal bool IsStopException(Exception e) =>
         e is OperationCanceledException && (Stopping || Run.HardToken.IsCancellationRequested);
 
+    /// <summary>Items its error policy skipped, and sent to the dead letters.</summary>
+    internal long ItemsSkipped, ItemsDeadLettered;
+
+    private readonly Queue<long> _failures = new();
+
+    /// <summary>Whether a failing item goes to <see cref="RecoverAsync"/> rather than failing the run at once.</summary>
+    internal bool HasErrorPolicy => _builder.Errors.Kind != ErrorPolicy.Kinds.Stop;
+
+    /// <summary>
+    /// The process's error policy deals with an item its handler threw on (at <see cref="Lane.Position"/>): retries it through
+    /// <paramref name="again"/>, then skips it or sends it to the dead letters; returns when the item is dealt with.
+    /// </summary>
+    /// <exception cref="ProcessFailureException">The policy ends in Stop, or more than its limit of failures came within its window.</exception>
+    internal async ValueTask RecoverAsync<T>(Lane lane, T item, Exception e, Func<T, ValueTask> again)
+    {
+        ErrorPolicy policy = _builder.Errors;
+        Exception last = e;
+        if (policy.Kind == ErrorPolicy.Kinds.Retry)
+        {
+            TimeSpan delay = policy.FirstDelay;
+            for (int attempt = 1; attempt <= policy.Attempts; attempt++)
+            {
+                if (delay > TimeSpan.Zero) await Task.Delay(delay, Run.HardToken);
+                try
+                {
+                    await again(item);
+                    return;
+                }
+                catch (Exception x) when (!IsStopException(x))
+                {
+                    last = x;
+                }
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, ErrorPolicy.MaxDelay.Ticks));
+            }
+        }
+        ErrorPolicy final = policy.Final;
+        if (final.Kind == ErrorPolicy.Kinds.Stop) throw ItemFailure(lane, item, last);
+        // Whatever the policy: many failures in a short time are a bug, not bad data.
+        long now = Environment.TickCount64;
+        _failures.Enqueue(now);
+        while (_failures.Count > 0 && now - _failures.Peek() > (long)policy.Window.TotalMilliseconds) _failures.Dequeue();
+        if (_failures.Count > policy.MaxFailures)
+        {
+            string text = Describe(item);
+            throw new ProcessFailureException(new ProcessFailure(Name, lane.StreamName, lane.Position, text,
+                $"Process '{Name}' failed on more than {policy.MaxFailures} items within {policy.Window.TotalSeconds:0.#} s ({policy}): that many is a bug, " +
+                $"not bad data, so the run stops. The last: item {lane.Position} of stream '{lane.StreamName}' ({text}): {last.GetType().Name}: {last.Message}", last));
+        }
+        if (final.Kind == ErrorPolicy.Kinds.Skip)
+        {
+            ItemsSkipped++;
+            Millrace.Monitoring.Log.Notice(Run.Options.Logger, "errors",
+                $"process '{Name}' skipped item {lane.Position} of stream '{lane.StreamName}' ({Describe(item)}): {last.GetType().Name}: {last.Message}");
+            return;
+        }
+        string json;
+        try
+        {
+            json = System.Text.Json.JsonSerializer.Serialize(item, JsonCodec<T>.Defaults);
+        }
+        catch (Exception x) when (x is NotSupportedException or System.Text.Json.JsonException or InvalidOperationException or ArgumentException)
+        {
+            json = Describe(item);
+        }
+        string? id = Identity is { InItem: true } identity ? identity.CurrentId.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
+        _builder.DeadLetters!.Emit(new DeadLetter(Name, lane.StreamName, lane.Position, json, id, last.GetType().FullName ?? last.GetType().Name, last.Message, DateTimeOffset.UtcNow));
+        ItemsDeadLettered++;
+    }
+
     internal ProcessFailureException ItemFailure<T>(Lane lane, T item, Exception e)
     {
         if (e is ProcessFailureException already) return already;

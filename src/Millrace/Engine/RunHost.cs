@@ -118,7 +118,7 @@ public sealed class RunHost : IDisposable
     public RunResult Result(TimeSpan? duration = null) => RunResult.From(
         Run,
         duration ?? Elapsed,
-        Local.ToDictionary(r => r.Name, r => new ProcessStats(r.ItemsIn, r.Outputs.Sum(o => o.ItemsOut), Environment.ProcessId, r.Identity?.Skipped ?? 0)),
+        Local.ToDictionary(r => r.Name, r => new ProcessStats(r.ItemsIn, r.Outputs.Sum(o => o.ItemsOut), Environment.ProcessId, r.Identity?.Skipped ?? 0, r.ItemsSkipped, r.ItemsDeadLettered)),
         Model.Streams.Values.ToDictionary(
             s => s.Name,
             s => new StreamStats(s.Writers.Where(w => Runners[w] is not null)

@@ -206,6 +206,8 @@ internal static class ChildRuntime
             ItemsIn = counts ? Volatile.Read(ref r.ItemsIn) : 0,
             Outputs = counts ? r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut) : null,
             Busy = counts ? r.BusySeconds : 0,
+            Skipped = counts ? r.ItemsSkipped : 0,
+            DeadLettered = counts ? r.ItemsDeadLettered : 0,
             Queued = kind == ReportKind.Stats ? r.Lanes.GroupBy(l => l.StreamName).ToDictionary(g => g.Key, g => g.Sum(l => (long)Volatile.Read(ref l.Queued))) : null,
         };
     }).ToList();

@@ -433,7 +433,7 @@ internal sealed class Coordinator
             {
                 ProcessReport? report = child.Final?.FirstOrDefault(r => r.Index == p);
                 long itemsOut = report?.Outputs?.Values.Sum() ?? 0;
-                processes[_model.Processes[p].Name] = new ProcessStats(report?.ItemsIn ?? 0, itemsOut, child.Pid);
+                processes[_model.Processes[p].Name] = new ProcessStats(report?.ItemsIn ?? 0, itemsOut, child.Pid, 0, report?.Skipped ?? 0, report?.DeadLettered ?? 0);
                 foreach (var (stream, count) in report?.Outputs ?? new Dictionary<string, long>())
                     written[stream] += count;
             }
