@@ -262,6 +262,8 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
                 Outputs = p.Outputs.ToDictionary(),
                 Busy = p.BusySeconds,
                 Pid = p.OsProcessId,
+                Skipped = p.ItemsSkipped,
+                DeadLettered = p.ItemsDeadLettered,
                 Queued = queues.ToDictionary(q => q.Stream, q => q.Queued),
                 Capacity = queues.ToDictionary(q => q.Stream, q => q.Capacity),
             });
@@ -285,13 +287,17 @@ internal sealed class ControlBus : IRunReporter, IStatusSource
         if (remote.Count == 0) return local;
         string Name(ProcessReport r) => _graph.Processes[r.Index].Name;
         var processes = local.Processes.Concat(remote.Select(r => new ProcessSample(Name(r), r.ItemsIn, r.Outputs?.Values.Sum() ?? 0, 0, r.Busy,
-                r.State.ToString().ToLowerInvariant(), r.Pid, r.Outputs ?? new Dictionary<string, long>())))
+                r.State.ToString().ToLowerInvariant(), r.Pid, r.Outputs ?? new Dictionary<string, long>()) { ItemsSkipped = r.Skipped, ItemsDeadLettered = r.DeadLettered }))
             .GroupBy(p => p.Name)
             // Replicas: counts add up; busy time is per instance (an average), so "1" still means "always busy".
             .Select(g => new ProcessSample(g.Key, g.Sum(p => p.ItemsIn), g.Sum(p => p.ItemsOut), local.Errors.Count(e => e.Process == g.Key),
                 g.Sum(p => p.BusySeconds) / g.Count(), g.Any(p => p.State != "ended") ? g.First(p => p.State != "ended").State : "ended", g.First().OsProcessId,
                 g.SelectMany(p => p.Outputs).GroupBy(kv => kv.Key).ToDictionary(o => o.Key, o => o.Sum(kv => kv.Value)))
-            { Total = _graph.Processes[IndexOf(g.Key)].ItemCount })
+            {
+                Total = _graph.Processes[IndexOf(g.Key)].ItemCount,
+                ItemsSkipped = g.Sum(p => p.ItemsSkipped),
+                ItemsDeadLettered = g.Sum(p => p.ItemsDeadLettered),
+            })
             .OrderBy(p => IndexOf(p.Name))
             .ToList();
         var queues = local.Queues.Concat(remote.SelectMany(r => (r.Queued ?? new Dictionary<string, long>()).Select(q =>

@@ -12,7 +12,7 @@ public class ControlProtocolTests
 {
     private static readonly ProcessReport Full = new()
     {
-        Index = 3, State = RunnerState.Blocked, Sent = long.MaxValue, Received = 6, ItemsIn = 7, Busy = 1.25, Pid = 4242,
+        Index = 3, State = RunnerState.Blocked, Sent = long.MaxValue, Received = 6, ItemsIn = 7, Busy = 1.25, Pid = 4242, Skipped = 11, DeadLettered = 12,
         Outputs = new Dictionary<string, long> { ["squares"] = 9, ["ü€ \"q\""] = -1 },
         Queued = new Dictionary<string, long> { ["numbers"] = 10 },
         Capacity = new Dictionary<string, long> { ["numbers"] = 32768 },

@@ -356,7 +356,7 @@ public abstract class PlacementContract
         Assert.True(exit == 0, err + output);
         string[] lines = Lines(output);
         Assert.Contains("db: sum of roots 19999900000", lines);
-        Assert.Contains("metrics: instruments millrace.process.busy_time,millrace.process.errors,millrace.process.items_in,millrace.process.items_out," +
+        Assert.Contains("metrics: instruments millrace.process.busy_time,millrace.process.errors,millrace.process.items_dead_lettered,millrace.process.items_in,millrace.process.items_out,millrace.process.items_skipped," +
             "millrace.stream.items_written,millrace.stream.queue_capacity,millrace.stream.queue_depth", lines);
         Assert.Contains("metrics: processes db,process1,process2,web", lines);
         Assert.Contains(lines, l => l.StartsWith("metrics: db items_in rose over ") && l.Contains(": yes"));

@@ -38,6 +38,12 @@ internal static class Metrics
             meter.CreateObservableCounter("millrace.process.errors", () => Each((m, s) =>
                 s.Processes.Select(p => new Measurement<long>(p.Errors, Tag("process", p.Name), Tag("run", m.RunId)))),
                 unit: "{error}", description: "Failures of the process.");
+            meter.CreateObservableCounter("millrace.process.items_skipped", () => Each((m, s) =>
+                s.Processes.Select(p => new Measurement<long>(p.ItemsSkipped, Tag("process", p.Name), Tag("run", m.RunId)))),
+                unit: "{item}", description: "Items the process's handlers threw on that its error policy skipped.");
+            meter.CreateObservableCounter("millrace.process.items_dead_lettered", () => Each((m, s) =>
+                s.Processes.Select(p => new Measurement<long>(p.ItemsDeadLettered, Tag("process", p.Name), Tag("run", m.RunId)))),
+                unit: "{item}", description: "Items the process's handlers threw on that its error policy sent to the dead letters.");
             meter.CreateObservableCounter("millrace.process.busy_time", () => Each((m, s) =>
                 s.Processes.Select(p => new Measurement<double>(p.BusySeconds, Tag("process", p.Name), Tag("run", m.RunId)))),
                 unit: "s", description: "Time spent in the process's handlers, waits for room downstream excluded; its rate is how busy the process is.");

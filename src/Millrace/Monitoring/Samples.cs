@@ -14,6 +14,12 @@ public sealed record ProcessSample(string Name, long ItemsIn, long ItemsOut, lon
 {
     /// <summary>For a source that knows it: how many items it will emit.</summary>
     public long? Total { get; init; }
+
+    /// <summary>Items its error policy skipped (<see cref="ErrorPolicy.Skip"/>).</summary>
+    public long ItemsSkipped { get; init; }
+
+    /// <summary>Items its error policy sent to the dead letters (<see cref="ErrorPolicy.DeadLetter"/>).</summary>
+    public long ItemsDeadLettered { get; init; }
 }
 
 /// <summary>The run's checkpoints at one moment.</summary>
@@ -62,7 +68,12 @@ internal static class Sampling
         r.BusySeconds,
         r.Status.State.ToString().ToLowerInvariant(),
         Environment.ProcessId,
-        r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut)) { Total = r.SourceTotal };
+        r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut))
+    {
+        Total = r.SourceTotal,
+        ItemsSkipped = Volatile.Read(ref r.ItemsSkipped),
+        ItemsDeadLettered = Volatile.Read(ref r.ItemsDeadLettered),
+    };
 
     public static IEnumerable<QueueSample> QueuesOf(ProcessRunner r) =>
         r.Lanes.Select(l => new QueueSample(l.StreamName, r.Name, Volatile.Read(ref l.Queued), l.Capacity));

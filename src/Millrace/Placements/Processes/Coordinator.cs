@@ -456,7 +456,12 @@ internal sealed class Coordinator
                 ProcessReport? report = last?.FirstOrDefault(r => r.Index == p);
                 processes.Add(new ProcessSample(name, report?.ItemsIn ?? 0, report?.Outputs?.Values.Sum() ?? 0, errors.Count(e => e.Process == name),
                     report?.Busy ?? 0, child.Final is not null ? "ended" : (report?.State ?? RunnerState.Running).ToString().ToLowerInvariant(),
-                    child.Pid, report?.Outputs ?? new Dictionary<string, long>()) { Total = _model.Processes[p].Source?.Total });
+                    child.Pid, report?.Outputs ?? new Dictionary<string, long>())
+                {
+                    Total = _model.Processes[p].Source?.Total,
+                    ItemsSkipped = report?.Skipped ?? 0,
+                    ItemsDeadLettered = report?.DeadLettered ?? 0,
+                });
                 foreach (InputSpec input in _model.Processes[p].Inputs.DistinctBy(i => i.Stream.Name))
                 {
                     // Each writer in another OS process has room of its own in this queue; writers beside the reader share one.
