@@ -68,6 +68,34 @@ public sealed record ErrorPolicy
 
     internal static readonly TimeSpan MaxDelay = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A policy as the command line gives it (<c>--on-error NAME=POLICY</c>): <c>stop</c>, <c>skip</c>, <c>dead-letter</c> (to the
+    /// dead-letter stream the process's code declared), or <c>retry:N</c> / <c>retry:N:THEN</c> (N more calls, 100 ms apart at first,
+    /// then stop, skip or dead-letter).
+    /// </summary>
+    /// <exception cref="ArgumentException">The text is none of these; the message says what is allowed.</exception>
+    public static ErrorPolicy Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        string[] parts = text.Trim().ToLowerInvariant().Split(':');
+        ErrorPolicy? Simple(string word) => word switch
+        {
+            "stop" => Stop,
+            "skip" => Skip,
+            "dead-letter" => new ErrorPolicy(Kinds.DeadLetter),
+            _ => null,
+        };
+        if (parts.Length == 1 && Simple(parts[0]) is { } simple) return simple;
+        if (parts[0] == "retry" && parts.Length is 2 or 3 &&
+            int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int attempts) &&
+            attempts is >= 1 and <= 20 && (parts.Length == 2 || Simple(parts[2]) is not null))
+        {
+            ErrorPolicy then = parts.Length == 3 ? Simple(parts[2])! : Stop;
+            return new ErrorPolicy(Kinds.Retry) { Attempts = attempts, FirstDelay = TimeSpan.FromMilliseconds(100), Then = then };
+        }
+        throw new ArgumentException($"'{text}' is not an error policy: stop, skip, dead-letter, retry:N or retry:N:THEN (N from 1 to 20, THEN stop, skip or dead-letter).");
+    }
+
     /// <summary>More failures than this within <see cref="Window"/> stop the run whatever the policy (default 100).</summary>
     public int MaxFailures { get; init; } = 100;
 
@@ -81,7 +109,7 @@ public sealed record ErrorPolicy
     public override string ToString() => Kind switch
     {
         Kinds.Retry => $"retry {Attempts} times, then {Then}",
-        Kinds.DeadLetter => $"dead-letter to '{Target!.Name}'",
+        Kinds.DeadLetter => Target is null ? "dead-letter" : $"dead-letter to '{Target.Name}'",
         _ => Kind.ToString().ToLowerInvariant(),
     };
 }

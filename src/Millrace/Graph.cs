@@ -195,8 +195,13 @@ public sealed partial class Graph
         IPlacement placement = PlacementRegistry.Get(options.Placement);
         if (options.CheckpointEvery > TimeSpan.Zero && !placement.CarriesCheckpoints)
             throw new ArgumentException($"Checkpoints (--checkpoint-interval) are not taken by the {placement.Name} placement; it would run without them (docs/state-and-recovery.md).");
-        GraphModel model = GraphModel.Build(_streams, _processes, _codecs);
-        return placement.RunAsync(new PlacementContext(model, options, cancellationToken, () => GraphModel.Build(_streams, _processes, _codecs)));
+        GraphModel Build()
+        {
+            GraphModel built = GraphModel.Build(_streams, _processes, _codecs);
+            built.ApplyErrorPolicies(options.ErrorPolicies);
+            return built;
+        }
+        return placement.RunAsync(new PlacementContext(Build(), options, cancellationToken, Build));
     }
 }
 

@@ -49,7 +49,7 @@ public sealed class ProcessBuilder
     }
 
     /// <summary>What this process does when a handler throws on an item (<see cref="ErrorPolicy"/>; <see cref="ErrorPolicy.Stop"/> by default).</summary>
-    internal ErrorPolicy Errors { get; private set; } = ErrorPolicy.Stop;
+    internal ErrorPolicy Errors { get; set; } = ErrorPolicy.Stop;
 
     /// <summary>Where its dead letters go, when its policy sends them somewhere.</summary>
     internal Output<DeadLetter>? DeadLetters { get; private set; }

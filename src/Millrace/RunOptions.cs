@@ -63,6 +63,12 @@ public sealed class RunOptions
     /// </summary>
     public string? StatePath { get; set; }
 
+    /// <summary>
+    /// Error policies that replace those the code of named processes set (<c>--on-error NAME=POLICY</c>, repeated; see
+    /// <see cref="ErrorPolicy.Parse"/>): to skip bad items in production without a rebuild, or stop on the first while debugging.
+    /// </summary>
+    public IDictionary<string, ErrorPolicy> ErrorPolicies { get; } = new Dictionary<string, ErrorPolicy>(StringComparer.Ordinal);
+
     /// <summary>How long to wait for processes to stop after a halt, failure or hard stop (default 10 s).</summary>
     public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -197,6 +203,14 @@ public sealed class RunOptions
                 case "--state":
                     options.StatePath = Value(e, arg);
                     break;
+                case "--on-error":
+                {
+                    string text = Value(e, arg);
+                    int equals = text.IndexOf('=');
+                    if (equals <= 0) throw new ArgumentException($"{arg} takes PROCESS=POLICY (e.g. parse=skip); got '{text}'.");
+                    options.ErrorPolicies[text[..equals].Trim()] = ErrorPolicy.Parse(text[(equals + 1)..]);
+                    break;
+                }
                 default:
                     others.Add(arg);
                     break;

@@ -68,6 +68,17 @@ public abstract class PlacementContract
     }
 
     [Fact]
+    public async Task An_error_policy_given_on_the_command_line_replaces_the_codes()
+    {
+        // The code dead-letters; the command line retries once, then skips: the transient faults pass, the others are skipped.
+        var (exit, output, err) = await Run("Millrace.Scenarios", "errors-dead-letter", "--on-error", "parse=retry:1:skip");
+        Assert.True(exit == 0, err);
+        string[] lines = Lines(output).Where(l => !l.StartsWith("stream ", StringComparison.Ordinal)).ToArray();
+        long sum = Enumerable.Range(0, 10_000).Where(x => x % 1000 != 7).Sum(x => 2L * x);
+        Assert.Equal(["db: 9990 items summing to " + sum, "outcome: Completed", "process parse: 10 skipped, 0 dead-lettered"], lines.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task Tutorial_with_a_million_items_is_exact()
     {
         var (exit, output, err) = await Run("Tutorial", "--count", "1000000");

@@ -135,4 +135,24 @@ public class ValidationTests
         var bad = Assert.Throws<ArgumentException>(() => RunOptions.Parse(new[] { "--batch", "0" }));
         Assert.Contains("--batch needs a whole number of at least 1; got '0'", bad.Message);
     }
+
+    [Fact]
+    public async Task Error_policies_from_the_command_line_are_checked_and_name_what_is_wrong()
+    {
+        Assert.Equal(ErrorPolicy.Skip, RunOptions.Parse(["--on-error", "parse=skip"]).ErrorPolicies["parse"]);
+        Assert.Equal("retry 3 times, then dead-letter", RunOptions.Parse(["--on-error", "parse = retry:3:dead-letter"]).ErrorPolicies["parse"].ToString());
+        foreach (string bad in new[] { "retry:0", "retry:21", "retry:2:retry:1", "ignore", "retry:x" })
+            Assert.Contains("is not an error policy", Assert.Throws<ArgumentException>(() => RunOptions.Parse(["--on-error", "parse=" + bad])).Message);
+        Assert.Contains("takes PROCESS=POLICY", Assert.Throws<ArgumentException>(() => RunOptions.Parse(["--on-error", "skip"])).Message);
+
+        var graph = new Graph();
+        Stream<int> numbers = graph.Stream<int>("numbers");
+        graph.Source("numbers", numbers, Enumerable.Range(0, 10));
+        graph.Sink("db", numbers, _ => { });
+        var unknown = await Assert.ThrowsAsync<ArgumentException>(() => graph.RunAsync(RunOptions.Parse(["--on-error", "nobody=skip"])));
+        Assert.Contains("--on-error names process 'nobody', which the graph does not have. Its processes: numbers, db.", unknown.Message);
+        var noStream = await Assert.ThrowsAsync<ArgumentException>(() => graph.RunAsync(RunOptions.Parse(["--on-error", "db=dead-letter"])));
+        Assert.Contains("process 'db' writes no dead letters", noStream.Message);
+        Assert.Equal(10, (await graph.RunAsync(RunOptions.Parse(["--on-error", "db=skip", "--quiet"]))).Processes["db"].ItemsIn);
+    }
 }

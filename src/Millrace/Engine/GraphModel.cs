@@ -41,6 +41,22 @@ internal sealed class GraphModel
             $"{p.Name}({string.Join(",", p.Inputs.Select(i => i.Stream.Name))})->({string.Join(",", p.Outputs.Select(o => o.Stream.Name))})"))
         + "|" + string.Join(";", Streams.Values.OrderBy(s => s.Name, StringComparer.Ordinal).Select(s => $"{s.Name}:{s.ItemType.FullName}"));
 
+    /// <summary>Replaces the error policies of the processes <paramref name="policies"/> names (<see cref="RunOptions.ErrorPolicies"/>).</summary>
+    /// <exception cref="ArgumentException">A name the graph does not have, or dead letters for a process whose code declares no dead-letter stream.</exception>
+    public void ApplyErrorPolicies(IDictionary<string, ErrorPolicy> policies)
+    {
+        foreach (var (name, policy) in policies)
+        {
+            ProcessBuilder process = Processes.FirstOrDefault(p => p.Name == name)
+                ?? throw new ArgumentException($"--on-error names process '{name}', which the graph does not have. Its processes: {string.Join(", ", Processes.Select(p => p.Name))}.");
+            if (policy.Final.Kind == ErrorPolicy.Kinds.DeadLetter && process.DeadLetters is null)
+                throw new ArgumentException(
+                    $"--on-error {name}={policy}: process '{name}' writes no dead letters (a stream is part of the graph, declared in code): " +
+                    $"give it p.OnError(ErrorPolicy.DeadLetter(graph.DeadLetters)) in code, then choose its policy here.");
+            process.Errors = policy;
+        }
+    }
+
     public bool InSameCycle(int a, int b) => CycleOf[a] >= 0 && CycleOf[a] == CycleOf[b];
 
     public static GraphModel Build(IReadOnlyList<IStreamReference> declaredStreams, IReadOnlyList<ProcessDeclaration> declarations,
