@@ -120,4 +120,72 @@ public class DecoderFuzzTests
     {
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
     });
+
+    /// <summary>
+    /// A data connection of the processes placement carrying mutated frames (lengths, kinds, counts and payloads changed, cut
+    /// short, garbage): the reader hands over whole frames only and ends, or throws InvalidDataException — never another
+    /// exception or a hang — and a Data frame's payload decodes or is refused as above.
+    /// </summary>
+    [Fact]
+    public void Mutated_frames_on_a_data_connection_are_read_whole_or_refused()
+    {
+        int iterations = Math.Max(50, Helpers.Iterations("MILLRACE_FUZZ_ITERATIONS", 20_000) / 40);
+        var random = new Random(11);
+        BatchCodec codec = Codec(typeof(Reading), binary: true);
+        using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        listener.Listen(1);
+        int frames = 0, refused = 0;
+        for (int i = 0; i < iterations; i++)
+        {
+            // A few frames one after the other, as a writer sends them.
+            var stream = new List<byte>();
+            for (int f = random.Next(1, 4); f > 0; f--)
+            {
+                var kind = (Millrace.Placements.Processes.FrameKind)random.Next(1, 6);
+                byte[] payload = [];
+                int count = random.Next(0, 5);
+                if (kind == Millrace.Placements.Processes.FrameKind.Data)
+                {
+                    Array items = Array.CreateInstance(typeof(Reading), count);
+                    for (int k = 0; k < count; k++) items.SetValue(NewReading(random), k);
+                    var output = new ArrayBufferWriter<byte>();
+                    codec.Encode(items, count, output);
+                    payload = output.WrittenSpan.ToArray();
+                }
+                var header = new byte[Millrace.Placements.Processes.Frame.HeaderSize];
+                Millrace.Placements.Processes.Frame.WriteHeader(header, kind, random.Next(3), count, payload.Length);
+                stream.AddRange(header);
+                stream.AddRange(payload);
+            }
+            byte[] bytes = random.Next(4) == 0 ? stream.ToArray() : Fuzz.Mutate(stream.ToArray(), random);
+            using var writer = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            writer.Connect(listener.LocalEndPoint!);
+            using var connection = new Millrace.Placements.Processes.Connection(listener.Accept());
+            writer.Send(bytes);
+            writer.Shutdown(System.Net.Sockets.SocketShutdown.Send); // the peer closes: the reader returns at the end
+            try
+            {
+                connection.ReadFrames((kind, link, count, payload) =>
+                {
+                    frames++;
+                    Assert.InRange((int)kind, 1, 5);
+                    if (kind != Millrace.Placements.Processes.FrameKind.Data) return;
+                    try
+                    {
+                        Assert.Equal(count, codec.Decode(payload, count).Length);
+                    }
+                    catch (InvalidDataException)
+                    {
+                        refused++;
+                    }
+                });
+            }
+            catch (InvalidDataException)
+            {
+                refused++;
+            }
+        }
+        Assert.True(frames > 0 && refused > 0, $"frames {frames}, refused {refused}");
+    }
 }
