@@ -155,4 +155,55 @@ public class ValidationTests
         Assert.Contains("process 'db' writes no dead letters", noStream.Message);
         Assert.Equal(10, (await graph.RunAsync(RunOptions.Parse(["--on-error", "db=skip", "--quiet"]))).Processes["db"].ItemsIn);
     }
+
+    public sealed record Awkward(long X)
+    {
+        public long Y => X == 2 ? throw new InvalidCastException("a getter that fails on bad data") : X;
+    }
+
+    [Fact]
+    public async Task Dead_letters_of_items_that_cannot_be_written_as_JSON_carry_their_text_and_the_limit_set_in_code_survives_the_command_line()
+    {
+        var graph = new Graph();
+        Stream<Awkward> items = graph.Stream<Awkward>("items");
+        graph.Source("source", items, Enumerable.Range(0, 5).Select(i => new Awkward(i)));
+        graph.Process("check", p =>
+        {
+            p.OnError(ErrorPolicy.DeadLetter(graph.DeadLetters));
+            p.On(items, a => { if (a.X == 2) throw new FormatException("two is bad"); });
+        });
+        var letters = new List<DeadLetter>();
+        graph.Sink("letters", graph.DeadLetters, letters.Add);
+        RunResult result = await graph.RunWithin(new RunOptions { Quiet = true });
+        Assert.Empty(result.Errors);
+        DeadLetter d = Assert.Single(letters);
+        Assert.Equal(("check", "items", 2L, "System.FormatException", "two is bad"), (d.Process, d.Stream, d.ItemIndex, d.ExceptionType, d.Message));
+        Assert.Contains("Awkward", d.Item); // its text: its JSON could not be written
+        Assert.Equal(1, result.Processes["check"].ItemsDeadLettered);
+
+        // A limit of failures set in code stays when the command line changes the policy.
+        var strict = new Graph();
+        Stream<int> numbers = strict.Stream<int>("numbers");
+        strict.Source("numbers", numbers, Enumerable.Range(0, 10));
+        strict.Process("parse", p =>
+        {
+            p.OnError(ErrorPolicy.Skip with { MaxFailures = 1 });
+            p.On(numbers, x => { if (x % 3 == 0) throw new FormatException($"{x}"); });
+        });
+        RunResult stopped = await strict.RunWithin(RunOptions.Parse(["--on-error", "parse=retry:1:skip", "--quiet"]));
+        Assert.Equal(RunOutcome.Failed, stopped.Outcome);
+        Assert.Contains(stopped.Errors, e => e.Message.Contains("failed on more than 1 items", StringComparison.Ordinal));
+
+        // A stream declared inside a configure action is refused (it would be declared again at every build).
+        var inside = new Graph();
+        Stream<int> first = inside.Stream<int>("first");
+        inside.Source("first", first, [1]);
+        inside.Process("maker", p =>
+        {
+            Stream<int> late = inside.Stream<int>("late");
+            p.On(first, _ => { });
+        });
+        var e = await Assert.ThrowsAsync<GraphValidationException>(() => inside.RunWithin(new RunOptions { Quiet = true }));
+        Assert.Contains("Stream 'late' is declared inside a process's configure action", e.Message);
+    }
 }

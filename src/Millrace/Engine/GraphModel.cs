@@ -53,7 +53,8 @@ internal sealed class GraphModel
                 throw new ArgumentException(
                     $"--on-error {name}={policy}: process '{name}' writes no dead letters (a stream is part of the graph, declared in code): " +
                     $"give it p.OnError(ErrorPolicy.DeadLetter(graph.DeadLetters)) in code, then choose its policy here.");
-            process.Errors = policy;
+            // The code's limit of failures stays: the command line chooses what happens to an item, not how many are a bug.
+            process.Errors = policy with { MaxFailures = process.Errors.MaxFailures, Window = process.Errors.Window };
         }
     }
 
@@ -64,6 +65,7 @@ internal sealed class GraphModel
     {
         var problems = new List<string>();
 
+        int declaredBefore = declaredStreams.Count;
         var builders = new List<ProcessBuilder>();
         var processNames = new HashSet<string>(StringComparer.Ordinal);
         foreach (ProcessDeclaration d in declarations)
@@ -87,6 +89,13 @@ internal sealed class GraphModel
             builders.Add(builder);
         }
 
+        // A stream declared inside a configure action would be declared again at every build of the graph; only the graph's
+        // dead letters (declared once, when first asked for) may be.
+        for (int i = declaredBefore; i < declaredStreams.Count; i++)
+        {
+            if (declaredStreams[i].Name != "dead-letters" || declaredStreams[i].ItemType != typeof(DeadLetter))
+                problems.Add($"Stream '{declaredStreams[i].Name}' is declared inside a process's configure action: declare streams before the processes that use them.");
+        }
         // After the configure actions: a stream they declared (the graph's dead letters, asked for inside one) counts too.
         var streams = new Dictionary<string, IStreamReference>(StringComparer.Ordinal);
         foreach (IStreamReference s in declaredStreams)

@@ -827,6 +827,10 @@ public sealed class ProcessRunner
             for (int attempt = 1; attempt <= policy.Attempts; attempt++)
             {
                 if (delay > TimeSpan.Zero) await Task.Delay(delay, Run.HardToken);
+                // A halt or a stop meanwhile: no more attempts.
+                Run.HardToken.ThrowIfCancellationRequested();
+                // Items the attempt emits get the ids the first attempt's got (the broker placement derives them from the item's).
+                if (Identity is { InItem: true } current) current.Enter(true, current.CurrentId);
                 try
                 {
                     await again(item);
@@ -864,8 +868,9 @@ public sealed class ProcessRunner
         {
             json = System.Text.Json.JsonSerializer.Serialize(item, JsonCodec<T>.Defaults);
         }
-        catch (Exception x) when (x is NotSupportedException or System.Text.Json.JsonException or InvalidOperationException or ArgumentException)
+        catch (Exception x) when (x is not OutOfMemoryException && !IsStopException(x))
         {
+            // Bad data is when getters throw: the item's text goes instead.
             json = Describe(item);
         }
         string? id = Identity is { InItem: true } identity ? identity.CurrentId.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
