@@ -182,9 +182,11 @@ internal sealed class FolderStateStore : IStateStore
                 File.Move(temporary, file, overwrite: true);
                 return;
             }
-            catch (Exception e) when (e is DirectoryNotFoundException or FileNotFoundException && attempt < 5)
+            catch (IOException) when (attempt < 20)
             {
-                // Another OS process removed the folder of keys meanwhile (its last key was deleted): make it again.
+                // Another OS process removed the folder of keys meanwhile (its last key was deleted), or is removing it
+                // ("already exists" while it goes): make it again, a moment later.
+                Thread.Sleep(attempt);
             }
         }
     }
@@ -215,10 +217,13 @@ internal sealed class FolderStateStore : IStateStore
         try
         {
             File.Delete(file);
-            // A folder of keys left without keys goes too, with what a writer killed mid-write left there (a writer
-            // at work there now finds its folder gone and makes it again).
+            // A folder of keys left without keys goes too, with what a writer killed mid-write left there (a writer that
+            // made the folder and has not yet begun its file finds it gone and makes it again).
             string? folder = Path.GetDirectoryName(file);
-            if (folder is not null && folder != _path && Directory.EnumerateFiles(folder).All(f => f.EndsWith(".tmp", StringComparison.Ordinal)))
+            // (Temporary files younger than a minute are a writer at work: its folder stays.)
+            DateTime stale = DateTime.UtcNow.AddMinutes(-1);
+            if (folder is not null && folder != _path &&
+                Directory.EnumerateFiles(folder).All(f => f.EndsWith(".tmp", StringComparison.Ordinal) && File.GetLastWriteTimeUtc(f) < stale))
                 Directory.Delete(folder, recursive: true);
         }
         catch (Exception e) when (e is DirectoryNotFoundException or IOException)
