@@ -135,6 +135,17 @@ internal sealed class Acknowledger
             HoldEnd(pending);
             return;
         }
+        Done(pending);
+    }
+
+    /// <summary>
+    /// A message that could not be read was published to the run's dead-letter queue: acknowledged once that (and
+    /// everything the process accepted before) is confirmed. End marks too: this one is not the process's input.
+    /// </summary>
+    public void SetAside(PendingAck pending) => Done(pending);
+
+    private void Done(PendingAck pending)
+    {
         long required = _accepted();
         bool any;
         lock (_lock)

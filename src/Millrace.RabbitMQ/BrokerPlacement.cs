@@ -138,6 +138,8 @@ internal sealed class BrokerPlacement : IPlacement
             ports[p] = new ProcessPort(runners[p]!, p, session, run, window, Prefetch(graph, p, window))
             {
                 Generation = generation?.Number ?? -1,
+                DeadLetterExchange = Wire.DeadLetters(prefix),
+                PoisonMessages = options.Broker.PoisonMessages,
                 NewerGeneration = _ => generation!.GoBack(run),
             };
         // JSON unless asked otherwise: the documented wire format, so that programs in other languages can join.
@@ -343,6 +345,13 @@ internal sealed class BrokerPlacement : IPlacement
         var arguments = new Dictionary<string, object?> { ["x-max-length"] = queueLimit, ["x-overflow"] = "reject-publish" };
         await using IChannel channel = await session.CreateChannelAsync();
         await channel.ExchangeDeclareAsync(Wire.ControlExchange(prefix), ExchangeType.Fanout, durable: true, autoDelete: false);
+        // The run's dead-letter queue: messages its processes could not read. Bounded too: a full one holds back the process
+        // that moves a message there (shown as a full queue) until someone takes messages from it; none is dropped.
+        string deadLetters = Wire.DeadLetters(prefix);
+        await channel.ExchangeDeclareAsync(deadLetters, ExchangeType.Fanout, durable: true, autoDelete: false);
+        await channel.QueueDeclareAsync(deadLetters, durable: true, exclusive: false, autoDelete: false,
+            arguments: new Dictionary<string, object?> { ["x-max-length"] = DeadLetterLimit, ["x-overflow"] = "reject-publish" });
+        await channel.QueueBindAsync(deadLetters, deadLetters, "");
         foreach (StreamShape stream in graph.Streams)
         {
             string exchange = Wire.Exchange(prefix, stream.Name);
@@ -374,6 +383,9 @@ internal sealed class BrokerPlacement : IPlacement
         int writers = graph.Processes[process].Inputs.Select(s => graph.Stream(s).Writers.Count).DefaultIfEmpty(1).Max();
         return (ushort)Math.Min(ushort.MaxValue, window * Math.Max(1, writers));
     }
+
+    /// <summary>Messages the run's dead-letter queue holds at most.</summary>
+    internal const int DeadLetterLimit = 100_000;
 
     /// <summary>Messages a reader's queue holds at most, ready for it: twice the window.</summary>
     private static int QueueLimit(RunOptions options) => 2 * Window(options);

@@ -145,7 +145,7 @@ internal sealed class Consumer
                 var consumer = new AsyncEventingBasicConsumer(channel);
                 consumer.ReceivedAsync += (_, delivery) =>
                 {
-                    Received(input.Lane, input.Stream, input.Codec, epoch, delivery);
+                    Received(input.Lane, input.Queue, input.Stream, input.Codec, epoch, delivery);
                     return Task.CompletedTask;
                 };
                 string tag = await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer).WaitAsync(_operationTimeout);
@@ -281,7 +281,7 @@ internal sealed class Consumer
         }
     }
 
-    private void Received(Lane lane, StreamShape stream, BatchCodec codec, long epoch, BasicDeliverEventArgs delivery)
+    private void Received(Lane lane, string queue, StreamShape stream, BatchCodec codec, long epoch, BasicDeliverEventArgs delivery)
     {
         IReadOnlyBasicProperties properties = delivery.BasicProperties;
         string messageId = properties.MessageId ?? $"external-{_port.Instance}-{Interlocked.Increment(ref _externalMessages)}";
@@ -333,7 +333,7 @@ internal sealed class Consumer
                 if (!long.TryParse(Wire.Text(properties.Headers, Wire.CheckpointHeader), System.Globalization.NumberStyles.None,
                         System.Globalization.CultureInfo.InvariantCulture, out long checkpoint))
                 {
-                    Reject($"is a checkpoint marker without a valid {Wire.CheckpointHeader} header");
+                    Reject($"is a checkpoint marker without a valid {Wire.CheckpointHeader} header", sequenced: true);
                     return;
                 }
                 Sequenced(lane, writerIndex, properties.Headers, pending!, () =>
@@ -390,18 +390,58 @@ internal sealed class Consumer
         }
         catch (Exception e)
         {
-            Reject($"could not be decoded ({delivery.Body.Length} bytes, {codec.Name} codec): {e.GetType().Name}: {e.Message}", e);
+            Reject($"could not be decoded ({delivery.Body.Length} bytes, {codec.Name} codec): {e.GetType().Name}: {e.Message}", e, sequenced: true);
             return;
         }
         pending!.Ids = ids;
         Sequenced(lane, writerIndex, properties.Headers, pending, () => runner.Deliver(lane, items, count, writerIndex, pending));
 
-        void Reject(string what, Exception? e = null)
+        // A message that cannot be read is never handed to the process: it stops the run (staying in its queue), or is moved
+        // to the run's dead-letter queue. Sequenced: a writer's later messages must not wait for it.
+        void Reject(string what, Exception? e = null, bool sequenced = false)
         {
-            _acknowledger.Forget(pending!);
-            _run.Fail(new ProcessFailure(Name, stream.Name, null, null,
-                $"Process '{Name}' received a message of stream '{stream.Name}' (message {messageId}{(writer is null ? "" : $" from '{writer}'")}) that {what}. " +
-                "It stays in the queue, unacknowledged.", e));
+            string description = $"a message of stream '{stream.Name}' (message {messageId}{(writer is null ? "" : $" from '{writer}'")}) that {what}";
+            if (!runner.SetsAsidePoison(_port.PoisonMessages, stream.Name, what, out ProcessFailure? beyondLimit))
+            {
+                _acknowledger.Forget(pending!);
+                _run.Fail(beyondLimit ?? new ProcessFailure(Name, stream.Name, null, null,
+                    $"Process '{Name}' received {description}. It stays in the queue, unacknowledged " +
+                    "(--broker-poison dead-letter, or an error policy of skip or dead-letter, moves such messages to the run's dead-letter queue).", e));
+                return;
+            }
+            byte[] body = delivery.Body.ToArray();
+            var headers = new Dictionary<string, object?>();
+            if (properties.Headers is not null)
+                foreach (var header in properties.Headers) headers[header.Key] = header.Value;
+            headers[Wire.PoisonReasonHeader] = what;
+            headers[Wire.PoisonProcessHeader] = Name;
+            headers[Wire.PoisonStreamHeader] = stream.Name;
+            headers[Wire.PoisonQueueHeader] = queue;
+            headers[Wire.PoisonMessageIdHeader] = messageId;
+            headers[Wire.PoisonTimeHeader] = DateTimeOffset.UtcNow.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+            var moved = new Outgoing
+            {
+                Exchange = _port.DeadLetterExchange,
+                Stream = stream.Name,
+                Body = body,
+                Properties = new BasicProperties
+                {
+                    ContentType = properties.ContentType,
+                    Type = properties.Type,
+                    Persistent = true,
+                    Headers = headers,
+                },
+            };
+            void Move()
+            {
+                _port.SetAside(moved, pending!);
+                // A writer of the run counted it as sent: for termination detection it was received.
+                if (writer is not null && writerIndex >= 0) runner.CountHeldEnd();
+                Notices.Say(_run.Options.Logger,
+                    $"process '{Name}' moved {description} to the run's dead-letter queue '{_port.DeadLetterExchange}'.");
+            }
+            if (sequenced && writerIndex >= 0 && writer is not null) Sequenced(lane, writerIndex, properties.Headers, pending!, Move);
+            else Move();
         }
     }
 

@@ -56,6 +56,19 @@ internal sealed class ProcessPort
     /// <summary>A message of a newer generation arrived: the run went back to a checkpoint, and this host must too.</summary>
     public Action<long>? NewerGeneration { get; init; }
 
+    /// <summary>The run's dead-letter exchange, where messages the process cannot read are moved.</summary>
+    public required string DeadLetterExchange { get; init; }
+
+    /// <summary>What the process does with a message it cannot read.</summary>
+    public PoisonMessages PoisonMessages { get; init; }
+
+    /// <summary>Moves a message the process could not read to the dead-letter queue: <paramref name="pending"/> is acknowledged once that is confirmed.</summary>
+    public void SetAside(Outgoing message, PendingAck pending)
+    {
+        _publisher.Accept(message);
+        _acknowledger.SetAside(pending);
+    }
+
     /// <summary>Set for processes with inputs outside cycles: end marks go through the instances' agreement.</summary>
     public EndProtocol? Protocol { get; set; }
 

@@ -41,6 +41,20 @@ internal static class Wire
 
     public static string ControlExchange(string prefix) => $"{prefix}.control";
 
+    /// <summary>
+    /// The run's dead-letter exchange and queue (the same name; a ':' no stream name has): messages its processes could not
+    /// read, moved there with the reason in their headers (<see cref="BrokerOptions.PoisonMessages"/>).
+    /// </summary>
+    public static string DeadLetters(string prefix) => $"{prefix}:dead-letters";
+
+    /// <summary>Headers a message moved to the dead-letter queue gets (its own stay as they were).</summary>
+    public const string PoisonReasonHeader = "millrace-poison-reason";
+    public const string PoisonProcessHeader = "millrace-poison-process";
+    public const string PoisonStreamHeader = "millrace-poison-stream";
+    public const string PoisonQueueHeader = "millrace-poison-queue";
+    public const string PoisonMessageIdHeader = "millrace-poison-message-id";
+    public const string PoisonTimeHeader = "millrace-poison-time";
+
     public static string ContentType(string codec) => codec == "json" ? "application/json" : $"application/vnd.millrace.{codec}";
 
     /// <summary>"first:count" ranges of consecutive ids.</summary>

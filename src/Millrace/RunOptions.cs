@@ -126,7 +126,8 @@ public sealed class RunOptions
 
     /// <summary>
     /// Reads Millrace's command-line options (<c>--placement NAME</c>, <c>--capacity N</c>, <c>--batch N</c>, <c>--codec NAME</c>, <c>--group A,B</c>,
-    /// <c>--broker URI</c>, <c>--processes A,B</c>, <c>--run-id NAME</c>, <c>--dashboard</c>, <c>--dashboard-port PORT</c>, <c>--quiet</c>)
+    /// <c>--broker URI</c>, <c>--processes A,B</c>, <c>--broker-poison MODE</c>, <c>--run-id NAME</c>, <c>--dashboard</c>, <c>--dashboard-port PORT</c>, <c>--quiet</c>,
+    /// <c>--state PATH</c>, <c>--checkpoint-interval SECONDS</c>, <c>--restarts N</c>, <c>--restart-window SECONDS</c>, <c>--on-error NAME=POLICY</c>)
     /// from <paramref name="args"/>; everything else is left, in order, in <see cref="OtherArguments"/>.
     /// </summary>
     /// <exception cref="ArgumentException">An option is missing its value or has a bad one.</exception>
@@ -179,6 +180,18 @@ public sealed class RunOptions
                     foreach (string name in Value(e, arg).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                         options.Broker.Processes.Add(name);
                     break;
+                case "--broker-poison":
+                {
+                    string text = Value(e, arg);
+                    options.Broker.PoisonMessages = text.Trim().ToLowerInvariant() switch
+                    {
+                        "policy" => PoisonMessages.FollowErrorPolicy,
+                        "stop" => PoisonMessages.Stop,
+                        "dead-letter" => PoisonMessages.DeadLetter,
+                        _ => throw new ArgumentException($"{arg} takes policy, stop or dead-letter; got '{text}'."),
+                    };
+                    break;
+                }
                 case "--run-id":
                     options.RunId = Value(e, arg);
                     break;
@@ -306,4 +319,30 @@ public sealed class BrokerOptions
     /// with their own list). Empty (the default): all of them. On the command line: <c>--processes process1,process2</c>.
     /// </summary>
     public IList<string> Processes { get; } = new List<string>();
+
+    /// <summary>
+    /// What a process does with a message of its input queues it cannot read (a poison message: invalid JSON, items of
+    /// another type, a truncated binary body, an end mark without its writer): never handed to the process's code, it
+    /// either stops the run (and stays in its queue, unacknowledged) or is moved to the run's dead-letter queue
+    /// (<c>millrace.RUN:dead-letters</c>) with the reason in its headers, and acknowledged. Default
+    /// <see cref="Millrace.PoisonMessages.FollowErrorPolicy"/>. On the command line: <c>--broker-poison policy|stop|dead-letter</c>.
+    /// </summary>
+    public PoisonMessages PoisonMessages { get; set; } = PoisonMessages.FollowErrorPolicy;
+}
+
+/// <summary>What a process in the broker placement does with a message it cannot read (<see cref="BrokerOptions.PoisonMessages"/>).</summary>
+public enum PoisonMessages
+{
+    /// <summary>
+    /// As the reading process's error policy says (<see cref="ProcessBuilder.OnError"/>): Stop stops the run; Skip and
+    /// DeadLetter (after retries too: a message that cannot be read cannot be read again) move it to the dead-letter queue.
+    /// It counts towards the policy's limit of failures.
+    /// </summary>
+    FollowErrorPolicy,
+
+    /// <summary>The run stops with a clear error; the message stays in its queue, unacknowledged (a restart meets it again).</summary>
+    Stop,
+
+    /// <summary>Moved to the run's dead-letter queue whatever the process's error policy (within the policy's limit of failures).</summary>
+    DeadLetter,
 }

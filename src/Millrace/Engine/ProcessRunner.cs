@@ -846,10 +846,7 @@ public sealed class ProcessRunner
         ErrorPolicy final = policy.Final;
         if (final.Kind == ErrorPolicy.Kinds.Stop) throw ItemFailure(lane, item, last);
         // Whatever the policy: many failures in a short time are a bug, not bad data.
-        long now = Environment.TickCount64;
-        _failures.Enqueue(now);
-        while (_failures.Count > 0 && now - _failures.Peek() > (long)policy.Window.TotalMilliseconds) _failures.Dequeue();
-        if (_failures.Count > policy.MaxFailures)
+        if (!WithinLimit(policy))
         {
             string text = Describe(item);
             throw new ProcessFailureException(new ProcessFailure(Name, lane.StreamName, lane.Position, text,
@@ -876,6 +873,41 @@ public sealed class ProcessRunner
         string? id = Identity is { InItem: true } identity ? identity.CurrentId.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
         _builder.DeadLetters!.Emit(new DeadLetter(Name, lane.StreamName, lane.Position, json, id, last.GetType().FullName ?? last.GetType().Name, last.Message, DateTimeOffset.UtcNow));
         ItemsDeadLettered++;
+    }
+
+    /// <summary>Counts a failure; false when more than the policy's limit came within its window. From any thread.</summary>
+    private bool WithinLimit(ErrorPolicy policy)
+    {
+        lock (_failures)
+        {
+            long now = Environment.TickCount64;
+            _failures.Enqueue(now);
+            while (_failures.Count > 0 && now - _failures.Peek() > (long)policy.Window.TotalMilliseconds) _failures.Dequeue();
+            return _failures.Count <= policy.MaxFailures;
+        }
+    }
+
+    /// <summary>
+    /// A message of one of its inputs could not be read (a poison message on the broker; never handed to the handlers):
+    /// true when it is to be set aside (moved to the run's dead-letter queue), false when the run stops for it. Counts
+    /// towards the error policy's limit: beyond it, <paramref name="failure"/> says so and the run stops. From any thread.
+    /// </summary>
+    public bool SetsAsidePoison(PoisonMessages mode, string stream, string what, out ProcessFailure? failure)
+    {
+        failure = null;
+        ErrorPolicy policy = _builder.Errors;
+        bool aside = mode switch
+        {
+            PoisonMessages.Stop => false,
+            PoisonMessages.DeadLetter => true,
+            _ => policy.Final.Kind != ErrorPolicy.Kinds.Stop,
+        };
+        if (!aside) return false;
+        if (WithinLimit(policy)) return true;
+        failure = new ProcessFailure(Name, stream, null, null,
+            $"Process '{Name}' failed on more than {policy.MaxFailures} items or messages within {policy.Window.TotalSeconds:0.#} s ({policy}): that many is a bug, " +
+            $"not bad data, so the run stops. The last: a message of stream '{stream}' that {what}.", null);
+        return false;
     }
 
     internal ProcessFailureException ItemFailure<T>(Lane lane, T item, Exception e)
