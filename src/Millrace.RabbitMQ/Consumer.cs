@@ -382,7 +382,9 @@ internal sealed class Consumer
         try
         {
             string? countText = Wire.Text(properties.Headers, Wire.CountHeader);
-            count = countText is null ? -1 : int.Parse(countText, System.Globalization.CultureInfo.InvariantCulture);
+            if (countText is null) count = codec.Name == "json" ? -1 : throw new FormatException($"a {codec.Name} body needs the {Wire.CountHeader} header");
+            else if (!int.TryParse(countText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out count))
+                throw new FormatException($"header {Wire.CountHeader} is '{(countText.Length <= 30 ? countText : countText[..30] + "…")}', not a number of items");
             items = codec.Decode(delivery.Body.Span, count);
             count = items.Length;
             string? idText = Wire.Text(properties.Headers, Wire.IdsHeader);
@@ -400,12 +402,12 @@ internal sealed class Consumer
         // to the run's dead-letter queue. Sequenced: a writer's later messages must not wait for it.
         void Reject(string what, Exception? e = null, bool sequenced = false)
         {
-            string description = $"a message of stream '{stream.Name}' (message {messageId}{(writer is null ? "" : $" from '{writer}'")}) that {what}";
+            string description = $"message {messageId} of stream '{stream.Name}'{(writer is null ? "" : $" from '{writer}'")}";
             if (!runner.SetsAsidePoison(_port.PoisonMessages, stream.Name, what, out ProcessFailure? beyondLimit))
             {
                 _acknowledger.Forget(pending!);
                 _run.Fail(beyondLimit ?? new ProcessFailure(Name, stream.Name, null, null,
-                    $"Process '{Name}' received {description}. It stays in the queue, unacknowledged " +
+                    $"Process '{Name}' received {description}, which {what}. It stays in the queue, unacknowledged " +
                     "(--broker-poison dead-letter, or an error policy of skip or dead-letter, moves such messages to the run's dead-letter queue).", e));
                 return;
             }
@@ -438,7 +440,7 @@ internal sealed class Consumer
                 // A writer of the run counted it as sent: for termination detection it was received.
                 if (writer is not null && writerIndex >= 0) runner.CountHeldEnd();
                 Notices.Say(_run.Options.Logger,
-                    $"process '{Name}' moved {description} to the run's dead-letter queue '{_port.DeadLetterExchange}'.");
+                    $"process '{Name}' moved {description} to the run's dead-letter queue '{_port.DeadLetterExchange}': it {what}");
             }
             if (sequenced && writerIndex >= 0 && writer is not null) Sequenced(lane, writerIndex, properties.Headers, pending!, Move);
             else Move();

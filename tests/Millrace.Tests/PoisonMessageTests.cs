@@ -76,8 +76,52 @@ public class PoisonMessageTests
         return graph;
     }
 
-    private static async Task<IChannel> ChannelAsync(IConnection connection) =>
-        await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+    /// <summary>A run of <see cref="Doubling"/> on the broker, half its items out, waiting for bad messages; and a channel of the test's own.</summary>
+    private sealed class Running : IAsyncDisposable
+    {
+        private readonly TaskCompletionSource _published = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private IConnection? _connection;
+
+        public string Prefix { get; } = "millrace." + Broker.NewRunId();
+        public ConcurrentBag<long> Results { get; } = new();
+        public ConcurrentBag<DeadLetter> DeadLetters { get; } = new();
+        public Task<RunResult> Run { get; private set; } = null!;
+        public IChannel Channel { get; private set; } = null!;
+
+        public static async Task<Running> StartAsync(params string[] args)
+        {
+            var running = new Running();
+            var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Graph graph = Doubling(started, running._published.Task, running.Results, running.DeadLetters);
+            RunOptions options = RunOptions.Parse(["--placement", "broker", "--run-id", running.Prefix["millrace.".Length..], "--broker", Broker.Uri, "--quiet", .. args]);
+            running.Run = graph.RunWithin(options, seconds: 120);
+            running._connection = await new ConnectionFactory { Uri = new Uri(Broker.Uri) }.CreateConnectionAsync();
+            running.Channel = await running._connection.CreateChannelAsync(
+                new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+            await Task.WhenAny(started.Task, running.Run);
+            Assert.False(running.Run.IsCompleted, running.Run.IsCompleted ? (await running.Run).ToString() : "");
+            return running;
+        }
+
+        /// <summary>Publishes the messages to the stream the process reads (until the run ends), then lets the source go on.</summary>
+        public async Task<int> PublishAsync(IEnumerable<Bad> messages)
+        {
+            int sent = await PoisonMessageTests.PublishAsync(Channel, $"{Prefix}.numbers", messages, Run);
+            _published.TrySetResult();
+            return sent;
+        }
+
+        public async Task<uint> CountAsync(string queue) => (await Channel.QueueDeclarePassiveAsync(queue)).MessageCount;
+
+        public async ValueTask DisposeAsync()
+        {
+            _published.TrySetResult();
+            if (Channel is not null) await Channel.DisposeAsync();
+            if (_connection is not null) await _connection.DisposeAsync();
+        }
+    }
+
+    private static string Errors(RunResult result) => string.Join("\n", result.Errors.Select(e => e.Message));
 
     /// <summary>Publishes each message once the broker takes it (or until <paramref name="until"/> ends); returns how many it took.</summary>
     private static async Task<int> PublishAsync(IChannel channel, string exchange, IEnumerable<Bad> messages, Task? until = null)
@@ -109,27 +153,15 @@ public class PoisonMessageTests
     [InlineData("binary")]
     public async Task Malformed_messages_go_to_the_dead_letter_queue_with_their_reasons_and_every_good_item_comes_through(string codec)
     {
-        string runId = Broker.NewRunId();
-        string prefix = "millrace." + runId;
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var published = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var results = new ConcurrentBag<long>();
-        var deadLetters = new ConcurrentBag<DeadLetter>();
-        Graph graph = Doubling(started, published.Task, results, deadLetters);
-        var options = new RunOptions { Placement = "broker", RunId = runId, Codec = codec, Quiet = true };
-        options.Broker.Uri = Broker.Uri;
-        Task<RunResult> run = graph.RunWithin(options, seconds: 120);
-
         List<Bad> bad = BadMessages(codec);
-        var factory = new ConnectionFactory { Uri = new Uri(Broker.Uri) };
-        await using IConnection connection = await factory.CreateConnectionAsync();
-        await using IChannel channel = await ChannelAsync(connection);
-        await Task.WhenAny(started.Task, run);
-        Assert.False(run.IsCompleted, run.IsCompleted ? (await run).ToString() : "");
-        await PublishAsync(channel, $"{prefix}.numbers", bad);
-        published.SetResult();
+        await using Running running = await Running.StartAsync("--codec", codec);
+        string prefix = running.Prefix;
+        IChannel channel = running.Channel;
+        Assert.Equal(bad.Count, await running.PublishAsync(bad));
 
-        RunResult result = await run;
+        RunResult result = await running.Run;
+        var results = running.Results;
+        var deadLetters = running.DeadLetters;
         Assert.True(result.Outcome == RunOutcome.Completed, result.ToString());
         // Every good item, doubled; the one the handler threw on is a dead letter of the graph.
         Assert.Equal(Enumerable.Range(0, Count).Where(i => i != 777).Select(i => 2L * i).Order(), results.Order());
@@ -156,71 +188,82 @@ public class PoisonMessageTests
             Assert.False(string.IsNullOrWhiteSpace(Text(headers, "millrace-poison-reason")));
             Assert.True(DateTimeOffset.TryParse(Text(headers, "millrace-poison-time"), out _));
         }
-        QueueDeclareOk queue = await channel.QueueDeclarePassiveAsync($"{prefix}.numbers.double");
-        Assert.Equal(0u, queue.MessageCount);
+        Assert.Equal(0u, await running.CountAsync($"{prefix}.numbers.double"));
     }
 
     [Fact]
     public async Task With_broker_poison_stop_a_malformed_message_fails_the_run_and_stays_in_its_queue()
     {
-        string runId = Broker.NewRunId();
-        string prefix = "millrace." + runId;
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var published = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Graph graph = Doubling(started, published.Task, new ConcurrentBag<long>(), new ConcurrentBag<DeadLetter>());
-        RunOptions options = RunOptions.Parse(["--placement", "broker", "--run-id", runId, "--broker", Broker.Uri, "--broker-poison", "stop", "--quiet"]);
-        Task<RunResult> run = graph.RunWithin(options, seconds: 120);
+        await using Running running = await Running.StartAsync("--broker-poison", "stop");
+        string prefix = running.Prefix;
+        IChannel channel = running.Channel;
+        await running.PublishAsync(BadMessages("json").Where(b => b.What == "invalid JSON"));
 
-        var factory = new ConnectionFactory { Uri = new Uri(Broker.Uri) };
-        await using IConnection connection = await factory.CreateConnectionAsync();
-        await using IChannel channel = await ChannelAsync(connection);
-        await Task.WhenAny(started.Task, run);
-        Assert.False(run.IsCompleted, run.IsCompleted ? (await run).ToString() : "");
-        await PublishAsync(channel, $"{prefix}.numbers", BadMessages("json").Where(b => b.What == "invalid JSON"));
-
-        RunResult result = await run;
-        published.SetResult();
+        RunResult result = await running.Run;
         Assert.Equal(RunOutcome.Failed, result.Outcome);
-        Assert.Contains("could not be decoded", string.Join("\n", result.Errors.Select(e => e.Message)));
-        Assert.Contains("stays in the queue, unacknowledged", string.Join("\n", result.Errors.Select(e => e.Message)));
-        Assert.Contains("--broker-poison dead-letter", string.Join("\n", result.Errors.Select(e => e.Message)));
+        Assert.Contains("could not be decoded", Errors(result));
+        Assert.Contains("stays in the queue, unacknowledged", Errors(result));
+        Assert.Contains("--broker-poison dead-letter", Errors(result));
         // Still there, for a run started again (or a person) to deal with; nothing went to the dead-letter queue.
         var left = new List<string>();
         while (await channel.BasicGetAsync($"{prefix}.numbers.double", autoAck: true) is { } message) left.Add(Encoding.UTF8.GetString(message.Body.Span));
         Assert.Single(left, "[1, 2,");
-        Assert.Equal(0u, (await channel.QueueDeclarePassiveAsync($"{prefix}:dead-letters")).MessageCount);
+        Assert.Equal(0u, await running.CountAsync($"{prefix}:dead-letters"));
     }
 
     [Fact]
     public async Task A_flood_of_malformed_messages_beyond_the_policy_limit_stops_the_run()
     {
-        string runId = Broker.NewRunId();
-        string prefix = "millrace." + runId;
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var published = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Graph graph = Doubling(started, published.Task, new ConcurrentBag<long>(), new ConcurrentBag<DeadLetter>());
-        var options = new RunOptions { Placement = "broker", RunId = runId, Quiet = true };
-        options.Broker.Uri = Broker.Uri;
-        // The command line's policy keeps the code's limit (100 in a minute): 150 bad messages are a bug, not bad data.
-        Task<RunResult> run = graph.RunWithin(options, seconds: 120);
-
-        var factory = new ConnectionFactory { Uri = new Uri(Broker.Uri) };
-        await using IConnection connection = await factory.CreateConnectionAsync();
-        await using IChannel channel = await ChannelAsync(connection);
-        await Task.WhenAny(started.Task, run);
-        Assert.False(run.IsCompleted, run.IsCompleted ? (await run).ToString() : "");
+        // The code's policy (dead-letter) keeps its limit of 100 failures a minute: 150 bad messages are a bug, not bad data.
+        await using Running running = await Running.StartAsync();
+        string prefix = running.Prefix;
         Bad invalid = BadMessages("json").Single(b => b.What == "invalid JSON");
-        int sent = await PublishAsync(channel, $"{prefix}.numbers", Enumerable.Repeat(invalid, 150), run);
+        int sent = await running.PublishAsync(Enumerable.Repeat(invalid, 150));
         Assert.True(sent > 100, $"only {sent} published");
 
-        RunResult result = await run;
-        published.SetResult();
+        RunResult result = await running.Run;
         Assert.Equal(RunOutcome.Failed, result.Outcome);
-        Assert.Contains("more than 100 items or messages", string.Join("\n", result.Errors.Select(e => e.Message)));
+        Assert.Contains("more than 100 items or messages", Errors(result));
         // Those moved before the limit are in the dead-letter queue; the rest stay in the stream's queue: none is lost.
-        uint movedCount = (await channel.QueueDeclarePassiveAsync($"{prefix}:dead-letters")).MessageCount;
-        uint left = (await channel.QueueDeclarePassiveAsync($"{prefix}.numbers.double")).MessageCount;
+        uint movedCount = await running.CountAsync($"{prefix}:dead-letters");
+        uint left = await running.CountAsync($"{prefix}.numbers.double");
         Assert.True(movedCount <= 100 && movedCount + left >= sent, $"{movedCount} moved, {left} left of {sent}");
+    }
+
+    [Fact]
+    public async Task The_dead_letter_queue_is_listed_and_replayed_by_a_plain_AMQP_client()
+    {
+        List<Bad> bad = BadMessages("json").Where(b => b.What is "invalid JSON" or "items of another type").ToList();
+        await using Running running = await Running.StartAsync();
+        await running.PublishAsync(bad);
+        RunResult result = await running.Run;
+        Assert.True(result.Outcome == RunOutcome.Completed, result.ToString());
+        string runId = running.Prefix["millrace.".Length..];
+        string script = Path.Combine(AppContext.BaseDirectory, "python", "dead_letters.py");
+
+        // Listing leaves them where they are.
+        var (exit, output, err) = await ExampleProgram.RunFileAsync("/usr/bin/python3", [script, "list", Broker.Uri, runId], seconds: 60);
+        Assert.True(exit == 0, err);
+        string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, lines.Length);
+        Assert.Contains(lines, l => l.StartsWith("double <- numbers: could not be decoded", StringComparison.Ordinal) && l.Contains("b'[1, 2,'"));
+        Assert.Contains(lines, l => l.Contains("could not be converted to System.Int64") && l.Contains("b'[\"a\", \"b\"]'"));
+        Assert.Equal($"2 messages in {running.Prefix}:dead-letters", lines[^1]);
+        Assert.Equal(2u, await running.CountAsync($"{running.Prefix}:dead-letters"));
+
+        // Replaying puts them back in the reader's queue, as they were, and empties the dead-letter queue.
+        (exit, output, err) = await ExampleProgram.RunFileAsync("/usr/bin/python3", [script, "replay", Broker.Uri, runId], seconds: 60);
+        Assert.True(exit == 0, err);
+        Assert.Contains("2 messages replayed", output);
+        Assert.Equal(0u, await running.CountAsync($"{running.Prefix}:dead-letters"));
+        var back = new List<string>();
+        while (await running.Channel.BasicGetAsync($"{running.Prefix}.numbers.double", autoAck: true) is { } message)
+        {
+            back.Add(Encoding.UTF8.GetString(message.Body.Span));
+            Assert.StartsWith("replay-", message.BasicProperties.MessageId);
+            Assert.DoesNotContain(message.BasicProperties.Headers ?? new Dictionary<string, object?>(), h => h.Key.StartsWith("millrace-poison-", StringComparison.Ordinal));
+        }
+        Assert.Equal(bad.Select(b => Encoding.UTF8.GetString(b.Body)).Order(), back.Order());
     }
 
     private static string? Text(IDictionary<string, object?> headers, string name) =>
