@@ -166,6 +166,71 @@ public sealed class WebSourceTests : IDisposable
     }
 
     [Fact]
+    public async Task Mutated_multipart_bodies_are_accepted_whole_or_refused_with_a_4xx_and_nothing_else_reaches_the_stream()
+    {
+        // Iterations: MILLRACE_FUZZ_ITERATIONS / 100 (default 200 requests).
+        int iterations = Math.Max(20, Helpers.Iterations("MILLRACE_FUZZ_ITERATIONS", 20_000) / 100);
+        var (graph, web) = FileGraph(Options(o => o.MaxFileBytes = 4000));
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = graph.RunWithin(token: stop.Token, seconds: 600);
+        string url = await UrlOf(web, run);
+        using HttpClient client = Uploads.NewClient();
+        client.Timeout = TimeSpan.FromSeconds(60); // a hang fails the test
+        var random = new Random(20261204);
+        var accepted = new List<string>();
+        var statuses = new Dictionary<HttpStatusCode, int>();
+        for (int i = 0; i < iterations; i++)
+        {
+            string boundary = "b" + random.Next(1_000_000);
+            byte[] body = Encoding.UTF8.GetBytes(
+                $"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n" +
+                $"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f{i}.txt\"\r\nContent-Type: text/plain\r\n\r\n")
+                .Concat(Uploads.Content(i)).Concat(Encoding.UTF8.GetBytes($"\r\n--{boundary}--\r\n")).ToArray();
+            byte[] sent = Fuzz.Mutate(body, random);
+            string contentType = $"multipart/form-data; boundary={boundary}";
+            // Sometimes the header is mutated too (within what HTTP lets a client send: printable ASCII).
+            if (random.Next(10) == 0)
+                contentType = new string(Fuzz.Mutate(Encoding.ASCII.GetBytes(contentType), random).Select(b => b is >= 0x20 and < 0x7f ? (char)b : 'x').ToArray());
+            string id = $"fuzz-{i}";
+            for (int attempt = 0; ; attempt++)
+            {
+                using var content = new ByteArrayContent(sent);
+                content.Headers.TryAddWithoutValidation("Content-Type", contentType);
+                using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = content };
+                request.Headers.Add("Millrace-Item-Id", id);
+                using HttpResponseMessage response = await client.SendAsync(request);
+                string answer = await response.Content.ReadAsStringAsync();
+                if (response.StatusCode == HttpStatusCode.ServiceUnavailable && attempt < 100)
+                {
+                    await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromMilliseconds(200));
+                    continue;
+                }
+                statuses[response.StatusCode] = statuses.GetValueOrDefault(response.StatusCode) + 1;
+                Assert.True(response.StatusCode is HttpStatusCode.Accepted or HttpStatusCode.BadRequest or HttpStatusCode.RequestEntityTooLarge
+                        or HttpStatusCode.UnsupportedMediaType,
+                    $"request {i}: {(int)response.StatusCode} {answer}");
+                // Every answer is JSON: an id, or an error that says what was wrong.
+                using var json = System.Text.Json.JsonDocument.Parse(answer);
+                if (response.StatusCode == HttpStatusCode.Accepted) accepted.Add(id);
+                else Assert.False(string.IsNullOrWhiteSpace(json.RootElement.GetProperty("error").GetString()), answer);
+                break;
+            }
+        }
+
+        // A good file still goes through; every accepted file is one row, and nothing refused became one.
+        var (status, good) = await Uploads.PostAsync(client, url, Uploads.Content(1), "good.txt", multipart: true);
+        Assert.Equal(HttpStatusCode.Accepted, status);
+        accepted.Add(good);
+        var rows = await Uploads.WaitForRowsAsync(Database, accepted);
+        stop.Cancel();
+        RunResult result = await run;
+        Assert.Empty(result.Errors);
+        Assert.Equal(accepted.Order(), Uploads.Rows(Database).Keys.Order());
+        Assert.True(statuses.GetValueOrDefault(HttpStatusCode.BadRequest) > 0 && accepted.Count > 1,
+            $"the mutations should give both outcomes: {string.Join(", ", statuses.Select(s => $"{(int)s.Key}: {s.Value}"))}");
+    }
+
+    [Fact]
     public async Task A_saturated_pipeline_answers_503_with_Retry_After_and_loses_nothing_it_accepted()
     {
         using var gate = new ManualResetEventSlim(false);
