@@ -2,12 +2,14 @@
 // pass through process1 and process2, and end in a database, each file exactly once.
 //
 //   web --files--> process1 (parse) --parsed--> process2 (summarize) --summaries--> db --stored--> web-release
+//                      \--dead-letters--> rejected --stored--^
 //
 //   dotnet run --project examples/FileFlow -c Release -- [--urls http://127.0.0.1:5080] [--db fileflow.db]
 //       [--watch DIR] [--spool DIR] [--placement threads|processes|broker]
 //   curl -H 'Millrace-Item-Id: report-1' --data-binary @report.txt http://127.0.0.1:5080/streams/files
 //   curl -F file=@photo.jpg http://127.0.0.1:5080/streams/files
 //   sqlite3 fileflow.db 'select id, name, kind, lines, words, summary from files'
+//   sqlite3 fileflow.db 'select id, process, error from rejected_files'     (files that say they are JSON and are not)
 //
 // It runs until Ctrl+C (or SIGTERM): the server stops taking files, what was accepted drains
 // into the database, and whatever was accepted but not yet stored is sent again on the next start.
@@ -71,8 +73,10 @@ catch (ArgumentException e)
     return 2;
 }
 
-// process1: parse — bytes, lines, words, the most frequent words, a content hash.
+// process1: parse — bytes, lines, words, the most frequent words, a content hash. A file that says it is JSON
+// and is not is bad data, not a bug: it becomes a dead letter (kept in the table 'rejected_files') and the run goes on.
 graph.Map("process1", files, parsed, FileWork.Parse);
+graph.OnError("process1", ErrorPolicy.DeadLetter(graph.DeadLetters));
 
 // process2: summarize — what kind of file it is, in one line.
 graph.Map("process2", parsed, summaries, FileWork.Summarize);
@@ -88,6 +92,12 @@ graph.ToTable("db", summaries, stored, database, "files", s => s.Id,
     new Column<FileSummary>("sha256", "TEXT", s => s.Sha256),
     new Column<FileSummary>("kind", "TEXT", s => s.Kind),
     new Column<FileSummary>("summary", "TEXT", s => s.Summary));
+
+// Files that could not be handled, with why; their ids go back to the web source too (else they would be sent again).
+graph.ToTable("rejected", graph.DeadLetters, stored, database, "rejected_files", FileWork.IdOf,
+    new Column<DeadLetter>("process", "TEXT", d => d.Process),
+    new Column<DeadLetter>("error", "TEXT", d => $"{d.ExceptionType}: {d.Message}"),
+    new Column<DeadLetter>("failed_at", "TEXT", d => d.Time.ToString("O")));
 
 // The spool lets a file go once its row is committed.
 web.Release(stored);
@@ -115,6 +125,17 @@ public static class FileWork
     public static ParsedFile Parse(IncomingFile file)
     {
         byte[] content = file.Content;
+        if (file.Name.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || file.ContentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+        {
+            try
+            {
+                using var json = System.Text.Json.JsonDocument.Parse(content);
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                throw new InvalidDataException($"'{file.Name}' says it is JSON and is not: {e.Message}");
+            }
+        }
         string sha = Convert.ToHexStringLower(SHA256.HashData(content));
         bool isText = Array.IndexOf(content, (byte)0) < 0 && IsUtf8(content);
         long lines = 0, words = 0;
@@ -149,6 +170,21 @@ public static class FileWork
             ? $"binary, {f.Bytes} bytes"
             : $"{kind}, {f.Lines} lines, {f.Words} words" + (f.TopWords.Length > 0 ? $", mostly '{string.Join("', '", f.TopWords)}'" : "");
         return new FileSummary(f.Id, f.Name, f.Origin, f.ReceivedAt, f.Bytes, f.Lines, f.Words, f.Sha256, kind, summary);
+    }
+
+    /// <summary>The id of the file a dead letter is about (its item is the file, as JSON).</summary>
+    public static string IdOf(DeadLetter d)
+    {
+        try
+        {
+            using var item = System.Text.Json.JsonDocument.Parse(d.Item);
+            if (item.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && (item.RootElement.TryGetProperty("id", out var id) || item.RootElement.TryGetProperty("Id", out id)) &&
+                id.GetString() is { Length: > 0 } text) return text;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+        }
+        return $"{d.Process}:{d.Stream}:{d.ItemIndex}";
     }
 
     private static bool IsUtf8(byte[] content)

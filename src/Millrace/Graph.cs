@@ -26,6 +26,7 @@ public sealed partial class Graph
     private readonly List<IStreamReference> _streams = new();
     private readonly List<ProcessDeclaration> _processes = new();
     private readonly Dictionary<Type, object> _codecs = new();
+    private readonly Dictionary<string, ErrorPolicy> _errorPolicies = new(StringComparer.Ordinal);
     private Stream<DeadLetter>? _deadLetters;
 
     /// <summary>
@@ -76,6 +77,43 @@ public sealed partial class Graph
         Names.Check(name, "process");
         ArgumentNullException.ThrowIfNull(configure);
         _processes.Add(new ProcessDeclaration(name, configure));
+    }
+
+    /// <summary>
+    /// Sets the error policy of the process called <paramref name="process"/> (declared before or after this call): the way to give one
+    /// to built-in operators (<c>Map</c>, <c>Filter</c>, <c>ToTable</c>, ...), which have no <see cref="ProcessBuilder"/> to call
+    /// <see cref="ProcessBuilder.OnError"/> on. It applies after the process's own code, so it wins over a policy set there;
+    /// <c>--on-error</c> on the command line (<see cref="RunOptions.ErrorPolicies"/>) still replaces it.
+    /// </summary>
+    /// <example><code>
+    /// graph.Map("parse", lines, readings, Reading.Parse);
+    /// graph.OnError("parse", ErrorPolicy.DeadLetter(graph.DeadLetters));
+    /// </code></example>
+    public void OnError(string process, ErrorPolicy policy)
+    {
+        Names.Check(process, "process");
+        ArgumentNullException.ThrowIfNull(policy);
+        _errorPolicies[process] = policy;
+    }
+
+    /// <summary>The processes as declared, each with the policy <see cref="OnError(string, ErrorPolicy)"/> gave it.</summary>
+    private IReadOnlyList<ProcessDeclaration> Declarations()
+    {
+        if (_errorPolicies.Count == 0) return _processes;
+        string[] unknown = _errorPolicies.Keys.Where(name => _processes.All(d => d.Name != name)).ToArray();
+        if (unknown.Length > 0)
+            throw new GraphValidationException(unknown.Select(name =>
+                $"graph.OnError names process '{name}', which the graph does not have. Its processes: {string.Join(", ", _processes.Select(d => d.Name))}.").ToList());
+        return _processes.Select(d => _errorPolicies.TryGetValue(d.Name, out ErrorPolicy? policy)
+            ? d with
+            {
+                Configure = p =>
+                {
+                    d.Configure(p);
+                    p.OnError(policy);
+                },
+            }
+            : d).ToList();
     }
 
     /// <summary>Declares a source process that emits every item of <paramref name="items"/> into <paramref name="output"/>, then ends.</summary>
@@ -179,7 +217,7 @@ public sealed partial class Graph
     /// </summary>
     /// <returns>The checked graph's processes, streams and cycles.</returns>
     /// <exception cref="GraphValidationException">Lists every problem found.</exception>
-    public GraphShape Validate() => GraphModel.Build(_streams, _processes, _codecs).Shape;
+    public GraphShape Validate() => GraphModel.Build(_streams, Declarations(), _codecs).Shape;
 
     /// <summary>
     /// Runs the graph until it ends: every process has ended (streams end when all their writers
@@ -197,7 +235,7 @@ public sealed partial class Graph
             throw new ArgumentException($"Checkpoints (--checkpoint-interval) are not taken by the {placement.Name} placement; it would run without them (docs/state-and-recovery.md).");
         GraphModel Build()
         {
-            GraphModel built = GraphModel.Build(_streams, _processes, _codecs);
+            GraphModel built = GraphModel.Build(_streams, Declarations(), _codecs);
             built.ApplyErrorPolicies(options.ErrorPolicies);
             return built;
         }

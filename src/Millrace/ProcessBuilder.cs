@@ -65,9 +65,11 @@ public sealed class ProcessBuilder
         ThrowIfSealed();
         if (policy.MaxFailures < 0 || policy.Window <= TimeSpan.Zero)
             throw new ArgumentException($"Process '{Name}': an error policy needs MaxFailures of 0 or more and a positive Window; got {policy.MaxFailures} and {policy.Window}.", nameof(policy));
+        if (policy.Final is { Kind: ErrorPolicy.Kinds.DeadLetter, Target: null } && DeadLetters is null)
+            throw new ArgumentException($"Process '{Name}': the policy '{policy}' names no stream for its dead letters; use ErrorPolicy.DeadLetter(graph.DeadLetters).", nameof(policy));
         Errors = policy;
-        // Writing dead letters makes this process a writer of their stream.
-        if (policy.Final.Target is { } target) DeadLetters = Output(target);
+        // Writing dead letters makes this process a writer of their stream (once).
+        if (policy.Final.Target is { } target && DeadLetters is null) DeadLetters = Output(target);
     }
 
     /// <summary>Declares that this process reads <paramref name="input"/> and calls <paramref name="handler"/> for each item, in order.</summary>

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.RegularExpressions;
 
 namespace Millrace.Tests;
@@ -472,6 +473,9 @@ public abstract class PlacementContract
                 var (_, id) = await Uploads.PostAsync(client, url, Uploads.Content(n), $"f{n}.txt", n % 3 == 0 ? $"c-{n}" : null, multipart: n % 2 == 1);
                 Assert.True(sent.TryAdd(id, n));
             }));
+            // Files that say they are JSON and are not: dead letters, kept in their own table, not sent again.
+            string[] rejected = await Task.WhenAll(Enumerable.Range(0, 3).Select(async n =>
+                (await Uploads.PostAsync(client, url, Encoding.UTF8.GetBytes("{\"broken\": " + n), $"broken{n}.json", multipart: n == 1)).Id));
             await File.WriteAllBytesAsync(Path.Combine(dir, "inbox", "dropped.txt"), Uploads.Content(5000));
             // A retry of a file already sent, with its id: still one row.
             var (_, again) = await Uploads.PostAsync(client, url, Uploads.Content(3), "f3.txt", "c-3");
@@ -485,7 +489,7 @@ public abstract class PlacementContract
             Assert.True(exit == 0, err + output);
             Assert.Contains("FileFlow: Stopped", output);
             // Its structured log (Microsoft.Extensions.Logging, to standard error): the run's start and end, said once.
-            Assert.Single(Regex.Matches(err, $@"Run \S+ started: {Placement} placement, 5 processes, 4 streams"));
+            Assert.Single(Regex.Matches(err, $@"Run \S+ started: {Placement} placement, 6 processes, 5 streams"));
             Assert.Single(Regex.Matches(err, @"Run \S+ ended: Stopped after"));
             Assert.Equal(1001, rows.Count);
             foreach (var (id, n) in sent)
@@ -494,6 +498,13 @@ public abstract class PlacementContract
                 Assert.Equal($"f{n}.txt", rows[id].Name);
             }
             Assert.Equal(Uploads.Sha(Uploads.Content(5000)), rows.Values.Single(r => r.Name == "dropped.txt").Sha);
+            Dictionary<string, (string Sha, string Name)> bad = new();
+            await Waits.Until(() => (bad = Uploads.Rows(Path.Combine(dir, "files.db"), "rejected_files", "process", "error")).Count >= rejected.Length,
+                "the rejected files' rows", seconds: 60);
+            Assert.Equal(rejected.Order(), bad.Keys.Order());
+            Assert.All(bad.Values, r => Assert.Equal("process1", r.Sha));
+            Assert.All(bad.Values, r => Assert.Matches(@"^System\.IO\.InvalidDataException: 'broken\d\.json' says it is JSON and is not: ", r.Name));
+            Assert.Empty(Directory.EnumerateFiles(Path.Combine(dir, "spool", "ready")));
             // No file stored twice under two ids (two thirds of them got their id from the server).
             Assert.Equal(rows.Count, rows.Values.Select(r => r.Sha).Distinct().Count());
             // process1 and process2 did their work: lines and words of every file as written by Uploads.Content.

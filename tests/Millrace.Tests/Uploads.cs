@@ -56,8 +56,8 @@ internal static class Uploads
         return new MultipartFormDataContent { { new StringContent("a note"), "note" }, { file, "file", name } };
     }
 
-    /// <summary>The rows of a FileFlow-like table: id → (sha256, name).</summary>
-    public static Dictionary<string, (string Sha, string Name)> Rows(string database, string table = "files")
+    /// <summary>The rows of a FileFlow-like table: id → (sha256, name), or two other columns.</summary>
+    public static Dictionary<string, (string Sha, string Name)> Rows(string database, string table = "files", string first = "sha256", string second = "name")
     {
         var rows = new Dictionary<string, (string, string)>();
         if (!File.Exists(database)) return rows;
@@ -66,7 +66,7 @@ internal static class Uploads
         using var command = connection.CreateCommand();
         command.CommandText = $"SELECT count(*) FROM sqlite_master WHERE name = '{table}'";
         if ((long)command.ExecuteScalar()! == 0) return rows;
-        command.CommandText = $"SELECT id, sha256, name FROM {table}";
+        command.CommandText = $"SELECT id, {first}, {second} FROM {table}";
         using var reader = command.ExecuteReader();
         while (reader.Read()) rows.Add(reader.GetString(0), (reader.GetString(1), reader.GetString(2)));
         return rows;

@@ -156,6 +156,57 @@ public class ValidationTests
         Assert.Equal(10, (await graph.RunAsync(RunOptions.Parse(["--on-error", "db=skip", "--quiet"]))).Processes["db"].ItemsIn);
     }
 
+    [Fact]
+    public async Task Built_in_operators_get_a_policy_by_name_in_code_and_the_command_line_still_wins()
+    {
+        Graph Build(List<long> results, List<DeadLetter> letters)
+        {
+            var graph = new Graph();
+            Stream<string> lines = graph.Stream<string>("lines");
+            Stream<long> numbers = graph.Stream<long>("numbers");
+            // Declared before the process it names: applied when the graph is built.
+            graph.OnError("parse", ErrorPolicy.DeadLetter(graph.DeadLetters));
+            graph.Source("lines", lines, ["1", "two", "3", "", "5"]);
+            graph.Map("parse", lines, numbers, long.Parse);
+            graph.Sink("sum", numbers, results.Add);
+            graph.Sink("letters", graph.DeadLetters, letters.Add);
+            return graph;
+        }
+        var results = new List<long>();
+        var letters = new List<DeadLetter>();
+        RunResult result = await Build(results, letters).RunWithin(new RunOptions { Quiet = true });
+        Assert.Empty(result.Errors);
+        Assert.Equal([1L, 3, 5], results);
+        Assert.Equal([("\"two\"", 1L), ("\"\"", 3L)], letters.Select(d => (d.Item, d.ItemIndex)));
+        Assert.All(letters, d => Assert.Equal(("parse", "lines", "System.FormatException"), (d.Process, d.Stream, d.ExceptionType)));
+        Assert.Equal(2, result.Processes["parse"].ItemsDeadLettered);
+
+        // --on-error replaces it, as it replaces a policy set in the process's own code.
+        results.Clear();
+        letters.Clear();
+        result = await Build(results, letters).RunWithin(RunOptions.Parse(["--on-error", "parse=skip", "--quiet"]));
+        Assert.Equal([1L, 3, 5], results);
+        Assert.Empty(letters);
+        Assert.Equal(2, result.Processes["parse"].ItemsSkipped);
+
+        // A name the graph does not have, and a dead-letter policy with no stream to write, are refused by name.
+        var graph = new Graph();
+        Stream<int> ints = graph.Stream<int>("ints");
+        graph.Source("ints", ints, [1]);
+        graph.Sink("db", ints, _ => { });
+        graph.OnError("dbb", ErrorPolicy.Skip);
+        var unknown = await Assert.ThrowsAsync<GraphValidationException>(() => graph.RunWithin(new RunOptions { Quiet = true }));
+        Assert.Contains("graph.OnError names process 'dbb', which the graph does not have. Its processes: ints, db.", unknown.Message);
+        Assert.Throws<ArgumentException>(() => graph.OnError("d b", ErrorPolicy.Skip));
+        var other = new Graph();
+        ints = other.Stream<int>("ints");
+        other.Source("ints", ints, [1]);
+        other.Sink("db", ints, _ => { });
+        other.OnError("db", ErrorPolicy.Parse("dead-letter"));
+        var noStream = await Assert.ThrowsAnyAsync<Exception>(() => other.RunWithin(new RunOptions { Quiet = true }));
+        Assert.Contains("names no stream for its dead letters; use ErrorPolicy.DeadLetter(graph.DeadLetters)", noStream.Message);
+    }
+
     public sealed record Awkward(long X)
     {
         public long Y => X == 2 ? throw new InvalidCastException("a getter that fails on bad data") : X;
