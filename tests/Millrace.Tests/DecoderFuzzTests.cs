@@ -116,6 +116,52 @@ public class DecoderFuzzTests
         }
     }
 
+    /// <summary>
+    /// The corpus of what the fuzz tests found (each crashed, allocated by a claimed count, or threw another exception before
+    /// the fix): kept as cases that must stay refused with <see cref="InvalidDataException"/>, whatever the mutator does later.
+    /// </summary>
+    public static TheoryData<string, Type, bool, byte[], int> PastFailures => new()
+    {
+        // Binary, fixed-size items: count × size overflowed an int and let a frame of the wrong length through.
+        { "unmanaged count overflowing count × size", typeof(long), true, new byte[8], int.MaxValue / 4 + 1 },
+        // A negative count reached new T[count]: OverflowException.
+        { "unmanaged negative count", typeof(long), true, [], -5 },
+        // Binary, variable-size items: new T[count] for a count the 3 bytes cannot hold (2 billion references: out of memory).
+        { "managed count beyond the bytes", typeof(string), true, [1, 2, 3], 2_000_000_000 },
+        { "managed negative count", typeof(Reading), true, [0, 0, 0, 0], -1 },
+        // JSON: an object where a batch belongs, an unfinished array, a string for a number: JsonException leaked out.
+        { "JSON object for a batch", typeof(long), false, Encoding.UTF8.GetBytes("{\"x\": 1}"), -1 },
+        { "JSON cut short", typeof(Reading), false, Encoding.UTF8.GetBytes("[{\"sensor\": 1, \"pla"), -1 },
+        { "JSON string for a number", typeof(long), false, Encoding.UTF8.GetBytes("[\"a\"]"), -1 },
+        { "JSON with fewer items than its count", typeof(long), false, Encoding.UTF8.GetBytes("[1]"), 7 },
+        { "JSON not UTF-8", typeof(string), false, [0xff, 0xfe, 0x5b, 0x5d], -1 },
+    };
+
+    [Theory]
+    [MemberData(nameof(PastFailures))]
+    public void Past_fuzz_failures_stay_refused_with_InvalidDataException(string what, Type type, bool binary, byte[] bytes, int count)
+    {
+        BatchCodec codec = Codec(type, binary);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<InvalidDataException>(() => codec.Decode(bytes, count));
+        Assert.False(string.IsNullOrWhiteSpace(e.Message), what);
+        // Refused before anything the size of the claimed count was allocated.
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, $"{what}: {GC.GetAllocatedBytesForCurrentThread() - before} bytes allocated");
+    }
+
+    [Theory]
+    [InlineData("1:2147483647", 2)] // allocated an array of two billion ids before it counted them
+    [InlineData("5:3", 2)]
+    [InlineData("1:-1", 1)]
+    [InlineData("18446744073709551616:1", 1)]
+    [InlineData("", 1)]
+    public void Past_ids_header_failures_stay_refused_with_FormatException(string header, int count)
+    {
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Throws<FormatException>(() => Millrace.RabbitMQ.Wire.DecodeIds(header, count));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20);
+    }
+
     private static string Json(Array items) => System.Text.Json.JsonSerializer.Serialize(items, new System.Text.Json.JsonSerializerOptions
     {
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
