@@ -7,7 +7,6 @@
 #       corrected body), as a message of a program outside the run; then it leaves the dead-letter queue
 # Needs pika: apt-get install python3-pika
 import sys
-import uuid
 import pika
 
 command = sys.argv[1] if len(sys.argv) > 1 else "list"
@@ -40,7 +39,7 @@ while True:
     # Without the writer's place in the run (it would wait for its turn for ever) and without the poison headers.
     kept = {k: v for k, v in h.items() if not k.startswith("millrace-poison-") and k not in ("millrace-writer", "millrace-seq", "millrace-generation")}
     again = pika.BasicProperties(content_type=props.content_type, type=props.type, delivery_mode=2, headers=kept,
-                                 message_id=f"replay-{uuid.uuid4().hex}")  # a new id: the old one was acknowledged
+                                 message_id=f"replay-{text(h, 'millrace-poison-message-id')}")  # a replay repeated after a crash is a copy
     ch.basic_publish("", text(h, "millrace-poison-queue"), body, again, mandatory=True)
     ch.basic_ack(method.delivery_tag)
 print(f"{count} messages {'in' if command == 'list' else 'replayed from'} {queue}")

@@ -311,8 +311,9 @@ internal sealed class Consumer
             if (!long.TryParse(Wire.Text(properties.Headers, Wire.GenerationHeader), System.Globalization.NumberStyles.None,
                     System.Globalization.CultureInfo.InvariantCulture, out long generation))
             {
+                // A host or program set up otherwise (without --state): not bad data, and its end marks must not vanish. The run stops.
                 Reject($"has no {Wire.GenerationHeader} header: with checkpoints on, every writer of the run's streams must be a process of the run " +
-                       "(a program of your own cannot write them: a checkpoint could not cover its messages)");
+                       "started with the same --state (a program of your own cannot write them: a checkpoint could not cover its messages)", always: true);
                 return;
             }
             if (generation < _port.Generation)
@@ -382,7 +383,7 @@ internal sealed class Consumer
         try
         {
             string? countText = Wire.Text(properties.Headers, Wire.CountHeader);
-            if (countText is null) count = codec.Name == "json" ? -1 : throw new FormatException($"a {codec.Name} body needs the {Wire.CountHeader} header");
+            if (countText is null) count = codec.Name != "binary" ? -1 : throw new FormatException($"a {codec.Name} body needs the {Wire.CountHeader} header");
             else if (!int.TryParse(countText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out count))
                 throw new FormatException($"header {Wire.CountHeader} is '{(countText.Length <= 30 ? countText : countText[..30] + "…")}', not a number of items");
             items = codec.Decode(delivery.Body.Span, count);
@@ -400,15 +401,16 @@ internal sealed class Consumer
 
         // A message that cannot be read is never handed to the process: it stops the run (staying in its queue), or is moved
         // to the run's dead-letter queue. Sequenced: a writer's later messages must not wait for it.
-        void Reject(string what, Exception? e = null, bool sequenced = false)
+        void Reject(string what, Exception? e = null, bool sequenced = false, bool always = false)
         {
             string description = $"message {messageId} of stream '{stream.Name}'{(writer is null ? "" : $" from '{writer}'")}";
-            if (!runner.SetsAsidePoison(_port.PoisonMessages, stream.Name, what, out ProcessFailure? beyondLimit))
+            ProcessFailure? beyondLimit = null;
+            if (always || !runner.SetsAsidePoison(_port.PoisonMessages, stream.Name, what, out beyondLimit))
             {
                 _acknowledger.Forget(pending!);
                 _run.Fail(beyondLimit ?? new ProcessFailure(Name, stream.Name, null, null,
-                    $"Process '{Name}' received {description}, which {what}. It stays in the queue, unacknowledged " +
-                    "(--broker-poison dead-letter, or an error policy of skip or dead-letter, moves such messages to the run's dead-letter queue).", e));
+                    $"Process '{Name}' received {description}, which {what}. It stays in the queue, unacknowledged" +
+                    (always ? "." : " (--broker-poison dead-letter, or an error policy of skip or dead-letter, moves such messages to the run's dead-letter queue)."), e));
                 return;
             }
             byte[] body = delivery.Body.ToArray();
@@ -429,11 +431,20 @@ internal sealed class Consumer
                 Properties = new BasicProperties
                 {
                     ContentType = properties.ContentType,
+                    ContentEncoding = properties.ContentEncoding,
+                    CorrelationId = properties.CorrelationId,
+                    AppId = properties.AppId,
                     Type = properties.Type,
                     Persistent = true,
                     Headers = headers,
                 },
+                // Never acknowledged where it is unless it is in the dead-letter queue: a full or missing one stops the run.
+                Undeliverable = why => _run.Fail(new ProcessFailure(Name, stream.Name, null, null,
+                    $"Process '{Name}' could not move {description} to the run's dead-letter queue '{_port.DeadLetterExchange}': {why}. " +
+                    $"It stays in its queue, unacknowledged. Take messages from the dead-letter queue (examples/python/dead_letters.py), " +
+                    "or start a host again to declare it.", null)),
             };
+            if (properties.IsTimestampPresent()) moved.Properties.Timestamp = properties.Timestamp;
             void Move()
             {
                 _port.SetAside(moved, pending!);

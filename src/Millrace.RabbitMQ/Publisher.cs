@@ -15,6 +15,18 @@ internal sealed class Outgoing
     public required BasicProperties Properties;
     /// <summary>Its publish sequence number on the channel it was last published on.</summary>
     public ulong ChannelSeq;
+
+    /// <summary>
+    /// Set for a message that must reach a queue (a move to the dead-letter queue): published as mandatory, and if the broker
+    /// returns it (no queue bound) or refuses it (the queue is full), this is told why, once, and the message is never taken as
+    /// confirmed (what waits for it is never acknowledged), instead of being published again.
+    /// </summary>
+    public Action<string>? Undeliverable;
+
+    /// <summary>The broker returned it (unroutable); its confirm, which follows, does not count.</summary>
+    public bool Returned;
+
+    public bool Told;
 }
 
 /// <summary>
@@ -176,7 +188,7 @@ internal sealed class Publisher
                     // Never wait on a publish for ever: with confirms on, RabbitMQ.Client 7 can hang a
                     // publish that was under way when the connection went (rabbitmq-dotnet-client#1930).
                     CancellationToken lost = _channelLost.Token;
-                    await channel.BasicPublishAsync(message.Exchange, "", false, message.Properties, message.Body, lost)
+                    await channel.BasicPublishAsync(message.Exchange, "", message.Undeliverable is not null, message.Properties, message.Body, lost)
                         .AsTask().WaitAsync(_operationTimeout, lost);
                 }
                 catch (Exception)
@@ -218,6 +230,12 @@ internal sealed class Publisher
             Refused(channel, e.DeliveryTag, e.Multiple);
             return Task.CompletedTask;
         };
+        // A mandatory message no queue took comes back before its confirm (the same channel, in order).
+        channel.BasicReturnAsync += (_, e) =>
+        {
+            Returned(channel, e.BasicProperties.MessageId);
+            return Task.CompletedTask;
+        };
         lock (_lock)
         {
             _channelLost = lost;
@@ -227,7 +245,11 @@ internal sealed class Publisher
             _outOfOrder = false;
             // Whatever the old channel did not confirm goes again, in order among what waits (a
             // refused message may already wait there, behind newer unconfirmed ones).
-            foreach (Outgoing message in _unconfirmed) InsertInOrder(_toSend, message);
+            foreach (Outgoing message in _unconfirmed)
+            {
+                message.Returned = false;
+                InsertInOrder(_toSend, message);
+            }
             _unconfirmed.Clear();
         }
         return channel;
@@ -260,10 +282,28 @@ internal sealed class Publisher
         _publishWork.Set();
     }
 
+    private void Returned(IChannel channel, string? messageId)
+    {
+        lock (_lock)
+        {
+            if (!ReferenceEquals(channel, _publishChannel)) return;
+            foreach (Outgoing message in _unconfirmed)
+                if (message.Properties.MessageId == messageId && message.Undeliverable is not null) message.Returned = true;
+        }
+    }
+
+    /// <summary>Tells each message that could not be delivered why, once (outside the lock).</summary>
+    private static void Tell(List<(Outgoing Message, string Why)>? undeliverable)
+    {
+        if (undeliverable is null) return;
+        foreach (var (message, why) in undeliverable) message.Undeliverable!(why);
+    }
+
     private void Confirmed(IChannel channel, ulong tag, bool multiple)
     {
         ProcessRunner? waiter;
         long confirmed;
+        List<(Outgoing, string)>? undeliverable = null;
         lock (_lock)
         {
             if (!ReferenceEquals(channel, _publishChannel)) return;
@@ -272,7 +312,16 @@ internal sealed class Publisher
             for (LinkedListNode<Outgoing>? node = _unconfirmed.First; node is not null;)
             {
                 LinkedListNode<Outgoing>? next = node.Next;
-                if (node.Value.ChannelSeq == tag || (multiple && node.Value.ChannelSeq < tag)) _unconfirmed.Remove(node);
+                if (node.Value.ChannelSeq == tag || (multiple && node.Value.ChannelSeq < tag))
+                {
+                    if (!node.Value.Returned) _unconfirmed.Remove(node);
+                    else if (!node.Value.Told)
+                    {
+                        // Stays unconfirmed for ever: what waits for it is not acknowledged.
+                        node.Value.Told = true;
+                        (undeliverable ??= new()).Add((node.Value, "no queue is bound to its exchange (was the queue deleted?)"));
+                    }
+                }
                 else if (node.Value.ChannelSeq > tag && !_outOfOrder) break;
                 node = next;
             }
@@ -285,6 +334,7 @@ internal sealed class Publisher
             _backoffMs = 0;
         }
         _confirmedUpTo(confirmed);
+        Tell(undeliverable);
         waiter?.WakeForRoom();
         _publishWork.Set();
     }
@@ -297,6 +347,7 @@ internal sealed class Publisher
     private void Refused(IChannel channel, ulong tag, bool multiple)
     {
         bool poke;
+        List<(Outgoing, string)>? undeliverable = null;
         lock (_lock)
         {
             if (!ReferenceEquals(channel, _publishChannel)) return;
@@ -306,21 +357,33 @@ internal sealed class Publisher
                 LinkedListNode<Outgoing>? next = node.Next;
                 if (node.Value.ChannelSeq == tag || (multiple && node.Value.ChannelSeq < tag))
                 {
-                    refused.Add(node.Value);
-                    _unconfirmed.Remove(node);
+                    if (node.Value.Undeliverable is null)
+                    {
+                        refused.Add(node.Value);
+                        _unconfirmed.Remove(node);
+                    }
+                    else if (!node.Value.Told)
+                    {
+                        // Not published again and again: it stays unconfirmed, and the run hears why.
+                        node.Value.Told = true;
+                        (undeliverable ??= new()).Add((node.Value, "the broker refused it (the queue is at its length limit)"));
+                    }
                 }
                 node = next;
             }
-            if (refused.Count == 0) return;
             poke = false;
-            // Back among what waits, in order.
-            foreach (Outgoing message in refused) InsertInOrder(_toSend, message);
-            _outOfOrder = true;
-            _backoffMs = Math.Clamp(_backoffMs * 2, 5, 200);
-            _pausedUntil = Environment.TickCount64 + _backoffMs;
-            poke = !Refusing;
-            Refusing = true;
+            if (refused.Count > 0)
+            {
+                // Back among what waits, in order.
+                foreach (Outgoing message in refused) InsertInOrder(_toSend, message);
+                _outOfOrder = true;
+                _backoffMs = Math.Clamp(_backoffMs * 2, 5, 200);
+                _pausedUntil = Environment.TickCount64 + _backoffMs;
+                poke = !Refusing;
+                Refusing = true;
+            }
         }
+        Tell(undeliverable);
         // Refused is blocked: termination detection should look (it may be a cycle that filled its queues).
         if (poke) _poke();
         _publishWork.Set();

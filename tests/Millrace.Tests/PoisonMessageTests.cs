@@ -47,7 +47,8 @@ public class PoisonMessageTests
         return bad;
     }
 
-    private static Graph Doubling(TaskCompletionSource started, Task published, ConcurrentBag<long> results, ConcurrentBag<DeadLetter> deadLetters)
+    /// <summary>source → numbers → double (dead letters in code; throws on 777 when asked) → sink; dead letters → dead.</summary>
+    private static Graph Doubling(TaskCompletionSource started, Task published, ConcurrentBag<long> results, ConcurrentBag<DeadLetter> deadLetters, bool throwOn777)
     {
         var graph = new Graph();
         Stream<long> numbers = graph.Stream<long>("numbers");
@@ -69,7 +70,7 @@ public class PoisonMessageTests
         {
             p.OnError(ErrorPolicy.DeadLetter(graph.DeadLetters));
             Output<long> o = p.Output(doubled);
-            p.On(numbers, x => o.Emit(x == 777 ? throw new InvalidOperationException("777 is bad") : 2 * x));
+            p.On(numbers, x => o.Emit(x == 777 && throwOn777 ? throw new InvalidOperationException("777 is bad") : 2 * x));
         });
         graph.Sink("sink", doubled, results.Add);
         graph.Sink("dead", graph.DeadLetters, deadLetters.Add);
@@ -88,11 +89,13 @@ public class PoisonMessageTests
         public Task<RunResult> Run { get; private set; } = null!;
         public IChannel Channel { get; private set; } = null!;
 
-        public static async Task<Running> StartAsync(params string[] args)
+        public static Task<Running> StartAsync(params string[] args) => StartAsync(true, args);
+
+        public static async Task<Running> StartAsync(bool throwOn777, params string[] args)
         {
             var running = new Running();
             var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            Graph graph = Doubling(started, running._published.Task, running.Results, running.DeadLetters);
+            Graph graph = Doubling(started, running._published.Task, running.Results, running.DeadLetters, throwOn777);
             RunOptions options = RunOptions.Parse(["--placement", "broker", "--run-id", running.Prefix["millrace.".Length..], "--broker", Broker.Uri, "--quiet", .. args]);
             running.Run = graph.RunWithin(options, seconds: 120);
             running._connection = await new ConnectionFactory { Uri = new Uri(Broker.Uri) }.CreateConnectionAsync();
@@ -148,26 +151,65 @@ public class PoisonMessageTests
         return published;
     }
 
+    /// <summary>Messages of the writer 'source' as another incarnation would write them: place 0 and 2 good, place 1 bad, published 0, 2, 1.</summary>
+    private static List<Bad> OutOfOrder(out Bad poison)
+    {
+        Dictionary<string, object?> Headers(int place) => new() { ["millrace-writer"] = "source", ["millrace-seq"] = $"other:{place}" };
+        poison = new Bad("invalid JSON in its writer's order", Encoding.UTF8.GetBytes("[1,"), "data", Headers(1));
+        return
+        [
+            new("first", Encoding.UTF8.GetBytes("[100000]"), "data", Headers(0)),
+            new("third, early", Encoding.UTF8.GetBytes("[100002]"), "data", Headers(2)),
+            poison,
+        ];
+    }
+
     [Theory]
-    [InlineData("json")]
-    [InlineData("binary")]
-    public async Task Malformed_messages_go_to_the_dead_letter_queue_with_their_reasons_and_every_good_item_comes_through(string codec)
+    [InlineData("json", "dead-letter")]
+    [InlineData("binary", "dead-letter")]
+    [InlineData("json", "skip")]
+    [InlineData("json", "stop, but --broker-poison dead-letter")]
+    public async Task Malformed_messages_go_to_the_dead_letter_queue_with_their_reasons_and_every_good_item_comes_through(string codec, string policy)
     {
         List<Bad> bad = BadMessages(codec);
-        await using Running running = await Running.StartAsync("--codec", codec);
+        string[] args = policy switch
+        {
+            "skip" => ["--on-error", "double=skip"],
+            "dead-letter" => [],
+            _ => ["--on-error", "double=stop", "--broker-poison", "dead-letter"],
+        };
+        bool throws = policy != "stop, but --broker-poison dead-letter";
+        await using Running running = await Running.StartAsync(throws, ["--codec", codec, .. args]);
         string prefix = running.Prefix;
         IChannel channel = running.Channel;
-        Assert.Equal(bad.Count, await running.PublishAsync(bad));
+        var expected = Enumerable.Range(0, Count).Where(i => i != 777 || !throws).Select(i => 2L * i).ToList();
+        var toPublish = new List<Bad>(bad);
+        if (codec == "json")
+        {
+            // A bad message in the middle of a writer's order: the writer's later messages do not wait for it for ever.
+            toPublish.AddRange(OutOfOrder(out Bad poison));
+            bad.Add(poison);
+            expected.AddRange([200000, 200004]);
+        }
+        Assert.Equal(toPublish.Count, await running.PublishAsync(toPublish));
 
         RunResult result = await running.Run;
         var results = running.Results;
         var deadLetters = running.DeadLetters;
         Assert.True(result.Outcome == RunOutcome.Completed, result.ToString());
-        // Every good item, doubled; the one the handler threw on is a dead letter of the graph.
-        Assert.Equal(Enumerable.Range(0, Count).Where(i => i != 777).Select(i => 2L * i).Order(), results.Order());
-        DeadLetter letter = Assert.Single(deadLetters);
-        Assert.Equal(("double", "numbers", "777", "777 is bad"), (letter.Process, letter.Stream, letter.Item, letter.Message));
-        Assert.Equal(1, result.Processes["double"].ItemsDeadLettered);
+        // Every good item, doubled; the one the handler threw on follows the policy.
+        Assert.Equal(expected.Order(), results.Order());
+        if (policy == "dead-letter")
+        {
+            DeadLetter letter = Assert.Single(deadLetters);
+            Assert.Equal(("double", "numbers", "777", "777 is bad"), (letter.Process, letter.Stream, letter.Item, letter.Message));
+            Assert.Equal(1, result.Processes["double"].ItemsDeadLettered);
+        }
+        else
+        {
+            Assert.Empty(deadLetters);
+            Assert.Equal(policy == "skip" ? 1 : 0, result.Processes["double"].ItemsSkipped);
+        }
 
         // Every bad message is in the run's dead-letter queue, acknowledged in its own, with why.
         string deadLetterQueue = $"{prefix}:dead-letters";
@@ -175,11 +217,11 @@ public class PoisonMessageTests
         while (await channel.BasicGetAsync(deadLetterQueue, autoAck: true) is { } message)
             moved.Add((message.Body.ToArray(), message.BasicProperties.Headers!, message.BasicProperties.Type));
         Assert.Equal(bad.Count, moved.Count);
-        foreach (Bad expected in bad)
+        foreach (Bad sent in bad)
         {
-            var match = moved.Where(m => m.Body.SequenceEqual(expected.Body) && m.Type == expected.Type &&
-                                         expected.Headers.All(h => Text(m.Headers, h.Key) == h.Value?.ToString())).ToList();
-            Assert.True(match.Count >= 1, $"'{expected.What}' is not in the dead-letter queue as it was published");
+            var match = moved.Where(m => m.Body.SequenceEqual(sent.Body) && m.Type == sent.Type &&
+                                         sent.Headers.All(h => Text(m.Headers, h.Key) == h.Value?.ToString())).ToList();
+            Assert.True(match.Count >= 1, $"'{sent.What}' is not in the dead-letter queue as it was published");
             var headers = match[0].Headers;
             Assert.Equal("double", Text(headers, "millrace-poison-process"));
             Assert.Equal("numbers", Text(headers, "millrace-poison-stream"));
@@ -191,10 +233,13 @@ public class PoisonMessageTests
         Assert.Equal(0u, await running.CountAsync($"{prefix}.numbers.double"));
     }
 
-    [Fact]
-    public async Task With_broker_poison_stop_a_malformed_message_fails_the_run_and_stays_in_its_queue()
+    [Theory]
+    [InlineData("--broker-poison", "stop")]
+    [InlineData("--on-error", "double=stop")]
+    [InlineData("--on-error", "double=retry:2")]
+    public async Task With_a_stop_policy_or_broker_poison_stop_a_malformed_message_fails_the_run_and_stays_in_its_queue(string option, string value)
     {
-        await using Running running = await Running.StartAsync("--broker-poison", "stop");
+        await using Running running = await Running.StartAsync(false, option, value);
         string prefix = running.Prefix;
         IChannel channel = running.Channel;
         await running.PublishAsync(BadMessages("json").Where(b => b.What == "invalid JSON"));
@@ -228,6 +273,47 @@ public class PoisonMessageTests
         uint movedCount = await running.CountAsync($"{prefix}:dead-letters");
         uint left = await running.CountAsync($"{prefix}.numbers.double");
         Assert.True(movedCount <= 100 && movedCount + left >= sent, $"{movedCount} moved, {left} left of {sent}");
+    }
+
+    [Theory]
+    [InlineData("full")]
+    [InlineData("deleted")]
+    public async Task A_full_or_deleted_dead_letter_queue_stops_the_run_and_the_message_stays_in_its_queue(string what)
+    {
+        await using Running running = await Running.StartAsync();
+        string deadLetters = $"{running.Prefix}:dead-letters";
+        if (what == "deleted")
+        {
+            await running.Channel.QueueDeleteAsync(deadLetters);
+        }
+        else
+        {
+            // A policy caps the queue at one message (the lower of its own limit and the policy's counts).
+            var (exit, _, err) = await ExampleProgram.RunFileAsync("rabbitmqctl", ["set_policy", "-p", Broker.VirtualHost, "--apply-to", "queues",
+                running.Prefix + "-cap", "^" + System.Text.RegularExpressions.Regex.Escape(deadLetters) + "$", "{\"max-length\":1,\"overflow\":\"reject-publish\"}"], seconds: 60);
+            Assert.True(exit == 0, err);
+        }
+        try
+        {
+            List<Bad> bad = BadMessages("json").Where(b => b.What is "invalid JSON" or "items of another type").ToList();
+            await running.PublishAsync(bad);
+            RunResult result = await running.Run;
+            Assert.Equal(RunOutcome.Failed, result.Outcome);
+            Assert.Contains("could not move message", Errors(result));
+            Assert.Contains(what == "full" ? "the broker refused it (the queue is at its length limit)" : "no queue is bound to its exchange", Errors(result));
+            // The message that could not be moved is still in its stream's queue: nothing is lost.
+            var left = new List<string>();
+            while (await running.Channel.BasicGetAsync($"{running.Prefix}.numbers.double", autoAck: true) is { } message)
+                left.Add(Encoding.UTF8.GetString(message.Body.Span));
+            uint moved = what == "full" ? await running.CountAsync(deadLetters) : 0;
+            Assert.Equal((uint)bad.Count, moved + (uint)bad.Count(b => left.Contains(Encoding.UTF8.GetString(b.Body))));
+            Assert.True(what != "full" || moved == 1, $"{moved} moved");
+        }
+        finally
+        {
+            if (what == "full")
+                await ExampleProgram.RunFileAsync("rabbitmqctl", ["clear_policy", "-p", Broker.VirtualHost, running.Prefix + "-cap"], seconds: 60);
+        }
     }
 
     [Fact]
