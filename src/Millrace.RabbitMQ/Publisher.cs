@@ -97,12 +97,18 @@ internal sealed class Publisher
 
     public void Start() => _loop = Task.Run(PublishLoopAsync);
 
-    /// <summary>Whether a new message fits within the bound; if not, <paramref name="writer"/> is woken once one is confirmed.</summary>
+    /// <summary>
+    /// Whether a new message fits within the bound; if not, <paramref name="writer"/> is woken once one is confirmed. The bound
+    /// counts from the oldest message not yet confirmed, not the messages in flight: a message the broker keeps refusing (its
+    /// reader's queue full) must never have more than the bound of newer ones ahead of it. A reader holds those that come
+    /// before their turn within its prefetch, which is the bound; more would fill it, the reader would take nothing, its queue
+    /// would stay full, and the refused message would never get in (found by the broker benchmark, a hang).
+    /// </summary>
     public bool HasRoom(ProcessRunner writer)
     {
         lock (_lock)
         {
-            if (_toSend.Count + _unconfirmed.Count < _maxInFlight) return true;
+            if (_assigned - _confirmed < _maxInFlight) return true;
             _waiter = writer;
             return false;
         }
