@@ -107,7 +107,9 @@ public sealed class ProcessBuilder
 
     /// <summary>
     /// An action run once when every input of the process has ended (not the first one), before
-    /// its outputs end; it may emit (a summary, say).
+    /// its outputs end; it may emit (a summary, say). It runs at the end of a completed run and after a graceful stop's
+    /// drain; never after a halt, a failure or a stop at once (<see cref="RunResult.StoppedAtOnce"/>), when the process
+    /// has not seen all its input.
     /// </summary>
     public void OnCompleted(Action completed)
     {

@@ -36,7 +36,10 @@ public sealed class RunResult
     /// <summary>The result of what <paramref name="run"/> saw, with the counts of the processes it knows.</summary>
     internal static RunResult From(RunContext run, TimeSpan duration, IReadOnlyDictionary<string, ProcessStats> processes,
         IReadOnlyDictionary<string, StreamStats> streams) =>
-        new(run.Outcome, duration, run.HaltedBy, run.HaltReason, run.TerminationDetected, run.Errors, processes, streams);
+        new(run.Outcome, duration, run.HaltedBy, run.HaltReason, run.TerminationDetected, run.Errors, processes, streams)
+        {
+            StoppedAtOnce = run.Outcome == RunOutcome.Stopped && run.HardStopped.IsCompleted,
+        };
 
     /// <summary>The result of a run that failed before any process ran (a placement could not set up: a broker out of reach, say).</summary>
     public static RunResult Failed(ProcessFailure failure, TimeSpan duration) =>
@@ -45,6 +48,13 @@ public sealed class RunResult
 
     /// <summary>How the run ended.</summary>
     public RunOutcome Outcome { get; }
+
+    /// <summary>
+    /// A stopped run (<see cref="RunOutcome.Stopped"/>) whose processes were stopped at once — a second Ctrl+C or SIGTERM, or
+    /// <see cref="RunOptions.DrainTimeout"/> passed — instead of draining what was in flight: items may have been left
+    /// unhandled (in the broker placement they stay in their queues). False for a graceful stop and for every other outcome.
+    /// </summary>
+    public bool StoppedAtOnce { get; private init; }
 
     /// <summary>True unless the run failed (halted and stopped runs are successful endings).</summary>
     public bool Succeeded => Outcome != RunOutcome.Failed;
@@ -80,7 +90,7 @@ public sealed class RunResult
     /// <summary>One line: outcome, duration, who halted, first error.</summary>
     public override string ToString()
     {
-        string text = $"{Outcome} in {Duration.TotalSeconds:0.000} s";
+        string text = $"{Outcome}{(StoppedAtOnce ? " at once" : "")} in {Duration.TotalSeconds:0.000} s";
         if (HaltedBy is not null) text += $"; halted by process '{HaltedBy}'" + (HaltReason is null ? "" : $": {HaltReason}");
         if (Errors.Count > 0) text += $"; {Errors[0].Message}";
         return text;

@@ -33,6 +33,7 @@ public class CancellationTests
 
         Assert.Equal(RunOutcome.Stopped, result.Outcome);
         Assert.True(result.Succeeded);
+        Assert.False(result.StoppedAtOnce); // drained: every input ended, so the completion action ran
         Assert.True(completed);
         // Exactly the squares of every number the source took from its enumerable, in order: none lost, none twice.
         long n = Interlocked.Read(ref pulled);
@@ -47,6 +48,59 @@ public class CancellationTests
                 yield return i;
             }
         }
+    }
+
+    [Fact]
+    public async Task A_stop_that_cannot_drain_in_time_stops_at_once_and_says_so_and_a_halt_skips_completion_actions()
+    {
+        // A sink stuck on its first item: the graceful stop cannot drain, so after DrainTimeout every process stops at once.
+        var graph = new Graph();
+        var numbers = graph.Stream<long>("numbers");
+        TaskCompletionSource stuck = Waits.Signal();
+        bool completed = false;
+        using var cts = new CancellationTokenSource();
+        graph.Source("forever", numbers, Helpers.Forever());
+        graph.Process("sink", p =>
+        {
+            p.On(numbers, async (x, ct) =>
+            {
+                stuck.TrySetResult();
+                await Task.Delay(Timeout.Infinite, ct).ContinueWith(_ => { });
+            });
+            p.OnCompleted(() => completed = true);
+        });
+        Task<RunResult> run = graph.RunWithin(new RunOptions { DrainTimeout = TimeSpan.FromMilliseconds(200) }, cts.Token);
+        await Waits.For(stuck.Task, "the sink's first item");
+        cts.Cancel();
+        RunResult result = await run;
+        Assert.Equal(RunOutcome.Stopped, result.Outcome);
+        Assert.True(result.StoppedAtOnce);
+        Assert.StartsWith("Stopped at once in ", result.ToString());
+        Assert.False(completed); // its inputs never ended: a summary would be wrong
+
+        // A halt stops every process at once too: the halting process's completion action does not run, nor does that of a
+        // process downstream whose input is cut by the halt.
+        var halting = new Graph();
+        var b = halting.Stream<int>("b");
+        var c = halting.Stream<int>("c");
+        bool haltCompleted = false, downstreamCompleted = false;
+        halting.Source("many", b, Helpers.Forever().Select(i => (int)(i % 1000)));
+        halting.Process("halter", p =>
+        {
+            var o = p.Output(c);
+            p.On(b, x => { if (x == 999) p.Halt("enough"); else o.Emit(x); });
+            p.OnCompleted(() => haltCompleted = true);
+        });
+        halting.Process("downstream", p =>
+        {
+            p.On(c, _ => { });
+            p.OnCompleted(() => downstreamCompleted = true);
+        });
+        RunResult halted = await halting.RunWithin();
+        Assert.Equal(RunOutcome.Halted, halted.Outcome);
+        Assert.False(halted.StoppedAtOnce);
+        Assert.False(haltCompleted);
+        Assert.False(downstreamCompleted);
     }
 
     [Fact]

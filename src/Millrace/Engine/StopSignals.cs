@@ -33,7 +33,13 @@ internal sealed class StopSignals : IDisposable
     private void OnSignal(PosixSignalContext context)
     {
         context.Cancel = true;
-        if (Interlocked.Increment(ref _count) == 1) _run.RequestStop();
+        // Said aloud, at once: a drain can take seconds, and silence looks like a hang. (A logger hears GracefulStop/HardStop.)
+        bool first = Interlocked.Increment(ref _count) == 1;
+        if (_run.Options.Logger is null)
+            Console.Error.WriteLine(first
+                ? $"[millrace] stopping: draining, at most {_run.Options.DrainTimeout.TotalSeconds:0.#} s ({(context.Signal == PosixSignal.SIGINT ? "Ctrl+C" : "SIGTERM")} again to stop now)"
+                : "[millrace] stopping now");
+        if (first) _run.RequestStop();
         else _run.StopAll();
     }
 
