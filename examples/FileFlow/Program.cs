@@ -13,6 +13,7 @@
 //
 // It runs until Ctrl+C (or SIGTERM): the server stops taking files, what was accepted drains
 // into the database, and whatever was accepted but not yet stored is sent again on the next start.
+using System.CommandLine;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging;
@@ -20,97 +21,67 @@ using Millrace;
 using Millrace.Data;
 using Millrace.Web;
 
-RunOptions options;
-string urls = "http://127.0.0.1:5080", database = "fileflow.db", spool = "fileflow-spool";
-string? watch = null;
-try
+var urlsOption = new Option<string>("--urls") { Description = "Where the HTTP server listens.", DefaultValueFactory = _ => "http://127.0.0.1:5080" };
+var dbOption = new Option<string>("--db") { Description = "The database: a SQLite file, or a PostgreSQL connection string.", DefaultValueFactory = _ => "fileflow.db" };
+var watchOption = new Option<string?>("--watch") { Description = "A folder to take files from (as they are dropped there)." };
+var spoolOption = new Option<string>("--spool") { Description = "Where accepted files wait until their row is committed.", DefaultValueFactory = _ => "fileflow-spool" };
+
+// The command line parsed strictly (--help lists every option); a bad address or option is exit code 2, a failed run 1.
+return await MillraceMain.RunAsync(args, "Files from the web and a folder, through process1 and process2, into a database, each once.",
+    [urlsOption, dbOption, watchOption, spoolOption], async (cli, options) =>
 {
-    options = RunOptions.Parse(args);
-    IReadOnlyList<string> rest = options.OtherArguments;
-    for (int i = 0; i < rest.Count; i++)
-    {
-        string Value() => i + 1 < rest.Count ? rest[++i] : throw new ArgumentException($"The option '{rest[i]}' needs a value.");
-        switch (rest[i])
-        {
-            case "--urls": urls = Value(); break;
-            case "--db": database = Value(); break;
-            case "--watch": watch = Value(); break;
-            case "--spool": spool = Value(); break;
-            default:
-                throw new ArgumentException($"Unknown option '{rest[i]}'. Options: --urls URL, --db PATH-or-connection-string, --watch DIR, --spool DIR, " +
-                    "--placement threads|processes|broker (and the other run options).");
-        }
-    }
-}
-catch (ArgumentException e)
-{
-    Console.Error.WriteLine($"FileFlow: {e.Message}");
-    return 2;
-}
+    string urls = cli.GetValue(urlsOption)!, database = cli.GetValue(dbOption)!, spool = cli.GetValue(spoolOption)!;
+    string? watch = cli.GetValue(watchOption);
+    // Structured log events (run started and ended, failures, files the folder left alone, ...) to standard error.
+    using ILoggerFactory logging = LoggerFactory.Create(b => b
+        .AddSimpleConsole(c => c.SingleLine = true)
+        .AddConsole(c => c.LogToStandardErrorThreshold = LogLevel.Trace)
+        .SetMinimumLevel(LogLevel.Information));
+    ILogger logger = logging.CreateLogger("Millrace");
+    options.Logger = logger;
 
-// Structured log events (run started and ended, failures, files the folder left alone, ...) to standard error.
-using ILoggerFactory logging = LoggerFactory.Create(b => b
-    .AddSimpleConsole(c => c.SingleLine = true)
-    .AddConsole(c => c.LogToStandardErrorThreshold = LogLevel.Trace)
-    .SetMinimumLevel(LogLevel.Information));
-ILogger logger = logging.CreateLogger("Millrace");
-options.Logger = logger;
+    var graph = new Graph();
+    var files = graph.Stream<IncomingFile>("files");
+    var parsed = graph.Stream<ParsedFile>("parsed");
+    var summaries = graph.Stream<FileSummary>("summaries");
+    var stored = graph.Stream<string>("stored");
 
-var graph = new Graph();
-var files = graph.Stream<IncomingFile>("files");
-var parsed = graph.Stream<ParsedFile>("parsed");
-var summaries = graph.Stream<FileSummary>("summaries");
-var stored = graph.Stream<string>("stored");
+    WebSource web = graph.Web("web", files, new WebOptions { Urls = urls, Spool = spool, Watch = watch, Logger = logger });
 
-WebSource web;
-try
-{
-    web = graph.Web("web", files, new WebOptions { Urls = urls, Spool = spool, Watch = watch, Logger = logger });
-}
-catch (ArgumentException e)
-{
-    Console.Error.WriteLine($"FileFlow: {e.Message}");
-    return 2;
-}
+    // process1: parse — bytes, lines, words, the most frequent words, a content hash. A file that says it is JSON
+    // and is not is bad data, not a bug: it becomes a dead letter (kept in the table 'rejected_files') and the run goes on.
+    graph.Map("process1", files, parsed, FileWork.Parse);
+    graph.OnError("process1", ErrorPolicy.DeadLetter(graph.DeadLetters));
 
-// process1: parse — bytes, lines, words, the most frequent words, a content hash. A file that says it is JSON
-// and is not is bad data, not a bug: it becomes a dead letter (kept in the table 'rejected_files') and the run goes on.
-graph.Map("process1", files, parsed, FileWork.Parse);
-graph.OnError("process1", ErrorPolicy.DeadLetter(graph.DeadLetters));
+    // process2: summarize — what kind of file it is, in one line.
+    graph.Map("process2", parsed, summaries, FileWork.Summarize);
 
-// process2: summarize — what kind of file it is, in one line.
-graph.Map("process2", parsed, summaries, FileWork.Summarize);
+    // db: one row per file id, upserted (a file sent again is one row); each stored id goes back to the web source.
+    graph.ToTable("db", summaries, stored, database, "files", s => s.Id,
+        new Column<FileSummary>("name", "TEXT", s => s.Name),
+        new Column<FileSummary>("origin", "TEXT", s => s.Origin),
+        new Column<FileSummary>("received_at", "TEXT", s => s.ReceivedAt.ToString("O")),
+        new Column<FileSummary>("bytes", "BIGINT", s => s.Bytes),
+        new Column<FileSummary>("lines", "BIGINT", s => s.Lines),
+        new Column<FileSummary>("words", "BIGINT", s => s.Words),
+        new Column<FileSummary>("sha256", "TEXT", s => s.Sha256),
+        new Column<FileSummary>("kind", "TEXT", s => s.Kind),
+        new Column<FileSummary>("summary", "TEXT", s => s.Summary));
 
-// db: one row per file id, upserted (a file sent again is one row); each stored id goes back to the web source.
-graph.ToTable("db", summaries, stored, database, "files", s => s.Id,
-    new Column<FileSummary>("name", "TEXT", s => s.Name),
-    new Column<FileSummary>("origin", "TEXT", s => s.Origin),
-    new Column<FileSummary>("received_at", "TEXT", s => s.ReceivedAt.ToString("O")),
-    new Column<FileSummary>("bytes", "BIGINT", s => s.Bytes),
-    new Column<FileSummary>("lines", "BIGINT", s => s.Lines),
-    new Column<FileSummary>("words", "BIGINT", s => s.Words),
-    new Column<FileSummary>("sha256", "TEXT", s => s.Sha256),
-    new Column<FileSummary>("kind", "TEXT", s => s.Kind),
-    new Column<FileSummary>("summary", "TEXT", s => s.Summary));
+    // Files that could not be handled, with why; their ids go back to the web source too (else they would be sent again).
+    graph.ToTable("rejected", graph.DeadLetters, stored, database, "rejected_files", FileWork.IdOf,
+        new Column<DeadLetter>("process", "TEXT", d => d.Process),
+        new Column<DeadLetter>("error", "TEXT", d => $"{d.ExceptionType}: {d.Message}"),
+        new Column<DeadLetter>("failed_at", "TEXT", d => d.Time.ToString("O")));
 
-// Files that could not be handled, with why; their ids go back to the web source too (else they would be sent again).
-graph.ToTable("rejected", graph.DeadLetters, stored, database, "rejected_files", FileWork.IdOf,
-    new Column<DeadLetter>("process", "TEXT", d => d.Process),
-    new Column<DeadLetter>("error", "TEXT", d => $"{d.ExceptionType}: {d.Message}"),
-    new Column<DeadLetter>("failed_at", "TEXT", d => d.Time.ToString("O")));
+    // The spool lets a file go once its row is committed.
+    web.Release(stored);
 
-// The spool lets a file go once its row is committed.
-web.Release(stored);
-
-RunResult result = await graph.RunAsync(options);
-Console.WriteLine($"FileFlow: {result.Outcome} after {result.Duration.TotalSeconds:0.0} s; " +
-    $"{(result.Processes.TryGetValue("db", out ProcessStats? db) ? db.ItemsIn : 0)} files stored in this run.");
-if (!result.Succeeded)
-{
-    foreach (ProcessFailure error in result.Errors) Console.Error.WriteLine($"FileFlow: {error.Message}");
-    return 1;
-}
-return 0;
+    RunResult result = await graph.RunAsync(options);
+    Console.WriteLine($"FileFlow: {result.Outcome} after {result.Duration.TotalSeconds:0.0} s; " +
+        $"{(result.Processes.TryGetValue("db", out ProcessStats? db) ? db.ItemsIn : 0)} files stored in this run.");
+    return result;
+});
 
 /// <summary>What process1 learns of a file.</summary>
 public sealed record ParsedFile(string Id, string Name, string Origin, DateTimeOffset ReceivedAt, string ContentType,

@@ -5,19 +5,6 @@
 //   dotnet run --project examples/PingPong -c Release -- [--placement threads|processes]
 using Millrace;
 
-RunOptions options;
-try
-{
-    options = RunOptions.Parse(args);
-    if (options.OtherArguments.Count > 0)
-        throw new ArgumentException($"Unknown option '{options.OtherArguments[0]}'. Options: --placement NAME.");
-}
-catch (ArgumentException e)
-{
-    Console.Error.WriteLine($"PingPong: {e.Message}");
-    return 2;
-}
-
 var graph = new Graph();
 var x = graph.Stream<int>("x");
 var y = graph.Stream<int>("y");
@@ -50,12 +37,10 @@ graph.Process("process_y", p =>
     });
 });
 
-RunResult result = await graph.RunAsync(options);
-if (result.HaltedBy is not null) Console.WriteLine($"HALTING: halted by {result.HaltedBy} ({result.HaltReason})");
-if (!result.Succeeded)
+// The command line parsed strictly (--help lists the options), the run's end as the exit code (a halt is a way to end: 0).
+return await MillraceMain.RunAsync(args, "The second seed: two processes send a number back and forth until one halts.", [], async (_, options) =>
 {
-    Console.Error.WriteLine($"PingPong: {result.Outcome}");
-    foreach (ProcessFailure error in result.Errors) Console.Error.WriteLine($"PingPong: {error.Message}");
-    return 1;
-}
-return 0;
+    RunResult result = await graph.RunAsync(options);
+    if (result.HaltedBy is not null) Console.WriteLine($"HALTING: halted by {result.HaltedBy} ({result.HaltReason})");
+    return result;
+});

@@ -121,6 +121,14 @@ public sealed class RunOptions
     /// <summary>Whether Ctrl+C and SIGTERM stop the run gracefully (the second one at once). Default true.</summary>
     public bool HandleStopSignals { get; set; } = true;
 
+    /// <summary>
+    /// True in the program the user started; false in the OS processes the processes placement starts from the same program
+    /// (they run <c>Main</c> again, with the same arguments, to build the same graph). Code that must run once per run — create
+    /// or delete files, print a banner, reset a database — asks this first. (Each host of the broker placement is a program
+    /// someone started: true there.)
+    /// </summary>
+    public static bool IsStarter => !Placements.Processes.ChildInfo.IsChild;
+
     /// <summary>Arguments <see cref="Parse"/> did not recognise, in order, for the program's own options.</summary>
     public IReadOnlyList<string> OtherArguments { get; private set; } = Array.Empty<string>();
 

@@ -88,7 +88,21 @@ static class Scenarios
         ["errors-dead-letter"] = g => Errors(g, "dead-letter"),
         ["errors-retry"] = g => Errors(g, "retry"),
         ["errors-limit"] = g => Errors(g, "limit"),
+        ["starter"] = Starter,
     };
+
+    /// <summary>RunOptions.IsStarter where each process runs, and in Main before the run (printed once per OS process that builds the graph).</summary>
+    private static void Starter(Graph graph)
+    {
+        Console.WriteLine($"main: starter {RunOptions.IsStarter}");
+        Stream<int> numbers = graph.Stream<int>("numbers");
+        graph.Source("source", numbers, [1, 2, 3]);
+        graph.Process("sink", p =>
+        {
+            p.On(numbers, _ => { });
+            p.OnCompleted(() => Console.WriteLine($"sink: starter {RunOptions.IsStarter}"));
+        });
+    }
 
     /// <summary>
     /// IoTPy's echo: a feedback loop that starts from a stream's initial item, watched by a process that

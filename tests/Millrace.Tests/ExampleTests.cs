@@ -19,9 +19,33 @@ public class ExampleTests
     {
         var (exit, _, err) = await ExampleProgram.RunAsync("Tutorial", new[] { "--count", "many" });
         Assert.Equal(2, exit);
-        Assert.Contains("Unknown or incomplete option '--count'", err);
+        Assert.Contains("--count takes a whole number of 0 or more; got 'many'.", err);
         var (exit2, _, err2) = await ExampleProgram.RunAsync("Tutorial", new[] { "--placement", "moon" });
         Assert.Equal(2, exit2);
         Assert.Contains("Unknown placement 'moon'", err2);
+        Assert.DoesNotContain("   at ", err2); // no stack trace
+    }
+
+    [Fact]
+    public async Task A_misspelt_option_is_an_error_with_a_suggestion_not_a_run_in_the_wrong_placement()
+    {
+        var (exit, output, err) = await ExampleProgram.RunAsync("Tutorial", new[] { "--placment", "processes", "--count", "3" });
+        Assert.Equal(2, exit);
+        Assert.DoesNotContain("db: 3 items", output);
+        Assert.Contains("'--placment' was not matched. Did you mean one of the following?", output + err);
+        Assert.Contains("--placement", output + err);
+    }
+
+    [Fact]
+    public async Task Help_lists_every_option_with_its_default()
+    {
+        var (exit, output, _) = await ExampleProgram.RunAsync("Tutorial", new[] { "--help" });
+        Assert.Equal(0, exit);
+        foreach (string line in new[] { "--count <count>", "[default: 5000]", "--placement <value>", "[default: threads]", "--capacity <value>",
+                     "[default: 32768]", "--state <value>", "--on-error <value>", "--broker-poison <value>", "--quiet" })
+            Assert.Contains(line, output);
+        (exit, output, _) = await ExampleProgram.RunAsync("Countdown", new[] { "--help" });
+        Assert.Equal(0, exit);
+        Assert.Contains("--tokens <tokens>", output);
     }
 }

@@ -71,6 +71,6 @@ public sealed class FileFlowTests
         Assert.Contains("FileFlow: Web source 'web': 'ftp://127.0.0.1:21' is not an http:// address", err);
         (exit, _, err) = await ExampleProgram.RunAsync("FileFlow", ["--db"]);
         Assert.Equal(2, exit);
-        Assert.Contains("The option '--db' needs a value", err);
+        Assert.Contains("Required argument missing for option: '--db'", err);
     }
 }

@@ -123,12 +123,27 @@ public abstract class PlacementContract
         var (exit, output, err) = await program.WaitAsync(seconds: 30);
 
         Assert.True(exit == 0, err);
+        // Said aloud at once, with what a second signal does.
+        Assert.Contains($"[millrace] stopping: draining, at most 10 s ({(signal == SIGINT ? "Ctrl+C" : "SIGTERM")} again to stop now)", err);
         Match summary = Regex.Match(output, @"db: (\d+) items, sum of roots (\d+)");
         Assert.True(summary.Success, output[^Math.Min(500, output.Length)..]);
         long items = long.Parse(summary.Groups[1].Value);
         // Every number the web source emitted before the stop reached the database: 0 + 1 + ... + (items - 1).
         Assert.True(items > 100);
         Assert.Equal(items * (items - 1) / 2, long.Parse(summary.Groups[2].Value));
+    }
+
+    [Fact]
+    public async Task IsStarter_is_true_only_in_the_program_that_was_started()
+    {
+        var (exit, output, err) = await Scenario("starter");
+        Assert.True(exit == 0, err);
+        string[] lines = Lines(output);
+        // The processes placement runs Main again in each child: there it is false, where the process runs and before.
+        bool child = Placement == "processes";
+        Assert.Contains($"sink: starter {!child}", lines);
+        Assert.Contains("main: starter True", lines);
+        Assert.Equal(child ? 2 : 0, lines.Count(l => l == "main: starter False"));
     }
 
     [Fact]

@@ -22,6 +22,7 @@ internal sealed record ChildInfo(int Group, string Dir, int[] GroupOf, string Si
     {
         string? group = Environment.GetEnvironmentVariable(GroupVariable);
         if (group is null) return null;
+        Taken = true;
         var info = new ChildInfo(
             int.Parse(group),
             Environment.GetEnvironmentVariable(DirVariable) ?? throw Missing(DirVariable),
@@ -33,6 +34,12 @@ internal sealed record ChildInfo(int Group, string Dir, int[] GroupOf, string Si
             Environment.SetEnvironmentVariable(v, null);
         return info;
     }
+
+    /// <summary>This OS process is a child, and its variables were taken (removed) already.</summary>
+    public static volatile bool Taken;
+
+    /// <summary>This OS process is a child of a coordinator (before or after its variables were taken).</summary>
+    public static bool IsChild => Taken || Environment.GetEnvironmentVariable(GroupVariable) is not null;
 
     private static InvalidOperationException Missing(string variable) =>
         new($"{GroupVariable} is set but {variable} is not: this program was not started by a Millrace coordinator.");
