@@ -23,8 +23,12 @@ internal sealed class Outgoing
     /// </summary>
     public Action<string>? Undeliverable;
 
-    /// <summary>The broker returned it (unroutable); its confirm, which follows, does not count.</summary>
-    public bool Returned;
+    /// <summary>
+    /// The broker returned it (unroutable) or refused it (a full queue) on the channel it was last published on: no confirm
+    /// counts for it there — neither its own after a return, nor a later one with <c>multiple</c> whose range covers its number
+    /// (the broker settled it already; taken as confirmed, the message it stands for would be acknowledged and lost).
+    /// </summary>
+    public bool Undelivered;
 
     public bool Told;
 }
@@ -33,9 +37,11 @@ internal sealed class Outgoing
 /// Publishes one hosted process's messages on a channel with publisher confirms, in order, each kept
 /// until the broker confirms it: a message the broker refuses (a reader's queue at its length limit)
 /// goes again after a pause, and what a lost channel did not confirm goes again on the next one.
-/// At most <c>maxInFlight</c> messages wait or are unconfirmed: a writer beyond that is blocked and
-/// woken when one is confirmed. Every message gets a message id of this incarnation, so that readers
-/// recognise a copy.
+/// A new batch is taken only while fewer than <c>maxInFlight</c> messages were accepted since the oldest one not
+/// yet confirmed (see <see cref="HasRoom"/>): a writer beyond that is blocked and woken when one is confirmed. A
+/// checkpoint's marker and an end mark are taken beyond the bound (a checkpoint is one at a time, and an end mark
+/// leaves only once all before it are confirmed, so at most one marker per writer is ever past it). Every message gets
+/// a message id of this incarnation, so that readers recognise a copy.
 /// </summary>
 internal sealed class Publisher
 {
@@ -67,7 +73,7 @@ internal sealed class Publisher
     private Task _loop = Task.CompletedTask;
 
     /// <param name="session">The broker connection (made again after a loss).</param>
-    /// <param name="maxInFlight">Messages that may wait or be unconfirmed at once.</param>
+    /// <param name="maxInFlight">Messages that may be accepted from the oldest one not yet confirmed on (markers and end marks aside).</param>
     /// <param name="operationTimeout">The longest one call to the broker may take before its channel is given up.</param>
     /// <param name="confirmedUpTo">Told (outside any lock) that every message up to this number is confirmed.</param>
     /// <param name="poke">Told when the broker starts refusing: the process is blocked, termination detection should look.</param>
@@ -140,7 +146,8 @@ internal sealed class Publisher
         {
             lock (_lock)
                 return (Refusing ? "its queue on the broker is full; " : "") +
-                       $"{_toSend.Count + _unconfirmed.Count} of {_maxInFlight} messages not yet confirmed by the broker";
+                       $"{_toSend.Count + _unconfirmed.Count} messages not yet confirmed by the broker, " +
+                       $"{_assigned - _confirmed} of at most {_maxInFlight} from the oldest of them on";
         }
     }
 
@@ -253,7 +260,7 @@ internal sealed class Publisher
             // refused message may already wait there, behind newer unconfirmed ones).
             foreach (Outgoing message in _unconfirmed)
             {
-                message.Returned = false;
+                message.Undelivered = false;
                 InsertInOrder(_toSend, message);
             }
             _unconfirmed.Clear();
@@ -294,7 +301,7 @@ internal sealed class Publisher
         {
             if (!ReferenceEquals(channel, _publishChannel)) return;
             foreach (Outgoing message in _unconfirmed)
-                if (message.Properties.MessageId == messageId && message.Undeliverable is not null) message.Returned = true;
+                if (message.Properties.MessageId == messageId && message.Undeliverable is not null) message.Undelivered = true;
         }
     }
 
@@ -320,7 +327,7 @@ internal sealed class Publisher
                 LinkedListNode<Outgoing>? next = node.Next;
                 if (node.Value.ChannelSeq == tag || (multiple && node.Value.ChannelSeq < tag))
                 {
-                    if (!node.Value.Returned) _unconfirmed.Remove(node);
+                    if (!node.Value.Undelivered) _unconfirmed.Remove(node);
                     else if (!node.Value.Told)
                     {
                         // Stays unconfirmed for ever: what waits for it is not acknowledged.
@@ -368,11 +375,15 @@ internal sealed class Publisher
                         refused.Add(node.Value);
                         _unconfirmed.Remove(node);
                     }
-                    else if (!node.Value.Told)
+                    else
                     {
-                        // Not published again and again: it stays unconfirmed, and the run hears why.
-                        node.Value.Told = true;
-                        (undeliverable ??= new()).Add((node.Value, "the broker refused it (the queue is at its length limit)"));
+                        // Not published again and again: it stays unconfirmed (whatever later confirms cover), and the run hears why, once.
+                        node.Value.Undelivered = true;
+                        if (!node.Value.Told)
+                        {
+                            node.Value.Told = true;
+                            (undeliverable ??= new()).Add((node.Value, "the broker refused it (the queue is at its length limit)"));
+                        }
                     }
                 }
                 node = next;
