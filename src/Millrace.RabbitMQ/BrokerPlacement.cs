@@ -210,8 +210,8 @@ internal sealed class BrokerPlacement : IPlacement
 
         using IDisposable stops = host.ListenForStops(cancellationToken);
         // The meter and the views show the processes of this host.
-        // A reader's queue here holds what the broker lets it take ahead: its prefetch window of batches.
-        long held = (long)window * options.EffectiveBatchSize;
+        // A reader's queue here holds what the broker lets it take ahead: its prefetch of batches per writer.
+        long held = PrefetchPerWriter(window) * options.EffectiveBatchSize;
         RunSample Local(double elapsed)
         {
             RunSample sample = host.Sample(elapsed);
@@ -374,15 +374,20 @@ internal sealed class BrokerPlacement : IPlacement
     private static int Window(RunOptions options) => Math.Clamp(4 * options.StreamCapacity / options.EffectiveBatchSize, 16, 2000);
 
     /// <summary>
-    /// Messages a process may take from one input queue and not yet acknowledged: the window for each writer of the
-    /// stream. Messages that came before their turn (published after one the broker refused, which comes again later)
-    /// wait unacknowledged: at most the window less one per writer, so the one they wait for always finds room.
+    /// Messages a process may take from one input queue and not yet acknowledged, per writer of the stream: twice the
+    /// window and two more. Messages that came before their turn (published after one the broker refused, which comes
+    /// again later) wait unacknowledged, so the one they wait for must always find room: a writer has at most the window
+    /// of batches ahead of its oldest unconfirmed message, and one checkpoint marker (checkpoints are one at a time, and
+    /// one cannot complete while its marker waits here); after its channel to the broker is lost it publishes what was not
+    /// confirmed again, and a copy of a message held here is acknowledged with it, so once more that many.
     /// </summary>
     private static ushort Prefetch(GraphShape graph, int process, int window)
     {
         int writers = graph.Processes[process].Inputs.Select(s => graph.Stream(s).Writers.Count).DefaultIfEmpty(1).Max();
-        return (ushort)Math.Min(ushort.MaxValue, window * Math.Max(1, writers));
+        return (ushort)Math.Min(ushort.MaxValue, PrefetchPerWriter(window) * Math.Max(1, writers));
     }
+
+    private static long PrefetchPerWriter(int window) => 2L * (window + 1);
 
     /// <summary>Messages the run's dead-letter queue holds at most.</summary>
     internal const int DeadLetterLimit = 100_000;

@@ -202,14 +202,15 @@ public abstract class PlacementContract
     /// <summary>
     /// Items a writer can be ahead of a reader that takes nothing more: the stream's capacity, a batch
     /// being filled and one being handled; in the broker placement also the messages the writer may
-    /// have unconfirmed, the reader's queue on the broker and its prefetch (each a window of batches).
+    /// have ahead of its oldest unconfirmed one (a window of batches), the reader's queue on the broker (two windows) and
+    /// its prefetch (two windows and two batches: room for what comes early, a marker and copies sent again).
     /// </summary>
     private long Held(int capacity, int batch)
     {
         long local = capacity + 3L * batch;
         if (Placement != "broker") return local;
         long window = Math.Clamp(4 * capacity / batch, 16, 2000);
-        return local + 4 * window * batch;
+        return local + (5 * window + 2) * batch;
     }
 
     [Fact]
