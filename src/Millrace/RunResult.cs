@@ -38,7 +38,7 @@ public sealed class RunResult
         IReadOnlyDictionary<string, StreamStats> streams) =>
         new(run.Outcome, duration, run.HaltedBy, run.HaltReason, run.TerminationDetected, run.Errors, processes, streams)
         {
-            StoppedAtOnce = run.Outcome == RunOutcome.Stopped && run.HardStopped.IsCompleted,
+            StoppedAtOnce = run.StoppedAtOnce,
         };
 
     /// <summary>The result of a run that failed before any process ran (a placement could not set up: a broker out of reach, say).</summary>

@@ -104,6 +104,28 @@ public class CancellationTests
     }
 
     [Fact]
+    public void A_hard_stop_after_every_process_ended_is_not_a_stop_at_once()
+    {
+        // The drain timer of a graceful stop stays armed while a placement finishes after its processes ended (the broker
+        // waiting for confirms, the coordinator for its children's last words): firing then, it stops nothing that was in flight.
+        using (var drained = new Millrace.Engine.RunContext(new RunOptions()))
+        {
+            drained.RequestStop();
+            drained.ProcessesEnded();
+            drained.StopAll();
+            Assert.Equal(RunOutcome.Stopped, drained.Outcome);
+            Assert.False(drained.StoppedAtOnce);
+        }
+        using (var cut = new Millrace.Engine.RunContext(new RunOptions()))
+        {
+            cut.RequestStop();
+            cut.StopAll();
+            cut.ProcessesEnded();
+            Assert.True(cut.StoppedAtOnce);
+        }
+    }
+
+    [Fact]
     public async Task Cancelling_an_async_source_ends_it_cleanly()
     {
         var graph = new Graph();

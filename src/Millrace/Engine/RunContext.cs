@@ -27,12 +27,15 @@ public sealed class RunContext : IDisposable
     private readonly TaskCompletionSource _hardStopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private RunOutcome? _outcome;
     private volatile bool _stopRequested;
+    private bool _processesEnded;
+    private bool _stoppedAtOnce;
     private ProcessRunner[] _runners = Array.Empty<ProcessRunner>();
 
     internal RunContext(RunOptions options)
     {
         Options = options;
         _sources = CancellationTokenSource.CreateLinkedTokenSource(_hard.Token);
+        RunStart.Mark();
     }
 
     /// <summary>The run's options.</summary>
@@ -149,7 +152,11 @@ public sealed class RunContext : IDisposable
     /// <summary>Hard: every process leaves as soon as it can.</summary>
     public void StopAll()
     {
-        lock (_lock) _outcome ??= RunOutcome.Stopped;
+        lock (_lock)
+        {
+            _outcome ??= RunOutcome.Stopped;
+            if (!_processesEnded) _stoppedAtOnce = true;
+        }
         foreach (ProcessRunner runner in _runners) runner.Stop();
         try
         {
@@ -163,6 +170,21 @@ public sealed class RunContext : IDisposable
             if (Options.Logger is { } logger) Log.HardStop(logger, Outcome);
             HardStopRequested?.Invoke();
         }
+    }
+
+    /// <summary>
+    /// Every process of the run has ended (drained, if a graceful stop was asked): a hard stop from now on (the drain timer,
+    /// a second Ctrl+C while a placement waits for confirms or children) no longer makes it a stop at once.
+    /// </summary>
+    internal void ProcessesEnded()
+    {
+        lock (_lock) _processesEnded = true;
+    }
+
+    /// <summary>The run was stopped hard before its processes had ended: <see cref="RunResult.StoppedAtOnce"/>.</summary>
+    internal bool StoppedAtOnce
+    {
+        get { lock (_lock) return _stoppedAtOnce && _outcome == RunOutcome.Stopped; }
     }
 
     /// <summary>Releases timers once every process has ended; the outcome stays as it is.</summary>

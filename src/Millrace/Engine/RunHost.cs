@@ -86,6 +86,7 @@ public sealed class RunHost : IDisposable
         Run.Detector?.Start();
         Task[] tasks = Local.Select(r => ProcessThread.Start(r.Name, r.RunAsync)).ToArray();
         Task all = Task.WhenAll(tasks);
+        _ = all.ContinueWith(_ => Run.ProcessesEnded(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         if (await Task.WhenAny(all, Run.HardStopped) != all &&
             await Task.WhenAny(all, Task.Delay(Options.StopTimeout)) != all)
         {

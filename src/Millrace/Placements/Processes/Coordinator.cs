@@ -348,7 +348,11 @@ internal sealed class Coordinator
                 // from now on sees Final itself (ChildrenStatus.AskAll). Whoever removes a question answers it.
                 child.Final = final.Processes;
                 foreach (int seq in child.Pending.Keys) Answer(child, seq, final);
-                if (_children.All(c => c.Final is not null)) _allFinal.TrySetResult();
+                if (_children.All(c => c.Final is not null))
+                {
+                    _run.ProcessesEnded();
+                    _allFinal.TrySetResult();
+                }
                 break;
             default:
                 throw new InvalidDataException($"A child sent {message.GetType().Name}, which children do not send.");
