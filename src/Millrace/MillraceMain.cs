@@ -31,7 +31,10 @@ public static class MillraceMain
     /// <param name="options">The program's own options (read them from the parse result).</param>
     /// <param name="run">Builds and runs the graph (it may print what it likes after the run) and returns the run's result.</param>
     /// <param name="haltedExitCode">The exit code of a run a process halted (default 0: a halt is a way to end).</param>
-    /// <returns>0 completed or stopped gracefully, 1 failed, 2 bad usage or an invalid graph, <paramref name="haltedExitCode"/> halted.</returns>
+    /// <returns>
+    /// 0 completed or stopped gracefully, 1 failed (or the program's code threw), 2 bad usage or an invalid graph (nothing
+    /// ran), <paramref name="haltedExitCode"/> halted, 130 stopped at once (<see cref="ExitCodes"/>).
+    /// </returns>
     public static async Task<int> RunAsync(string[] args, string description, IEnumerable<Option> options,
         Func<ParseResult, RunOptions, Task<RunResult>> run, int haltedExitCode = ExitCodes.Completed)
     {
@@ -45,8 +48,9 @@ public static class MillraceMain
         string program = System.Reflection.Assembly.GetEntryAssembly()?.GetName().Name ?? "program";
 
         ParseResult parsed = command.Parse(args);
-        // --help, or a mistake: System.CommandLine says it (with suggestions for misspelt options); a mistake is exit code 2.
-        if (parsed.Errors.Count > 0 || parsed.Action is HelpAction)
+        // --help, --version, or a mistake: System.CommandLine says it (with suggestions for misspelt options), nothing runs; a
+        // mistake is exit code 2. (The root command has no action of its own: any action is one of these.)
+        if (parsed.Errors.Count > 0 || parsed.Action is not null)
         {
             int shown = await parsed.InvokeAsync();
             return parsed.Errors.Count > 0 ? ExitCodes.Usage : shown;
@@ -62,20 +66,28 @@ public static class MillraceMain
             return ExitCodes.Usage;
         }
         RunResult result;
+        var started = new System.Runtime.CompilerServices.StrongBox<bool>();
+        RunStart.Current.Value = started;
         try
         {
             result = await run(parsed, runOptions);
         }
-        catch (GraphValidationException e)
+        catch (Exception e) when (!started.Value && e is GraphValidationException or ArgumentException)
         {
+            // Before any process ran: an invalid graph, or a choice of options it cannot run with (a name it does not have,
+            // checkpoints a placement does not take).
             Console.Error.WriteLine($"{program}: {e.Message}");
             return ExitCodes.Usage;
         }
-        catch (ArgumentException e)
+        catch (Exception e)
         {
-            // A choice of options the graph cannot run with (a name it does not have, checkpoints a placement does not take).
-            Console.Error.WriteLine($"{program}: {e.Message}");
-            return ExitCodes.Usage;
+            // The program's own code threw (after the run, say): said with its stack trace, exit code 1, not an abort.
+            Console.Error.WriteLine($"{program}: {e}");
+            return ExitCodes.Failed;
+        }
+        finally
+        {
+            RunStart.Current.Value = null;
         }
         switch (result.Outcome)
         {
@@ -84,6 +96,8 @@ public static class MillraceMain
                 return ExitCodes.Failed;
             case RunOutcome.Halted:
                 return haltedExitCode;
+            case RunOutcome.Stopped when result.StoppedAtOnce:
+                return ExitCodes.StoppedAtOnce;
             default:
                 return ExitCodes.Completed;
         }
@@ -115,7 +129,7 @@ public static class MillraceMain
             Value("--restarts", "Restarts of the processes placement's children from the last checkpoint.", defaults.Processes.Restarts.ToString(System.Globalization.CultureInfo.InvariantCulture));
             Value("--restart-window", "Seconds the restarts count in.", defaults.Processes.RestartWindow.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
             Value("--broker", "The RabbitMQ broker's AMQP URI.", "MILLRACE_BROKER, else amqp://guest:guest@127.0.0.1:5672/");
-            Value("--processes", "The processes this program runs in the broker placement, e.g. a,b.", "all");
+            Value("--processes", "The processes this program runs in the broker placement, e.g. a,b (repeatable).", "all", many: true);
             Value("--broker-poison", "A message a process cannot read: policy (as its error policy says), stop or dead-letter.", "policy");
             Value("--run-id", "The run's name on the broker and in metrics.", "the program's name");
             Flag("--dashboard", "Serve a live dashboard.");
@@ -175,4 +189,22 @@ public static class ExitCodes
 
     /// <summary>The exit code programs may choose for a halted run (<c>haltedExitCode</c>); by default a halt exits 0.</summary>
     public const int Halted = 3;
+
+    /// <summary>
+    /// The run was stopped at once (<see cref="RunResult.StoppedAtOnce"/>: a second Ctrl+C or SIGTERM, or the drain timeout
+    /// passed), so items may have been left unhandled: 130, as shells report a program ended by Ctrl+C.
+    /// </summary>
+    public const int StoppedAtOnce = 130;
+}
+
+/// <summary>Tells <see cref="MillraceMain"/> that a run got as far as starting its processes (an exception after that is not bad usage).</summary>
+internal static class RunStart
+{
+    /// <summary>Set by <see cref="MillraceMain"/> around its program's code; a box, so that a run deep in its awaits can mark it.</summary>
+    public static readonly AsyncLocal<System.Runtime.CompilerServices.StrongBox<bool>?> Current = new();
+
+    public static void Mark()
+    {
+        if (Current.Value is { } box) box.Value = true;
+    }
 }

@@ -53,4 +53,34 @@ public class MillraceMainTests
         Assert.Equal((ExitCodes.Completed, 7L), (exit, seen));
         Assert.True(RunOptions.IsStarter);
     }
+
+    [Fact]
+    public async Task Version_and_help_run_nothing_and_exceptions_after_the_run_are_failures_not_bad_usage()
+    {
+        // --version and --help print and end: the graph never runs.
+        long ran = 0;
+        Assert.Equal(0, await Numbers(_ => ran++).RunMainAsync(["--version"]));
+        Assert.Equal(0, await Numbers(_ => ran++).RunMainAsync(["--help"]));
+        Assert.Equal(0, ran);
+
+        // The program's code throws after the run (an ArgumentException too): exit code 1, not "bad usage", not an abort.
+        Assert.Equal(ExitCodes.Failed, await MillraceMain.RunAsync(["--quiet"], "test", [], async (_, options) =>
+        {
+            RunResult result = await Numbers(_ => ran++).RunAsync(options);
+            throw new ArgumentException($"the program's own mistake after {result.Outcome}");
+        }));
+        Assert.Equal(10, ran);
+        Assert.Equal(ExitCodes.Failed, await MillraceMain.RunAsync(["--quiet"], "test", [], (_, _) => throw new InvalidOperationException("before the run")));
+        // ... but an ArgumentException before any process ran (the program checking its own options) is bad usage.
+        Assert.Equal(ExitCodes.Usage, await MillraceMain.RunAsync(["--quiet"], "test", [], (_, _) => throw new ArgumentException("--count must be positive")));
+
+        // --processes may be given more than once (as --group and --on-error): the names add up.
+        RunOptions? seen = null;
+        Assert.Equal(ExitCodes.Completed, await MillraceMain.RunAsync(["--quiet", "--placement", "broker", "--processes", "a", "--processes", "b,c"], "test", [], (_, options) =>
+        {
+            seen = options;
+            return Numbers(_ => { }).RunAsync(new RunOptions { Quiet = true });
+        }));
+        Assert.Equal(["a", "b", "c"], seen!.Broker.Processes);
+    }
 }
