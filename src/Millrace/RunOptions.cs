@@ -118,6 +118,14 @@ public sealed class RunOptions
     /// </summary>
     public Microsoft.Extensions.Logging.ILogger? Logger { get; set; }
 
+    /// <summary>
+    /// Views of the program's own (a health check, a test's probe): each is started when the run starts, reads it through
+    /// <see cref="Monitoring.RunMonitor.Sample"/> while it lasts, and is stopped at its end with the final sample set. They
+    /// run in the OS process that watches the run: the program started (in the processes placement, the coordinator, which
+    /// sees every child's processes), and each host of the broker placement (its own processes).
+    /// </summary>
+    public IList<Monitoring.IRunObserver> Observers { get; } = new List<Monitoring.IRunObserver>();
+
     /// <summary>Whether Ctrl+C and SIGTERM stop the run gracefully (the second one at once). Default true.</summary>
     public bool HandleStopSignals { get; set; } = true;
 

@@ -38,7 +38,7 @@ public class PackageTests : IClassFixture<PackageTests.Feed>
     [Fact]
     public void Every_package_has_its_readme_license_docs_symbols_and_the_one_version()
     {
-        string[] libraries = ["Millrace", "Millrace.RabbitMQ", "Millrace.Web", "Millrace.Data", "Millrace.Terminal", "Millrace.Dashboard"];
+        string[] libraries = ["Millrace", "Millrace.RabbitMQ", "Millrace.Web", "Millrace.Data", "Millrace.Terminal", "Millrace.Dashboard", "Millrace.Hosting"];
         foreach (string id in libraries)
         {
             string package = Path.Combine(_feed.Folder, $"{id}.{_feed.Version}.nupkg");

@@ -69,6 +69,11 @@ public sealed class RunMonitor
                 observers.Add(await ObserverLoader.StartAsync("dashboard", "Millrace.Dashboard.Dashboard, Millrace.Dashboard", "Millrace.Dashboard", monitor, required: true));
             if (!options.Quiet && !Console.IsOutputRedirected && ObserverLoader.Available("Millrace.Terminal.LiveView, Millrace.Terminal"))
                 observers.Add(await ObserverLoader.StartAsync("terminal view", "Millrace.Terminal.LiveView, Millrace.Terminal", "Millrace.Terminal", monitor, required: false));
+            foreach (IRunObserver own in options.Observers)
+            {
+                await own.StartAsync(monitor);
+                observers.Add(own);
+            }
         }
         catch
         {

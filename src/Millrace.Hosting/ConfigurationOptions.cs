@@ -1,0 +1,68 @@
+using Microsoft.Extensions.Configuration;
+
+namespace Millrace.Hosting;
+
+/// <summary>
+/// <see cref="RunOptions"/> from a configuration section, with the command line options' names (as
+/// <see cref="RunOptions.Parse"/> reads them, so the values are checked the same way and a mistake is named the same way).
+/// </summary>
+internal static class ConfigurationOptions
+{
+    /// <summary>Configuration key (case-insensitive) → the command line option it stands for, and whether it is a flag.</summary>
+    private static readonly Dictionary<string, (string Option, bool Flag)> Keys = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["Placement"] = ("--placement", false),
+        ["Capacity"] = ("--capacity", false),
+        ["Batch"] = ("--batch", false),
+        ["Codec"] = ("--codec", false),
+        ["State"] = ("--state", false),
+        ["CheckpointInterval"] = ("--checkpoint-interval", false),
+        ["OnError"] = ("--on-error", false),
+        ["Group"] = ("--group", false),
+        ["Restarts"] = ("--restarts", false),
+        ["RestartWindow"] = ("--restart-window", false),
+        ["Broker"] = ("--broker", false),
+        ["Processes"] = ("--processes", false),
+        ["BrokerPoison"] = ("--broker-poison", false),
+        ["RunId"] = ("--run-id", false),
+        ["Dashboard"] = ("--dashboard", true),
+        ["DashboardPort"] = ("--dashboard-port", false),
+        ["Quiet"] = ("--quiet", true),
+    };
+
+    public static RunOptions Read(IConfigurationSection section)
+    {
+        var tokens = new List<string>();
+        bool quietSaid = false;
+        foreach (IConfigurationSection entry in section.GetChildren())
+        {
+            if (!Keys.TryGetValue(entry.Key, out var known))
+                throw new ArgumentException($"Configuration '{entry.Path}' is not a Millrace option. Known: {string.Join(", ", Keys.Keys)} (under '{section.Path}').");
+            if (entry.Key.Equals("Quiet", StringComparison.OrdinalIgnoreCase)) quietSaid = true;
+            if (known.Flag)
+            {
+                if (!bool.TryParse(entry.Value, out bool on))
+                    throw new ArgumentException($"Configuration '{entry.Path}' must be true or false, not '{entry.Value}'.");
+                if (on) tokens.Add(known.Option);
+            }
+            else if (entry.Key.Equals("OnError", StringComparison.OrdinalIgnoreCase) && entry.Value is null)
+            {
+                // OnError:process1 = skip (a section per process), as --on-error process1=skip.
+                foreach (IConfigurationSection policy in entry.GetChildren()) tokens.AddRange([known.Option, $"{policy.Key}={policy.Value}"]);
+            }
+            else if (entry.Value is null)
+            {
+                // A list (Group:0 = a,b; Processes:0 = web): the option once per element.
+                foreach (IConfigurationSection element in entry.GetChildren()) tokens.AddRange([known.Option, element.Value ?? ""]);
+            }
+            else
+            {
+                tokens.AddRange([known.Option, entry.Value]);
+            }
+        }
+        RunOptions options = RunOptions.Parse(tokens.ToArray());
+        // A hosted service has no terminal of its own to draw on (its console is the log's): no live view unless asked.
+        if (!quietSaid) options.Quiet = true;
+        return options;
+    }
+}

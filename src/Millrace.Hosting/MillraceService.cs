@@ -1,0 +1,71 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Millrace.Hosting;
+
+/// <summary>The hosted service that runs the graph: built with the host's services, options from configuration, stopped with the host.</summary>
+internal sealed class MillraceService : BackgroundService
+{
+    private readonly IServiceProvider _services;
+    private readonly Action<IServiceProvider, Graph> _build;
+    private readonly MillraceHostingOptions _hosting;
+    private readonly MillraceRun _run;
+    private readonly IConfiguration _configuration;
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly ILogger? _logger;
+
+    public MillraceService(IServiceProvider services, Action<IServiceProvider, Graph> build, MillraceHostingOptions hosting, MillraceRun run,
+        IConfiguration configuration, IHostApplicationLifetime lifetime, ILoggerFactory? loggers)
+    {
+        _services = services;
+        _build = build;
+        _hosting = hosting;
+        _run = run;
+        _configuration = configuration;
+        _lifetime = lifetime;
+        _logger = loggers?.CreateLogger("Millrace");
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // Not on the host's starting thread: a long graph build or run never delays the other services' start.
+        await Task.Yield();
+        RunResult result;
+        try
+        {
+            RunOptions options = ConfigurationOptions.Read(_configuration.GetSection(_hosting.ConfigurationSection));
+            options.Logger ??= _logger;
+            // The host owns Ctrl+C and SIGTERM: its shutdown cancels stoppingToken, which is the graceful stop.
+            options.HandleStopSignals = false;
+            options.Observers.Add(_run);
+            _hosting.Configure?.Invoke(options);
+            var graph = new Graph();
+            _build(_services, graph);
+            result = await graph.RunAsync(options, stoppingToken);
+        }
+        catch (Exception e) when (e is GraphValidationException or ArgumentException or InvalidOperationException)
+        {
+            // Nothing ran: an invalid graph, options that are not valid, a library the options need that is missing.
+            _run.CouldNotStart(e);
+            if (_logger is not null) Log.CouldNotStart(_logger, e.Message, e);
+            if (_hosting.SetExitCode) Environment.ExitCode = ExitCodes.Usage;
+            if (_hosting.StopHostWhenRunEnds) _lifetime.StopApplication();
+            return;
+        }
+        _run.Ended(result);
+        if (_hosting.SetExitCode && result.Outcome == RunOutcome.Failed) Environment.ExitCode = ExitCodes.Failed;
+        else if (_hosting.SetExitCode && result.StoppedAtOnce) Environment.ExitCode = ExitCodes.StoppedAtOnce;
+        if (_logger is not null) Log.Ended(_logger, result.ToString());
+        if (_hosting.StopHostWhenRunEnds) _lifetime.StopApplication();
+    }
+}
+
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 100, Level = LogLevel.Error, Message = "The graph could not start: {Reason}")]
+    public static partial void CouldNotStart(ILogger logger, string reason, Exception exception);
+
+    [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "The hosted run ended: {Result}")]
+    public static partial void Ended(ILogger logger, string result);
+}
