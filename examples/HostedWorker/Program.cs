@@ -2,6 +2,10 @@ using System.Net.Http.Json;
 using System.Runtime.CompilerServices;
 using Millrace;
 using Millrace.Hosting;
+using OpenTelemetry.Exporter;
+using OpenTelemetry.Logs;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 
 // A worker service: sentences arrive (here: made up, one every Worker:IntervalMs), their words are counted, and the
 // totals kept in a store; every Worker:NotifyEvery words a summary is posted to Worker:NotifyUrl (if set).
@@ -14,6 +18,41 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = ar
 // In the processes placement every OS process runs this program again to build the same graph: only the program the
 // user started listens on the configured address; the others take any free port on 127.0.0.1.
 if (!RunOptions.IsStarter) builder.WebHost.UseUrls("http://127.0.0.1:0");
+
+// OpenTelemetry: the Millrace meter and the logs, to the console (--Telemetry:Console true) and to an OTLP collector
+// (--Telemetry:Otlp http://127.0.0.1:4318, HTTP/protobuf), every Telemetry:ExportIntervalMs (default 10 s).
+IConfigurationSection telemetry = builder.Configuration.GetSection("Telemetry");
+bool toConsole = telemetry.GetValue("Console", false);
+string? otlp = telemetry["Otlp"]?.TrimEnd('/');
+int exportEvery = telemetry.GetValue("ExportIntervalMs", 10_000);
+if (toConsole || otlp is not null)
+{
+    builder.Services.AddOpenTelemetry()
+        .ConfigureResource(resource => resource.AddService("HostedWorker"))
+        .WithMetrics(metrics =>
+        {
+            metrics.AddMeter("Millrace");
+            if (toConsole) metrics.AddConsoleExporter((_, reader) => reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = exportEvery);
+            if (otlp is not null)
+                metrics.AddOtlpExporter((exporter, reader) =>
+                {
+                    exporter.Endpoint = new Uri($"{otlp}/v1/metrics");
+                    exporter.Protocol = OtlpExportProtocol.HttpProtobuf;
+                    reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = exportEvery;
+                });
+        });
+    builder.Logging.AddOpenTelemetry(logging =>
+    {
+        logging.IncludeFormattedMessage = true;
+        if (toConsole) logging.AddConsoleExporter();
+        if (otlp is not null)
+            logging.AddOtlpExporter(exporter =>
+            {
+                exporter.Endpoint = new Uri($"{otlp}/v1/logs");
+                exporter.Protocol = OtlpExportProtocol.HttpProtobuf;
+            });
+    });
+}
 
 builder.Services.AddSingleton<WordTotals>();
 builder.Services.AddHttpClient("notify");

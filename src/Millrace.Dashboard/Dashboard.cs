@@ -14,7 +14,8 @@ namespace Millrace.Dashboard;
 /// <summary>
 /// The live page of a run (<c>--dashboard</c>): served on 127.0.0.1 while the run lasts. The page
 /// (plain HTML, JavaScript and SVG, no CDN) asks <c>/api/graph</c> once and <c>/api/sample</c>
-/// twice a second, and draws the graph with each process's rate and each queue's depth.
+/// twice a second, and draws the graph with each process's rate and each queue's depth. <c>/metrics</c> is the
+/// <c>Millrace</c> meter for a Prometheus scrape.
 /// </summary>
 internal sealed class Dashboard : IRunObserver
 {
@@ -60,6 +61,11 @@ internal sealed class Dashboard : IRunObserver
                 case "/api/sample":
                     response.ContentType = "application/json";
                     await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(DescribeSample(monitor.Sample(), monitor.BatchSize), Json), context.RequestAborted);
+                    break;
+                case "/metrics":
+                    // A Prometheus scrape: the Millrace meter as it reads now.
+                    response.ContentType = PrometheusText.ContentType;
+                    await response.WriteAsync(PrometheusText.Scrape(), context.RequestAborted);
                     break;
                 default:
                     response.StatusCode = 404;

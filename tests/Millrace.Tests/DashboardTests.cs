@@ -59,6 +59,55 @@ public sealed class DashboardTests
     }
 
     [Fact]
+    public async Task Metrics_is_the_millrace_meter_in_the_prometheus_text_format_and_counts_rise_between_scrapes()
+    {
+        int port = FreePort();
+        using var stop = new CancellationTokenSource();
+        var logger = new SeenLogger();
+        Task<RunResult> run = SlowMiddle().RunWithin(new RunOptions { Dashboard = true, DashboardPort = port, Logger = logger, StreamCapacity = 100, BatchSize = 10 }, stop.Token, seconds: 90);
+        await logger.Messages.WaitFor(m => m.Any(x => x.StartsWith("dashboard: serving", StringComparison.Ordinal)), "the dashboard to serve", seconds: 60);
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        async Task<Dictionary<string, double>> Scrape()
+        {
+            using HttpResponseMessage response = await client.GetAsync($"http://127.0.0.1:{port}/metrics");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("text/plain; version=0.0.4; charset=utf-8", response.Content.Headers.ContentType!.ToString());
+            var values = new Dictionary<string, double>();
+            foreach (string line in (await response.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (line.StartsWith('#'))
+                {
+                    Assert.Matches(@"^# (HELP [a-z_]+ .*|TYPE [a-z_]+ (counter|gauge))$", line);
+                    continue;
+                }
+                // name{label="value",...} number: what a Prometheus server parses.
+                var sample = System.Text.RegularExpressions.Regex.Match(line, @"^([a-z_]+\{[^}]*\}) (\S+)$");
+                Assert.True(sample.Success, $"not a sample line: {line}");
+                values[System.Text.RegularExpressions.Regex.Replace(sample.Groups[1].Value, @",?run=""[^""]*""", "")] =
+                    double.Parse(sample.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+            }
+            return values;
+        }
+        try
+        {
+            Dictionary<string, double> first = await Scrape(), later = first;
+            const string sinkIn = "millrace_process_items_in_total{process=\"sink\"}";
+            Assert.Contains(sinkIn, first.Keys);
+            await Waits.Until(async () => (later = await Scrape())[sinkIn] > first[sinkIn], "a scrape with more items into the sink", seconds: 60);
+            Assert.Contains("millrace_process_busy_time_seconds_total{process=\"slow\"}", later.Keys);
+            Assert.Contains("millrace_stream_items_written_total{stream=\"numbers\"}", later.Keys);
+            double depth = later["millrace_stream_queue_depth{stream=\"numbers\",reader=\"slow\"}"];
+            double capacity = later["millrace_stream_queue_capacity{stream=\"numbers\",reader=\"slow\"}"];
+            Assert.InRange(depth, 0, capacity + 10);
+        }
+        finally
+        {
+            stop.Cancel();
+            await run;
+        }
+    }
+
+    [Fact]
     public async Task The_api_describes_the_graph_and_samples_that_rise_and_a_taken_port_is_a_clear_error()
     {
         int port = FreePort();

@@ -90,6 +90,60 @@ public class HostedWorkerTests
         }
     }
 
+    [Theory]
+    [InlineData("threads")]
+    [InlineData("processes")]
+    public async Task OpenTelemetry_exports_the_millrace_meter_and_the_logs_to_the_console_and_an_OTLP_collector(string placement)
+    {
+        // A stand-in OTLP/HTTP collector: it keeps what is posted to /v1/metrics and /v1/logs (protobuf: names are plain UTF-8 in it).
+        int collectorPort = FreePort();
+        using var collector = new HttpListener();
+        collector.Prefixes.Add($"http://127.0.0.1:{collectorPort}/");
+        collector.Start();
+        var bodies = new List<(string Path, string Text)>();
+        TaskCompletionSource both = Waits.Signal();
+        Task receiving = Task.Run(async () =>
+        {
+            while (collector.IsListening)
+            {
+                HttpListenerContext context;
+                try
+                {
+                    context = await collector.GetContextAsync();
+                }
+                catch (Exception e) when (e is HttpListenerException or ObjectDisposedException)
+                {
+                    return;
+                }
+                using var body = new MemoryStream();
+                await context.Request.InputStream.CopyToAsync(body);
+                lock (bodies)
+                {
+                    bodies.Add((context.Request.Url!.AbsolutePath, System.Text.Encoding.UTF8.GetString(body.ToArray())));
+                    if (bodies.Any(b => b.Path == "/v1/metrics" && b.Text.Contains("millrace.process.items_in") && b.Text.Contains("store")) &&
+                        bodies.Any(b => b.Path == "/v1/logs" && b.Text.Contains("words so far")))
+                        both.TrySetResult();
+                }
+                context.Response.StatusCode = 200;
+                context.Response.ContentType = "application/x-protobuf";
+                context.Response.Close();
+            }
+        });
+
+        using ExampleProgram program = ExampleProgram.Start("HostedWorker",
+            "--Urls", $"http://127.0.0.1:{FreePort()}", "--Worker:IntervalMs", "2", "--Worker:NotifyEvery", "50", "--Millrace:Placement", placement,
+            "--Telemetry:Console", "true", "--Telemetry:Otlp", $"http://127.0.0.1:{collectorPort}", "--Telemetry:ExportIntervalMs", "300");
+        await Waits.For(both.Task, $"the meter's instruments and a log record at the collector ({placement})\n{program.ErrorOutput}");
+        // The console exporter prints the same instruments.
+        await Waits.Until(() => program.Output.Contains("Metric Name: millrace.process.items_in"), $"the console exporter's metrics\n{program.Output}");
+        program.Signal(15);
+        var (exit, output, err) = await program.WaitAsync(60);
+        Assert.True(exit == 0, $"exit code {exit}\n{output}\n{err}");
+        collector.Stop();
+        await receiving;
+        lock (bodies) Assert.Contains(bodies, b => b.Path == "/v1/metrics" && b.Text.Contains("HostedWorker")); // the service's name
+    }
+
     [Fact]
     public async Task A_misspelt_millrace_setting_is_named_and_the_host_exits_with_code_2()
     {
