@@ -12,6 +12,23 @@ using OpenTelemetry.Resources;
 //   dotnet run --project examples/HostedWorker                                        # Ctrl+C (or SIGTERM) stops it gracefully, exit 0
 //   curl http://127.0.0.1:5070/health      curl http://127.0.0.1:5070/totals
 //   Millrace__Placement=processes dotnet run --project examples/HostedWorker          # or --Millrace:Placement processes
+if (args.Contains("--help") || args.Contains("-h"))
+{
+    Console.WriteLine("""
+        HostedWorker: counts the words of sentences as they arrive, as a hosted service.
+        Settings (appsettings.json; --Section:Key value on the command line; Section__Key in the environment):
+          --Urls                     where /health and /totals answer [default: http://127.0.0.1:5070]
+          --Worker:IntervalMs        milliseconds between sentences [default: 50]
+          --Worker:NotifyEvery       post a summary every this many words [default: 100]
+          --Worker:NotifyUrl         where summaries are posted [default: none]
+          --Telemetry:Console        the Millrace meter and the logs to the console: true or false [default: false]
+          --Telemetry:Otlp           an OTLP/HTTP collector, e.g. http://127.0.0.1:4318 [default: none]
+          --Telemetry:ExportIntervalMs  milliseconds between metric exports [default: 10000]
+        """);
+    Console.WriteLine(MillraceServiceCollectionExtensions.ConfigurationHelp().Replace("  Millrace:", "  --Millrace:"));
+    return 0;
+}
+
 // appsettings.json is read from beside the program, wherever it is started from.
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 

@@ -19,7 +19,15 @@ namespace Millrace.Dashboard;
 /// </summary>
 internal sealed class Dashboard : IRunObserver
 {
+    /// <summary>How much history <c>/api/history</c> keeps: a point a second for the last five minutes.</summary>
+    internal const int HistoryPoints = 300;
+
     private WebApplication? _app;
+    private RunMonitor? _monitor;
+    private Timer? _recorder;
+    private readonly Queue<object> _history = new();
+    private long _lastAsked;
+    private readonly TaskCompletionSource _finalSeen = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public async Task StartAsync(RunMonitor monitor)
     {
@@ -34,6 +42,7 @@ internal sealed class Dashboard : IRunObserver
             k.Limits.MaxRequestBodySize = 0;
         });
         _app = builder.Build();
+        _monitor = monitor;
         byte[] graph = JsonSerializer.SerializeToUtf8Bytes(DescribeGraph(monitor), Json);
         _app.Run(async context =>
         {
@@ -59,8 +68,20 @@ internal sealed class Dashboard : IRunObserver
                     await response.Body.WriteAsync(graph, context.RequestAborted);
                     break;
                 case "/api/sample":
+                {
                     response.ContentType = "application/json";
-                    await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(DescribeSample(monitor.Sample(), monitor.BatchSize), Json), context.RequestAborted);
+                    Interlocked.Exchange(ref _lastAsked, Environment.TickCount64);
+                    RunSample sample = monitor.Sample();
+                    await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(DescribeSample(sample, monitor.BatchSize), Json), context.RequestAborted);
+                    if (sample.Outcome is not null) _finalSeen.TrySetResult();
+                    break;
+                }
+                case "/api/history":
+                    // A point a second for the last minutes: a page opened late draws its charts from the start of the window.
+                    response.ContentType = "application/json";
+                    object[] points;
+                    lock (_history) points = _history.ToArray();
+                    await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(new { points }, Json), context.RequestAborted);
                     break;
                 case "/metrics":
                     // A Prometheus scrape: the Millrace meter as it reads now.
@@ -84,6 +105,7 @@ internal sealed class Dashboard : IRunObserver
             throw new InvalidOperationException($"The dashboard cannot listen on 127.0.0.1:{monitor.Options.DashboardPort}: {e.Message} " +
                 "Choose another port with --dashboard-port PORT (0: any free port).", e);
         }
+        _recorder = new Timer(_ => Record(), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
         string address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "?";
         Console.Error.WriteLine($"dashboard: {address}/");
         monitor.Options.Logger?.LogInformation("dashboard: serving {Address}/", address);
@@ -92,6 +114,11 @@ internal sealed class Dashboard : IRunObserver
     public async Task StopAsync()
     {
         if (_app is null) return;
+        if (_recorder is not null) await _recorder.DisposeAsync();
+        Record();
+        // A page that is watching gets the final sample before the server goes (it keeps showing it): at most 2 s.
+        if (Environment.TickCount64 - Interlocked.Read(ref _lastAsked) < 2_000)
+            await Task.WhenAny(_finalSeen.Task, Task.Delay(TimeSpan.FromSeconds(2)));
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(3));
         try { await _app.StopAsync(timeout.Token); } catch (OperationCanceledException) { }
         await _app.DisposeAsync();
@@ -99,6 +126,32 @@ internal sealed class Dashboard : IRunObserver
     }
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    /// <summary>Keeps a point of history: what each process took in and gave out, and each queue's fill.</summary>
+    private void Record()
+    {
+        if (_monitor is not { } monitor) return;
+        RunSample sample;
+        try
+        {
+            sample = monitor.Sample();
+        }
+        catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException)
+        {
+            return; // the run is ending
+        }
+        object point = new
+        {
+            elapsed = sample.ElapsedSeconds,
+            processes = sample.Processes.Select(p => new { name = p.Name, itemsIn = p.ItemsIn, itemsOut = p.ItemsOut }),
+            queues = sample.Queues.Select(q => new { stream = q.Stream, reader = q.Reader, queued = q.Queued, capacity = q.Capacity, full = q.IsFull(monitor.BatchSize) }),
+        };
+        lock (_history)
+        {
+            _history.Enqueue(point);
+            while (_history.Count > HistoryPoints) _history.Dequeue();
+        }
+    }
 
     private static object DescribeGraph(RunMonitor monitor) => new
     {

@@ -31,6 +31,16 @@ internal static class DashboardPage
   .bar { display: inline-block; height: 8px; background: #4a78c2; vertical-align: middle; }
   #errors li { color: #c62828; }
   .tag { font-size: 11px; color: #e0640b; font-weight: 600; }
+  #charts { display: flex; gap: 16px; flex-wrap: wrap; margin-top: 14px; }
+  .chart { background: #fff; border: 1px solid #d8dce1; border-radius: 6px; padding: 8px 10px; }
+  .chart h2 { font-size: 13px; margin: 0 0 4px; font-weight: 600; }
+  .chart .axis { stroke: #c5ccd4; stroke-width: 1; }
+  .chart .tick { font-size: 10px; fill: #666; }
+  .chart polyline { fill: none; stroke-width: 1.8; }
+  .legend { font-size: 11px; color: #333; max-width: 440px; }
+  .legend span { display: inline-block; margin-right: 10px; white-space: nowrap; }
+  .legend i { display: inline-block; width: 10px; height: 3px; vertical-align: middle; margin-right: 4px; }
+  #status.ended { color: #1d232a; font-weight: 600; }
 </style>
 </head>
 <body>
@@ -41,6 +51,10 @@ internal static class DashboardPage
     <path d="M 0 0 L 10 5 L 0 10 z" fill="#7a8899"/></marker></defs>
   <g id="edges"></g><g id="boxes"></g>
 </svg>
+<div id="charts">
+  <div class="chart"><h2>throughput, items/s (last 5 minutes)</h2><svg id="throughput-chart" width="440" height="130" role="img" aria-label="items per second of each process over time"></svg><div class="legend" id="throughput-legend"></div></div>
+  <div class="chart"><h2>queue fill, % (last 5 minutes)</h2><svg id="fill-chart" width="440" height="130" role="img" aria-label="how full each queue was over time"></svg><div class="legend" id="fill-legend"></div></div>
+</div>
 <table id="processes">
   <thead><tr><th>process</th><th>state</th><th>in/s</th><th>out/s</th><th>items in</th><th>items out</th><th>busy</th><th>errors</th><th>OS pid</th></tr></thead>
   <tbody></tbody>
@@ -53,10 +67,29 @@ internal static class DashboardPage
 <ul id="errors"><li id="no-errors" style="color:#555">none</li></ul>
 <script>
 "use strict";
-const W = 200, H = 54, GAPX = 150, GAPY = 50;
-let graph = null, layout = {}, previous = null;
+let W = 200;
+const H = 54, GAPX = 150, GAPY = 50, WINDOW = 300, COLORS = ["#4a78c2", "#e0640b", "#2e9e5b", "#b8399b", "#8a6d1d", "#c62828", "#3c9dbd", "#666"];
+let graph = null, layout = {}, previous = null, history = [], final = null;
 const fmt = n => n >= 1e6 ? (n / 1e6).toFixed(2) + "M" : n >= 1e4 ? (n / 1e3).toFixed(1) + "k" : String(Math.round(n));
 const esc = s => String(s).replace(/[&<>"]/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+
+// Boxes as wide as their longest text: a process name, or the rate line at its widest ("999.9k in/s · ...").
+function measureWidth() {
+  const svg = document.getElementById("graph");
+  const probe = document.createElementNS("http://www.w3.org/2000/svg", "g");
+  svg.appendChild(probe);
+  let widest = 0;
+  const texts = graph.processes.map(p => ["name", p.name]).concat([["rate", "999.9k in/s · 999.9k out/s · 100% busy"]]);
+  texts.forEach(([cls, text]) => {
+    const t = document.createElementNS("http://www.w3.org/2000/svg", "text");
+    t.setAttribute("class", cls);
+    t.textContent = text;
+    probe.appendChild(t);
+    widest = Math.max(widest, t.getComputedTextLength());
+  });
+  svg.removeChild(probe);
+  W = Math.max(200, Math.ceil(widest) + 24);
+}
 
 function place() {
   // Layers: a process sits one column right of the furthest writer of its inputs (cycles ignored).
@@ -160,13 +193,63 @@ function show(s) {
     if (edge) edge.setAttribute("class", "edge" + (q.full ? " full" : ""));
   });
   document.querySelector("#queues tbody").innerHTML = qhtml;
+  if (!history.length || s.elapsed > history[history.length - 1].elapsed) history.push(s);
+  while (history.length > 2 && history[history.length - 1].elapsed - history[0].elapsed > WINDOW) history.shift();
+  charts();
   const errors = document.getElementById("errors");
   if (s.errors.length) errors.innerHTML = s.errors.map(e => `<li data-error-process="${esc(e.process)}">${esc(e.message)}</li>`).join("");
+  if (s.outcome) final = s;
+  document.getElementById("status").className = s.outcome ? "ended" : "";
   document.getElementById("status").textContent =
-    `${s.outcome ? s.outcome : "running"} · ${s.elapsed.toFixed(1)} s` + (worst ? ` · bottleneck: ${worst}` : "") +
+    `${s.outcome ? "ended: " + s.outcome : "running"} · ${s.elapsed.toFixed(1)} s` + (worst ? ` · bottleneck: ${worst}` : "") +
     (s.checkpoints ? ` · checkpoints: ${s.checkpoints.completed}` + (s.checkpoints.completed > 0
       ? ` (last #${s.checkpoints.last}: ${s.checkpoints.durationMs.toFixed(0)} ms, ${(s.checkpoints.sizeBytes / 1024).toFixed(0)} KiB, ${s.checkpoints.ageSeconds.toFixed(1)} s ago)` : "") : "");
   previous = s;
+}
+
+// A small line chart: one polyline a series, time on x (the last WINDOW seconds), 0..max on y.
+function drawChart(id, legendId, series, format, fixedMax) {
+  const svg = document.getElementById(id), w = 440, h = 130, left = 44, right = 8, top = 8, bottom = 18;
+  const points = series.flatMap(x => x.points);
+  if (!points.length) return;
+  const t1 = Math.max(...points.map(p => p[0])), t0 = Math.max(Math.min(...points.map(p => p[0])), t1 - WINDOW);
+  const ymax = fixedMax ? fixedMax * 1.1 : Math.max(1e-9, ...points.map(p => p[1])) * 1.1;
+  const X = t => left + (t1 > t0 ? (t - t0) / (t1 - t0) : 1) * (w - left - right), Y = v => top + (1 - v / ymax) * (h - top - bottom);
+  let out = `<line class="axis" x1="${left}" y1="${h - bottom}" x2="${w - right}" y2="${h - bottom}"/><line class="axis" x1="${left}" y1="${top}" x2="${left}" y2="${h - bottom}"/>` +
+    `<text class="tick" x="${left - 4}" y="${top + 8}" text-anchor="end">${format(ymax / 1.1)}</text><text class="tick" x="${left - 4}" y="${h - bottom}" text-anchor="end">0</text>` +
+    `<text class="tick" x="${left}" y="${h - 4}">${t0.toFixed(0)} s</text><text class="tick" x="${w - right}" y="${h - 4}" text-anchor="end">${t1.toFixed(0)} s</text>`;
+  let legend = "";
+  series.forEach((x, i) => {
+    const color = COLORS[i % COLORS.length], shown = x.points.filter(p => p[0] >= t0), last = shown.length ? shown[shown.length - 1][1] : 0;
+    out += `<polyline data-series="${esc(x.name)}" data-points="${shown.length}" data-last="${last}" stroke="${color}" points="${shown.map(p => X(p[0]).toFixed(1) + "," + Y(p[1]).toFixed(1)).join(" ")}"/>`;
+    legend += `<span><i style="background:${color}"></i>${esc(x.name)} ${format(last)}</span>`;
+  });
+  svg.innerHTML = out;
+  document.getElementById(legendId).innerHTML = legend;
+}
+
+function charts() {
+  // Throughput: items into each process a second (out of it, for a source), between consecutive points.
+  const sources = new Set(graph.processes.filter(p => !p.inputs.length).map(p => p.name));
+  const rates = {}, fills = {};
+  for (let i = 1; i < history.length; i++) {
+    const a = history[i - 1], b = history[i], dt = b.elapsed - a.elapsed;
+    if (dt <= 0) continue;
+    const before = {};
+    a.processes.forEach(p => { before[p.name] = p; });
+    b.processes.forEach(p => {
+      const q = before[p.name];
+      if (!q) return;
+      const count = sources.has(p.name) ? p.itemsOut - q.itemsOut : p.itemsIn - q.itemsIn;
+      (rates[p.name] = rates[p.name] || []).push([b.elapsed, Math.max(0, count / dt)]);
+    });
+  }
+  history.forEach(h => h.queues.forEach(q => {
+    const name = `${q.stream} → ${q.reader}`;
+    (fills[name] = fills[name] || []).push([h.elapsed, q.full ? 100 : (q.capacity ? 100 * q.queued / q.capacity : 0)]);
+  }));
+  drawChart("throughput-chart", "throughput-legend", graph.processes.map(p => ({ name: p.name, points: rates[p.name] || [] })), fmt);
+  drawChart("fill-chart", "fill-legend", Object.keys(fills).map(name => ({ name, points: fills[name] })), v => Math.round(v) + "%", 100);
 }
 
 async function tick() {
@@ -174,11 +257,22 @@ async function tick() {
     if (!graph) {
       graph = await (await fetch("/api/graph")).json();
       document.getElementById("run").textContent = `— run ${graph.run} (${graph.placement} placement)`;
+      measureWidth();
       place();
+      try {
+        (await (await fetch("/api/history")).json()).points.forEach(point => history.push(point));
+      } catch (e) { /* a page opened at the very end: the charts start from now */ }
     }
     show(await (await fetch("/api/sample")).json());
   } catch (e) {
-    document.getElementById("status").textContent = "the run is over or unreachable (" + e.message + ")";
+    // The program has ended (or cannot be reached): what the page shows stays, with the last state it saw.
+    const status = document.getElementById("status");
+    if (final) {
+      status.className = "ended";
+      status.textContent = `ended: ${final.outcome} · ${final.elapsed.toFixed(1)} s · the program has exited; this is its final state`;
+      return;
+    }
+    status.textContent = "the run is over or unreachable (" + e.message + ")" + (previous ? `; last seen at ${previous.elapsed.toFixed(1)} s` : "");
   }
   setTimeout(tick, 500);
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.Extensions.Configuration;
 
 namespace Millrace.Hosting;
@@ -29,6 +30,34 @@ internal static class ConfigurationOptions
         ["DashboardPort"] = ("--dashboard-port", false),
         ["Quiet"] = ("--quiet", true),
     };
+
+    /// <summary>What each setting of <paramref name="section"/> does and its default, one line each, for a program's --help.</summary>
+    public static string Help(string section)
+    {
+        var defaults = new RunOptions();
+        var lines = new (string Key, string What, string Default)[]
+        {
+            ("Placement", "where the processes run: threads, processes or broker", defaults.Placement),
+            ("Capacity", "items a stream holds between a writer and a reader", defaults.StreamCapacity.ToString(CultureInfo.InvariantCulture)),
+            ("Batch", "items sent together", defaults.BatchSize.ToString(CultureInfo.InvariantCulture)),
+            ("Codec", "how items cross OS processes and the broker: auto, json or binary", defaults.Codec),
+            ("State", "where checkpoints go (a folder, a .db file, a PostgreSQL connection string)", "none"),
+            ("CheckpointInterval", "seconds between checkpoints (0: none)", "10 with State"),
+            ("OnError:PROCESS", "stop, skip, dead-letter, retry:N or retry:N:THEN", "stop"),
+            ("Group:N", "processes that share one OS process in the processes placement, e.g. a,b", "one each"),
+            ("Restarts", "restarts of the processes placement's children from the last checkpoint", defaults.Processes.Restarts.ToString(CultureInfo.InvariantCulture)),
+            ("RestartWindow", "seconds the restarts count in", defaults.Processes.RestartWindow.TotalSeconds.ToString(CultureInfo.InvariantCulture)),
+            ("Broker", "the RabbitMQ broker's AMQP URI", "MILLRACE_BROKER, else amqp://guest:guest@127.0.0.1:5672/"),
+            ("Processes:N", "the processes this program runs in the broker placement", "all"),
+            ("BrokerPoison", "a message a process cannot read: policy, stop or dead-letter", "policy"),
+            ("RunId", "the run's name on the broker and in metrics", "the program's name"),
+            ("Dashboard", "serve a live dashboard: true or false", "false"),
+            ("DashboardPort", "the dashboard's port", defaults.DashboardPort.ToString(CultureInfo.InvariantCulture)),
+            ("Quiet", "no live view in the terminal: true or false", "true when hosted"),
+        };
+        int width = lines.Max(l => l.Key.Length) + section.Length + 3;
+        return string.Join(Environment.NewLine, lines.Select(l => $"  {(section + ":" + l.Key).PadRight(width)}{l.What} [default: {l.Default}]"));
+    }
 
     public static RunOptions Read(IConfigurationSection section)
     {

@@ -44,12 +44,15 @@ internal sealed class MillraceService : BackgroundService
             _build(_services, graph);
             result = await graph.RunAsync(options, stoppingToken);
         }
-        catch (Exception e) when (e is GraphValidationException or ArgumentException or InvalidOperationException)
+        catch (Exception e)
         {
-            // Nothing ran: an invalid graph, options that are not valid, a library the options need that is missing.
+            // Nothing ran (an invalid graph, options that are not valid, a library the options need that is missing: exit code
+            // 2), or the graph's own code threw while it was built (1). Said, never a host that goes on as if all were well.
+            bool usage = e is GraphValidationException or ArgumentException;
             _run.CouldNotStart(e);
             if (_logger is not null) Log.CouldNotStart(_logger, e.Message, e);
-            if (_hosting.SetExitCode) Environment.ExitCode = ExitCodes.Usage;
+            else Console.Error.WriteLine($"millrace: the graph could not start: {e}");
+            if (_hosting.SetExitCode) Environment.ExitCode = usage ? ExitCodes.Usage : ExitCodes.Failed;
             if (_hosting.StopHostWhenRunEnds) _lifetime.StopApplication();
             return;
         }

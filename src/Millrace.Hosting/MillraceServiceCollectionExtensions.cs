@@ -58,6 +58,12 @@ public static class MillraceServiceCollectionExtensions
         return services;
     }
 
+    /// <summary>
+    /// The Millrace settings a hosted program reads from configuration, one line each with its default, for its <c>--help</c>
+    /// (as <c>--Millrace:Placement processes</c> on the command line, <c>Millrace__Placement</c> in the environment).
+    /// </summary>
+    public static string ConfigurationHelp(string section = "Millrace") => ConfigurationOptions.Help(section);
+
     /// <summary>The same, for a graph that needs no services.</summary>
     public static IServiceCollection AddMillrace(this IServiceCollection services, Action<Graph> build, Action<MillraceHostingOptions>? configure = null)
     {

@@ -108,6 +108,65 @@ public sealed class DashboardTests
     }
 
     [Fact]
+    public async Task The_charts_move_with_the_run_every_box_fits_its_text_and_the_final_state_stays_after_the_program_ends()
+    {
+        const string slow = "a-process-with-a-rather-long-and-descriptive-name";
+        var graph = new Graph();
+        var numbers = graph.Stream<long>("numbers");
+        var parsed = graph.Stream<long>("parsed");
+        graph.Source("source", numbers, Helpers.Forever());
+        graph.Map(slow, numbers, parsed, x =>
+        {
+            Thread.Sleep(2);
+            return x;
+        });
+        graph.Sink("sink", parsed, _ => { });
+        int port = FreePort();
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = graph.RunWithin(new RunOptions { Dashboard = true, DashboardPort = port, StreamCapacity = 100, BatchSize = 10 }, stop.Token, seconds: 90);
+        var (playwright, browser) = await Browser.LaunchAsync();
+        try
+        {
+            Microsoft.Playwright.IPage page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 1400, Height = 900 } });
+            await page.GotoAsync($"http://127.0.0.1:{port}/", new() { Timeout = 30_000 });
+            const string sinkLine = "#throughput-chart polyline[data-series='sink']";
+            await page.WaitForSelectorAsync(sinkLine, new() { Timeout = 30_000 });
+            int points = int.Parse((await page.GetAttributeAsync(sinkLine, "data-points"))!);
+            // The charts change while the run goes on: more points, a rate above zero, the slow process's input queue full.
+            await page.WaitForFunctionAsync(
+                $"() => {{ const l = document.querySelector(\"{sinkLine}\"); return l && +l.dataset.points > {points + 2} && +l.dataset.last > 0; }}",
+                null, new() { Timeout = 60_000 });
+            await page.WaitForFunctionAsync(
+                $"() => {{ const l = document.querySelector(\"#fill-chart polyline[data-series='numbers → {slow}']\"); return l && +l.dataset.last >= 80; }}",
+                null, new() { Timeout = 60_000 });
+            // Every process box is as wide as its text.
+            string[] overflowing = await page.EvaluateAsync<string[]>(@"() => [...document.querySelectorAll('g.process')].filter(g => {
+                const width = +g.querySelector('rect').getAttribute('width');
+                return [...g.querySelectorAll('text.name, text.rate')].some(t => t.getComputedTextLength() > width - 10);
+              }).map(g => g.dataset.name)");
+            Assert.Empty(overflowing);
+            await page.ScreenshotAsync(new() { Path = Browser.ArtifactPath("dashboard-charts.png"), FullPage = true });
+
+            // The program stops: the page keeps the charts and says how the run ended.
+            stop.Cancel();
+            RunResult result = await run;
+            Assert.Equal(RunOutcome.Stopped, result.Outcome);
+            await page.WaitForFunctionAsync("() => document.getElementById('status').textContent.includes('this is its final state')", null, new() { Timeout = 30_000 });
+            Assert.StartsWith("ended: Stopped", await page.InnerTextAsync("#status"));
+            Assert.True(await page.Locator(sinkLine).CountAsync() == 1);
+            Assert.NotEqual("0", await page.GetAttributeAsync(sinkLine, "data-points"));
+            await page.ScreenshotAsync(new() { Path = Browser.ArtifactPath("dashboard-final.png"), FullPage = true });
+        }
+        finally
+        {
+            await browser.DisposeAsync();
+            playwright.Dispose();
+            stop.Cancel();
+            await run;
+        }
+    }
+
+    [Fact]
     public async Task The_api_describes_the_graph_and_samples_that_rise_and_a_taken_port_is_a_clear_error()
     {
         int port = FreePort();

@@ -47,5 +47,10 @@ public class ExampleTests
         (exit, output, _) = await ExampleProgram.RunAsync("Countdown", new[] { "--help" });
         Assert.Equal(0, exit);
         Assert.Contains("--tokens <tokens>", output);
+        // The hosted example reads its settings from configuration: its --help lists them, Millrace's with their defaults.
+        (exit, output, _) = await ExampleProgram.RunAsync("HostedWorker", new[] { "--help" });
+        Assert.Equal(0, exit);
+        foreach (string line in new[] { "--Worker:NotifyUrl", "--Telemetry:Otlp", "--Millrace:Placement", "[default: threads]", "--Millrace:OnError:PROCESS", "--Millrace:Capacity" })
+            Assert.Contains(line, output);
     }
 }
