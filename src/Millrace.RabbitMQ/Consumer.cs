@@ -473,8 +473,10 @@ internal sealed class Consumer
     /// <summary>
     /// Hands a message over in its writer's order. The broker refuses a message while a reader's queue is full, and the
     /// writer publishes it again, after newer ones it may have taken meanwhile: one that comes early waits here
-    /// (unacknowledged, within the prefetch bound) until those before it have come. A writer's first message seen
-    /// here sets where its order starts (a reader started again sees the middle of it); one that comes later than
+    /// (unacknowledged, within the prefetch bound) until those before it have come. With checkpoints a writer's order starts
+    /// at 0 in each generation; without, a writer's first message seen here sets where its order starts (a reader started
+    /// again sees the middle of it), so a first message refused and published again after later ones is out of order
+    /// there (documented in docs/broker-placement.md); one that comes later than
     /// its turn is handed over at once (a copy is the acknowledger's to recognise). Messages without a place
     /// (a program of another language), and every message once replicas share the queues, are handed over as taken.
     /// </summary>
@@ -496,7 +498,12 @@ internal sealed class Consumer
                 // A new incarnation of this writer (it started again): what an older one left waiting will never be completed.
                 foreach (var old in _sequences.Where(s => s.Key.Lane == lane.Index && s.Key.Writer == writer && s.Value.Early.Count > 0).ToArray())
                     ReleaseLocked(old.Value);
-                _sequences[key] = sequence = new Sequence { Next = place };
+                // With checkpoints, a generation starts every writer and every reader afresh (a restart anywhere is a new
+                // generation), and each writer numbers a stream's messages from 0: so the order starts at 0, whatever comes
+                // first — a first message the reader's full queue refused comes after later ones, and must not be taken as
+                // late (an event-time window saw time go backwards: the broker chaos test, once). Without checkpoints a reader
+                // started again sees a writer's order from its middle: there the first message seen sets where it starts.
+                _sequences[key] = sequence = new Sequence { Next = _port.Generation >= 0 ? 0 : place };
             }
             if (place > sequence.Next)
             {
