@@ -3,7 +3,7 @@
 #   bash scripts/pack.sh [FOLDER]        default: artifacts/packages
 # Then, in a project of your own:
 #   dotnet add package Millrace --source /path/to/FOLDER
-# The version is set in one place: src/Directory.Build.props (VersionPrefix).
+# The version is set in one place: Directory.Build.props (VersionPrefix); --version-suffix X adds a pre-release suffix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="$(realpath -m "${1:-artifacts/packages}")"

@@ -67,7 +67,15 @@ public sealed class MillraceRun : IRunObserver
         RunMonitor? monitor;
         lock (_lock) monitor = _monitor;
         if (monitor is null) return;
-        RunSample sample = monitor.Sample();
+        RunSample sample;
+        try
+        {
+            sample = monitor.Sample();
+        }
+        catch (Exception)
+        {
+            return; // the run is ending (a timer callback must never throw: it would end the program)
+        }
         DateTimeOffset now = DateTimeOffset.UtcNow;
         lock (_lock)
         {

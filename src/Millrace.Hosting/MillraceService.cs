@@ -32,6 +32,8 @@ internal sealed class MillraceService : BackgroundService
         // Not on the host's starting thread: a long graph build or run never delays the other services' start.
         await Task.Yield();
         RunResult result;
+        var started = new System.Runtime.CompilerServices.StrongBox<bool>();
+        RunStart.Current.Value = started;
         try
         {
             RunOptions options = ConfigurationOptions.Read(_configuration.GetSection(_hosting.ConfigurationSection));
@@ -48,7 +50,7 @@ internal sealed class MillraceService : BackgroundService
         {
             // Nothing ran (an invalid graph, options that are not valid, a library the options need that is missing: exit code
             // 2), or the graph's own code threw while it was built (1). Said, never a host that goes on as if all were well.
-            bool usage = e is GraphValidationException or ArgumentException;
+            bool usage = !started.Value && e is GraphValidationException or ArgumentException;
             _run.CouldNotStart(e);
             if (_logger is not null) Log.CouldNotStart(_logger, e.Message, e);
             else Console.Error.WriteLine($"millrace: the graph could not start: {e}");

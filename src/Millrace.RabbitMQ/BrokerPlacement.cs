@@ -126,6 +126,8 @@ internal sealed class BrokerPlacement : IPlacement
     {
         string[] names = graph.Processes.Select(p => p.Name).ToArray();
         using RunHost host = context.Host(hosted, itemIds: true);
+        // Drained only once what the processes published is confirmed (below): a hard stop before that is a stop at once.
+        host.MarksProcessesEnded = false;
         RunContext run = host.Run;
         ProcessRunner?[] runners = host.Runners;
         ProcessRunner[] local = host.Local;
@@ -258,6 +260,7 @@ internal sealed class BrokerPlacement : IPlacement
         // All at once: the instances of one process on other hosts wait for each other's outputs.
         bool[] finished = await Task.WhenAll(hosted.Select(p =>
             ports[p]!.FinishAsync(ended: completed && !runners[p]!.Stopping, completed ? FinishFor : TimeSpan.FromSeconds(2))));
+        if (finished.All(f => f)) run.ProcessesEnded();
         for (int i = 0; i < hosted.Length; i++)
         {
             int p = hosted[i];

@@ -122,7 +122,9 @@ public sealed class RunOptions
     /// Views of the program's own (a health check, a test's probe): each is started when the run starts, reads it through
     /// <see cref="Monitoring.RunMonitor.Sample"/> while it lasts, and is stopped at its end with the final sample set. They
     /// run in the OS process that watches the run: the program started (in the processes placement, the coordinator, which
-    /// sees every child's processes), and each host of the broker placement (its own processes).
+    /// sees every child's processes), and each host of the broker placement (its own processes). A run that goes back to a
+    /// checkpoint (children started again, a new generation) starts them again for each attempt, after stopping them with
+    /// that attempt's last sample: an observer must take <c>StartAsync</c> again after <c>StopAsync</c>.
     /// </summary>
     public IList<Monitoring.IRunObserver> Observers { get; } = new List<Monitoring.IRunObserver>();
 

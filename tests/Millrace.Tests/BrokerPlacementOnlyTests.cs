@@ -102,8 +102,9 @@ public class BrokerPlacementOnlyTests
         long handledByFirst = Regex.Matches(killedOut, $@"^tmp {victim} : \d+$", RegexOptions.Multiline).Count;
         long handledBySecond = Stat(second.Output, victim, "in");
         Assert.True(handledByFirst + handledBySecond > 100000, $"no redelivery: {handledByFirst} + {handledBySecond} items handled");
+        // Repeats reach db when the killed process had published outputs of items it had not yet had acknowledged; where the
+        // kill falls decides how many (none, now and then: a CI run once). The exact count and sum above are the promise.
         long skipped = Stat(dbOut, "db", "repeats skipped");
-        Assert.True(skipped > 0, "db skipped no repeat");
         Assert.Equal(100000, Stat(dbOut, "db", "in"));
         Assert.True(skipped <= handledByFirst + handledBySecond - 100000,
             $"db skipped {skipped} repeats, more than the {handledByFirst + handledBySecond - 100000} items handled twice");

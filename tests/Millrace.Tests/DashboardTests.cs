@@ -64,7 +64,9 @@ public sealed class DashboardTests
         int port = FreePort();
         using var stop = new CancellationTokenSource();
         var logger = new SeenLogger();
-        Task<RunResult> run = SlowMiddle().RunWithin(new RunOptions { Dashboard = true, DashboardPort = port, Logger = logger, StreamCapacity = 100, BatchSize = 10 }, stop.Token, seconds: 90);
+        // Other tests' runs in this process are in the meter too: this run's series are told by their run label.
+        string runId = $"prometheus-{Guid.NewGuid():N}";
+        Task<RunResult> run = SlowMiddle().RunWithin(new RunOptions { Dashboard = true, DashboardPort = port, Logger = logger, StreamCapacity = 100, BatchSize = 10, RunId = runId }, stop.Token, seconds: 90);
         await logger.Messages.WaitFor(m => m.Any(x => x.StartsWith("dashboard: serving", StringComparison.Ordinal)), "the dashboard to serve", seconds: 60);
         using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
         async Task<Dictionary<string, double>> Scrape()
@@ -83,6 +85,7 @@ public sealed class DashboardTests
                 // name{label="value",...} number: what a Prometheus server parses.
                 var sample = System.Text.RegularExpressions.Regex.Match(line, @"^([a-z_]+\{[^}]*\}) (\S+)$");
                 Assert.True(sample.Success, $"not a sample line: {line}");
+                if (!sample.Groups[1].Value.Contains($"run=\"{runId}\"", StringComparison.Ordinal)) continue;
                 values[System.Text.RegularExpressions.Regex.Replace(sample.Groups[1].Value, @",?run=""[^""]*""", "")] =
                     double.Parse(sample.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
             }

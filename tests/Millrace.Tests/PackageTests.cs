@@ -22,10 +22,13 @@ public class PackageTests : IClassFixture<PackageTests.Feed>
         public Feed()
         {
             Root = RepositoryRoot();
-            Version = XDocument.Load(Path.Combine(Root, "Directory.Build.props")).Descendants("VersionPrefix").Single().Value;
+            // The one version, with a suffix of this run's own: a package of that version the machine has seen before (a
+            // developer who followed the README) can never stand in for the fresh one.
+            string suffix = $"test.{DateTime.UtcNow:yyyyMMddHHmmss}.{Environment.ProcessId}";
+            Version = XDocument.Load(Path.Combine(Root, "Directory.Build.props")).Descendants("VersionPrefix").Single().Value + "-" + suffix;
             Folder = Directory.CreateTempSubdirectory("millrace-feed-").FullName;
             string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}") ? "Debug" : "Release";
-            Command.Run(Root, 300, "dotnet", "pack", "Millrace.sln", "-c", configuration, "--no-build", "-o", Folder, "--nologo", "-v", "quiet");
+            Command.Run(Root, 300, "dotnet", "pack", "Millrace.sln", "-c", configuration, "--no-build", "-o", Folder, "--nologo", "-v", "quiet", $"--version-suffix", suffix);
         }
 
         public string Root { get; }

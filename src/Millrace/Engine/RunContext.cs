@@ -176,7 +176,7 @@ public sealed class RunContext : IDisposable
     /// Every process of the run has ended (drained, if a graceful stop was asked): a hard stop from now on (the drain timer,
     /// a second Ctrl+C while a placement waits for confirms or children) no longer makes it a stop at once.
     /// </summary>
-    internal void ProcessesEnded()
+    public void ProcessesEnded()
     {
         lock (_lock) _processesEnded = true;
     }

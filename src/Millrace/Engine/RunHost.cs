@@ -77,6 +77,12 @@ public sealed class RunHost : IDisposable
     }
 
     /// <summary>
+    /// Whether the processes' end counts as the run drained (<see cref="RunContext.ProcessesEnded"/>); the broker placement
+    /// says so itself, once what they published is confirmed.
+    /// </summary>
+    public bool MarksProcessesEnded { get; set; } = true;
+
+    /// <summary>
     /// Runs the hosted processes until each has ended (and the termination detector, if any); after a
     /// halt, failure or hard stop, waits at most the stop timeout and names the processes that did not stop.
     /// </summary>
@@ -86,7 +92,8 @@ public sealed class RunHost : IDisposable
         Run.Detector?.Start();
         Task[] tasks = Local.Select(r => ProcessThread.Start(r.Name, r.RunAsync)).ToArray();
         Task all = Task.WhenAll(tasks);
-        _ = all.ContinueWith(_ => Run.ProcessesEnded(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        if (MarksProcessesEnded)
+            _ = all.ContinueWith(_ => Run.ProcessesEnded(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         if (await Task.WhenAny(all, Run.HardStopped) != all &&
             await Task.WhenAny(all, Task.Delay(Options.StopTimeout)) != all)
         {
