@@ -3,7 +3,7 @@
 #   bash bench/run.sh [--items N] [--python-items N] [--broker-items N] [--runs R] [--systems a,b,...] [--json FILE] [--quick] [--latency] [--replicas] [--uploads]
 # --replicas also measures ordered replicas of a CPU-heavy map against one replica (bench/Replicas).
 # --uploads also measures files over HTTP into SQLite: Millrace.Web against a hand-written ASP.NET Core endpoint (bench/Uploads).
-# Systems: millrace-threads, millrace-processes, millrace-threads-checkpoints, millrace-processes-checkpoints, millrace-broker, millrace-broker-batched, channels, dataflow, channels-batched, ipc-pump,
+# Systems: millrace-threads, millrace-processes, millrace-threads-checkpoints, millrace-processes-checkpoints, millrace-broker, millrace-broker-batched, channels, dataflow, akka-streams, akka-streams-fused, channels-batched, ipc-pump,
 #          rabbitmq-raw, rabbitmq-raw-batched (a RabbitMQ broker on 127.0.0.1 is started, and
 #          installed when missing, for them), python-multiprocessing (the seed as written),
 #          python-multiprocessing-quiet.

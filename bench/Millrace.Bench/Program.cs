@@ -26,6 +26,10 @@ var systems = new List<SystemSpec>
         n => Dotnet(root, "examples/Tutorial", "Tutorial", "--count", n, "--placement", "broker", "--batch", 1000, "--codec", "binary", "--run-id", RunId())),
     new("channels", "System.Threading.Channels, bounded, a task per stage, item at a time", n => Dotnet(root, "bench/Peers", "Peers", "channels", n)),
     new("dataflow", "TPL Dataflow, bounded blocks, item at a time", n => Dotnet(root, "bench/Peers", "Peers", "dataflow", n)),
+    new("akka-streams", "Akka.NET Streams 1.5.74, each stage behind an async boundary (an actor per stage), item at a time",
+        n => Dotnet(root, "bench/Peers", "Peers", "akka-streams", n)),
+    new("akka-streams-fused", "Akka.NET Streams 1.5.74, fused (Akka's default: the whole graph in one actor)",
+        n => Dotnet(root, "bench/Peers", "Peers", "akka-streams-fused", n)),
     new("channels-batched", "bounded channels carrying arrays of 1024 items (hand-tuned limit)", n => Dotnet(root, "bench/Peers", "Peers", "channels-batched", n)),
     new("ipc-pump", "three OS processes pumping raw 8 KiB batches over Unix sockets to a fourth (hand-tuned limit)", n => Dotnet(root, "bench/Peers", "Peers", "ipc-pump", n)),
     new("rabbitmq-raw", "RabbitMQ.Client 7, confirms and manual acks, one item per message (items: --broker-items)",
@@ -83,6 +87,7 @@ Console.WriteLine("(peak MB: the largest single OS process of the run)");
 foreach (var (a, b) in new[] { ("millrace-threads-checkpoints", "millrace-threads"), ("millrace-processes-checkpoints", "millrace-processes"),
              ("millrace-processes", "python-multiprocessing"), ("millrace-processes", "python-multiprocessing-quiet"),
              ("millrace-processes", "ipc-pump"), ("millrace-threads", "channels"), ("millrace-threads", "dataflow"), ("millrace-threads", "channels-batched"),
+             ("millrace-threads", "akka-streams"), ("millrace-threads", "akka-streams-fused"),
              ("millrace-broker", "rabbitmq-raw"), ("millrace-broker-batched", "rabbitmq-raw-batched") })
 {
     Result? x = results.FirstOrDefault(r => r.System == a), y = results.FirstOrDefault(r => r.System == b);

@@ -2,6 +2,9 @@
 // write pipelines today, each stage a task, for bench/run.sh to measure beside Millrace:
 //   channels          bounded System.Threading.Channels, one task per stage, item at a time
 //   dataflow          TPL Dataflow TransformBlocks with bounded capacity, item at a time
+//   akka-streams      Akka.NET Streams, each stage behind an async boundary (an actor per stage),
+//                     item at a time
+//   akka-streams-fused  Akka.NET Streams fused as Akka does by default: the whole graph in one actor
 //   channels-batched  bounded channels carrying arrays of 1024 items (a hand-tuned upper limit)
 //   ipc-pump          web, square and root as three OS processes (this program started again)
 //                     pumping raw 8 KiB batches over Unix sockets to this one, which sums
@@ -12,11 +15,15 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using System.Threading.Tasks.Dataflow;
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.Streams;
+using Akka.Streams.Dsl;
 
 if (args.Length == 5 && args[0] == "ipc-stage") return IpcPump.Stage(args[1], args[2], args[3], long.Parse(args[4]));
 if (args.Length != 2 || !long.TryParse(args[1], out long count))
 {
-    Console.Error.WriteLine("usage: Peers channels|dataflow|channels-batched|ipc-pump N");
+    Console.Error.WriteLine("usage: Peers channels|dataflow|akka-streams|akka-streams-fused|channels-batched|ipc-pump N");
     return 2;
 }
 const int Capacity = 8192;
@@ -24,6 +31,8 @@ double sum = args[0] switch
 {
     "channels" => await Channels(count),
     "dataflow" => await Dataflow(count),
+    "akka-streams" => await AkkaStreams(count, asyncBoundaries: true),
+    "akka-streams-fused" => await AkkaStreams(count, asyncBoundaries: false),
     "channels-batched" => await ChannelsBatched(count),
     "ipc-pump" => IpcPump.Run(count),
     _ => double.NaN,
@@ -77,6 +86,34 @@ static async Task<double> Dataflow(long count)
     process1.Complete();
     await db.Completion;
     return sum;
+}
+
+static async Task<double> AkkaStreams(long count, bool asyncBoundaries)
+{
+    Config config = ConfigurationFactory.ParseString("""
+        akka.loglevel = WARNING
+        akka.stdout-loglevel = WARNING
+        """);
+    ActorSystem system = ActorSystem.Create("peers", config);
+    try
+    {
+        ActorMaterializer materializer = system.Materializer();
+        Sink<double, Task<double>> db = Sink.Aggregate<double, double>(0, (total, r) => total + r);
+        var web = Source.From(Numbers(count));
+        Task<double> sum = asyncBoundaries
+            ? web.Async().Select(x => x * x).Async().Select(x => Math.Sqrt(x)).Async().RunWith(db, materializer)
+            : web.Select(x => x * x).Select(x => Math.Sqrt(x)).RunWith(db, materializer);
+        return await sum;
+    }
+    finally
+    {
+        await system.Terminate();
+    }
+
+    static IEnumerable<long> Numbers(long count)
+    {
+        for (long i = 0; i < count; i++) yield return i;
+    }
 }
 
 static async Task<double> ChannelsBatched(long count)
