@@ -1,26 +1,43 @@
-// The Tutorial workload as a user would write it on RabbitMQ.Client 7 with the guarantees the
-// broker placement promises: durable queues, publisher confirms, manual acks, and a message
-// acknowledged only after what it produced is confirmed. Every stage has its own connection, as
-// separate programs would. Items per message: 1 (rabbitmq-raw) or --batch K (rabbitmq-raw-batched).
+// The Tutorial workload written directly on RabbitMQ.Client 7 the way a skilled user would, with the
+// guarantees the broker placement promises: durable queues, persistent messages, publisher confirms,
+// manual acks, and a message acknowledged only after what it produced is confirmed. Confirms are kept
+// in flight (a bounded window, never awaited one by one) and acknowledged with `multiple`; each stage
+// consumes on one channel and publishes on another of its own connection, as separate programs would.
+// Items per message: 1 (rabbitmq-raw) or --batch K (rabbitmq-raw-batched).
 //
-//   dotnet RabbitRaw.dll N [--batch K] [--uri amqp://guest:guest@127.0.0.1:5672/]
+//   dotnet RabbitRaw.dll N [--batch K] [--window W] [--prefetch P] [--await-each-confirm] [--transient] [--uri amqp://guest:guest@127.0.0.1:5672/]
 //   prints "db: N items, sum of roots S"
+//
+// --await-each-confirm is the peer this harness used before (each publish awaits its confirm), kept to
+// show what that costs; --transient sends non-persistent messages (an upper bound, not the same guarantee).
 using System.Runtime.InteropServices;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
 
 long count = long.Parse(args[0]);
 int batch = 1;
+int window = 1000;
+ushort prefetch = 1000;
+bool awaitEach = false;
+bool persistent = true;
 string uri = "amqp://guest:guest@127.0.0.1:5672/";
 for (int i = 1; i < args.Length; i++)
 {
-    if (args[i] == "--batch") batch = int.Parse(args[++i]);
-    else if (args[i] == "--uri") uri = args[++i];
-    else throw new ArgumentException($"unknown option {args[i]}");
+    switch (args[i])
+    {
+        case "--batch": batch = int.Parse(args[++i]); break;
+        case "--window": window = int.Parse(args[++i]); break;
+        case "--prefetch": prefetch = ushort.Parse(args[++i]); break;
+        case "--await-each-confirm": awaitEach = true; break;
+        case "--transient": persistent = false; break;
+        case "--uri": uri = args[++i]; break;
+        default: throw new ArgumentException($"unknown option {args[i]}");
+    }
 }
 string run = Guid.NewGuid().ToString("N")[..8];
 var factory = new ConnectionFactory { Uri = new Uri(uri) };
 string[] queues = { $"raw-{run}-numbers", $"raw-{run}-squares", $"raw-{run}-roots" };
+var properties = new BasicProperties { Persistent = persistent };
 
 await using (IConnection setup = await factory.CreateConnectionAsync())
 await using (IChannel channel = await setup.CreateChannelAsync())
@@ -35,13 +52,26 @@ stages.Add(await Stage(queues[1], queues[2], items => { for (int i = 0; i < item
 stages.Add(await Db(queues[2]));
 
 await using (IConnection web = await factory.CreateConnectionAsync())
-await using (IChannel channel = await web.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true)))
 {
-    for (long start = 0; start < count; start += batch)
+    if (awaitEach)
     {
-        var items = new long[Math.Min(batch, count - start)];
-        for (int i = 0; i < items.Length; i++) items[i] = start + i;
-        await channel.BasicPublishAsync("", queues[0], true, new BasicProperties { Persistent = false }, MemoryMarshal.AsBytes(items.AsSpan()).ToArray());
+        await using IChannel channel = await web.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+        for (long start = 0; start < count; start += batch)
+            await channel.BasicPublishAsync("", queues[0], true, properties, Items(start));
+    }
+    else
+    {
+        // A window of at most `window` unconfirmed messages: each publish takes a slot, each confirm gives slots back.
+        await using IChannel channel = await web.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: false));
+        var confirms = new Confirms(channel, window);
+        for (long start = 0; start < count; start += batch)
+        {
+            await confirms.WaitForRoomAsync();
+            ulong seq = await channel.GetNextPublishSequenceNumberAsync();
+            confirms.Sent(seq, 0);
+            await channel.BasicPublishAsync("", queues[0], true, properties, Items(start));
+        }
+        await confirms.AllConfirmedAsync();
     }
 }
 
@@ -55,49 +85,145 @@ await using (IChannel channel = await cleanup.CreateChannelAsync())
 Console.WriteLine($"db: {count} items, sum of roots {sum:0.######}");
 return 0;
 
+byte[] Items(long start)
+{
+    var items = new long[Math.Min(batch, count - start)];
+    for (int i = 0; i < items.Length; i++) items[i] = start + i;
+    return MemoryMarshal.AsBytes(items.AsSpan()).ToArray();
+}
+
 async Task<IAsyncDisposable> Stage(string from, string to, Func<long[], long[]> work)
 {
     IConnection connection = await factory.CreateConnectionAsync();
-    IChannel channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
-    await channel.BasicQosAsync(0, 1000, false);
-    var consumer = new AsyncEventingBasicConsumer(channel);
-    consumer.ReceivedAsync += async (_, delivery) =>
+    IChannel consume = await connection.CreateChannelAsync();
+    await consume.BasicQosAsync(0, prefetch, false);
+    var consumer = new AsyncEventingBasicConsumer(consume);
+    if (awaitEach)
     {
-        long[] items = MemoryMarshal.Cast<byte, long>(delivery.Body.Span).ToArray();
-        byte[] output = MemoryMarshal.AsBytes(work(items).AsSpan()).ToArray();
-        // Acknowledge the input only once the broker has confirmed what it produced.
-        await channel.BasicPublishAsync("", to, true, new BasicProperties { Persistent = false }, output);
-        await channel.BasicAckAsync(delivery.DeliveryTag, false);
-    };
-    await channel.BasicConsumeAsync(from, autoAck: false, consumer);
-    return new Owned(connection, channel);
+        IChannel publish = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+        consumer.ReceivedAsync += async (_, delivery) =>
+        {
+            long[] items = MemoryMarshal.Cast<byte, long>(delivery.Body.Span).ToArray();
+            await publish.BasicPublishAsync("", to, true, properties, MemoryMarshal.AsBytes(work(items).AsSpan()).ToArray());
+            await consume.BasicAckAsync(delivery.DeliveryTag, false);
+        };
+        await consume.BasicConsumeAsync(from, autoAck: false, consumer);
+        return new Owned(connection, consume, publish);
+    }
+    else
+    {
+        // Outputs are published without waiting; when the broker confirms them, the inputs that produced them are
+        // acknowledged at once with `multiple` (prefetch bounds what is in flight).
+        IChannel publish = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: false));
+        var confirms = new Confirms(publish, int.MaxValue, tag => consume.BasicAckAsync(tag, multiple: true));
+        consumer.ReceivedAsync += async (_, delivery) =>
+        {
+            long[] items = MemoryMarshal.Cast<byte, long>(delivery.Body.Span).ToArray();
+            byte[] output = MemoryMarshal.AsBytes(work(items).AsSpan()).ToArray();
+            ulong seq = await publish.GetNextPublishSequenceNumberAsync();
+            confirms.Sent(seq, delivery.DeliveryTag);
+            await publish.BasicPublishAsync("", to, true, properties, output);
+        };
+        await consume.BasicConsumeAsync(from, autoAck: false, consumer);
+        return new Owned(connection, consume, publish);
+    }
 }
 
 async Task<IAsyncDisposable> Db(string from)
 {
     IConnection connection = await factory.CreateConnectionAsync();
     IChannel channel = await connection.CreateChannelAsync();
-    await channel.BasicQosAsync(0, 1000, false);
+    await channel.BasicQosAsync(0, prefetch, false);
     var consumer = new AsyncEventingBasicConsumer(channel);
-    long seen = 0;
+    long seen = 0, messages = 0;
     double sum = 0;
+    int ackEvery = awaitEach ? 1 : Math.Max(1, prefetch / 4);
     consumer.ReceivedAsync += async (_, delivery) =>
     {
         ReadOnlySpan<long> bits = MemoryMarshal.Cast<byte, long>(delivery.Body.Span);
         foreach (long b in bits) sum += BitConverter.Int64BitsToDouble(b);
         seen += bits.Length;
-        await channel.BasicAckAsync(delivery.DeliveryTag, false);
+        if (++messages % ackEvery == 0 || seen == count) await channel.BasicAckAsync(delivery.DeliveryTag, multiple: !awaitEach);
         if (seen == count) done.TrySetResult(sum);
     };
     await channel.BasicConsumeAsync(from, autoAck: false, consumer);
-    return new Owned(connection, channel);
+    return new Owned(connection, channel, null);
 }
 
-sealed class Owned(IConnection connection, IChannel channel) : IAsyncDisposable
+/// <summary>
+/// Publisher confirms kept in flight on one channel: what was sent (its publish sequence number and the delivery it
+/// answers), a window of room, and on each confirm (one or `multiple`) the oldest run of confirmed messages let go —
+/// the delivery tag of the last one acknowledged with `multiple`. A nack fails the program loudly.
+/// </summary>
+sealed class Confirms
+{
+    private readonly object _lock = new();
+    private readonly Queue<(ulong Seq, ulong Tag)> _sent = new();
+    private readonly SortedSet<ulong> _confirmedAhead = new();
+    private readonly SemaphoreSlim _room;
+    private readonly Func<ulong, ValueTask>? _acknowledge;
+    private TaskCompletionSource? _drained;
+
+    public Confirms(IChannel channel, int window, Func<ulong, ValueTask>? acknowledge = null)
+    {
+        _room = new SemaphoreSlim(Math.Min(window, int.MaxValue / 2));
+        _acknowledge = acknowledge;
+        channel.BasicAcksAsync += (_, e) => Confirmed(e.DeliveryTag, e.Multiple);
+        channel.BasicNacksAsync += (_, e) =>
+        {
+            Console.Error.WriteLine($"the broker refused message {e.DeliveryTag}");
+            Environment.Exit(1);
+            return Task.CompletedTask;
+        };
+    }
+
+    public Task WaitForRoomAsync() => _room.WaitAsync();
+
+    public void Sent(ulong seq, ulong tag)
+    {
+        lock (_lock) _sent.Enqueue((seq, tag));
+    }
+
+    public Task AllConfirmedAsync()
+    {
+        lock (_lock)
+        {
+            if (_sent.Count == 0) return Task.CompletedTask;
+            _drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return _drained.Task.WaitAsync(TimeSpan.FromMinutes(10));
+        }
+    }
+
+    private async Task Confirmed(ulong seq, bool multiple)
+    {
+        ulong lastTag = 0;
+        int released = 0;
+        TaskCompletionSource? drained = null;
+        lock (_lock)
+        {
+            if (!multiple) _confirmedAhead.Add(seq);
+            while (_sent.Count > 0 && ((multiple && _sent.Peek().Seq <= seq) || _confirmedAhead.Remove(_sent.Peek().Seq)))
+            {
+                lastTag = _sent.Dequeue().Tag;
+                released++;
+            }
+            if (_sent.Count == 0) drained = _drained;
+        }
+        if (released > 0)
+        {
+            _room.Release(released);
+            if (_acknowledge is not null) await _acknowledge(lastTag);
+        }
+        drained?.TrySetResult();
+    }
+}
+
+sealed class Owned(IConnection connection, IChannel first, IChannel? second) : IAsyncDisposable
 {
     public async ValueTask DisposeAsync()
     {
-        await channel.DisposeAsync();
+        if (second is not null) await second.DisposeAsync();
+        await first.DisposeAsync();
         await connection.DisposeAsync();
     }
 }
