@@ -8,6 +8,7 @@
 # Needs pika: apt-get install python3-pika
 import sys
 import pika
+from millrace_wire import fields_and_items  # the same folder
 
 command = sys.argv[1] if len(sys.argv) > 1 else "list"
 uri = sys.argv[2] if len(sys.argv) > 2 else "amqp://guest:guest@127.0.0.1:5672/"
@@ -32,15 +33,20 @@ while True:
         break
     count += 1
     h = props.headers or {}
+    try:
+        fields, items = fields_and_items(props, body)
+    except (IndexError, ValueError):               # moved because its envelope is bad: as it is
+        fields, items = {"type": props.type}, body
     if command == "list":
         print(f"{text(h, 'millrace-poison-process')} <- {text(h, 'millrace-poison-stream')}: {text(h, 'millrace-poison-reason')} "
-              f"[{text(h, 'millrace-poison-time')}] {body[:60]!r}", flush=True)
+              f"[{text(h, 'millrace-poison-time')}] {items[:60]!r}", flush=True)
         continue                                   # not acknowledged: back in the queue when this program ends
-    # Without the writer's place in the run (it would wait for its turn for ever) and without the poison headers.
-    kept = {k: v for k, v in h.items() if not k.startswith("millrace-poison-") and k not in ("millrace-writer", "millrace-seq", "millrace-generation")}
-    again = pika.BasicProperties(content_type=props.content_type, type=props.type, delivery_mode=2, headers=kept,
+    # In the headers form, without the writer's place in the run (it would wait for its turn for ever) and without the poison headers.
+    kept = {k: v for k, v in {**fields, **h}.items()
+            if v is not None and k != "type" and not k.startswith("millrace-poison-") and k not in ("millrace-writer", "millrace-seq", "millrace-generation")}
+    again = pika.BasicProperties(content_type=props.content_type, type=fields.get("type"), delivery_mode=2, headers=kept,
                                  message_id=f"replay-{text(h, 'millrace-poison-message-id')}")  # a replay repeated after a crash is a copy
-    ch.basic_publish("", text(h, "millrace-poison-queue"), body, again, mandatory=True)
+    ch.basic_publish("", text(h, "millrace-poison-queue"), items, again, mandatory=True)
     ch.basic_ack(method.delivery_tag)
 print(f"{count} messages {'in' if command == 'list' else 'replayed from'} {queue}")
 mq.close()

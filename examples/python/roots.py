@@ -3,6 +3,7 @@
 #   python3 roots.py [amqp://guest:guest@127.0.0.1:5672/] [tutorial]          (needs pika: apt-get install python3-pika)
 import json, sys
 import pika
+from millrace_wire import fields_and_items  # the same folder
 
 uri = sys.argv[1] if len(sys.argv) > 1 else "amqp://guest:guest@127.0.0.1:5672/"
 run = sys.argv[2] if len(sys.argv) > 2 else "tutorial"
@@ -13,9 +14,12 @@ ch.queue_bind(q, f"millrace.{run}.roots")
 print("watching", flush=True)
 items, total = 0, 0.0
 for method, props, body in ch.consume(q, auto_ack=True, inactivity_timeout=60):
-    if method is None or props.type == "end":
+    if method is None:
         break
-    batch = json.loads(body)                             # a JSON array of numbers
+    fields, payload = fields_and_items(props, body)
+    if fields.get("type") == "end":
+        break
+    batch = json.loads(payload)                            # a JSON array of numbers
     items += len(batch)
     total += sum(batch)
 print(f"roots: {items} items, sum {total:.0f}")

@@ -266,13 +266,34 @@ internal sealed class Acknowledger
     /// </summary>
     public async Task RunAsync(Func<(global::RabbitMQ.Client.IChannel? Channel, long Epoch)> current, Func<bool> closed, TimeSpan callTimeout)
     {
+        var batch = new List<ulong>();
+        var coalescer = new AckCoalescer();
+        long coalescerEpoch = -1;
         while (true)
         {
             var (channel, epoch) = current();
+            if (epoch != coalescerEpoch)
+            {
+                // Delivery tags are numbered per channel: a new one starts again at 1.
+                coalescer = new AckCoalescer();
+                coalescerEpoch = epoch;
+            }
             while (NextReturn(epoch, out ulong tag))
+            {
+                coalescer.Resolved(tag);
                 await CallAsync(channel, c => c.BasicNackAsync(tag, multiple: false, requeue: true), callTimeout);
-            while (NextAck(epoch, out ulong tag))
-                await CallAsync(channel, c => c.BasicAckAsync(tag, multiple: false), callTimeout);
+            }
+            batch.Clear();
+            while (NextAck(epoch, out ulong tag)) batch.Add(tag);
+            if (batch.Count > 0)
+            {
+                // One acknowledgement with `multiple` for the run of tags from the lowest unresolved one on, single ones for the rest.
+                ulong upTo = coalescer.Plan(batch, out int covered);
+                if (covered > 1) await CallAsync(channel, c => c.BasicAckAsync(upTo, multiple: true), callTimeout);
+                else if (covered == 1) await CallAsync(channel, c => c.BasicAckAsync(upTo, multiple: false), callTimeout);
+                foreach (ulong tag in batch)
+                    if (covered == 0 || tag > upTo) await CallAsync(channel, c => c.BasicAckAsync(tag, multiple: false), callTimeout);
+            }
             if (closed()) return;
             // A new channel meanwhile: its tags may be waiting behind.
             if (current().Epoch != epoch) continue;
@@ -290,6 +311,51 @@ internal sealed class Acknowledger
         {
             // The channel is gone: that copy is delivered again on the next one and acknowledged then.
         }
+    }
+}
+
+/// <summary>
+/// Which acknowledgements of one consuming channel can go as one with <c>multiple</c>. The broker numbers a channel's
+/// deliveries 1, 2, 3...; an acknowledgement with <c>multiple</c> settles every delivery up to its tag not yet settled. So it
+/// may cover a tag only when every lower tag is settled already (acknowledged or given back) or acknowledged with it — never a
+/// message still held (unhandled, an end mark kept until the process ends, one left in its queue because it could not be read).
+/// </summary>
+internal sealed class AckCoalescer
+{
+    private readonly HashSet<ulong> _settledAbove = new();
+    private ulong _floor;
+
+    /// <summary>Every delivery up to this tag is settled.</summary>
+    public ulong Floor => _floor;
+
+    /// <summary>A tag given back (or acknowledged alone) on the channel.</summary>
+    public void Resolved(ulong tag)
+    {
+        if (tag <= _floor) return;
+        _settledAbove.Add(tag);
+        while (_settledAbove.Remove(_floor + 1)) _floor++;
+    }
+
+    /// <summary>
+    /// Takes <paramref name="toAck"/> (tags about to be acknowledged) as settled. Returns the highest of them that one
+    /// acknowledgement with <c>multiple</c> may name: it settles exactly those of them at or below it (<paramref name="covered"/>
+    /// of them; 0 when none), every other delivery below it being settled already. The tags above it are acknowledged one by one.
+    /// </summary>
+    public ulong Plan(List<ulong> toAck, out int covered)
+    {
+        ulong before = _floor;
+        foreach (ulong tag in toAck)
+            if (tag > _floor) _settledAbove.Add(tag);
+        while (_settledAbove.Remove(_floor + 1)) _floor++;
+        covered = 0;
+        ulong upTo = 0;
+        foreach (ulong tag in toAck)
+        {
+            if (tag <= before || tag > _floor) continue;
+            covered++;
+            upTo = Math.Max(upTo, tag);
+        }
+        return upTo;
     }
 }
 

@@ -58,8 +58,6 @@ internal sealed class ExchangeDestination : Destination
     private readonly string _exchange;
     private readonly string _stream;
     private readonly BatchCodec _codec;
-    private readonly string _contentType;
-    private readonly ArrayBufferWriter<byte> _buffer = new(4096);
     private long _sequence;
 
     public ExchangeDestination(ProcessPort port, string exchange, string stream, BatchCodec codec, string readerName, int writer, bool inSameCycle)
@@ -69,65 +67,76 @@ internal sealed class ExchangeDestination : Destination
         _exchange = exchange;
         _stream = stream;
         _codec = codec;
-        _contentType = Wire.ContentType(codec.Name);
     }
 
     public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer)
     {
         if (!_port.HasRoom(writer)) return false;
-        _buffer.ResetWrittenCount();
+        // The envelope first (the message's fields), then the items as the codec writes them.
+        Span<(string, string)> fields = new (string, string)[5];
+        int n = 0;
+        fields[n++] = (Wire.WriterHeader, _port.Name);
+        fields[n++] = (Wire.SequenceHeader, NextPlace());
+        fields[n++] = (Wire.CountHeader, count.ToString(CultureInfo.InvariantCulture));
+        if (ids is not null) fields[n++] = (Wire.IdsHeader, Wire.EncodeIds(ids, count));
+        if (_port.Generation >= 0) fields[n++] = (Wire.GenerationHeader, Generation);
+        var buffer = new ArrayBufferWriter<byte>(64 + 16 * count);
+        Wire.WriteEnvelope(buffer, fields[..n]);
         try
         {
-            _codec.Encode(items, count, _buffer);
+            _codec.Encode(items, count, buffer);
         }
         catch (Exception e)
         {
+            _sequence--;
             throw new InvalidOperationException(
                 $"Process '{_port.Name}' could not encode a batch of stream '{_stream}' ({_codec.Name} codec): {e.GetType().Name}: {e.Message}", e);
         }
-        var headers = new Dictionary<string, object?>
-        {
-            [Wire.WriterHeader] = _port.Name,
-            [Wire.CountHeader] = count.ToString(CultureInfo.InvariantCulture),
-        };
-        if (ids is not null) headers[Wire.IdsHeader] = Wire.EncodeIds(ids, count);
-        if (_port.Generation >= 0) headers[Wire.GenerationHeader] = Generation;
-        _port.Accept(Message(_buffer.WrittenSpan.ToArray(), Wire.DataType, headers));
+        _port.Accept(Message(buffer.WrittenMemory, null));
         return true;
     }
 
     private string Generation => _port.Generation.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>"INCARNATION:N": this message's place among those this incarnation wrote to the stream (every kind).</summary>
+    private string NextPlace() => $"{_port.Instance}:{_sequence++}";
+
     public override void SendEnd()
     {
-        var headers = new Dictionary<string, object?> { [Wire.WriterHeader] = _port.Name };
-        if (_port.Generation >= 0) headers[Wire.GenerationHeader] = Generation;
-        _port.AcceptEnd(Message(Array.Empty<byte>(), Wire.EndType, headers));
+        var fields = new List<(string, string)> { (Wire.WriterHeader, _port.Name), (Wire.SequenceHeader, NextPlace()), (Wire.TypeField, Wire.EndType) };
+        if (_port.Generation >= 0) fields.Add((Wire.GenerationHeader, Generation));
+        _port.AcceptEnd(Message(Envelope(fields), Wire.EndType));
     }
 
     /// <summary>The marker of a checkpoint, after every batch published before it (one publisher, in order).</summary>
     public override void SendMarker(long checkpoint) =>
-        _port.Accept(Message(Array.Empty<byte>(), Wire.MarkerType, new Dictionary<string, object?>
+        _port.Accept(Message(Envelope(new List<(string, string)>
         {
-            [Wire.WriterHeader] = _port.Name,
-            [Wire.GenerationHeader] = Generation,
-            [Wire.CheckpointHeader] = checkpoint.ToString(CultureInfo.InvariantCulture),
-        }));
+            (Wire.WriterHeader, _port.Name),
+            (Wire.SequenceHeader, NextPlace()),
+            (Wire.TypeField, Wire.MarkerType),
+            (Wire.GenerationHeader, Generation),
+            (Wire.CheckpointHeader, checkpoint.ToString(CultureInfo.InvariantCulture)),
+        }), Wire.MarkerType));
 
-    private Outgoing Message(byte[] body, string type, Dictionary<string, object?> headers)
+    private static ReadOnlyMemory<byte> Envelope(List<(string, string)> fields)
     {
-        var properties = new BasicProperties
-        {
-            ContentType = _contentType,
-            Type = type,
-            Persistent = true,
-            Headers = headers,
-        };
-        // In order per stream and incarnation, whatever the broker refuses and takes later (every kind: data, end, marker).
-        headers[Wire.SequenceHeader] = $"{_port.Instance}:{_sequence++}";
-        var message = new Outgoing { Exchange = _exchange, Stream = _stream, Body = body, Properties = properties };
-        return message;
+        var buffer = new ArrayBufferWriter<byte>(128);
+        Wire.WriteEnvelope(buffer, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fields));
+        return buffer.WrittenMemory;
     }
+
+    /// <summary>
+    /// A message as Millrace writes it: persistent, its fields in the envelope. End marks and markers say their type in the
+    /// <c>type</c> property too, for programs that watch a stream without reading envelopes.
+    /// </summary>
+    private Outgoing Message(ReadOnlyMemory<byte> body, string? type) => new()
+    {
+        Exchange = _exchange,
+        Stream = _stream,
+        Body = body,
+        Properties = new BasicProperties { ContentEncoding = Wire.EnvelopeEncoding, Type = type, Persistent = true },
+    };
 
     public override string Fill => _port.Fill;
 }

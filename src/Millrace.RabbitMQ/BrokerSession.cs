@@ -25,6 +25,7 @@ internal sealed class BrokerUnreachableException : Exception
 internal sealed class BrokerSession : IAsyncDisposable
 {
     private readonly ConnectionFactory _factory;
+    private readonly IList<AmqpTcpEndpoint> _endpoints;
     private readonly string _where;
     private readonly TimeSpan _reconnectFor;
     private readonly object _lock = new();
@@ -36,9 +37,10 @@ internal sealed class BrokerSession : IAsyncDisposable
     /// <summary>Where notices (a lost connection, a reconnection) go; standard error when null.</summary>
     public Microsoft.Extensions.Logging.ILogger? Logger { get; set; }
 
-    private BrokerSession(ConnectionFactory factory, string where, TimeSpan reconnectFor, IConnection connection)
+    private BrokerSession(ConnectionFactory factory, IList<AmqpTcpEndpoint> endpoints, string where, TimeSpan reconnectFor, IConnection connection)
     {
         _factory = factory;
+        _endpoints = endpoints;
         _where = where;
         _reconnectFor = reconnectFor;
         _connection = connection;
@@ -62,29 +64,52 @@ internal sealed class BrokerSession : IAsyncDisposable
 
     public static async Task<BrokerSession> ConnectAsync(string uri, string clientName, TimeSpan connectFor, TimeSpan reconnectFor, CancellationToken cancellationToken)
     {
-        ConnectionFactory factory;
-        string where;
+        var (factory, endpoints, where) = Parse(uri, clientName);
+        IConnection connection = await OpenAsync(factory, endpoints, where, connectFor, cancellationToken);
+        return new BrokerSession(factory, endpoints, where, reconnectFor, connection);
+    }
+
+    /// <summary>
+    /// One AMQP URI, or a cluster's nodes separated by commas: user, password and virtual host from the first (a later one
+    /// that names others is refused); each node's host and port, tried in turn.
+    /// </summary>
+    internal static (ConnectionFactory Factory, IList<AmqpTcpEndpoint> Endpoints, string Where) Parse(string uri, string clientName)
+    {
+        string[] parts = uri.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         try
         {
-            factory = new ConnectionFactory
+            if (parts.Length == 0) throw new ArgumentException("no address given");
+            var factory = new ConnectionFactory
             {
-                Uri = new Uri(uri),
+                Uri = new Uri(parts[0]),
                 AutomaticRecoveryEnabled = false,
                 TopologyRecoveryEnabled = false,
                 RequestedConnectionTimeout = TimeSpan.FromSeconds(5),
                 ClientProvidedName = clientName,
             };
-            where = $"{factory.HostName}:{factory.Port} (virtual host '{factory.VirtualHost}')";
+            var endpoints = new List<AmqpTcpEndpoint> { factory.Endpoint };
+            foreach (string part in parts.Skip(1))
+            {
+                var node = new ConnectionFactory { Uri = new Uri(part) };
+                bool namesOwn = new Uri(part).UserInfo.Length > 0 || new Uri(part).AbsolutePath.Trim('/').Length > 0;
+                if (namesOwn && (node.UserName != factory.UserName || node.Password != factory.Password || node.VirtualHost != factory.VirtualHost))
+                    throw new ArgumentException($"'{Hide(part)}' names another user, password or virtual host than the first address: the nodes of one cluster share them (write them in the first address only)");
+                endpoints.Add(node.Endpoint);
+            }
+            string hosts = string.Join(", ", endpoints.Select(e => $"{e.HostName}:{e.Port}"));
+            return (factory, endpoints, $"{hosts} (virtual host '{factory.VirtualHost}')");
         }
         catch (Exception e) when (e is UriFormatException or ArgumentException)
         {
-            throw new BrokerUnreachableException($"The broker address '{uri}' is not an AMQP URI like amqp://user:password@host:5672/vhost: {e.Message}", e);
+            throw new BrokerUnreachableException($"The broker address '{Hide(uri)}' is not an AMQP URI like amqp://user:password@host:5672/vhost " +
+                $"(or several, separated by commas, for the nodes of a cluster): {e.Message}", e);
         }
-        IConnection connection = await OpenAsync(factory, where, connectFor, cancellationToken);
-        return new BrokerSession(factory, where, reconnectFor, connection);
     }
 
-    private static async Task<IConnection> OpenAsync(ConnectionFactory factory, string where, TimeSpan within, CancellationToken cancellationToken)
+    /// <summary>An address without its password, for messages.</summary>
+    private static string Hide(string uri) => System.Text.RegularExpressions.Regex.Replace(uri, @"(://[^:/@,]*:)[^@/,]*@", "$1***@");
+
+    private static async Task<IConnection> OpenAsync(ConnectionFactory factory, IList<AmqpTcpEndpoint> endpoints, string where, TimeSpan within, CancellationToken cancellationToken)
     {
         DateTime deadline = DateTime.UtcNow + within;
         TimeSpan pause = TimeSpan.FromMilliseconds(100);
@@ -92,7 +117,8 @@ internal sealed class BrokerSession : IAsyncDisposable
         {
             try
             {
-                return await factory.CreateConnectionAsync(cancellationToken);
+                // Every node in turn (the client shuffles them, spreading the hosts of a run over the cluster).
+                return await factory.CreateConnectionAsync(endpoints, cancellationToken);
             }
             catch (Exception e) when (e is BrokerUnreachableException or global::RabbitMQ.Client.Exceptions.BrokerUnreachableException or
                                           SocketException or IOException or TimeoutException or OperationInterruptedException or ConnectFailureException)
@@ -164,7 +190,7 @@ internal sealed class BrokerSession : IAsyncDisposable
         IConnection connection;
         try
         {
-            connection = await OpenAsync(_factory, _where, _reconnectFor, CancellationToken.None);
+            connection = await OpenAsync(_factory, _endpoints, _where, _reconnectFor, CancellationToken.None);
         }
         catch (Exception e)
         {

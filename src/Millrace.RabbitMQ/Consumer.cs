@@ -284,13 +284,31 @@ internal sealed class Consumer
     private void Received(Lane lane, string queue, StreamShape stream, BatchCodec codec, long epoch, BasicDeliverEventArgs delivery)
     {
         IReadOnlyBasicProperties properties = delivery.BasicProperties;
-        string messageId = properties.MessageId ?? $"external-{_port.Instance}-{Interlocked.Increment(ref _externalMessages)}";
-        bool end = properties.Type == Wire.EndType;
-        string? writer = Wire.Text(properties.Headers, Wire.WriterHeader);
+        MessageFields fields;
+        string? badEnvelope = null;
+        try
+        {
+            fields = Wire.Fields(properties, delivery.Body);
+        }
+        catch (FormatException e)
+        {
+            fields = new MessageFields(null, null, properties.Type, delivery.Body);
+            badEnvelope = e.Message;
+        }
+        // A writer's place in the stream names a message as well as an id: an envelope carries no message id.
+        string? place = fields.Text(Wire.SequenceHeader);
+        string messageId = properties.MessageId ?? (place is not null ? $"{place}@{stream.Name}" : $"external-{_port.Instance}-{Interlocked.Increment(ref _externalMessages)}");
+        bool end = fields.Type == Wire.EndType;
+        string? writer = fields.Text(Wire.WriterHeader);
         if (_acknowledger.Take(messageId, end, delivery.DeliveryTag, epoch, out PendingAck? pending) != Acknowledger.Taken.New) return;
         ProcessRunner runner = _port.Runner;
 
         int writerIndex = 0;
+        if (badEnvelope is not null)
+        {
+            Reject($"has a bad envelope: {badEnvelope}");
+            return;
+        }
         if (writer is not null)
         {
             writerIndex = IndexOf(stream.Writers, writer);
@@ -308,7 +326,7 @@ internal sealed class Consumer
         if (_port.Generation >= 0)
         {
             // Checkpoints: the run goes back to a checkpoint as a whole, each time as a new generation.
-            if (!long.TryParse(Wire.Text(properties.Headers, Wire.GenerationHeader), System.Globalization.NumberStyles.None,
+            if (!long.TryParse(fields.Text(Wire.GenerationHeader), System.Globalization.NumberStyles.None,
                     System.Globalization.CultureInfo.InvariantCulture, out long generation))
             {
                 // A host or program set up otherwise (without --state): not bad data, and its end marks must not vanish. The run stops.
@@ -329,15 +347,15 @@ internal sealed class Consumer
                 _port.NewerGeneration?.Invoke(generation);
                 return;
             }
-            if (properties.Type == Wire.MarkerType)
+            if (fields.Type == Wire.MarkerType)
             {
-                if (!long.TryParse(Wire.Text(properties.Headers, Wire.CheckpointHeader), System.Globalization.NumberStyles.None,
+                if (!long.TryParse(fields.Text(Wire.CheckpointHeader), System.Globalization.NumberStyles.None,
                         System.Globalization.CultureInfo.InvariantCulture, out long checkpoint))
                 {
                     Reject($"is a checkpoint marker without a valid {Wire.CheckpointHeader} header", sequenced: true);
                     return;
                 }
-                Sequenced(lane, writerIndex, properties.Headers, pending!, () =>
+                Sequenced(lane, writerIndex, fields, pending!, () =>
                 {
                     runner.DeliverMarker(lane, writerIndex, checkpoint);
                     _acknowledger.Drop(pending!);
@@ -345,10 +363,10 @@ internal sealed class Consumer
                 return;
             }
         }
-        else if (properties.Type == Wire.MarkerType)
+        else if (fields.Type == Wire.MarkerType)
         {
             // A marker with checkpoints off (another host of the run has them on): it carries nothing, but holds its place.
-            Sequenced(lane, writerIndex, properties.Headers, pending!, () => _acknowledger.Drop(pending!));
+            Sequenced(lane, writerIndex, fields, pending!, () => _acknowledger.Drop(pending!));
             return;
         }
         EndProtocol? protocol = _port.Protocol;
@@ -360,7 +378,7 @@ internal sealed class Consumer
         }
         if (end && protocol is not null)
         {
-            Sequenced(lane, writerIndex, properties.Headers, pending!, () =>
+            Sequenced(lane, writerIndex, fields, pending!, () =>
             {
                 // Held (acknowledged once the process has ended); the instances of the process agree when its inputs are over.
                 _acknowledger.HoldEnd(pending!);
@@ -373,7 +391,7 @@ internal sealed class Consumer
         }
         if (end)
         {
-            Sequenced(lane, writerIndex, properties.Headers, pending!, () => runner.DeliverEnd(lane, writerIndex, pending));
+            Sequenced(lane, writerIndex, fields, pending!, () => runner.DeliverEnd(lane, writerIndex, pending));
             return;
         }
 
@@ -382,13 +400,13 @@ internal sealed class Consumer
         int count;
         try
         {
-            string? countText = Wire.Text(properties.Headers, Wire.CountHeader);
+            string? countText = fields.Text(Wire.CountHeader);
             if (countText is null) count = codec.Name != "binary" ? -1 : throw new FormatException($"a {codec.Name} body needs the {Wire.CountHeader} header");
             else if (!int.TryParse(countText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out count))
                 throw new FormatException($"header {Wire.CountHeader} is '{(countText.Length <= 30 ? countText : countText[..30] + "…")}', not a number of items");
-            items = codec.Decode(delivery.Body.Span, count);
+            items = codec.Decode(fields.Payload.Span, count);
             count = items.Length;
-            string? idText = Wire.Text(properties.Headers, Wire.IdsHeader);
+            string? idText = fields.Text(Wire.IdsHeader);
             ids = idText is null ? ExternalIds(messageId, count) : Wire.DecodeIds(idText, count);
         }
         catch (Exception e)
@@ -397,7 +415,7 @@ internal sealed class Consumer
             return;
         }
         pending!.Ids = ids;
-        Sequenced(lane, writerIndex, properties.Headers, pending, () => runner.Deliver(lane, items, count, writerIndex, pending));
+        Sequenced(lane, writerIndex, fields, pending, () => runner.Deliver(lane, items, count, writerIndex, pending));
 
         // A message that cannot be read is never handed to the process: it stops the run (staying in its queue), or is moved
         // to the run's dead-letter queue. Sequenced: a writer's later messages must not wait for it.
@@ -453,7 +471,7 @@ internal sealed class Consumer
                 Notices.Say(_run.Options.Logger,
                     $"process '{Name}' moved {description} to the run's dead-letter queue '{_port.DeadLetterExchange}': it {what}");
             }
-            if (sequenced && writerIndex >= 0 && writer is not null) Sequenced(lane, writerIndex, properties.Headers, pending!, Move);
+            if (sequenced && writerIndex >= 0 && writer is not null) Sequenced(lane, writerIndex, fields, pending!, Move);
             else Move();
         }
     }
@@ -480,9 +498,9 @@ internal sealed class Consumer
     /// its turn is handed over at once (a copy is the acknowledger's to recognise). Messages without a place
     /// (a program of another language), and every message once replicas share the queues, are handed over as taken.
     /// </summary>
-    private void Sequenced(Lane lane, int writer, IDictionary<string, object?>? headers, PendingAck pending, Action deliver)
+    private void Sequenced(Lane lane, int writer, MessageFields fields, PendingAck pending, Action deliver)
     {
-        string? text = Wire.Text(headers, Wire.SequenceHeader);
+        string? text = fields.Text(Wire.SequenceHeader);
         int colon = text?.LastIndexOf(':') ?? -1;
         lock (_sequences)
         {

@@ -40,8 +40,8 @@ internal sealed class Outgoing
 /// A new batch is taken only while fewer than <c>maxInFlight</c> messages were accepted since the oldest one not
 /// yet confirmed (see <see cref="HasRoom"/>): a writer beyond that is blocked and woken when one is confirmed. A
 /// checkpoint's marker and an end mark are taken beyond the bound (a checkpoint is one at a time, and an end mark
-/// leaves only once all before it are confirmed, so at most one marker per writer is ever past it). Every message gets
-/// a message id of this incarnation, so that readers recognise a copy.
+/// leaves only once all before it are confirmed, so at most one marker per writer is ever past it). Readers recognise
+/// a copy by its writer's place in the stream (in the message's envelope).
 /// </summary>
 internal sealed class Publisher
 {
@@ -126,7 +126,9 @@ internal sealed class Publisher
         lock (_lock)
         {
             message.Seq = ++_assigned;
-            message.Properties.MessageId = $"{Incarnation}-{message.Seq}";
+            // A message moved to the dead-letter queue is told apart by its id if the broker returns it. The stream's own
+            // messages are named by their writer's place in the stream, in their envelope (an id would cost the broker).
+            if (message.Undeliverable is not null) message.Properties.MessageId = $"{Incarnation}-{message.Seq}";
             _toSend.AddLast(message);
         }
         _publishWork.Set();

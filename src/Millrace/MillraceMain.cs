@@ -128,9 +128,10 @@ public static class MillraceMain
             Value("--group", "Processes that share one OS process in the processes placement, e.g. a,b (repeatable).", null, many: true);
             Value("--restarts", "Restarts of the processes placement's children from the last checkpoint.", defaults.Processes.Restarts.ToString(System.Globalization.CultureInfo.InvariantCulture));
             Value("--restart-window", "Seconds the restarts count in.", defaults.Processes.RestartWindow.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            Value("--broker", "The RabbitMQ broker's AMQP URI.", "MILLRACE_BROKER, else amqp://guest:guest@127.0.0.1:5672/");
+            Value("--broker", "The RabbitMQ broker's AMQP URI; a cluster's nodes separated by commas.", "MILLRACE_BROKER, else amqp://guest:guest@127.0.0.1:5672/");
             Value("--processes", "The processes this program runs in the broker placement, e.g. a,b (repeatable).", "all", many: true);
             Value("--broker-poison", "A message a process cannot read: policy (as its error policy says), stop or dead-letter.", "policy");
+            Value("--broker-queues", "The broker's queue type: classic, or quorum (replicated on a cluster's nodes; for production).", "classic");
             Value("--run-id", "The run's name on the broker and in metrics.", "the program's name");
             Flag("--dashboard", "Serve a live dashboard.");
             Value("--dashboard-port", "The dashboard's port (implies --dashboard).", defaults.DashboardPort.ToString(System.Globalization.CultureInfo.InvariantCulture));

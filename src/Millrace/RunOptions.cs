@@ -144,7 +144,7 @@ public sealed class RunOptions
 
     /// <summary>
     /// Reads Millrace's command-line options (<c>--placement NAME</c>, <c>--capacity N</c>, <c>--batch N</c>, <c>--codec NAME</c>, <c>--group A,B</c>,
-    /// <c>--broker URI</c>, <c>--processes A,B</c>, <c>--broker-poison MODE</c>, <c>--run-id NAME</c>, <c>--dashboard</c>, <c>--dashboard-port PORT</c>, <c>--quiet</c>,
+    /// <c>--broker URI</c>, <c>--processes A,B</c>, <c>--broker-poison MODE</c>, <c>--broker-queues TYPE</c>, <c>--run-id NAME</c>, <c>--dashboard</c>, <c>--dashboard-port PORT</c>, <c>--quiet</c>,
     /// <c>--state PATH</c>, <c>--checkpoint-interval SECONDS</c>, <c>--restarts N</c>, <c>--restart-window SECONDS</c>, <c>--on-error NAME=POLICY</c>)
     /// from <paramref name="args"/>; everything else is left, in order, in <see cref="OtherArguments"/>.
     /// </summary>
@@ -207,6 +207,17 @@ public sealed class RunOptions
                         "stop" => PoisonMessages.Stop,
                         "dead-letter" => PoisonMessages.DeadLetter,
                         _ => throw new ArgumentException($"{arg} takes policy, stop or dead-letter; got '{text}'."),
+                    };
+                    break;
+                }
+                case "--broker-queues":
+                {
+                    string text = Value(e, arg);
+                    options.Broker.Queues = text.Trim().ToLowerInvariant() switch
+                    {
+                        "classic" => BrokerQueues.Classic,
+                        "quorum" => BrokerQueues.Quorum,
+                        _ => throw new ArgumentException($"{arg} takes classic or quorum; got '{text}'."),
                     };
                     break;
                 }
@@ -326,9 +337,11 @@ public sealed class ProcessesOptions
 public sealed class BrokerOptions
 {
     /// <summary>
-    /// The RabbitMQ broker, as an AMQP URI (<c>amqp://user:password@host:5672/vhost</c>). Default: the
+    /// The RabbitMQ broker, as an AMQP URI (<c>amqp://user:password@host:5672/vhost</c>); the nodes of a cluster
+    /// separated by commas (<c>amqp://u:p@a:5672/v,amqp://b:5672,amqp://c:5672</c>: user, password and virtual host from
+    /// the first), tried in turn when connecting and again when a connection is lost. Default: the
     /// <c>MILLRACE_BROKER</c> environment variable, else <c>amqp://guest:guest@127.0.0.1:5672/</c>.
-    /// On the command line: <c>--broker URI</c>.
+    /// On the command line: <c>--broker URI[,URI...]</c>.
     /// </summary>
     public string? Uri { get; set; }
 
@@ -346,6 +359,24 @@ public sealed class BrokerOptions
     /// <see cref="Millrace.PoisonMessages.FollowErrorPolicy"/>. On the command line: <c>--broker-poison policy|stop|dead-letter</c>.
     /// </summary>
     public PoisonMessages PoisonMessages { get; set; } = PoisonMessages.FollowErrorPolicy;
+
+    /// <summary>
+    /// The type of the queues the run declares on the broker (its streams' readers' queues and its dead-letter queue):
+    /// <see cref="BrokerQueues.Classic"/> (the default: one node holds each queue) or <see cref="BrokerQueues.Quorum"/>
+    /// (replicated on the nodes of a cluster, and a queue survives the loss of a minority of them: the choice for
+    /// production). Every host of a run must use the same. On the command line: <c>--broker-queues classic|quorum</c>.
+    /// </summary>
+    public BrokerQueues Queues { get; set; } = BrokerQueues.Classic;
+}
+
+/// <summary>The type of the broker placement's queues (<see cref="BrokerOptions.Queues"/>).</summary>
+public enum BrokerQueues
+{
+    /// <summary>RabbitMQ's classic queues: one node holds each; lost while that node is down.</summary>
+    Classic,
+
+    /// <summary>RabbitMQ's quorum queues: replicated (Raft) on the cluster's nodes; available while a majority of them runs.</summary>
+    Quorum,
 }
 
 /// <summary>What a process in the broker placement does with a message it cannot read (<see cref="BrokerOptions.PoisonMessages"/>).</summary>

@@ -322,6 +322,40 @@ public class BrokerPlacementOnlyTests
     }
 
     [Fact]
+    public async Task Several_broker_addresses_are_tried_in_turn_and_a_bad_one_is_a_clear_error()
+    {
+        // The first address is down: the run connects to the next one (the test command's broker) and completes.
+        string good = Broker.Uri;
+        string vhostPath = new Uri(good).AbsolutePath;
+        var (exit, output, err) = await ExampleProgram.RunAsync("Tutorial",
+            new[] { "--count", "1000", "--placement", "broker", "--broker", $"amqp://guest:guest@127.0.0.1:1{vhostPath},amqp://127.0.0.1:5672", "--run-id", Broker.NewRunId() }, seconds: 90);
+        Assert.True(exit == 0, err);
+        Assert.Equal(new[] { "db: 1000 items, sum of roots 499500" }, Lines(output));
+
+        // None answers: the error names them all.
+        (exit, _, err) = await ExampleProgram.RunAsync("Tutorial",
+            new[] { "--placement", "broker", "--broker", "amqp://guest:guest@127.0.0.1:1/,amqp://127.0.0.1:2", "--run-id", Broker.NewRunId() }, seconds: 60);
+        Assert.Equal(1, exit);
+        Assert.Contains("Cannot reach the RabbitMQ broker at 127.0.0.1:1, 127.0.0.1:2 (virtual host '/')", err);
+
+        // A later address naming other credentials: refused before connecting, the password not shown.
+        (exit, _, err) = await ExampleProgram.RunAsync("Tutorial",
+            new[] { "--placement", "broker", "--broker", "amqp://guest:guest@127.0.0.1:5672/,amqp://admin:secret@127.0.0.1:5673/", "--run-id", Broker.NewRunId() }, seconds: 60);
+        Assert.Equal(1, exit);
+        Assert.Contains("names another user, password or virtual host than the first address", err);
+        Assert.DoesNotContain("secret", err);
+    }
+
+    [Fact]
+    public async Task A_queue_type_other_than_classic_or_quorum_is_a_clear_error()
+    {
+        var (exit, _, err) = await ExampleProgram.RunAsync("Tutorial",
+            new[] { "--placement", "broker", "--broker-queues", "stream", "--run-id", Broker.NewRunId() });
+        Assert.Equal(2, exit);
+        Assert.Contains("--broker-queues takes classic or quorum; got 'stream'.", err);
+    }
+
+    [Fact]
     public async Task Unknown_process_names_are_a_clear_error()
     {
         var (exit, _, err) = await ExampleProgram.RunAsync("Tutorial",
