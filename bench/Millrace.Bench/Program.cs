@@ -57,7 +57,9 @@ foreach (SystemSpec system in chosen)
     var runs = new List<Measure.Sample>();
     for (int r = 0; r < options.Runs; r++)
     {
+        double? brokerBefore = system.Name.Contains("broker") || system.Name.Contains("rabbitmq") ? BrokerCpu.Seconds() : null;
         Measure.Sample sample = Measure.Launch(system.Command(items));
+        if (brokerBefore is not null && BrokerCpu.Seconds() is double brokerAfter) sample = sample with { BrokerCpuSeconds = brokerAfter - brokerBefore.Value };
         Match summary = Regex.Match(sample.Output, @"db: (\d+) items, sum of roots (\d+)");
         long expectedSum = items * (items - 1) / 2;
         if (sample.ExitCode != 0 || !summary.Success || long.Parse(summary.Groups[1].Value) != items || long.Parse(summary.Groups[2].Value) != expectedSum)
@@ -71,8 +73,9 @@ foreach (SystemSpec system in chosen)
         Console.Error.WriteLine($"  {system.Name} run {r + 1}: {items / sample.Seconds:N0} items/s{taken}");
     }
     double[] rates = runs.Select(s => items / s.Seconds).Order().ToArray();
+    double? brokerCpu = runs.All(s => s.BrokerCpuSeconds is not null) ? runs.Select(s => s.BrokerCpuSeconds!.Value).Order().ElementAt(runs.Count / 2) : null;
     results.Add(new Result(system.Name, items, rates[rates.Length / 2], rates[0], rates[^1],
-        runs.Select(s => s.CpuSeconds).Order().ElementAt(runs.Count / 2), runs.Max(s => s.PeakRssKb) / 1024.0, system.Description));
+        runs.Select(s => s.CpuSeconds).Order().ElementAt(runs.Count / 2), runs.Max(s => s.PeakRssKb) / 1024.0, system.Description, brokerCpu));
 }
 
 double? channels = results.FirstOrDefault(r => r.System == "channels")?.ItemsPerSecond;
@@ -84,6 +87,13 @@ foreach (Result r in results)
     Console.WriteLine($"{r.System,-30} {r.Items,12:N0} {r.ItemsPerSecond,14:N0} {r.ItemsPerSecondMin,14:N0} {r.ItemsPerSecondMax,14:N0} {ratio,10} {r.CpuSeconds,7:0.00} {r.PeakMb,8:0}");
 }
 Console.WriteLine("(peak MB: the largest single OS process of the run)");
+if (results.Any(r => r.BrokerCpuSeconds is not null))
+{
+    // The broker is not a child of the harness: its CPU is read from its Erlang VM (/proc) before and after each run.
+    Console.WriteLine($"{"system",-30} {"client CPU s",12} {"broker CPU s",12} {"CPU us/item",12}");
+    foreach (Result r in results.Where(r => r.BrokerCpuSeconds is not null))
+        Console.WriteLine($"{r.System,-30} {r.CpuSeconds,12:0.00} {r.BrokerCpuSeconds,12:0.00} {1e6 * (r.CpuSeconds + r.BrokerCpuSeconds!.Value) / r.Items,12:0.0}");
+}
 foreach (var (a, b) in new[] { ("millrace-threads-checkpoints", "millrace-threads"), ("millrace-processes-checkpoints", "millrace-processes"),
              ("millrace-processes", "python-multiprocessing"), ("millrace-processes", "python-multiprocessing-quiet"),
              ("millrace-processes", "ipc-pump"), ("millrace-threads", "channels"), ("millrace-threads", "dataflow"), ("millrace-threads", "channels-batched"),
@@ -131,6 +141,7 @@ if (options.Json is not null)
         ["items_per_s_max"] = Math.Round(r.ItemsPerSecondMax),
         ["cpu_s"] = Math.Round(r.CpuSeconds, 3),
         ["peak_rss_mb"] = Math.Round(r.PeakMb, 1),
+        ["broker_cpu_s"] = r.BrokerCpuSeconds is double b ? Math.Round(b, 3) : -1,
     }), new JsonSerializerOptions { WriteIndented = true }));
     Console.WriteLine($"wrote {options.Json}");
 }
@@ -157,7 +168,31 @@ static string FindRoot()
 internal sealed record SystemSpec(string Name, string Description, Func<long, string[]> Command, bool Python = false, bool Broker = false);
 
 internal sealed record Result(string System, long Items, double ItemsPerSecond, double ItemsPerSecondMin, double ItemsPerSecondMax,
-    double CpuSeconds, double PeakMb, string Description);
+    double CpuSeconds, double PeakMb, string Description, double? BrokerCpuSeconds = null);
+
+/// <summary>The CPU time of the RabbitMQ node on 127.0.0.1:5672 (its Erlang VM; not the cluster nodes of scripts/rabbitmq.sh cluster).</summary>
+internal static class BrokerCpu
+{
+    public static double? Seconds()
+    {
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out _)) continue;
+            try
+            {
+                string command = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
+                if (!command.Contains("beam.smp") || command.Contains("millrace_cluster_node")) continue;
+                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0; // utime, stime in clock ticks (100 a second)
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return null;
+    }
+}
 
 internal sealed class Options
 {
@@ -215,7 +250,7 @@ internal sealed class Options
 /// </summary>
 internal static class Measure
 {
-    public sealed record Sample(int ExitCode, double Seconds, double CpuSeconds, long PeakRssKb, string Output);
+    public sealed record Sample(int ExitCode, double Seconds, double CpuSeconds, long PeakRssKb, string Output, double? BrokerCpuSeconds = null);
 
     public static Sample Launch(string[] command)
     {

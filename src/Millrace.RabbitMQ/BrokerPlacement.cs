@@ -407,8 +407,12 @@ internal sealed class BrokerPlacement : IPlacement
     /// <summary>Messages the run's dead-letter queue holds at most.</summary>
     internal const int DeadLetterLimit = 100_000;
 
-    /// <summary>Messages a reader's queue holds at most, ready for it: twice the window.</summary>
-    private static int QueueLimit(RunOptions options) => 2 * Window(options);
+    /// <summary>
+    /// Messages a reader's queue holds at most, ready for it: twice the window. A quorum queue's limit is soft: publishers hear
+    /// it is full only after the fact, and what they had on the way still gets in (at most a writer's window) — so it is
+    /// declared with one window, and holds at most two as a classic queue does (the placement contract's bound, on a cluster).
+    /// </summary>
+    private static int QueueLimit(RunOptions options) => (options.Broker.Queues == BrokerQueues.Quorum ? 1 : 2) * Window(options);
 
     private static RunResult Failed(string processes, Stopwatch stopwatch, string message) =>
         RunResult.Failed(new ProcessFailure(processes, null, null, null, message, null), stopwatch.Elapsed);
