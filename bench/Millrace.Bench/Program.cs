@@ -170,30 +170,6 @@ internal sealed record SystemSpec(string Name, string Description, Func<long, st
 internal sealed record Result(string System, long Items, double ItemsPerSecond, double ItemsPerSecondMin, double ItemsPerSecondMax,
     double CpuSeconds, double PeakMb, string Description, double? BrokerCpuSeconds = null);
 
-/// <summary>The CPU time of the RabbitMQ node on 127.0.0.1:5672 (its Erlang VM; not the cluster nodes of scripts/rabbitmq.sh cluster).</summary>
-internal static class BrokerCpu
-{
-    public static double? Seconds()
-    {
-        foreach (string dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out _)) continue;
-            try
-            {
-                string command = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (!command.Contains("beam.smp") || command.Contains("millrace_cluster_node")) continue;
-                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
-                string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0; // utime, stime in clock ticks (100 a second)
-            }
-            catch (IOException)
-            {
-            }
-        }
-        return null;
-    }
-}
-
 internal sealed class Options
 {
     public long Items { get; private set; } = 10_000_000;
