@@ -58,6 +58,7 @@ public sealed class DotnetCountersTests
         string tool = Environment.GetEnvironmentVariable("MILLRACE_DOTNET_COUNTERS")
             ?? throw new InvalidOperationException("MILLRACE_DOTNET_COUNTERS is not set: run the tests with bash scripts/test.sh, which installs dotnet-counters.");
         string csv = Path.Combine(Path.GetTempPath(), $"millrace-counters-{Guid.NewGuid():N}.csv");
+        DateTime started = DateTime.UtcNow.AddSeconds(-1);
         using var program = ExampleProgram.Start("Tutorial", "--count", "1000000000000", "--capacity", "1000", "--placement", placement);
         bool stopped = false;
         void Stop()
@@ -69,8 +70,12 @@ public sealed class DotnetCountersTests
         try
         {
             // A tool can attach once the program's runtime has opened its diagnostic socket.
-            await Waits.Until(() => program.HasExited || Directory.EnumerateFiles(Path.GetTempPath(), $"dotnet-diagnostic-{program.Pid}-*-socket").Any(),
+            // Its own: a process killed earlier in the test run (the chaos tests kill many) leaves its socket file, and a new
+            // process may get its pid — a tool that takes the stale one waits for ever (CI, once). Stale ones are removed.
+            string[] Sockets() => Directory.EnumerateFiles(Path.GetTempPath(), $"dotnet-diagnostic-{program.Pid}-*-socket").ToArray();
+            await Waits.Until(() => program.HasExited || Sockets().Any(f => File.GetLastWriteTimeUtc(f) >= started),
                 "the program's diagnostic socket", seconds: 60);
+            foreach (string stale in Sockets().Where(f => File.GetLastWriteTimeUtc(f) < started)) File.Delete(stale);
             Assert.False(program.HasExited, program.ErrorOutput + program.Output);
             // The program started is the one to watch: in the processes placement its children report to it.
             // dotnet-counters collects until the program ends; it writes the file in pieces.
