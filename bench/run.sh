@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Millrace against its peers on the Tutorial workload, measured in one run.
 #   bash bench/run.sh [--items N] [--python-items N] [--broker-items N] [--runs R] [--systems a,b,...] [--json FILE] [--quick] [--latency] [--replicas] [--uploads]
-# --replicas also measures ordered replicas of a CPU-heavy map against one replica (bench/Replicas).
+# --replicas also measures ordered replicas of a CPU-heavy map against one replica (bench/Replicas), and 1, 2, 4
+#   programs replicating a CPU-heavy process in the broker placement, with a projection for N hosts.
 # --uploads also measures files over HTTP into SQLite: Millrace.Web against a hand-written ASP.NET Core endpoint (bench/Uploads).
 # Systems: millrace-threads, millrace-processes, millrace-threads-checkpoints, millrace-processes-checkpoints, millrace-broker, millrace-broker-batched, channels, dataflow, akka-streams, akka-streams-fused, channels-batched, ipc-pump,
 #          rabbitmq-raw, rabbitmq-raw-batched (a RabbitMQ broker on 127.0.0.1 is started, and
@@ -13,7 +14,7 @@ command -v python3 >/dev/null || { echo "bench: python3 is needed for the Python
 dotnet build Millrace.sln -c Release --nologo -v quiet >&2
 systems=$(printf '%s\n' "$@" | grep -A1 -x -- '--systems' | tail -n 1 || true)
 started_broker=no
-if [[ -z "$systems" || "$systems" == *rabbitmq* || "$systems" == *broker* || " $* " == *" --latency "* ]] && ! (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+if [[ -z "$systems" || "$systems" == *rabbitmq* || "$systems" == *broker* || " $* " == *" --latency "* || " $* " == *" --replicas "* ]] && ! (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null; then
   bash scripts/rabbitmq.sh start
   started_broker=yes
 fi

@@ -121,6 +121,10 @@ if (options.Replicas)
     Console.WriteLine();
     Measure.Sample sample = Measure.Launch(Dotnet(root, "bench/Replicas", "Replicas", "--runs", options.Quick ? 3 : 5));
     Console.WriteLine(sample.Output.Trim());
+    // Replicas as separate programs in the broker placement (as on several hosts), 1, 2 and 4 of them.
+    Console.WriteLine();
+    sample = Measure.Launch(Dotnet(root, "bench/Replicas", "Replicas", "--broker-replicas", "1,2,4", "--batch", 10, "--items", options.Quick ? 1000 : 4000));
+    Console.WriteLine(sample.Output.Trim());
 }
 
 if (options.Uploads)
