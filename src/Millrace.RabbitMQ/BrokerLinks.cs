@@ -58,6 +58,7 @@ internal sealed class ExchangeDestination : Destination
     private readonly string _exchange;
     private readonly string _stream;
     private readonly BatchCodec _codec;
+    private ArrayBufferWriter<byte> _buffer = new(256);
     private long _sequence;
 
     public ExchangeDestination(ProcessPort port, string exchange, string stream, BatchCodec codec, string readerName, int writer, bool inSameCycle)
@@ -80,7 +81,10 @@ internal sealed class ExchangeDestination : Destination
         fields[n++] = (Wire.CountHeader, count.ToString(CultureInfo.InvariantCulture));
         if (ids is not null) fields[n++] = (Wire.IdsHeader, Wire.EncodeIds(ids, count));
         if (_port.Generation >= 0) fields[n++] = (Wire.GenerationHeader, Generation);
-        var buffer = new ArrayBufferWriter<byte>(64 + 16 * count);
+        // Written into this destination's own buffer (the writer's thread only), then copied out at its exact size: the body
+        // lives until the broker confirms it, so a buffer sized for the worst case would keep twice the memory that long.
+        ArrayBufferWriter<byte> buffer = _buffer;
+        buffer.ResetWrittenCount();
         Wire.WriteEnvelope(buffer, fields[..n]);
         try
         {
@@ -92,9 +96,14 @@ internal sealed class ExchangeDestination : Destination
             throw new InvalidOperationException(
                 $"Process '{_port.Name}' could not encode a batch of stream '{_stream}' ({_codec.Name} codec): {e.GetType().Name}: {e.Message}", e);
         }
-        _port.Accept(Message(buffer.WrittenMemory, null));
+        _port.Accept(Message(buffer.WrittenSpan.ToArray(), null));
+        // A buffer grown for one unusually large batch is not kept for ever.
+        if (buffer.Capacity > 1 << 20 && buffer.WrittenCount < 1 << 18) _buffer = new ArrayBufferWriter<byte>(256);
         return true;
     }
+
+    /// <summary>The items are encoded into the message's body before TryEnqueue returns.</summary>
+    public override bool KeepsArrays => false;
 
     private string Generation => _port.Generation.ToString(CultureInfo.InvariantCulture);
 
@@ -149,6 +158,8 @@ internal sealed class CopyDestination : Destination
     }
 
     public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer) => true;
+
+    public override bool KeepsArrays => false;
 
     public override void SendEnd()
     {

@@ -62,11 +62,11 @@ public sealed class Output<T> : IOutputPort
     {
         BatchSender sender = _sender ?? throw NotRunning();
         sender.ThrowIfNotWritable();
-        _items = new T[sender.BatchSize];
+        _items = sender.TakeSpareItems<T>() ?? new T[sender.BatchSize];
         _items[0] = item;
         if (_tracksIds)
         {
-            _ids = new ulong[sender.BatchSize];
+            _ids = sender.TakeSpareIds() ?? new ulong[sender.BatchSize];
             _ids[0] = NextId();
         }
         _count = 1;
@@ -95,6 +95,7 @@ public sealed class Output<T> : IOutputPort
     void IOutputPort.Attach(BatchSender sender)
     {
         _sender = sender;
+        sender.ItemsHoldReferences = System.Runtime.CompilerServices.RuntimeHelpers.IsReferenceOrContainsReferences<T>();
         _identity = sender.Writer.Identity;
         _tracksIds = _identity is not null;
         _salt = ItemIds.Hash(Process + "\n" + Stream.Name);

@@ -47,6 +47,13 @@ public abstract class Destination
 
     /// <summary>For deadlock reports: how full the reader's queue is.</summary>
     public abstract string Fill { get; }
+
+    /// <summary>
+    /// Whether <see cref="TryEnqueue"/> keeps the arrays it is given (a reader in this OS process takes them as they are).
+    /// Destinations that copy the items out before returning (they encode them) say false: when every destination of a
+    /// stream copies, the writer reuses its arrays for the next batch.
+    /// </summary>
+    public virtual bool KeepsArrays => true;
 }
 
 /// <summary>A reader in this OS process: straight into its inbox.</summary>
@@ -83,6 +90,9 @@ internal sealed class BatchSender
     private readonly Destination[] _destinations;
     private readonly Queue<(Array Items, ulong[]? Ids, int Count)> _pending = new();
     private readonly int _maxPending;
+    private readonly bool _reusesArrays;
+    private Array? _spareItems;
+    private ulong[]? _spareIds;
     private int _nextDestination;
     private bool _ended;
 
@@ -93,6 +103,29 @@ internal sealed class BatchSender
         _destinations = destinations;
         BatchSize = batchSize;
         _maxPending = maxPending;
+        _reusesArrays = destinations.Length > 0 && destinations.All(d => !d.KeepsArrays);
+    }
+
+    /// <summary>Set by the output: its items are or hold references (a reused array is cleared first).</summary>
+    public bool ItemsHoldReferences { get; set; } = true;
+
+    /// <summary>
+    /// The arrays of a batch every destination has copied out (null if none): the writer fills them again instead of
+    /// allocating. Items of a type holding references were cleared, so that nothing stays reachable through them.
+    /// </summary>
+    public T[]? TakeSpareItems<T>()
+    {
+        var spare = _spareItems as T[];
+        _spareItems = null;
+        return spare is not null && spare.Length == BatchSize ? spare : null;
+    }
+
+    /// <inheritdoc cref="TakeSpareItems{T}"/>
+    public ulong[]? TakeSpareIds()
+    {
+        ulong[]? spare = _spareIds;
+        _spareIds = null;
+        return spare is not null && spare.Length == BatchSize ? spare : null;
     }
 
     public int BatchSize { get; }
@@ -141,6 +174,13 @@ internal sealed class BatchSender
             }
             _pending.Dequeue();
             _nextDestination = 0;
+            if (_reusesArrays)
+            {
+                // Copied out by every destination: nothing refers to these arrays any more.
+                if (ItemsHoldReferences) Array.Clear(batch.Items, 0, batch.Count);
+                _spareItems = batch.Items;
+                _spareIds = batch.Ids;
+            }
         }
         return true;
     }

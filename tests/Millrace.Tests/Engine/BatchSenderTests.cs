@@ -172,4 +172,96 @@ public class BatchSenderTests
         sender.End();
         Assert.Equal((0, 1), (inCycle.Ends, outside.Ends));
     }
+
+    /// <summary>
+    /// Destinations that copy the items out (sockets, the broker) let the writer fill the same arrays again; the copies are
+    /// exact, a reader that keeps its arrays gets fresh ones, and items of a reference type are not kept reachable.
+    /// </summary>
+    [Fact]
+    public async Task Arrays_are_reused_only_when_every_destination_copies_and_hold_no_items_after()
+    {
+        var strings = new Stream<string>("strings");
+        async Task<(CopyingDestination<string> Copying, FakeStrings? Keeping)> Run(bool withKeeper)
+        {
+            RunContext run = Fakes.Run();
+            var copying = new CopyingDestination<string>();
+            var keeping = withKeeper ? new FakeStrings() : null;
+            Output<string> output = null!;
+            ProcessRunner writer = Fakes.Runner("writer", run, p =>
+            {
+                output = p.Output(strings);
+                p.OnStart(() =>
+                {
+                    for (int i = 1; i <= 10; i++) output.Emit("item " + i);
+                });
+            });
+            Fakes.Wire(writer, output, batchSize: 4, maxPending: 8, keeping is null ? new Destination[] { copying } : new Destination[] { copying, keeping });
+            await Fakes.Start(writer).WaitAsync(Fakes.Limit);
+            Assert.Empty(run.Errors);
+            return (copying, keeping);
+        }
+
+        var expected = new[] { new[] { "item 1", "item 2", "item 3", "item 4" }, new[] { "item 5", "item 6", "item 7", "item 8" }, new[] { "item 9", "item 10" } };
+
+        var (alone, _) = await Run(withKeeper: false);
+        Assert.Equal(expected, alone.Copies);
+        Assert.Single(alone.Arrays.Distinct()); // one array, filled three times
+        Assert.All(alone.Arrays[0], x => Assert.Null(x)); // cleared once copied: no item kept reachable
+
+        var (copying, keeping) = await Run(withKeeper: true);
+        Assert.Equal(expected, copying.Copies);
+        Assert.Equal(expected, keeping!.Batches);
+        Assert.Equal(3, copying.Arrays.Distinct().Count()); // a reader keeps them: never reused
+    }
+
+    private sealed class CopyingDestination<T> : Destination
+    {
+        public CopyingDestination() : base("copying", 0, false)
+        {
+        }
+
+        public List<T[]> Copies { get; } = new();
+        public List<T[]> Arrays { get; } = new();
+
+        public override bool KeepsArrays => false;
+
+        public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer)
+        {
+            Copies.Add(((T[])items)[..count]);
+            Arrays.Add((T[])items);
+            return true;
+        }
+
+        public override void SendEnd()
+        {
+        }
+
+        public override string Fill => "room";
+    }
+
+    private sealed class FakeStrings : Destination
+    {
+        public FakeStrings() : base("keeping", 0, false)
+        {
+        }
+
+        private readonly List<string[]> _arrays = new();
+        private readonly List<int> _counts = new();
+
+        // Read at the end: what the kept arrays hold then (a reused array would show later items).
+        public string[][] Batches => _arrays.Select((a, i) => a[.._counts[i]]).ToArray();
+
+        public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer)
+        {
+            _arrays.Add((string[])items);
+            _counts.Add(count);
+            return true;
+        }
+
+        public override void SendEnd()
+        {
+        }
+
+        public override string Fill => "room";
+    }
 }

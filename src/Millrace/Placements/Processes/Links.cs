@@ -357,6 +357,9 @@ internal sealed class RemoteDestination : Destination
 
     public override void SendEnd() => _links.SendEnd(_link);
 
+    /// <summary>The items are encoded into the connection's buffer before TryEnqueue returns.</summary>
+    public override bool KeepsArrays => false;
+
     public override void SendMarker(long checkpoint) => _links.SendMarker(_link, checkpoint);
 
     public override void Flush() => _links.Flush(_link);
