@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Millrace against its peers on the Tutorial workload, measured in one run.
-#   bash bench/run.sh [--items N] [--python-items N] [--broker-items N] [--runs R] [--systems a,b,...] [--json FILE] [--quick] [--latency] [--replicas] [--uploads]
+#   bash bench/run.sh [--items N] [--python-items N] [--broker-items N] [--runs R] [--systems a,b,...] [--json FILE] [--quick] [--latency] [--replicas] [--uploads] [--parts]
 # --replicas also measures ordered replicas of a CPU-heavy map against one replica (bench/Replicas), and 1, 2, 4
 #   programs replicating a CPU-heavy process in the broker placement, with a projection for N hosts.
+# --parts also measures start-up (each system with one item) and the steady rate (a run 10x longer, its extra items
+#   over its extra time) apart, for the systems that take --items.
 # --uploads also measures files over HTTP into SQLite: Millrace.Web against a hand-written ASP.NET Core endpoint (bench/Uploads).
 # Systems: millrace-threads, millrace-processes, millrace-threads-checkpoints, millrace-processes-checkpoints, millrace-broker, millrace-broker-batched, channels, dataflow, akka-streams, akka-streams-fused, channels-batched, ipc-pump,
 #          rabbitmq-raw, rabbitmq-raw-batched (a RabbitMQ broker on 127.0.0.1 is started, and

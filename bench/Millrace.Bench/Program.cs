@@ -74,8 +74,11 @@ foreach (SystemSpec system in chosen)
     }
     double[] rates = runs.Select(s => items / s.Seconds).Order().ToArray();
     double? brokerCpu = runs.All(s => s.BrokerCpuSeconds is not null) ? runs.Select(s => s.BrokerCpuSeconds!.Value).Order().ElementAt(runs.Count / 2) : null;
+    // Peak memory of each OS process, from the run with the largest single process.
+    Measure.Sample largest = runs.MaxBy(s => s.PeakRssKb)!;
+    string perProcess = largest.Peaks is { Count: > 0 } peaks ? string.Join(", ", peaks.Select(p => p.Kb).OrderDescending().Select(kb => $"{kb / 1024.0:0}")) : "-";
     results.Add(new Result(system.Name, items, rates[rates.Length / 2], rates[0], rates[^1],
-        runs.Select(s => s.CpuSeconds).Order().ElementAt(runs.Count / 2), runs.Max(s => s.PeakRssKb) / 1024.0, system.Description, brokerCpu));
+        runs.Select(s => s.CpuSeconds).Order().ElementAt(runs.Count / 2), runs.Max(s => s.PeakRssKb) / 1024.0, system.Description, brokerCpu, perProcess));
 }
 
 double? channels = results.FirstOrDefault(r => r.System == "channels")?.ItemsPerSecond;
@@ -87,6 +90,42 @@ foreach (Result r in results)
     Console.WriteLine($"{r.System,-30} {r.Items,12:N0} {r.ItemsPerSecond,14:N0} {r.ItemsPerSecondMin,14:N0} {r.ItemsPerSecondMax,14:N0} {ratio,10} {r.CpuSeconds,7:0.00} {r.PeakMb,8:0}");
 }
 Console.WriteLine("(peak MB: the largest single OS process of the run)");
+Console.WriteLine();
+Console.WriteLine($"{"system",-30} peak MB of each OS process, largest first");
+foreach (Result r in results) Console.WriteLine($"{r.System,-30} {r.PeakPerProcess}");
+
+if (options.Parts)
+{
+    // The parts apart: start-up (the whole program with one item) and the steady rate (items/s once started: the extra
+    // items of a run 10x longer over its extra time), for the systems that take --items.
+    Console.WriteLine();
+    Console.WriteLine($"{"system",-30} {"start-up s",11} {"whole items/s",14} {"steady items/s",15}   (start-up: 1 item; steady: {options.Items:N0} -> {10 * options.Items:N0} items; medians of {options.Runs})");
+    var parts = new Dictionary<string, (double Startup, double Steady)>();
+    foreach (Result r in results)
+    {
+        SystemSpec system = chosen.First(x => x.Name == r.System);
+        if (system.Python || system.Broker) continue;
+        double Median(long n) => Enumerable.Range(0, options.Runs).Select(_ =>
+        {
+            Measure.Sample sample = Measure.Launch(system.Command(n));
+            Match summary = Regex.Match(sample.Output, @"db: (\d+) items, sum of roots (\d+)");
+            if (sample.ExitCode != 0 || !summary.Success || long.Parse(summary.Groups[1].Value) != n || long.Parse(summary.Groups[2].Value) != n * (n - 1) / 2)
+                throw new InvalidOperationException($"{system.Name}: wrong result with {n} items (exit {sample.ExitCode}):\n{sample.Output}");
+            return sample.Seconds;
+        }).Order().ElementAt(options.Runs / 2);
+        double startup = Median(1);
+        double whole = r.Items / r.ItemsPerSecond;
+        double longer = Median(10 * r.Items);
+        double steady = 9.0 * r.Items / (longer - whole);
+        parts[r.System] = (startup, steady);
+        Console.WriteLine($"{r.System,-30} {startup,11:0.000} {r.ItemsPerSecond,14:N0} {steady,15:N0}");
+    }
+    foreach (var (a, b) in new[] { ("millrace-processes", "ipc-pump"), ("millrace-threads", "channels-batched"), ("millrace-threads", "channels") })
+    {
+        if (parts.TryGetValue(a, out var x) && parts.TryGetValue(b, out var y))
+            Console.WriteLine($"{a} / {b}: steady {x.Steady / y.Steady:0.00}x, start-up {x.Startup:0.000} s vs {y.Startup:0.000} s");
+    }
+}
 if (results.Any(r => r.BrokerCpuSeconds is not null))
 {
     // The broker is not a child of the harness: its CPU is read from its Erlang VM (/proc) before and after each run.
@@ -172,7 +211,7 @@ static string FindRoot()
 internal sealed record SystemSpec(string Name, string Description, Func<long, string[]> Command, bool Python = false, bool Broker = false);
 
 internal sealed record Result(string System, long Items, double ItemsPerSecond, double ItemsPerSecondMin, double ItemsPerSecondMax,
-    double CpuSeconds, double PeakMb, string Description, double? BrokerCpuSeconds = null);
+    double CpuSeconds, double PeakMb, string Description, double? BrokerCpuSeconds = null, string PeakPerProcess = "-");
 
 internal sealed class Options
 {
@@ -185,6 +224,7 @@ internal sealed class Options
     public bool Quick { get; private set; }
     public bool Latency { get; private set; }
     public bool Replicas { get; private set; }
+    public bool Parts { get; private set; }
 
     public bool Uploads { get; private set; }
 
@@ -206,9 +246,10 @@ internal sealed class Options
                 case "--quick": o.Quick = true; break;
                 case "--latency": o.Latency = true; break;
                 case "--replicas": o.Replicas = true; break;
+                case "--parts": o.Parts = true; break;
                 case "--uploads": o.Uploads = true; break;
                 default:
-                    Console.Error.WriteLine($"unknown option '{args[i]}'. Options: --items N, --python-items N, --broker-items N, --runs R, --systems a,b, --json FILE, --quick, --latency, --replicas, --uploads");
+                    Console.Error.WriteLine($"unknown option '{args[i]}'. Options: --items N, --python-items N, --broker-items N, --runs R, --systems a,b, --json FILE, --quick, --latency, --replicas, --uploads, --parts");
                     return null;
             }
         }
@@ -230,7 +271,8 @@ internal sealed class Options
 /// </summary>
 internal static class Measure
 {
-    public sealed record Sample(int ExitCode, double Seconds, double CpuSeconds, long PeakRssKb, string Output, double? BrokerCpuSeconds = null);
+    public sealed record Sample(int ExitCode, double Seconds, double CpuSeconds, long PeakRssKb, string Output, double? BrokerCpuSeconds = null,
+        IReadOnlyList<(string Name, long Kb)>? Peaks = null);
 
     public static Sample Launch(string[] command)
     {
@@ -244,7 +286,12 @@ internal static class Measure
         helper.WaitForExit();
         string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         string[] m = lines.Length > 0 && lines[^1].StartsWith("MEASURE ") ? lines[^1].Split(' ') : throw new InvalidOperationException($"The measuring helper failed:\n{stdout}\n{stderr.Result}");
-        return new Sample(int.Parse(m[1]), double.Parse(m[2]), double.Parse(m[3]), long.Parse(m[4]), string.Join('\n', lines[..^1]) + "\n" + stderr.Result);
+        // The helper's own lines (PEAK ...) come last, after the command's output.
+        int first = lines.Length - 1;
+        while (first > 0 && lines[first - 1].StartsWith("PEAK ")) first--;
+        var peaks = lines[first..^1].Select(l => l.Split(' ', 4)).Where(f => f[3] != "Millrace.Bench.dll")
+            .Select(f => (f[3], long.Parse(f[2]))).ToList();
+        return new Sample(int.Parse(m[1]), double.Parse(m[2]), double.Parse(m[3]), long.Parse(m[4]), string.Join('\n', lines[..first]) + "\n" + stderr.Result, Peaks: peaks);
     }
 
     public static int Run(string[] command)
@@ -260,15 +307,71 @@ internal static class Measure
         foreach (string a in command[1..]) info.ArgumentList.Add(a);
         var stopwatch = Stopwatch.StartNew();
         using var process = Process.Start(info)!;
+        // Every OS process of the command, its peak resident memory (VmHWM: the most it ever held, so a late read still has
+        // it) as last read; read every 100 ms until the end (about 1% of a core: more often cost the measured programs).
+        var peaks = new Dictionary<int, (string Name, long Kb)>();
+        using var done = new ManualResetEventSlim();
+        var watcher = new Thread(() =>
+        {
+            do
+            {
+                foreach (int pid in Descendants(process.Id))
+                {
+                    if (ReadPeak(pid) is { } peak) peaks[pid] = peak;
+                }
+            } while (!done.Wait(100));
+        }) { IsBackground = true, Priority = ThreadPriority.BelowNormal };
+        watcher.Start();
         string output = process.StandardOutput.ReadToEnd();
         process.WaitForExit();
         double seconds = stopwatch.Elapsed.TotalSeconds;
+        done.Set();
+        watcher.Join();
         getrusage(RUSAGE_CHILDREN, out RUsage usage);
         Console.Write(output);
         if (!output.EndsWith('\n')) Console.WriteLine();
         double cpu = usage.UserSec + usage.UserUsec / 1e6 + usage.SysSec + usage.SysUsec / 1e6;
+        foreach (var (pid, (name, kb)) in peaks.OrderBy(p => p.Key)) Console.WriteLine($"PEAK {pid} {kb} {name}");
         Console.WriteLine($"MEASURE {process.ExitCode} {seconds:R} {cpu:R} {usage.MaxRss}");
         return 0;
+    }
+
+    /// <summary>The process and every process below it (children of children), from /proc.</summary>
+    private static List<int> Descendants(int root)
+    {
+        var parents = new Dictionary<int, int>();
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid)) continue;
+            try
+            {
+                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                parents[pid] = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1]);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
+        var found = new List<int> { root };
+        for (int i = 0; i < found.Count; i++) found.AddRange(parents.Where(p => p.Value == found[i]).Select(p => p.Key));
+        return found;
+    }
+
+    /// <summary>A process's peak resident memory in KiB and what it runs (its command line's main file), or null once gone.</summary>
+    private static (string Name, long Kb)? ReadPeak(int pid)
+    {
+        try
+        {
+            string? line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("VmHWM:"));
+            if (line is null) return null;
+            string[] command = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0', StringSplitOptions.RemoveEmptyEntries);
+            string name = command.Length > 1 && command[0].EndsWith("dotnet") ? Path.GetFileName(command[1]) : command.Length > 0 ? Path.GetFileName(command[0]) : "?";
+            return (name, long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return null;
+        }
     }
 
     private const int RUSAGE_CHILDREN = -1;
