@@ -69,8 +69,6 @@ internal sealed class Publisher
     private CancellationTokenSource _channelLost = new();
     private int _backoffMs;
     private long _pausedUntil;
-    /// <summary>A message was taken for publishing and its call has not returned yet (the loop's or one made in place): one at a time, in order.</summary>
-    private bool _publishing;
     private volatile bool _closed;
     private Task _loop = Task.CompletedTask;
 
@@ -122,102 +120,18 @@ internal sealed class Publisher
         }
     }
 
-    /// <summary>
-    /// Takes a message for publishing (end marks are taken even beyond the bound). When nothing waits before it and nobody
-    /// is publishing, the caller (the process's thread) publishes it at once, which spares a wake-up of the publishing loop
-    /// per message; anything unusual (a refusing queue, a new channel needed, an end mark, a move to the dead-letter queue,
-    /// a publish that does not complete at once) is left to the loop.
-    /// </summary>
+    /// <summary>Takes a message for publishing (end marks are taken even beyond the bound).</summary>
     public void Accept(Outgoing message)
     {
-        IChannel? channel = null;
-        CancellationToken lost = default;
         lock (_lock)
         {
             message.Seq = ++_assigned;
             // A message moved to the dead-letter queue is told apart by its id if the broker returns it. The stream's own
             // messages are named by their writer's place in the stream, in their envelope (an id would cost the broker).
             if (message.Undeliverable is not null) message.Properties.MessageId = $"{Incarnation}-{message.Seq}";
-            if (!_publishing && !_closed && _toSend.Count == 0 && !Refusing && message.Undeliverable is null && message.Properties.Type != Wire.EndType &&
-                _publishChannel is { IsOpen: true } open && _publishGeneration == _session.Generation && _pausedUntil <= Environment.TickCount64)
-            {
-                // Published in place: numbered on the channel and kept as unconfirmed before the call, as the loop does.
-                channel = open;
-                lost = _channelLost.Token;
-                _publishing = true;
-                message.ChannelSeq = ++_channelSeq;
-                InsertInOrder(_unconfirmed, message);
-            }
-            else
-            {
-                _toSend.AddLast(message);
-            }
+            _toSend.AddLast(message);
         }
-        if (channel is null)
-        {
-            _publishWork.Set();
-            return;
-        }
-        ValueTask publish;
-        // The process's thread is a synchronization context of its own: nothing the client awaits inside may come back to it
-        // (the thread may be about to wait for room, which only this publish's completion gives).
-        SynchronizationContext? context = SynchronizationContext.Current;
-        SynchronizationContext.SetSynchronizationContext(null);
-        try
-        {
-            publish = channel.BasicPublishAsync(message.Exchange, "", false, message.Properties, message.Body, lost);
-        }
-        catch (Exception)
-        {
-            publish = ValueTask.FromException(new InvalidOperationException("the publish failed"));
-        }
-        finally
-        {
-            SynchronizationContext.SetSynchronizationContext(context);
-        }
-        if (publish.IsCompletedSuccessfully)
-        {
-            publish.GetAwaiter().GetResult();
-            PublishedInPlace();
-            return;
-        }
-        _ = FinishInPlaceAsync(publish, channel, lost);
-    }
-
-    /// <summary>A publish made in place is done: the loop may go on with what came meanwhile.</summary>
-    private void PublishedInPlace()
-    {
-        bool more;
-        lock (_lock)
-        {
-            _publishing = false;
-            more = _toSend.Count > 0;
-        }
-        if (more) _publishWork.Set();
-    }
-
-    /// <summary>A publish made in place that did not complete at once: waited for here, bounded, as the loop waits for its own.</summary>
-    private async Task FinishInPlaceAsync(ValueTask publish, IChannel channel, CancellationToken lost)
-    {
-        try
-        {
-            await publish.AsTask().WaitAsync(_operationTimeout, lost).ConfigureAwait(false);
-        }
-        catch (Exception)
-        {
-            // Lost with the channel: what it did not confirm goes again on the next one, in order (the loop makes it).
-            bool current;
-            lock (_lock)
-            {
-                _publishing = false;
-                current = ReferenceEquals(channel, _publishChannel);
-            }
-            // The loop may have a new channel already (it cancels the current one's calls: not that one's).
-            if (current) await AbandonAsync(channel).ConfigureAwait(false);
-            _publishWork.Set();
-            return;
-        }
-        PublishedInPlace();
+        _publishWork.Set();
     }
 
     /// <summary>For MILLRACE_DEBUG=1: where the messages are.</summary>
@@ -265,9 +179,8 @@ internal sealed class Publisher
                 Outgoing? message;
                 lock (_lock)
                 {
-                    if (_toSend.First is not { } first || !ReferenceEquals(channel, _publishChannel) || _publishing)
+                    if (_toSend.First is not { } first || !ReferenceEquals(channel, _publishChannel))
                     {
-                        // Nothing to send, a new channel is needed, or a publish made in place is under way (it wakes the loop).
                         message = null;
                     }
                     else if (_unconfirmed.Count > 0 && (Refusing || first.Value.Properties.Type == Wire.EndType))
@@ -282,7 +195,6 @@ internal sealed class Publisher
                         _toSend.RemoveFirst();
                         message.ChannelSeq = ++_channelSeq;
                         InsertInOrder(_unconfirmed, message);
-                        _publishing = true;
                     }
                 }
                 if (message is null) break;
@@ -297,16 +209,14 @@ internal sealed class Publisher
                 catch (Exception)
                 {
                     // Lost with the channel (whatever the client calls it): republished on the next one, in order.
-                    lock (_lock) _publishing = false;
                     await AbandonAsync(channel);
                     break;
                 }
-                lock (_lock) _publishing = false;
             }
             if (_closed) return;
             bool more;
             lock (_lock)
-                more = _toSend.Count > 0 && _unconfirmed.Count == 0 && !_publishing && ReferenceEquals(channel, _publishChannel) && channel.IsOpen;
+                more = _toSend.Count > 0 && _unconfirmed.Count == 0 && ReferenceEquals(channel, _publishChannel) && channel.IsOpen;
             if (!more) await _publishWork.WaitAsync(IdleWake);
         }
     }
