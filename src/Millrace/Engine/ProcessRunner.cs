@@ -725,6 +725,37 @@ public sealed class ProcessRunner
         }
     }
 
+    /// <summary>
+    /// A source's wait for room, which also ends when the run asks sources to stop (a graceful stop): the source then stops
+    /// taking items at once, and what it emitted is still delivered when its outputs end (EndOutputsAsync drains first).
+    /// Without this a source whose reader drains slowly would notice the stop only once that reader made room.
+    /// </summary>
+    internal void DrainBlockingUntilSourcesStop()
+    {
+        if (TryDrain()) return;
+        BeginWait();
+        try
+        {
+            do
+            {
+                if (SourceShouldStop) return;
+                try
+                {
+                    _room.Wait(Run.SourceToken);
+                }
+                catch (OperationCanceledException) when (!Run.HardToken.IsCancellationRequested)
+                {
+                    return;
+                }
+            }
+            while (!TryDrain());
+        }
+        finally
+        {
+            EndWait();
+        }
+    }
+
     /// <summary>Delivers what it can; false when some reader is full and the process must wait for room.</summary>
     private bool TryDrain()
     {

@@ -45,7 +45,7 @@ internal sealed class EnumerableSource<T> : SourceBody
         while (!runner.SourceShouldStop && items.MoveNext())
         {
             output.Emit(items.Current);
-            if (runner.Blocked) runner.DrainBlocking();
+            if (runner.Blocked) runner.DrainBlockingUntilSourcesStop();
             runner.Tick();
         }
         return default;
@@ -67,7 +67,7 @@ internal sealed class FunctionSource<T> : SourceBody
     {
         while (!runner.SourceShouldStop && _next(_output))
         {
-            if (runner.Blocked) runner.DrainBlocking();
+            if (runner.Blocked) runner.DrainBlockingUntilSourcesStop();
             runner.Tick();
         }
         return default;
