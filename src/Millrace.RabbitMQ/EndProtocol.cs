@@ -20,7 +20,11 @@ namespace Millrace.RabbitMQ;
 /// the process's end marks, once; when those are confirmed it says so (<c>ends-sent</c>), and only
 /// then do the others acknowledge the end marks they hold: if the closer dies before, the end marks
 /// go back to the queues, and an instance started again finds them. Anything else ends the round
-/// (<c>resume</c>) and another follows.
+/// (<c>resume</c>) and another follows. An instance that finished for a closer that died meanwhile
+/// takes part in the next closer's round (its outputs confirmed, holding only end marks) and waits
+/// for that one's end marks instead; one that gave its end marks back takes part in no round.
+/// A newcomer is answered at once (a <c>member</c> message back), so that it knows every instance
+/// before it takes anything.
 /// </remarks>
 internal sealed class EndProtocol
 {
@@ -47,6 +51,7 @@ internal sealed class EndProtocol
     private bool _closer;
     private volatile bool _leaving;
     private volatile bool _finishedSent;
+    private bool _gaveBack;
     private TaskCompletionSource<bool>? _allVoted;
     private string? _closerInstance;
 
@@ -164,12 +169,24 @@ internal sealed class EndProtocol
         switch (message.Step)
         {
             case ReplicaStep.Member when !mine:
-                lock (_lock) _others[message.Instance] = Environment.TickCount64;
+                bool newcomer;
+                lock (_lock)
+                {
+                    newcomer = !_others.ContainsKey(message.Instance);
+                    _others[message.Instance] = Environment.TickCount64;
+                }
+                // A newcomer hears of this instance now (not at the next heartbeat): it waits only briefly before taking anything.
+                if (newcomer && !_leaving) Announce();
                 OthersSeen?.Invoke();
                 break;
             case ReplicaStep.EndSeen when !mine:
                 lock (_lock) _endSeen.Add((message.Lane, message.Writer));
                 _wake.Set();
+                break;
+            case ReplicaStep.Prepare when !mine && Adopt(message.Instance):
+                // Finishing already, its outputs confirmed, for a closer that is gone: it holds only end marks, and the one
+                // running this round will send the process's end marks in its place.
+                _send(Message(ReplicaStep.Prepared, message.Round) with { Ok = true });
                 break;
             case ReplicaStep.Prepare:
                 _ = Task.Run(() => PrepareAsync(message.Round));
@@ -183,7 +200,7 @@ internal sealed class EndProtocol
                 }
                 break;
             case ReplicaStep.Finish when !mine:
-                Finish(closer: false, Array.Empty<string>());
+                Finish(closer: false, message.Instance);
                 // Said again: the closer may have missed this instance's answer.
                 if (_finishedSent) _send(Message(ReplicaStep.Finished, 0));
                 break;
@@ -273,16 +290,39 @@ internal sealed class EndProtocol
         await _port.ResumeConsumingAsync();
     }
 
-    private void Finish(bool closer, string[] others)
+    /// <summary>
+    /// A round run by <paramref name="closer"/> while this instance is finishing: it takes part (and that one becomes its closer)
+    /// if its outputs are confirmed and it still holds its end marks. Not otherwise: it is still ending, or it gave them back.
+    /// </summary>
+    private bool Adopt(string closer)
+    {
+        lock (_lock)
+        {
+            if (!_finishing || _closer || !_finishedSent || _gaveBack) return false;
+            _closerInstance = closer;
+            return true;
+        }
+    }
+
+    private void Finish(bool closer, string[] others) => Finish(closer, others, null);
+
+    private void Finish(bool closer, string by) => Finish(closer, Array.Empty<string>(), by);
+
+    private void Finish(bool closer, string[] others, string? by)
     {
         Log($"finish as {(closer ? "closer" : "member")}, others {string.Join(",", others.Select(o => o[..Math.Min(6, o.Length)]))}");
         lock (_lock)
         {
-            if (_finishing) return;
+            if (_finishing)
+            {
+                // Told again, by a closer that took over from one that is gone: that one is whose end marks this instance waits for.
+                if (!_closer && by is not null && !_gaveBack) _closerInstance = by;
+                return;
+            }
             _finishing = true;
             _closer = closer;
-            // A member's closer: the instance with the smallest id (it ran the round).
-            _closerInstance = closer || others.Length == 0 ? null : others.Min(StringComparer.Ordinal);
+            // A member's closer: the instance that ran the round and said finish.
+            _closerInstance = by;
             if (!closer || others.Length == 0) _othersFinished.TrySetResult();
         }
         _port.EndInputs();
@@ -329,23 +369,32 @@ internal sealed class EndProtocol
         while (DateTime.UtcNow < deadline)
         {
             if (await Task.WhenAny(_endsSent.Task, Task.Delay(TimeSpan.FromMilliseconds(500))) == _endsSent.Task) return true;
-            if (!CloserAlive())
+            if (GiveBackIfCloserGone())
             {
                 Notices.Say(_run.Options.Logger, $"process '{_port.Name}': the instance sending its end marks is gone before it confirmed them; " +
                                         "the end marks this instance took go back to the queues.");
                 return false;
             }
         }
+        lock (_lock) _gaveBack = true;
         Notices.Say(_run.Options.Logger, $"process '{_port.Name}': the instance sending its end marks did not confirm them within 60 s; " +
                                 "the end marks this instance took go back to the queues.");
         return false;
     }
 
-    /// <summary>The closer has been heard from lately (heartbeats come every second).</summary>
-    private bool CloserAlive()
+    /// <summary>
+    /// The closer has not been heard from lately (heartbeats come every second): the end marks held here go back to the queues,
+    /// and from now on no other closer may count on them.
+    /// </summary>
+    private bool GiveBackIfCloserGone()
     {
         lock (_lock)
-            return _closerInstance is null ||
-                   (_others.TryGetValue(_closerInstance, out long last) && Environment.TickCount64 - last <= GoneAfterMs);
+        {
+            if (_endsSent.Task.IsCompleted) return false;
+            bool alive = _closerInstance is null ||
+                         (_others.TryGetValue(_closerInstance, out long last) && Environment.TickCount64 - last <= GoneAfterMs);
+            if (!alive) _gaveBack = true;
+            return !alive;
+        }
     }
 }

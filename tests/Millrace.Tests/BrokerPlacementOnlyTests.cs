@@ -239,11 +239,14 @@ public class BrokerPlacementOnlyTests
             if (closer is null) await Task.Delay(5);
         }
         Assert.NotNull(closer);
-        ExampleProgram.Kill(closer.Pid, SIGKILL);
         ExampleProgram member = ReferenceEquals(closer, one) ? two : one;
-        // Started again: it finds the end marks the dead closer held (back in the queue) and ends the process.
+        // Killed once the other has been told to finish: it ends holding its end marks and waits for the closer's, which never come.
+        // (Killed before that, the other would run the round again alone and take the dead closer's end marks itself.)
+        await member.WaitForErrorOutputAsync(e => e.Contains("got Finish"), seconds: 30);
+        ExampleProgram.Kill(closer.Pid, SIGKILL);
+        // Started again: it finds the end marks the dead closer and the other instance held (back in the queue) and ends the process.
         using ExampleProgram again = Replica();
-        foreach (ExampleProgram p in new[] { web, process2, member, again })
+        foreach (ExampleProgram p in new[] { web, process2, member })
         {
             var (exit, _, err) = await p.WaitAsync(seconds: 150);
             Assert.True(exit == 0, err);
@@ -251,6 +254,21 @@ public class BrokerPlacementOnlyTests
         var (dbExit, dbOut, dbErr) = await db.WaitAsync(seconds: 150);
         Assert.True(dbExit == 0, dbErr);
         Assert.Equal(new[] { "db: 50000 items, sum of roots 1249975000" }, Lines(dbOut));
+        if (again.ErrorOutput.Contains("finish as closer"))
+        {
+            // The new instance sent the process's end marks (it took the dead closer's, and the other's or their word).
+            var (exit, _, err) = await again.WaitAsync(seconds: 60);
+            Assert.True(exit == 0, err);
+        }
+        else
+        {
+            // The kill came late: the closer's end marks were out and it said so; the process ended without the new
+            // instance, which has nothing to take and waits until stopped.
+            Assert.Contains("got EndsSent", member.ErrorOutput);
+            Assert.DoesNotContain("go back to the queues", member.ErrorOutput);
+            if (!again.HasExited) again.Signal(SIGTERM);
+            await again.WaitAsync(seconds: 60);
+        }
     }
 
     [Fact]
