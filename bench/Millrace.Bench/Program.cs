@@ -49,7 +49,8 @@ foreach (string unknown in options.Systems?.Except(systems.Select(s => s.Name)) 
     return 2;
 }
 
-Console.WriteLine($"Tutorial workload, {options.Items:N0} items ({options.PythonItems:N0} for Python, {options.BrokerItems:N0} for one item per broker message), {options.Runs} runs each, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+Console.WriteLine($"Tutorial workload, {options.Items:N0} items ({options.PythonItems:N0} for Python, {options.BrokerItems:N0} for one item per broker message), {options.Runs} runs each, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, " +
+    (Environment.GetCommandLineArgs().Contains("--no-ready-to-run") ? "build output (JIT only)" : ".NET programs published with ReadyToRun"));
 var results = new List<Result>();
 foreach (SystemSpec system in chosen)
 {
@@ -190,8 +191,14 @@ if (options.Json is not null)
 }
 return 0;
 
-static string[] Dotnet(string root, string project, string name, params object[] args) =>
-    new[] { "dotnet", Path.Combine(root, project, "bin", "Release", "net10.0", name + ".dll") }.Concat(args.Select(a => a.ToString()!)).ToArray();
+// The program as bench/run.sh published it (ReadyToRun), or the build output (--no-ready-to-run, or a project it does not publish).
+static string[] Dotnet(string root, string project, string name, params object[] args)
+{
+    string published = Path.Combine(root, "bench", ".published", name, name + ".dll");
+    bool plain = Environment.GetCommandLineArgs().Contains("--no-ready-to-run");
+    string dll = !plain && File.Exists(published) ? published : Path.Combine(root, project, "bin", "Release", "net10.0", name + ".dll");
+    return new[] { "dotnet", dll }.Concat(args.Select(a => a.ToString()!)).ToArray();
+}
 
 // Every run with checkpoints gets a state folder of its own (a completed run leaves only its FORMAT file).
 static string StateFolder() => Path.Combine(Path.GetTempPath(), "millrace-bench-state-" + Guid.NewGuid().ToString("N")[..12]);
@@ -247,6 +254,7 @@ internal sealed class Options
                 case "--latency": o.Latency = true; break;
                 case "--replicas": o.Replicas = true; break;
                 case "--parts": o.Parts = true; break;
+                case "--no-ready-to-run": break; // read by Dotnet(): the build output runs, not what bench/run.sh published
                 case "--uploads": o.Uploads = true; break;
                 default:
                     Console.Error.WriteLine($"unknown option '{args[i]}'. Options: --items N, --python-items N, --broker-items N, --runs R, --systems a,b, --json FILE, --quick, --latency, --replicas, --uploads, --parts");

@@ -5,11 +5,16 @@
 // consumes on one channel and publishes on another of its own connection, as separate programs would.
 // Items per message: 1 (rabbitmq-raw) or --batch K (rabbitmq-raw-batched).
 //
-//   dotnet RabbitRaw.dll N [--batch K] [--window W] [--prefetch P] [--await-each-confirm] [--transient] [--uri amqp://guest:guest@127.0.0.1:5672/]
+//   dotnet RabbitRaw.dll N [--batch K] [--window W] [--prefetch P] [--await-each-confirm] [--transient]
+//                         [--exchanges] [--max-length L] [--db-ack-every K] [--uri amqp://guest:guest@127.0.0.1:5672/]
 //   prints "db: N items, sum of roots S"
 //
 // --await-each-confirm is the peer this harness used before (each publish awaits its confirm), kept to
 // show what that costs; --transient sends non-persistent messages (an upper bound, not the same guarantee).
+// To see what the broker placement's own choices cost the broker: --exchanges publishes to a fanout exchange per
+// stream bound to its queue (as Millrace does, so that watchers can bind their own), --max-length L bounds each queue
+// with reject-publish (Millrace's backpressure), --db-ack-every K acknowledges the sink's messages K at a time (default
+// a quarter of the prefetch; 1 acknowledges each).
 using System.Runtime.InteropServices;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
@@ -20,6 +25,9 @@ int window = 1000;
 ushort prefetch = 1000;
 bool awaitEach = false;
 bool persistent = true;
+bool exchanges = false;
+int limit = 0;
+int dbAckEvery = 0;
 string uri = "amqp://guest:guest@127.0.0.1:5672/";
 for (int i = 1; i < args.Length; i++)
 {
@@ -30,6 +38,9 @@ for (int i = 1; i < args.Length; i++)
         case "--prefetch": prefetch = ushort.Parse(args[++i]); break;
         case "--await-each-confirm": awaitEach = true; break;
         case "--transient": persistent = false; break;
+        case "--exchanges": exchanges = true; break;
+        case "--db-ack-every": dbAckEvery = int.Parse(args[++i]); break;
+        case "--max-length": limit = int.Parse(args[++i]); break;
         case "--uri": uri = args[++i]; break;
         default: throw new ArgumentException($"unknown option {args[i]}");
     }
@@ -42,8 +53,19 @@ var properties = new BasicProperties { Persistent = persistent };
 await using (IConnection setup = await factory.CreateConnectionAsync())
 await using (IChannel channel = await setup.CreateChannelAsync())
 {
-    foreach (string q in queues) await channel.QueueDeclareAsync(q, durable: true, exclusive: false, autoDelete: false);
+    foreach (string q in queues)
+    {
+        var arguments = limit > 0 ? new Dictionary<string, object?> { ["x-max-length"] = limit, ["x-overflow"] = "reject-publish" } : null;
+        await channel.QueueDeclareAsync(q, durable: true, exclusive: false, autoDelete: false, arguments: arguments);
+        if (exchanges)
+        {
+            await channel.ExchangeDeclareAsync(q, ExchangeType.Fanout, durable: true, autoDelete: false);
+            await channel.QueueBindAsync(q, q, "");
+        }
+    }
 }
+string Exchange(string queue) => exchanges ? queue : "";
+string Key(string queue) => exchanges ? "" : queue;
 
 var done = new TaskCompletionSource<double>(TaskCreationOptions.RunContinuationsAsynchronously);
 var stages = new List<IAsyncDisposable>();
@@ -57,7 +79,7 @@ await using (IConnection web = await factory.CreateConnectionAsync())
     {
         await using IChannel channel = await web.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
         for (long start = 0; start < count; start += batch)
-            await channel.BasicPublishAsync("", queues[0], true, properties, Items(start));
+            await channel.BasicPublishAsync(Exchange(queues[0]), Key(queues[0]), true, properties, Items(start));
     }
     else
     {
@@ -69,7 +91,7 @@ await using (IConnection web = await factory.CreateConnectionAsync())
             await confirms.WaitForRoomAsync();
             ulong seq = await channel.GetNextPublishSequenceNumberAsync();
             confirms.Sent(seq, 0);
-            await channel.BasicPublishAsync("", queues[0], true, properties, Items(start));
+            await channel.BasicPublishAsync(Exchange(queues[0]), Key(queues[0]), true, properties, Items(start));
         }
         await confirms.AllConfirmedAsync();
     }
@@ -104,7 +126,7 @@ async Task<IAsyncDisposable> Stage(string from, string to, Func<long[], long[]> 
         consumer.ReceivedAsync += async (_, delivery) =>
         {
             long[] items = MemoryMarshal.Cast<byte, long>(delivery.Body.Span).ToArray();
-            await publish.BasicPublishAsync("", to, true, properties, MemoryMarshal.AsBytes(work(items).AsSpan()).ToArray());
+            await publish.BasicPublishAsync(Exchange(to), Key(to), true, properties, MemoryMarshal.AsBytes(work(items).AsSpan()).ToArray());
             await consume.BasicAckAsync(delivery.DeliveryTag, false);
         };
         await consume.BasicConsumeAsync(from, autoAck: false, consumer);
@@ -122,7 +144,7 @@ async Task<IAsyncDisposable> Stage(string from, string to, Func<long[], long[]> 
             byte[] output = MemoryMarshal.AsBytes(work(items).AsSpan()).ToArray();
             ulong seq = await publish.GetNextPublishSequenceNumberAsync();
             confirms.Sent(seq, delivery.DeliveryTag);
-            await publish.BasicPublishAsync("", to, true, properties, output);
+            await publish.BasicPublishAsync(Exchange(to), Key(to), true, properties, output);
         };
         await consume.BasicConsumeAsync(from, autoAck: false, consumer);
         return new Owned(connection, consume, publish);
@@ -137,7 +159,7 @@ async Task<IAsyncDisposable> Db(string from)
     var consumer = new AsyncEventingBasicConsumer(channel);
     long seen = 0, messages = 0;
     double sum = 0;
-    int ackEvery = awaitEach ? 1 : Math.Max(1, prefetch / 4);
+    int ackEvery = dbAckEvery > 0 ? dbAckEvery : awaitEach ? 1 : Math.Max(1, prefetch / 4);
     consumer.ReceivedAsync += async (_, delivery) =>
     {
         ReadOnlySpan<long> bits = MemoryMarshal.Cast<byte, long>(delivery.Body.Span);
