@@ -52,12 +52,14 @@ foreach (string unknown in options.Systems?.Except(systems.Select(s => s.Name)) 
 Console.WriteLine($"Tutorial workload, {options.Items:N0} items ({options.PythonItems:N0} for Python, {options.BrokerItems:N0} for one item per broker message), {options.Runs} runs each, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, " +
     (Environment.GetCommandLineArgs().Contains("--no-ready-to-run") ? "build output (JIT only)" : ".NET programs published with ReadyToRun"));
 var results = new List<Result>();
-foreach (SystemSpec system in chosen)
+// Round by round (every system once, then again), not one system's runs back to back: a machine that slows for a few
+// minutes slows every system of a round alike, and the ratios of one run hold.
+var runsOf = chosen.ToDictionary(s => s.Name, _ => new List<Measure.Sample>());
+for (int r = 0; r < options.Runs; r++)
 {
-    long items = system.Python ? options.PythonItems : system.Broker ? options.BrokerItems : options.Items;
-    var runs = new List<Measure.Sample>();
-    for (int r = 0; r < options.Runs; r++)
+    foreach (SystemSpec system in chosen)
     {
+        long items = system.Python ? options.PythonItems : system.Broker ? options.BrokerItems : options.Items;
         double? brokerBefore = system.Name.Contains("broker") || system.Name.Contains("rabbitmq") ? BrokerCpu.Seconds() : null;
         Measure.Sample sample = Measure.Launch(system.Command(items));
         if (brokerBefore is not null && BrokerCpu.Seconds() is double brokerAfter) sample = sample with { BrokerCpuSeconds = brokerAfter - brokerBefore.Value };
@@ -68,11 +70,16 @@ foreach (SystemSpec system in chosen)
             Console.Error.WriteLine($"{system.Name}: wrong result (exit {sample.ExitCode}; expected {items} items and sum {expectedSum}):\n{sample.Output}");
             return 1;
         }
-        runs.Add(sample);
+        runsOf[system.Name].Add(sample);
         Match checkpoints = Regex.Match(sample.Output, @"checkpoints: (\d+) complete in this run, each took p50 ([\d.]+) ms, p99 ([\d.]+) ms");
         string taken = checkpoints.Success ? $" ({checkpoints.Groups[1].Value} checkpoints, p50 {checkpoints.Groups[2].Value} ms, p99 {checkpoints.Groups[3].Value} ms)" : "";
         Console.Error.WriteLine($"  {system.Name} run {r + 1}: {items / sample.Seconds:N0} items/s{taken}");
     }
+}
+foreach (SystemSpec system in chosen)
+{
+    long items = system.Python ? options.PythonItems : system.Broker ? options.BrokerItems : options.Items;
+    List<Measure.Sample> runs = runsOf[system.Name];
     double[] rates = runs.Select(s => items / s.Seconds).Order().ToArray();
     double? brokerCpu = runs.All(s => s.BrokerCpuSeconds is not null) ? runs.Select(s => s.BrokerCpuSeconds!.Value).Order().ElementAt(runs.Count / 2) : null;
     // Peak memory of each OS process, from the run with the largest single process.
