@@ -62,9 +62,10 @@ public class CheckpointTests
             var printed = new List<string>();
             for (int k = 0; k < kills; k++)
             {
+                // A checkpoint newer than the newest in the store when it starts (not the newest seen before: the start before may
+                // have completed one more before its kill, and a stop sent before this start listens for it would kill it).
+                long before = state.LastComplete();
                 using var running = ExampleProgram.Start(program, environment, args);
-                // A checkpoint newer than the one it resumed from: it has made progress worth keeping.
-                long before = last;
                 await Waits.Until(() => (last = state.LastComplete()) > before || running.HasExited, "a new complete checkpoint", seconds: 60);
                 if (running.HasExited) break; // it finished before this kill
                 await Task.Delay(random.Next(0, 60)); // a random moment, not a wait for an outcome
