@@ -156,7 +156,17 @@ public sealed class BrokerClusterTests(RabbitCluster cluster, ITestOutputHelper 
             await Waits.Until(() => programs.Values.Any(p => p.ErrorOutput.Contains("connected to the broker at")) || programs.Values.All(p => p.HasExited),
                 "a program connected to another node", seconds: 180);
             var reconnectedAt = clock.Elapsed;
-            await p1.WaitForOutputAsync(o => Handled(o) >= handledAtKill + 60000, seconds: 180);
+            // Failed once in CI with nothing to tell why (process1's own lines filled the message): now it says what the
+            // queues and every program showed then.
+            var goneOn = DateTime.UtcNow.AddSeconds(180);
+            while (Handled(p1.Output) < handledAtKill + 60000)
+            {
+                if (p1.HasExited || DateTime.UtcNow > goneOn)
+                    Assert.Fail($"process1 did not handle 60,000 more items within 180 s of node {victim} stopping{(p1.HasExited ? " (it ended)" : "")}: " +
+                                $"{handledAtKill} handled before, {Handled(p1.Output)} now; its last lines: " +
+                                string.Join(" | ", Lines(p1.Output).TakeLast(3)) + "\n" + await StateAsync(runId, programs));
+                await Task.Delay(250); // counting process1's lines costs: not too often
+            }
             double after = 60000 / (clock.Elapsed - killedAt).TotalSeconds;
             await RabbitCluster.StartNodeAsync(victim);
             var results = await WaitAll(programs);
@@ -174,6 +184,23 @@ public sealed class BrokerClusterTests(RabbitCluster cluster, ITestOutputHelper 
             foreach (ExampleProgram p in programs.Values) p.Dispose();
             await cluster.AllRunningAsync();
         }
+    }
+
+    /// <summary>The run's queues (depths, consumers, leader) and every program's error output, for a failure's message.</summary>
+    private static async Task<string> StateAsync(string runId, Dictionary<string, ExampleProgram> programs)
+    {
+        string queues;
+        try
+        {
+            queues = string.Join('\n', (await RabbitCluster.CtlAsync("list_queues", "name", "type", "messages_ready", "messages_unacknowledged", "consumers", "leader"))
+                .Split('\n').Where(l => l.Contains(runId, StringComparison.Ordinal)));
+        }
+        catch (Exception e)
+        {
+            queues = $"(list_queues failed: {e.Message})";
+        }
+        return $"queues (name, type, ready, unacknowledged, consumers, leader):\n{queues}\n" +
+               string.Concat(programs.Select(p => $"--- {p.Key}{(p.Value.HasExited ? " (ended)" : "")}, errors:\n{p.Value.ErrorOutput}\n"));
     }
 
     [Fact]
