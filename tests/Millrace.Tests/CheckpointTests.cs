@@ -153,8 +153,8 @@ public class CheckpointTests
             Assert.True(finalExit == 0, $"killed: {killed}\n{finalErr}\n{string.Join("\n", finalOutput.Split('\n').Where(l => !l.StartsWith("stream ", StringComparison.Ordinal)))}");
             Assert.True(victims.Count >= 2, $"only {victims.Count} kills landed before the run finished");
             // Each kill noticed and followed by a restart from a complete checkpoint (none waited for a dead child).
-            Assert.Equal(victims.Count, Count(finalErr, "starting the children again"));
-            Assert.Equal(victims.Count, Count(finalErr, "resuming from checkpoint"));
+            Assert.True(victims.Count == Count(finalErr, "starting the children again") && victims.Count == Count(finalErr, "resuming from checkpoint"),
+                $"killed: {killed}; {Count(finalErr, "starting the children again")} restarts, {Count(finalErr, "resuming from checkpoint")} resumed from a checkpoint:\n{finalErr}");
             // Every start's lines are in the coordinator's output: each totals line is the undisturbed one.
             Assert.Equal(expected, Totals(finalOutput).Distinct().ToArray());
             if (scenario == "checkpointed-operators") AssertFileOnce(file, items);

@@ -70,8 +70,28 @@ internal sealed class ControlChannel : IDisposable
         return ControlCodec.Read(Encoding.UTF8.GetBytes(line));
     }
 
-    /// <summary>Blocking read for the child's control thread.</summary>
-    public ControlMessage? Read() => ReadAsync().GetAwaiter().GetResult();
+    /// <summary>
+    /// Blocking read for the child's control thread (its own thread: a blocking socket read, not an async one waited on,
+    /// which spins first and costs two thread-pool hand-offs per message).
+    /// </summary>
+    public ControlMessage? Read()
+    {
+        string? line;
+        try
+        {
+            line = _reader.ReadLine();
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;
+        }
+        if (line is null) return null;
+        return ControlCodec.Read(Encoding.UTF8.GetBytes(line));
+    }
 
     public void Dispose()
     {

@@ -182,12 +182,23 @@ internal sealed class ProcessLinks : ITransport, IDisposable
         foreach (int group in _links.Where(l => _groupOf[l.Writer] == _group).Select(l => _groupOf[l.Reader]).Distinct())
         {
             Socket socket;
+            string path = SocketPath(_dir, group);
             while (true)
             {
+                // Its reader starts at the same time: until its socket exists, look again (a failed connect throws, and
+                // an exception costs a starting runtime far more CPU than a look at the folder).
+                if (!File.Exists(path))
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (DateTime.UtcNow > deadline)
+                        throw new TimeoutException($"The OS process of {Names(group)} did not listen for connections within {timeout.TotalSeconds:0} s.");
+                    Thread.Sleep(2);
+                    continue;
+                }
                 socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
                 try
                 {
-                    socket.Connect(new UnixDomainSocketEndPoint(SocketPath(_dir, group)));
+                    socket.Connect(new UnixDomainSocketEndPoint(path));
                     break;
                 }
                 catch (SocketException e)
