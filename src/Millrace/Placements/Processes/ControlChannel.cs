@@ -58,16 +58,11 @@ internal sealed class ControlChannel : IDisposable
         {
             line = await _reader.ReadLineAsync(cancellationToken);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
             return null;
         }
-        catch (ObjectDisposedException)
-        {
-            return null;
-        }
-        if (line is null) return null;
-        return ControlCodec.Read(Encoding.UTF8.GetBytes(line));
+        return Decode(line);
     }
 
     /// <summary>
@@ -81,17 +76,14 @@ internal sealed class ControlChannel : IDisposable
         {
             line = _reader.ReadLine();
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
             return null;
         }
-        catch (ObjectDisposedException)
-        {
-            return null;
-        }
-        if (line is null) return null;
-        return ControlCodec.Read(Encoding.UTF8.GetBytes(line));
+        return Decode(line);
     }
+
+    private static ControlMessage? Decode(string? line) => line is null ? null : ControlCodec.Read(Encoding.UTF8.GetBytes(line));
 
     public void Dispose()
     {
