@@ -134,8 +134,9 @@ public class CheckpointTests
                 await Waits.Until(() => (last = state.LastComplete()) > before || program.HasExited, "a new complete checkpoint", seconds: 60);
                 if (program.HasExited) break;
                 await Task.Delay(random.Next(0, 60)); // a random moment, not a wait for an outcome
-                // Any of them: sources, stateful operators, sinks.
-                int[] children = ChildProcesses.Of(program.Pid);
+                // Any of them: sources, stateful operators, sinks. Not an OS process whose processes end early (its final
+                // report sent, it waits for the run's end; killed then, nothing is lost and nothing starts again).
+                int[] children = ChildProcesses.Of(program.Pid).Where(c => !EndsEarly(scenario, ChildProcesses.Processes(c))).ToArray();
                 if (children.Length == 0 || program.HasExited) break;
                 int victim = children[random.Next(children.Length)];
                 string? name = ChildProcesses.Processes(victim);
@@ -590,6 +591,10 @@ public class CheckpointTests
         foreach (double d in new[] { double.NaN, double.PositiveInfinity, double.NegativeInfinity, -0.0, double.Epsilon, double.MaxValue, 0.1 + 0.2 }) Same(d);
         foreach (long l in new[] { long.MinValue, long.MaxValue, 0L }) Same(l);
     }
+
+    /// <summary>The processes a scenario's graph ends long before the rest (the early-end scenario's side branch).</summary>
+    private static bool EndsEarly(string scenario, string? processes) =>
+        scenario == "checkpointed-early-end" && processes is "side" or "side-sum";
 
     private static int Count(string text, string what) => System.Text.RegularExpressions.Regex.Matches(text, System.Text.RegularExpressions.Regex.Escape(what)).Count;
 
