@@ -173,6 +173,29 @@ public class CodecTests
     }
 
     [Fact]
+    public void Binary_primitives_decode_into_an_array_handed_back_and_still_check_the_frame()
+    {
+        var none = new Dictionary<Type, object>();
+        BatchCodec codec = new CodecSet(none, "auto").For(typeof(long));
+        Assert.True(codec.DecodesInto);
+        byte[] bytes = Encode(BinaryCodec.For<long>(), new[] { 5L, -6L });
+        var into = new long[] { 7, 7 };
+        Assert.Same(into, codec.Decode(bytes, 2, into));
+        Assert.Equal(new[] { 5L, -6L }, into);
+        // An array of another length is not filled: a new one is.
+        var longer = new long[3];
+        var decoded = (long[])codec.Decode(bytes, 2, longer);
+        Assert.NotSame(longer, decoded);
+        Assert.Equal(new[] { 5L, -6L }, decoded);
+        var wrongSize = Assert.Throws<InvalidDataException>(() => codec.Decode(bytes.AsSpan(0, 12), 2, new long[2]));
+        Assert.Contains("needs 16 bytes; the frame has 12", wrongSize.Message);
+        // Items with references, records and JSON are decoded into new arrays only.
+        Assert.False(new CodecSet(none, "auto").For(typeof(string)).DecodesInto);
+        Assert.False(new CodecSet(none, "binary").For(typeof(Point)).DecodesInto);
+        Assert.False(new CodecSet(none, "json").For(typeof(long)).DecodesInto);
+    }
+
+    [Fact]
     public void The_codec_choice_follows_options_and_registrations()
     {
         var none = new Dictionary<Type, object>();

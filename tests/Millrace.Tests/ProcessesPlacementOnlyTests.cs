@@ -40,6 +40,77 @@ public class ProcessesPlacementOnlyTests
     }
 
     [Fact]
+    public void Spare_arrays_are_kept_for_full_batches_only_and_handed_out_once()
+    {
+        var spares = new SpareArrays();
+        Assert.Null(spares.Take(8));
+        var small = new long[3];
+        spares.Return(small);
+        Assert.Same(small, spares.Take(3));
+        Assert.Null(spares.Take(3)); // handed out once
+        spares.Return(new long[3]);
+        long[][] full = Enumerable.Range(0, 10).Select(_ => new long[8]).ToArray();
+        foreach (long[] array in full) spares.Return(array); // full batches replace the shorter ones; a few are kept
+        spares.Return(new long[3]); // shorter than a full batch: dropped
+        Assert.Null(spares.Take(3));
+        var taken = new List<Array>();
+        while (spares.Take(8) is { } array) taken.Add(array);
+        Assert.Equal(8, taken.Count);
+        Assert.Equal(8, taken.Distinct().Count());
+        Assert.All(taken, array => Assert.Contains(array, full));
+    }
+
+    /// <summary>
+    /// Batches of long are decoded into the arrays of batches their reader has handled: with small batches, a reader that
+    /// sleeps now and then (so that batches wait while arrays come back) and partial batches, every item arrives once and in order.
+    /// </summary>
+    [Theory]
+    [InlineData("64", "256")]
+    [InlineData("1000", "3000")]
+    public async Task Batches_decoded_into_arrays_handed_back_arrive_once_and_in_order(string batch, string capacity)
+    {
+        var (exit, output, err) = await ExampleProgram.RunAsync("Millrace.Scenarios",
+            new[] { "order", "--placement", "processes", "--batch", batch, "--capacity", capacity });
+        Assert.True(exit == 0, err);
+        Assert.Contains("fast: 100000 items, in order: True, sum 9999900000", output);
+        Assert.Contains("slow: 100000 items, in order: True, sum 9999900000", output);
+        Assert.Contains("outcome: Completed", output);
+    }
+
+    /// <summary>
+    /// The coordinator starts its children before its views: a dashboard that cannot listen still fails the run with a
+    /// clear error, and the children already started are gone with it (none waits for a coordinator that gave up).
+    /// </summary>
+    [Fact]
+    public async Task A_dashboard_port_in_use_fails_the_run_and_leaves_no_child_behind()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        string port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var (exit, _, err) = await ExampleProgram.RunAsync("Tutorial",
+            new[] { "--placement", "processes", "--dashboard-port", port, "--count", "1000000000000" });
+        Assert.True(exit == 1, err);
+        Assert.Contains($"The dashboard cannot listen on 127.0.0.1:{port}", err);
+        Assert.DoesNotContain("cannot reach the coordinator", err);
+        string[] left = Directory.EnumerateDirectories("/proc")
+            .Where(d => int.TryParse(Path.GetFileName(d), out _))
+            .Select(d =>
+            {
+                try
+                {
+                    return File.ReadAllText(Path.Combine(d, "cmdline")).Replace('\0', ' ');
+                }
+                catch (IOException)
+                {
+                    return "";
+                }
+            })
+            .Where(cmdline => cmdline.Contains($"--dashboard-port {port} ", StringComparison.Ordinal))
+            .ToArray();
+        Assert.True(left.Length == 0, "still running: " + string.Join("; ", left));
+    }
+
+    [Fact]
     public async Task A_bad_group_is_a_clear_error()
     {
         var (exit, _, err) = await ExampleProgram.RunAsync("Tutorial", new[] { "--placement", "processes", "--group", "process1,nobody" });

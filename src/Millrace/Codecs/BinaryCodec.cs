@@ -44,7 +44,7 @@ public static class BinaryCodec
     }
 
     /// <summary>Whole batches of a primitive: a block copy each way.</summary>
-    private sealed class PrimitiveCodec<T> : ICodec<T> where T : unmanaged
+    private sealed class PrimitiveCodec<T> : ICodec<T>, IDecodesInto<T> where T : unmanaged
     {
         public string Name => "binary";
 
@@ -63,6 +63,16 @@ public static class BinaryCodec
             var items = new T[count];
             data.CopyTo(MemoryMarshal.AsBytes(items.AsSpan()));
             return items;
+        }
+
+        public T[] Decode(ReadOnlySpan<byte> data, int count, T[] into)
+        {
+            if (into.Length != count) return Decode(data, count);
+            long expected = (long)count * Unsafe.SizeOf<T>();
+            if (data.Length != expected)
+                throw new InvalidDataException($"A batch of {count} {typeof(T).Name} needs {expected} bytes; the frame has {data.Length}.");
+            data.CopyTo(MemoryMarshal.AsBytes(into.AsSpan()));
+            return into;
         }
     }
 

@@ -18,6 +18,21 @@ public abstract class BatchCodec
     /// <summary>Reads a batch of <paramref name="count"/> items (-1: as many as there are).</summary>
     /// <exception cref="InvalidDataException">The bytes are not such a batch (whatever the codec threw is its inner exception).</exception>
     public abstract Array Decode(ReadOnlySpan<byte> data, int count);
+
+    /// <summary>Whether <see cref="Decode(ReadOnlySpan{byte}, int, Array)"/> can fill an array handed back (items of a fixed size, no references).</summary>
+    internal virtual bool DecodesInto => false;
+
+    /// <summary>
+    /// The same, into <paramref name="into"/> when it is an array of exactly <paramref name="count"/> items a reader has
+    /// finished with (no allocation, no fresh memory to fault in); otherwise into a new array.
+    /// </summary>
+    internal virtual Array Decode(ReadOnlySpan<byte> data, int count, Array into) => Decode(data, count);
+}
+
+/// <summary>A codec that can fill an array a reader has finished with instead of allocating one.</summary>
+internal interface IDecodesInto<T>
+{
+    T[] Decode(ReadOnlySpan<byte> data, int count, T[] into);
 }
 
 internal sealed class BatchCodec<T> : BatchCodec
@@ -30,6 +45,14 @@ internal sealed class BatchCodec<T> : BatchCodec
 
     public override void Encode(Array items, int count, IBufferWriter<byte> output) =>
         _codec.Encode(new ReadOnlySpan<T>((T[])items, 0, count), output);
+
+    internal override bool DecodesInto => _codec is IDecodesInto<T>;
+
+    internal override Array Decode(ReadOnlySpan<byte> data, int count, Array into)
+    {
+        if (_codec is not IDecodesInto<T> codec || into is not T[] array) return Decode(data, count);
+        return codec.Decode(data, count, array);
+    }
 
     public override Array Decode(ReadOnlySpan<byte> data, int count)
     {

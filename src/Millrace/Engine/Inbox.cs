@@ -110,6 +110,9 @@ public sealed class Lane
     /// <summary>Per writer index: where to return room once its batch is taken (writers in other OS processes), or null.</summary>
     internal Action<int>?[]? ReturnRoom { get; set; }
 
+    /// <summary>Per writer index: where a batch's array goes once its items are handled (a transport fills it again), or null.</summary>
+    internal Action<Array>?[]? Recycle { get; set; }
+
     /// <summary>Sends room gathered for writers in other OS processes, or null when there are none.</summary>
     internal Action? FlushRoom { get; set; }
 

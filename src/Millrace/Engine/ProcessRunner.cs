@@ -608,6 +608,8 @@ public sealed class ProcessRunner
                     else
                     {
                         await lane.Input.HandleAsync(this, lane, envelope.Items!, envelope.Count);
+                        // Every item of the batch is handled (or the process stops): its array may be filled again.
+                        lane.Recycle?[envelope.Writer]?.Invoke(envelope.Items!);
                         if (!Stopping) _builder.BatchEnd?.Invoke();
                     }
                     EndBusy();

@@ -31,7 +31,14 @@ public interface ITransport
 /// <summary>How a reader gives room back to a writer elsewhere: <see cref="Taken"/> as it takes each batch (items), <see cref="Flush"/> before it waits.</summary>
 /// <param name="Taken">Called on the reader's thread with the items of each batch it takes from that writer.</param>
 /// <param name="Flush">Called on the reader's thread before it waits: room gathered must go now.</param>
-public sealed record RoomReturn(Action<int> Taken, Action Flush);
+public sealed record RoomReturn(Action<int> Taken, Action Flush)
+{
+    /// <summary>
+    /// Called on the reader's thread with a batch's array once its items are handled (nothing refers to it any more), or
+    /// null: a transport that decodes into arrays can fill it again instead of allocating the next one.
+    /// </summary>
+    public Action<Array>? Recycle { get; init; }
+}
 
 internal static class Wiring
 {
@@ -57,10 +64,15 @@ internal static class Wiring
                 for (int k = 0; k < stream.Writers.Length; k++)
                 {
                     if (runners[stream.Writers[k]] is not null && !all) continue;
-                    if (remote!.Incoming(model.Shape.Stream(stream.Name), k, reader, lane) is not var (returnRoom, flushRoom)) continue;
+                    if (remote!.Incoming(model.Shape.Stream(stream.Name), k, reader, lane) is not { } room) continue;
                     lane.ReturnRoom ??= new Action<int>?[stream.Writers.Length];
-                    lane.ReturnRoom[k] = returnRoom;
-                    lane.FlushRoom += flushRoom;
+                    lane.ReturnRoom[k] = room.Taken;
+                    lane.FlushRoom += room.Flush;
+                    if (room.Recycle is not null)
+                    {
+                        lane.Recycle ??= new Action<Array>?[stream.Writers.Length];
+                        lane.Recycle[k] = room.Recycle;
+                    }
                 }
                 lanes[(r, stream.Name)] = lane;
             }

@@ -126,14 +126,12 @@ internal sealed class Coordinator
         listener.Listen(_children.Length + 8);
         _run.HardStopRequested += () => Broadcast(new StopMessage(Hard: true));
         _run.GracefulStopRequested += () => Broadcast(new StopMessage(Hard: false));
-        await using RunWatch watch = await RunMonitor.StartAsync(_model, _options, Sample);
         using IDisposable stops = StopSignals.Listen(_run, cancellationToken);
 
         var stopwatch = Stopwatch.StartNew();
         bool debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") is not null;
         // The detector listens before anything runs, so that no early poke is lost.
         if (_model.Cycles.Count > 0) _run.Detector = new TerminationDetector(_run, new ChildrenStatus(this), _model);
-        _run.Detector?.Start();
         // Made before the children start: a process may end (and report its final part) before every child is ready.
         if (_store is not null)
         {
@@ -142,8 +140,23 @@ internal sealed class Coordinator
                 GoesOnAfterEnds = true,
             };
         }
+        // The children first: their runtimes' start is most of a short run's time, and the views start meanwhile
+        // (what the children say waits in the control socket until they are accepted below).
         foreach (Child child in _children) StartChild(child);
         if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: children started");
+        RunWatch watch;
+        try
+        {
+            watch = await RunMonitor.StartAsync(_model, _options, Sample);
+        }
+        catch
+        {
+            // A view that cannot start (a dashboard port in use) fails the run before it ran: no child outlives it.
+            KillChildren();
+            throw;
+        }
+        await using RunWatch watched = watch;
+        _run.Detector?.Start();
         Task accepting = AcceptAsync(listener);
         Task taking = Task.CompletedTask;
 
@@ -417,6 +430,24 @@ internal sealed class Coordinator
             }
         }
         await Task.WhenAny(exited, Task.Delay(5000));
+    }
+
+    /// <summary>The run failed before it ran (a view could not start): the children started are killed, not left waiting.</summary>
+    private void KillChildren()
+    {
+        foreach (Child child in _children.Where(c => c.Os is not null))
+        {
+            child.KilledByCoordinator = true;
+            try
+            {
+                child.Os!.Kill(entireProcessTree: true);
+                child.Os.WaitForExit(5000);
+            }
+            catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+                // Already gone.
+            }
+        }
     }
 
     private void Broadcast(ControlMessage message)

@@ -85,7 +85,12 @@ internal sealed class ProcessLinks : ITransport, IDisposable
         }, () =>
         {
             if (incoming.RoomToReturn > 0) SendRoom(incoming);
-        });
+        })
+        {
+            // Items of a fixed size without references are decoded into the arrays of batches already handled: a new array per
+            // batch costs the allocator fresh memory to clear and fault in (most of a processes run's page faults).
+            Recycle = incoming.Codec.DecodesInto ? incoming.Spares.Return : null,
+        };
     }
 
     /// <summary>Reader thread only (one reader per link).</summary>
@@ -246,7 +251,7 @@ internal sealed class ProcessLinks : ITransport, IDisposable
                         Array items;
                         try
                         {
-                            items = link.Codec.Decode(payload, count);
+                            items = link.Spares.Take(count) is { } spare ? link.Codec.Decode(payload, count, spare) : link.Codec.Decode(payload, count);
                         }
                         catch (Exception e)
                         {
@@ -318,6 +323,9 @@ internal sealed class ProcessLinks : ITransport, IDisposable
 
     private sealed record IncomingLink(LinkInfo Info, ProcessRunner Reader, Lane Lane, BatchCodec Codec)
     {
+        /// <summary>Arrays of handled batches, to decode the next ones into.</summary>
+        public SpareArrays Spares { get; } = new();
+
         /// <summary>Room taken but not yet returned to the writer. Reader thread only.</summary>
         public int RoomToReturn { get; set; }
     }
@@ -390,5 +398,45 @@ internal sealed class RemoteDestination : Destination
     public override string Fill
     {
         get { lock (_lock) return $"{_outstanding} of {_capacity} items in flight or queued"; }
+    }
+}
+
+/// <summary>
+/// Arrays of one link's batches that its reader has handled (the reader's thread returns them), for the link's thread to
+/// decode the next batches into. Only arrays of the longest batch length seen are kept (full batches), at most a few.
+/// </summary>
+internal sealed class SpareArrays
+{
+    private const int Most = 8;
+    private readonly object _lock = new();
+    private readonly Array?[] _arrays = new Array?[Most];
+    private int _count;
+    private int _length;
+
+    /// <summary>An array of exactly <paramref name="length"/> items to fill, or null.</summary>
+    public Array? Take(int length)
+    {
+        lock (_lock)
+        {
+            if (_count == 0 || length != _length) return null;
+            Array array = _arrays[--_count]!;
+            _arrays[_count] = null;
+            return array;
+        }
+    }
+
+    /// <summary>Keeps an array whose items are all handled (dropped when there are enough, or it is shorter than full batches).</summary>
+    public void Return(Array array)
+    {
+        lock (_lock)
+        {
+            if (array.Length > _length)
+            {
+                Array.Clear(_arrays);
+                _count = 0;
+                _length = array.Length;
+            }
+            if (array.Length == _length && _count < Most) _arrays[_count++] = array;
+        }
     }
 }
