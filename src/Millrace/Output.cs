@@ -43,6 +43,7 @@ public sealed class Output<T> : IOutputPort
 
     /// <summary>Appends <paramref name="item"/> to the stream. Every reader of the stream will see it, in order.</summary>
     /// <exception cref="InvalidOperationException">Called before the process started or after its outputs ended.</exception>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public void Emit(T item)
     {
         T[] items = _items;

@@ -150,7 +150,7 @@ internal sealed class BatchSender
         ItemsOut += count;
         _pending.Enqueue((items, ids, count));
         if (TryDeliver()) return;
-        _writer.Blocked = true;
+        _writer.MarkBlocked();
         // A handler that emits a great deal per item must not grow memory without bound: wait here.
         if (_pending.Count > _maxPending) _writer.DrainBlocking();
     }

@@ -685,6 +685,32 @@ public sealed class ProcessRunner
         if (--_tick <= 0) CheckLinger();
     }
 
+    /// <summary>
+    /// <see cref="Tick"/> for the loop over a batch's items: true when the process must pause after this item (an output
+    /// is blocked, or it stops). An output that blocks looks at once (<see cref="MarkBlocked"/>).
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal bool TickThenPause() => (--_tick <= 0 && TickExpired()) | _stopping;
+
+    private bool TickExpired()
+    {
+        // Outside the item's fault: what fails here (sending what was emitted) fails the process, not the item.
+        TickFailing = true;
+        CheckLinger();
+        TickFailing = false;
+        return Blocked;
+    }
+
+    /// <summary>Set while the periodic work between items runs (it stays set if that threw): such a failure is not an item's.</summary>
+    internal bool TickFailing;
+
+    /// <summary>An output holds batches a full reader could not take: the process pauses after the current item.</summary>
+    internal void MarkBlocked()
+    {
+        Blocked = true;
+        _tick = 0; // looked at after the current item
+    }
+
     private void CheckLinger()
     {
         ServeMarker();
