@@ -87,7 +87,8 @@ public sealed class DotnetCountersTests
                 }
                 catch (TimeoutException e)
                 {
-                    throw new TimeoutException($"{e.Message} What it recorded last:\n{string.Join("\n", ReadLines(csv).TakeLast(30))}\n" +
+                    throw new TimeoutException($"{e.Message} dotnet-counters {(counters.HasExited ? "had exited" : "was running")}, the program " +
+                        $"{(program.HasExited ? "had exited" : "was running")}, the file {(File.Exists(csv) ? $"held {new FileInfo(csv).Length} bytes" : "did not exist")}. What it recorded last:\n{string.Join("\n", ReadLines(csv).TakeLast(30))}\n" +
                         $"dotnet-counters said: {counters.ErrorOutput}{counters.Output}\nThe program said: {program.ErrorOutput}{program.Output}");
                 }
                 finally

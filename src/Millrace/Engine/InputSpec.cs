@@ -70,7 +70,8 @@ internal sealed class InputSpec<T> : InputSpec
             return RecoverThenGoOnAsync(runner, lane, items, i, count, e);
         }
         lane.Position += done;
-        return done == count ? default : HandleSlowAsync(runner, lane, items, done, count);
+        // Paused before the end, or the last item's emit blocked an output: the slow way goes on, or waits for room.
+        return done == count && !runner.Blocked ? default : HandleSlowAsync(runner, lane, items, done, count);
     }
 
     /// <summary>Calls the handler for items 0 to <paramref name="count"/> - 1; returns how many it handled before the process had to pause.</summary>

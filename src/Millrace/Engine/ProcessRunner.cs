@@ -695,9 +695,16 @@ public sealed class ProcessRunner
     private bool TickExpired()
     {
         // Outside the item's fault: what fails here (sending what was emitted) fails the process, not the item.
+        // An exception's filters run before finally blocks: the handler loop's filter still sees it set.
         TickFailing = true;
-        CheckLinger();
-        TickFailing = false;
+        try
+        {
+            CheckLinger();
+        }
+        finally
+        {
+            TickFailing = false;
+        }
         return Blocked;
     }
 

@@ -140,24 +140,27 @@ internal sealed class Coordinator
                 GoesOnAfterEnds = true,
             };
         }
-        // The children first: their runtimes' start is most of a short run's time, and the views start meanwhile
-        // (what the children say waits in the control socket until they are accepted below).
-        foreach (Child child in _children) StartChild(child);
-        if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: children started");
+        _run.Detector?.Start();
+        // The children first: their runtimes' start is most of a short run's time. What they say is read from the start;
+        // the views start meanwhile.
         RunWatch watch;
+        Task accepting = Task.CompletedTask;
         try
         {
+            foreach (Child child in _children) StartChild(child);
+            if (debug) Console.Error.WriteLine($"[millrace] {stopwatch.ElapsedMilliseconds} ms: children started");
+            accepting = AcceptAsync(listener);
             watch = await RunMonitor.StartAsync(_model, _options, Sample);
         }
         catch
         {
-            // A view that cannot start (a dashboard port in use) fails the run before it ran: no child outlives it.
+            // A child that cannot be started, or a view that cannot start (a dashboard port in use), fails the run as it
+            // starts: no child outlives it.
+            _run.Detector?.Stop();
             KillChildren();
             throw;
         }
         await using RunWatch watched = watch;
-        _run.Detector?.Start();
-        Task accepting = AcceptAsync(listener);
         Task taking = Task.CompletedTask;
 
         if (await Started(c => c.Hello.Task, "start"))

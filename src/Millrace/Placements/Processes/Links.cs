@@ -19,6 +19,7 @@ internal sealed class ProcessLinks : ITransport, IDisposable
     private readonly RunContext _run;
     private readonly CodecSet _codecs;
     private readonly int _capacity;
+    private readonly int _batchSize;
     private readonly LinkInfo[] _links;
     private readonly RemoteDestination?[] _outgoing;
     private readonly IncomingLink?[] _incoming;
@@ -36,6 +37,7 @@ internal sealed class ProcessLinks : ITransport, IDisposable
         _run = run;
         _codecs = new CodecSet(model.Codecs, options.Codec);
         _capacity = options.StreamCapacity;
+        _batchSize = options.EffectiveBatchSize;
         _links = Table(model, groupOf);
         _outgoing = new RemoteDestination?[_links.Length];
         _incoming = new IncomingLink?[_links.Length];
@@ -78,8 +80,10 @@ internal sealed class ProcessLinks : ITransport, IDisposable
         _incoming[link.Id] = incoming;
         // Room goes back half the capacity at a time, and all of it before the reader waits: each Room frame wakes the
         // writer's side twice (its link thread, then the writer), so fewer frames are fewer wake-ups (a quarter at a time,
-        // one frame per full batch at the default sizes: 100M items 5% slower, 20% more context switches).
-        int threshold = Math.Max(1, _capacity / 2);
+        // one frame per full batch at the default sizes: 100M items 5% slower, 20% more context switches). Never more than
+        // leaves a writer room for a whole batch: room held back below that could keep a writer waiting for as long as
+        // another writer keeps this reader busy.
+        int threshold = Math.Max(1, Math.Min(_capacity / 2, _capacity - _batchSize + 1));
         return new RoomReturn(count =>
         {
             incoming.RoomToReturn += count;
