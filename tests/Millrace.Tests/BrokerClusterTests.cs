@@ -119,8 +119,10 @@ public sealed class BrokerClusterTests(RabbitCluster cluster, ITestOutputHelper 
         });
     }
 
+    // MILLRACE_DEBUG=1: every 2 s each program says where its messages are (publisher, acknowledger, consumer, the messages
+    // waiting for their turn), which a failure's message shows.
     private ExampleProgram Start(string runId, string process, params string[] more) =>
-        ExampleProgram.Start("Tutorial", new[] { "--count", Items.ToString(), "--batch", "20", "--placement", "broker", "--run-id", runId,
+        ExampleProgram.Start("Tutorial", new Dictionary<string, string> { ["MILLRACE_DEBUG"] = "1" }, new[] { "--count", Items.ToString(), "--batch", "20", "--placement", "broker", "--run-id", runId,
             "--broker", cluster.Uri, "--broker-queues", "quorum", "--processes", process }.Concat(more).ToArray());
 
     /// <summary>How many items process1 printed it handled so far (its --verbose lines "tmp process1 : N").</summary>
@@ -199,8 +201,15 @@ public sealed class BrokerClusterTests(RabbitCluster cluster, ITestOutputHelper 
         {
             queues = $"(list_queues failed: {e.Message})";
         }
+        // Each program's own lines, and the last two of its MILLRACE_DEBUG lines.
+        static string Errors(string err)
+        {
+            string[] lines = Lines(err);
+            return string.Join('\n', lines.Where(l => !l.StartsWith("[millrace debug]", StringComparison.Ordinal))
+                .Concat(lines.Where(l => l.StartsWith("[millrace debug]", StringComparison.Ordinal)).TakeLast(2)));
+        }
         return $"queues (name, type, ready, unacknowledged, consumers, leader):\n{queues}\n" +
-               string.Concat(programs.Select(p => $"--- {p.Key}{(p.Value.HasExited ? " (ended)" : "")}, errors:\n{p.Value.ErrorOutput}\n"));
+               string.Concat(programs.Select(p => $"--- {p.Key}{(p.Value.HasExited ? " (ended)" : "")}, errors:\n{Errors(p.Value.ErrorOutput)}\n"));
     }
 
     [Fact]
