@@ -36,7 +36,7 @@ internal sealed class ProcessPort
         _session = session;
         _run = run;
         _acknowledger = new Acknowledger(() => _publisher!.Accepted);
-        _publisher = new Publisher(session, maxInFlight, OperationTimeout, _acknowledger.Confirmed, run.Poke);
+        _publisher = new Publisher(runner.Name, session, maxInFlight, OperationTimeout, _acknowledger.Confirmed, run.Poke);
         _consumer = new Consumer(this, session, _acknowledger, run, prefetch, OperationTimeout);
     }
 

@@ -47,6 +47,14 @@ internal sealed class Publisher
 {
     private static readonly TimeSpan IdleWake = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Refused without a confirm for this long, the publishing channel is made again. A quorum queue tells a channel it is
+    /// full, and later that it may publish again, and the channel refuses by itself in between; that "go" can be lost
+    /// (RabbitMQ 3.10: a leader elected after a node stopped, seen in the cluster test as a writer refused for minutes by an
+    /// empty queue). A new channel asks the queue its state when it first publishes to it.
+    /// </summary>
+    internal static readonly long RenewRefusedChannelAfterMs = 3000;
+
     private readonly BrokerSession _session;
     private readonly TimeSpan _operationTimeout;
     private readonly Action<long> _confirmedUpTo;
@@ -68,23 +76,32 @@ internal sealed class Publisher
     private bool _outOfOrder;
     private CancellationTokenSource _channelLost = new();
     private int _backoffMs;
+    private long _refusedSince;
+    private bool _renewChannel;
     private long _pausedUntil;
     private volatile bool _closed;
     private Task _loop = Task.CompletedTask;
 
+    /// <param name="name">The process whose messages these are.</param>
     /// <param name="session">The broker connection (made again after a loss).</param>
     /// <param name="maxInFlight">Messages that may be accepted from the oldest one not yet confirmed on (markers and end marks aside).</param>
     /// <param name="operationTimeout">The longest one call to the broker may take before its channel is given up.</param>
     /// <param name="confirmedUpTo">Told (outside any lock) that every message up to this number is confirmed.</param>
     /// <param name="poke">Told when the broker starts refusing: the process is blocked, termination detection should look.</param>
-    public Publisher(BrokerSession session, int maxInFlight, TimeSpan operationTimeout, Action<long> confirmedUpTo, Action poke)
+    public Publisher(string name, BrokerSession session, int maxInFlight, TimeSpan operationTimeout, Action<long> confirmedUpTo, Action poke)
     {
+        Name = name;
         _session = session;
         _maxInFlight = maxInFlight;
         _operationTimeout = operationTimeout;
         _confirmedUpTo = confirmedUpTo;
         _poke = poke;
     }
+
+    private static readonly bool Debug = Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1";
+
+    /// <summary>The process whose messages these are (for MILLRACE_DEBUG lines).</summary>
+    public string Name { get; }
 
     /// <summary>This incarnation's id: the prefix of its message ids.</summary>
     public string Incarnation { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
@@ -139,7 +156,7 @@ internal sealed class Publisher
     {
         lock (_lock)
             return $"accepted {_assigned}, confirmed up to {_confirmed}, to send {_toSend.Count}, unconfirmed {_unconfirmed.Count}" +
-                   $"{(Refusing ? " (refused)" : "")}, publish channel {(_publishChannel is { IsOpen: true } ? "open" : "none")} gen {_publishGeneration}";
+                   $"{(Refusing ? " (refused)" : "")}, channels renewed {ChannelsRenewed}, publish channel {(_publishChannel is { IsOpen: true } ? "open" : "none")} gen {_publishGeneration}";
     }
 
     public string Fill
@@ -174,7 +191,20 @@ internal sealed class Publisher
             while (!_closed)
             {
                 long pause;
-                lock (_lock) pause = _pausedUntil - Environment.TickCount64;
+                bool renew;
+                lock (_lock)
+                {
+                    pause = _pausedUntil - Environment.TickCount64;
+                    renew = _renewChannel && ReferenceEquals(channel, _publishChannel);
+                    _renewChannel = false;
+                }
+                if (renew)
+                {
+                    ChannelsRenewed++;
+                    if (Debug) Console.Error.WriteLine($"[millrace debug] {Name}: refused for {RenewRefusedChannelAfterMs / 1000} s without a confirm: a new publishing channel ({ChannelsRenewed} so far)");
+                    await AbandonAsync(channel);
+                    break;
+                }
                 if (pause > 0) await Task.Delay((int)pause);
                 Outgoing? message;
                 lock (_lock)
@@ -397,8 +427,15 @@ internal sealed class Publisher
                 foreach (Outgoing message in refused) InsertInOrder(_toSend, message);
                 _outOfOrder = true;
                 _backoffMs = Math.Clamp(_backoffMs * 2, 5, 200);
-                _pausedUntil = Environment.TickCount64 + _backoffMs;
+                long now = Environment.TickCount64;
+                _pausedUntil = now + _backoffMs;
                 poke = !Refusing;
+                if (!Refusing) _refusedSince = now;
+                else if (now - _refusedSince >= RenewRefusedChannelAfterMs)
+                {
+                    _renewChannel = true;
+                    _refusedSince = now;
+                }
                 Refusing = true;
             }
         }
@@ -420,6 +457,9 @@ internal sealed class Publisher
 
     /// <summary>The broker refuses this process's messages (a reader's queue is full): the process is blocked, not busy.</summary>
     public bool Refusing { get; private set; }
+
+    /// <summary>Publishing channels made again because the broker refused everything on them for long (see <see cref="RenewRefusedChannelAfterMs"/>).</summary>
+    public int ChannelsRenewed { get; private set; }
 
     /// <summary>Stops the loop (bounded) and closes the channel.</summary>
     public async Task CloseAsync()

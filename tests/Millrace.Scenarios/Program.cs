@@ -947,6 +947,8 @@ static class Scenarios
         string file = Environment.GetEnvironmentVariable("MILLRACE_SCENARIO_FILE")
                       ?? throw new InvalidOperationException("MILLRACE_SCENARIO_FILE names the file the writer and the reader share.");
         const long count = 60_000;
+        // MILLRACE_SCENARIO_STALL_MS: the reader stops once (at item 1,000) for that long, its queues full all that time.
+        int stall = int.TryParse(Environment.GetEnvironmentVariable("MILLRACE_SCENARIO_STALL_MS"), out int ms) ? ms : 0;
         graph.Source("writer", numbers, Written());
         graph.Process("reader", p =>
         {
@@ -960,6 +962,7 @@ static class Scenarios
                 taken++;
                 lead = Math.Max(lead, shared!.Read() - taken);
                 if (taken % 100 == 0) Thread.Sleep(1); // slow: the writer fills every queue on the way
+                if (taken == 1000 && stall > 0) Thread.Sleep(stall);
             });
             p.OnCompleted(() => Console.WriteLine($"reader: {taken} items, writer at most {lead} ahead, {outOfOrder} out of order"));
             p.Finally(() => shared?.Dispose());

@@ -135,11 +135,27 @@ public class CheckpointTests
         Assert.True(exit == 0, err);
         string[] expected = Totals(output);
 
+        int kills = Helpers.Iterations("MILLRACE_CHAOS_KILLS", 5);
+        // A run that ends before two kills landed (a quick start-up, a restart that caught up with the end before the next
+        // checkpoint: once in CI) proves little: it is checked all the same, and a fresh run is killed again, three at most.
+        var killedInAll = new List<string>();
+        for (int attempt = 0; attempt < 3 && killedInAll.Count < 2; attempt++)
+            killedInAll.AddRange(await KilledRunAsync(programName, command, itemsEnvironment, scenario, store, kills, expected, items));
+        Assert.True(killedInAll.Count >= 2, $"only {killedInAll.Count} kills landed in three runs before they finished: {string.Join(", ", killedInAll)}");
+    }
+
+    /// <summary>
+    /// One run in the processes placement whose children are killed at random moments (up to <paramref name="kills"/> times):
+    /// it must end with the undisturbed totals, each kill followed by a restart from a complete checkpoint. Returns the
+    /// processes killed.
+    /// </summary>
+    private static async Task<List<string>> KilledRunAsync(string programName, string[] command, Dictionary<string, string> itemsEnvironment,
+        string scenario, string store, int kills, string[] expected, long items)
+    {
         using var state = new StateUnderTest(store);
         string file = state.Scratch + ".jsonl";
         var environment = new Dictionary<string, string>(itemsEnvironment) { ["MILLRACE_CHECKPOINT_OUT"] = file };
         if (scenario == "checkpointed") environment["MILLRACE_CHECKPOINT_TABLE"] = state.Table;
-        int kills = Helpers.Iterations("MILLRACE_CHAOS_KILLS", 5);
         try
         {
             using var program = ExampleProgram.Start(programName, environment,
@@ -171,7 +187,6 @@ public class CheckpointTests
             var (finalExit, finalOutput, finalErr) = await program.WaitAsync(seconds: 180);
             string killed = string.Join(", ", victims);
             Assert.True(finalExit == 0, $"killed: {killed}\n{finalErr}\n{string.Join("\n", finalOutput.Split('\n').Where(l => !l.StartsWith("stream ", StringComparison.Ordinal)))}");
-            Assert.True(victims.Count >= 2, $"only {victims.Count} kills landed before the run finished");
             // Each kill noticed and followed by a restart from a complete checkpoint (none waited for a dead child).
             Assert.True(victims.Count == Count(finalErr, "starting the children again") && victims.Count == Count(finalErr, "resuming from checkpoint"),
                 $"killed: {killed}; {Count(finalErr, "starting the children again")} restarts, {Count(finalErr, "resuming from checkpoint")} resumed from a checkpoint:\n{finalErr}");
@@ -179,6 +194,7 @@ public class CheckpointTests
             Assert.Equal(expected, Totals(finalOutput).Distinct().ToArray());
             if (scenario == "checkpointed-operators") AssertFileOnce(file, items);
             if (scenario == "checkpointed") state.AssertTableOnce();
+            return victims;
         }
         finally
         {
