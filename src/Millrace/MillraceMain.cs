@@ -79,6 +79,11 @@ public static class MillraceMain
             Console.Error.WriteLine($"{program}: {e.Message}");
             return ExitCodes.Usage;
         }
+        catch (Monitoring.RunStartException e)
+        {
+            Console.Error.WriteLine($"{program}: {e.Message}");
+            return ExitCodes.Failed;
+        }
         catch (Exception e)
         {
             // The program's own code threw (after the run, say): said with its stack trace, exit code 1, not an abort.

@@ -191,7 +191,7 @@ public sealed class DashboardTests
         Assert.Equal(JsonValueKind.Null, second.GetProperty("checkpoints").ValueKind); // none asked for
 
         // A second run asking for the same port fails before it starts, saying what to do.
-        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => SlowMiddle().RunAsync(new RunOptions { Dashboard = true, DashboardPort = port }));
+        var e = await Assert.ThrowsAnyAsync<InvalidOperationException>(() => SlowMiddle().RunAsync(new RunOptions { Dashboard = true, DashboardPort = port }));
         Assert.Contains($"The dashboard cannot listen on 127.0.0.1:{port}", e.Message);
         Assert.Contains("--dashboard-port", e.Message);
         stop.Cancel();

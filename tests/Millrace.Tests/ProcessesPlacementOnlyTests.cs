@@ -81,16 +81,19 @@ public class ProcessesPlacementOnlyTests
     /// The coordinator starts its children before its views: a dashboard that cannot listen still fails the run with a
     /// clear error, and the children already started are gone with it (none waits for a coordinator that gave up).
     /// </summary>
-    [Fact]
-    public async Task A_dashboard_port_in_use_fails_the_run_and_leaves_no_child_behind()
+    [Theory]
+    [InlineData("processes")]
+    [InlineData("threads")]
+    public async Task A_dashboard_port_in_use_fails_the_run_and_leaves_no_child_behind(string placement)
     {
         using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         taken.Start();
         string port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var (exit, _, err) = await ExampleProgram.RunAsync("Tutorial",
-            new[] { "--placement", "processes", "--dashboard-port", port, "--count", "1000000000000" });
+            new[] { "--placement", placement, "--dashboard-port", port, "--count", "1000000000000" });
         Assert.True(exit == 1, err);
         Assert.Contains($"The dashboard cannot listen on 127.0.0.1:{port}", err);
+        Assert.DoesNotContain("   at ", err); // the message alone: a stack trace would bury it
         Assert.DoesNotContain("cannot reach the coordinator", err);
         string[] left = Directory.EnumerateDirectories("/proc")
             .Where(d => int.TryParse(Path.GetFileName(d), out _))

@@ -31,10 +31,24 @@ internal static class ObserverLoader
     {
         Type? type = Available(typeName) ? Type.GetType(typeName) : null;
         if (type is null)
-            throw new InvalidOperationException($"The {what} lives in the {library} library, which this program does not reference. " +
+            throw new RunStartException($"The {what} lives in the {library} library, which this program does not reference. " +
                 $"Add it: dotnet add package {library} (or a project reference to src/{library}).");
         var observer = (IRunObserver)Activator.CreateInstance(type)!;
-        await observer.StartAsync(monitor);
+        try
+        {
+            await observer.StartAsync(monitor);
+        }
+        catch (InvalidOperationException e) when (required)
+        {
+            // Its message says what and how to fix it (a port in use: choose another); the stack trace would bury it.
+            throw new RunStartException(e.Message, e);
+        }
         return observer;
     }
 }
+
+/// <summary>
+/// The run could not start for a reason its message tells in full (a view that cannot listen, a library not referenced):
+/// <see cref="MillraceMain"/> prints the message alone, no stack trace.
+/// </summary>
+internal sealed class RunStartException(string message, Exception? inner = null) : InvalidOperationException(message, inner);
