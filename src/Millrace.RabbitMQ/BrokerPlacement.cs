@@ -53,6 +53,20 @@ internal sealed class BrokerPlacement : IPlacement
             ? Enumerable.Range(0, names.Length).ToArray()
             : Enumerable.Range(0, names.Length).Where(p => options.Broker.Processes.Contains(names[p])).ToArray();
         string hostedNames = string.Join(",", hosted.Select(p => names[p]));
+        // A reader's queue is named RUN.STREAM.READER, and names may hold dots: two pairs must not come to one queue
+        // (their messages would mix).
+        var queueOf = new Dictionary<string, (string Stream, string Reader)>();
+        foreach (StreamShape stream in graph.Streams)
+        {
+            foreach (string reader in stream.Readers)
+            {
+                string queue = Wire.Queue("RUN", stream.Name, reader);
+                if (queueOf.TryGetValue(queue, out var other))
+                    context.Refuse($"Stream '{other.Stream}' read by '{other.Reader}' and stream '{stream.Name}' read by '{reader}' would share one queue on " +
+                                   $"the broker ('{queue}': a reader's queue is named after the stream and the reader, with a dot between); rename one of them.");
+                queueOf[queue] = (stream.Name, reader);
+            }
+        }
         // With checkpoints on: refused before anything connects if they cannot hold this graph.
         if (context.TakesCheckpoints && graph.Cycles.Count > 0)
             context.Refuse($"Checkpoints (--checkpoint-interval) in the broker placement do not hold a graph with a cycle yet " +

@@ -42,7 +42,8 @@ internal static class Wire
 
     public static string Queue(string prefix, string stream, string reader) => $"{prefix}.{stream}.{reader}";
 
-    public static string ControlExchange(string prefix) => $"{prefix}.control";
+    /// <summary>The run's control exchange (a ':' no stream name has: a stream may be called "control").</summary>
+    public static string ControlExchange(string prefix) => $"{prefix}:control";
 
     /// <summary>
     /// The run's dead-letter exchange and queue (the same name; a ':' no stream name has): messages its processes could not

@@ -74,7 +74,16 @@ internal sealed class ExampleProgram : IDisposable
 
     public static void Kill(int pid, int signal)
     {
-        if (kill(pid, signal) != 0) throw new InvalidOperationException($"kill({pid}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+        if (!TryKill(pid, signal)) throw new InvalidOperationException($"kill({pid}, {signal}) failed: no such process (it had ended)");
+    }
+
+    /// <summary>Sends <paramref name="signal"/>; false when the process had ended already (ESRCH). Any other failure throws.</summary>
+    public static bool TryKill(int pid, int signal)
+    {
+        if (kill(pid, signal) == 0) return true;
+        int errno = Marshal.GetLastPInvokeError();
+        if (errno == 3) return false;
+        throw new InvalidOperationException($"kill({pid}, {signal}) failed: errno {errno}");
     }
 
     /// <summary>Runs to the end (killed after <paramref name="seconds"/>, which fails the test).</summary>
