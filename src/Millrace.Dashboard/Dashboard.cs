@@ -102,8 +102,9 @@ internal sealed class Dashboard : IRunObserver
         {
             await _app.DisposeAsync();
             _app = null;
+            // Marked: the message tells the whole story, printed without a stack trace (ObserverLoader).
             throw new InvalidOperationException($"The dashboard cannot listen on 127.0.0.1:{monitor.Options.DashboardPort}: {e.Message} " +
-                "Choose another port with --dashboard-port PORT (0: any free port).", e);
+                "Choose another port with --dashboard-port PORT (0: any free port).", e) { Data = { ["Millrace.RunStart"] = true } };
         }
         _recorder = new Timer(_ => Record(), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
         string address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "?";

@@ -203,6 +203,7 @@ internal sealed class Publisher
                     ChannelsRenewed++;
                     if (Debug) Console.Error.WriteLine($"[millrace debug] {Name}: refused for {RenewRefusedChannelAfterMs / 1000} s without a confirm: a new publishing channel ({ChannelsRenewed} so far)");
                     await AbandonAsync(channel);
+                    _publishWork.Set(); // at once on the new channel, not after the idle wait
                     break;
                 }
                 if (pause > 0) await Task.Delay((int)pause);
@@ -288,6 +289,8 @@ internal sealed class Publisher
             _publishGeneration = generation;
             _channelSeq = 0;
             _outOfOrder = false;
+            _renewChannel = false; // asked for the channel this one replaces
+            _refusedSince = Environment.TickCount64;
             // Whatever the old channel did not confirm goes again, in order among what waits (a
             // refused message may already wait there, behind newer unconfirmed ones).
             foreach (Outgoing message in _unconfirmed)

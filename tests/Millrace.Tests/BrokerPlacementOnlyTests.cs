@@ -314,7 +314,7 @@ public class BrokerPlacementOnlyTests
     }
 
     /// <summary>
-    /// A reader that stops for 5 s with its queue full: its writer's messages are refused all that time, and after 3 s of
+    /// A reader that stops for 10 s with its queue full: its writer's messages are refused all that time, and after 3 s of
     /// refusals without a confirm the writer publishes on a new channel (a quorum queue's "you may publish again" can be
     /// lost; a new channel asks the queue). What was refused on the old channel goes again on the new one: every item once
     /// and in order.
@@ -328,7 +328,7 @@ public class BrokerPlacementOnlyTests
         {
             var (exit, output, err) = await ExampleProgram.RunAsync("Millrace.Scenarios",
                 ["bounded", "--capacity", "1000", "--batch", "100", "--placement", "broker", "--run-id", Broker.NewRunId()],
-                environment: new Dictionary<string, string> { ["MILLRACE_SCENARIO_FILE"] = file, ["MILLRACE_SCENARIO_STALL_MS"] = "5000", ["MILLRACE_DEBUG"] = "1" });
+                environment: new Dictionary<string, string> { ["MILLRACE_SCENARIO_FILE"] = file, ["MILLRACE_SCENARIO_STALL_MS"] = "10000", ["MILLRACE_DEBUG"] = "1" });
             Assert.True(exit == 0, err);
             Assert.Matches(@"reader: 60000 items, writer at most \d+ ahead, 0 out of order", output);
             Assert.Matches(@"\[millrace debug\] writer: refused for 3 s without a confirm: a new publishing channel", err);

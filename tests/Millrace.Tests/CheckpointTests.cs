@@ -138,10 +138,14 @@ public class CheckpointTests
         int kills = Helpers.Iterations("MILLRACE_CHAOS_KILLS", 5);
         // A run that ends before two kills landed (a quick start-up, a restart that caught up with the end before the next
         // checkpoint: once in CI) proves little: it is checked all the same, and a fresh run is killed again, three at most.
-        var killedInAll = new List<string>();
-        for (int attempt = 0; attempt < 3 && killedInAll.Count < 2; attempt++)
-            killedInAll.AddRange(await KilledRunAsync(programName, command, itemsEnvironment, scenario, store, kills, expected, items));
-        Assert.True(killedInAll.Count >= 2, $"only {killedInAll.Count} kills landed in three runs before they finished: {string.Join(", ", killedInAll)}");
+        // One run must take two kills (a child killed in a run that had already started again from a checkpoint).
+        var most = new List<string>();
+        for (int attempt = 0; attempt < 3 && most.Count < 2; attempt++)
+        {
+            List<string> killed = await KilledRunAsync(programName, command, itemsEnvironment, scenario, store, kills, expected, items);
+            if (killed.Count > most.Count) most = killed;
+        }
+        Assert.True(most.Count >= 2, $"no run of three took two kills before it finished (at most {most.Count}: {string.Join(", ", most)})");
     }
 
     /// <summary>
@@ -175,7 +179,8 @@ public class CheckpointTests
                 if (children.Length == 0 || program.HasExited) break;
                 int victim = children[random.Next(children.Length)];
                 string? name = ChildProcesses.Processes(victim);
-                ExampleProgram.Kill(victim, SIGKILL);
+                // Ended between the listing and the kill: the run is ending (its children exit as it completes).
+                if (!ExampleProgram.TryKill(victim, SIGKILL)) break;
                 victims.Add(name ?? "?");
                 int restarts = victims.Count;
                 await Waits.Until(() => Count(program.ErrorOutput, "starting the children again") >= restarts || program.HasExited,

@@ -38,9 +38,10 @@ internal static class ObserverLoader
         {
             await observer.StartAsync(monitor);
         }
-        catch (InvalidOperationException e) when (required)
+        catch (InvalidOperationException e) when (required && e.Data.Contains(RunStartException.Marker))
         {
-            // Its message says what and how to fix it (a port in use: choose another); the stack trace would bury it.
+            // A failure the view reports on purpose (a port in use): its message says what and how to fix it, and a stack
+            // trace would bury it. Any other exception keeps its stack trace (a bug's is needed).
             throw new RunStartException(e.Message, e);
         }
         return observer;
@@ -51,4 +52,11 @@ internal static class ObserverLoader
 /// The run could not start for a reason its message tells in full (a view that cannot listen, a library not referenced):
 /// <see cref="MillraceMain"/> prints the message alone, no stack trace.
 /// </summary>
-internal sealed class RunStartException(string message, Exception? inner = null) : InvalidOperationException(message, inner);
+internal sealed class RunStartException(string message, Exception? inner = null) : InvalidOperationException(message, inner)
+{
+    /// <summary>
+    /// The key a view puts in an exception's <see cref="Exception.Data"/> when its message tells the whole story (the
+    /// dashboard's libraries see only this string, not the type).
+    /// </summary>
+    public const string Marker = "Millrace.RunStart";
+}
