@@ -84,7 +84,7 @@ internal sealed class BrokerPlacement : IPlacement
             return Failed(hostedNames, stopwatch, e.Message);
         }
         using IDisposable? claim = claimed;
-        string prefix = "millrace." + (options.RunId ?? (Assembly.GetEntryAssembly()?.GetName().Name ?? "run").ToLowerInvariant());
+        string prefix = "millrace." + (options.RunId ?? DefaultRunId(Assembly.GetEntryAssembly()?.GetName().Name));
         string uri = options.Broker.Uri ?? Environment.GetEnvironmentVariable(BrokerVariable) ?? DefaultBroker;
 
         BrokerSession session;
@@ -399,6 +399,10 @@ internal sealed class BrokerPlacement : IPlacement
     /// 36 s of broker CPU for 100,000 items with 2000, 28 s with 1000, 21 s with 512 and with 256), and no faster.
     /// </summary>
     internal const int MaxWindow = 512;
+
+    /// <summary>The run's name on the broker when none is given: the program's name in lower case, a '-' for any dot (as run ids have none).</summary>
+    internal static string DefaultRunId(string? program) =>
+        string.Concat((program ?? "run").ToLowerInvariant().Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '-'));
 
     private static int Window(RunOptions options) => Math.Clamp(4 * options.StreamCapacity / options.EffectiveBatchSize, 16, MaxWindow);
 

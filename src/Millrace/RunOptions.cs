@@ -90,7 +90,8 @@ public sealed class RunOptions
     /// The run's name: the <c>run</c> tag of its metrics and, in the <c>broker</c> placement, what every
     /// exchange and queue of the run starts with, so that several programs (or several runs of one)
     /// can share a virtual host (every host of one run must use the same). Default: a random name for
-    /// metrics, the program's name in lower case on the broker. On the command line: <c>--run-id NAME</c>.
+    /// metrics, the program's name in lower case on the broker. 1 to 100 letters, digits, '-' and '_' (no '.': on the
+    /// broker, where names are joined with dots, two runs' names could meet). On the command line: <c>--run-id NAME</c>.
     /// </summary>
     public string? RunId { get; set; }
 
@@ -281,8 +282,11 @@ public sealed class RunOptions
             throw new ArgumentException($"Broker.Processes (--processes) chooses what runs on each host in the broker placement; the {Placement} placement runs every process.");
         if (Placement != "processes" && Processes.Groups.Count > 0)
             throw new ArgumentException($"Processes.Groups (--group) puts processes together in the processes placement; the {Placement} placement does not use it.");
-        if (RunId is not null && (RunId.Length is 0 or > 100 || RunId.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))))
-            throw new ArgumentException($"RunId (--run-id) must be 1 to 100 letters, digits, '-', '_' or '.'; got '{RunId}'.");
+        // No '.': on the broker a run's names are "millrace.RUN.STREAM", and stream names may hold dots; with dots in run ids
+        // too, run "x" with stream "y.s" and run "x.y" with stream "s" would share an exchange and queues.
+        if (RunId is not null && (RunId.Length is 0 or > 100 || RunId.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))))
+            throw new ArgumentException($"RunId (--run-id) must be 1 to 100 letters, digits, '-' or '_' (no '.': on the broker, " +
+                $"where names are joined with dots, two runs' names could meet); got '{RunId}'.");
     }
 
     /// <summary>Items per batch as the run uses it: <see cref="BatchSize"/>, never more than <see cref="StreamCapacity"/>.</summary>

@@ -141,6 +141,37 @@ public class PlacementSeamTests
         Assert.False(ran);
     }
 
+    /// <summary>
+    /// A run id with a dot is refused before anything runs: on the broker a run's names are "millrace.RUN.STREAM" and stream
+    /// names may hold dots, so run "x" with stream "y.s" and run "x.y" with stream "s" would share an exchange and queues.
+    /// A program whose name has dots (the default run id on the broker) gets dashes for them.
+    /// </summary>
+    [Theory]
+    [InlineData("threads")]
+    [InlineData("processes")]
+    [InlineData("broker")]
+    public async Task A_run_id_with_a_dot_is_refused_before_anything_runs(string placement)
+    {
+        bool ran = false;
+        var graph = new Graph();
+        var s = graph.Stream<int>("s");
+        graph.Source("src", s, new[] { 1 });
+        graph.Process("sink", p => p.On(s, _ => ran = true));
+        var options = Options(placement);
+        options.RunId = "nightly.1";
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => graph.RunAsync(options));
+        Assert.Contains("RunId (--run-id)", e.Message);
+        Assert.Contains("no '.'", e.Message);
+        Assert.Contains("'nightly.1'", e.Message);
+        Assert.False(ran);
+        Assert.Contains("'x.y'", Assert.Throws<ArgumentException>(() => RunOptions.Parse(["--run-id", "x.y"])).Message);
+        Assert.Equal("nightly-1_a", RunOptions.Parse(["--run-id", "nightly-1_a"]).RunId);
+
+        Assert.Equal("my-app-v2", Millrace.RabbitMQ.BrokerPlacement.DefaultRunId("My.App v2"));
+        Assert.Equal("tutorial", Millrace.RabbitMQ.BrokerPlacement.DefaultRunId("Tutorial"));
+        Assert.Equal("run", Millrace.RabbitMQ.BrokerPlacement.DefaultRunId(null));
+    }
+
     [Fact]
     public void A_name_taken_by_another_kind_of_placement_or_a_name_that_is_not_plain_is_refused()
     {
