@@ -13,6 +13,10 @@ internal abstract class InputSpec
     /// <summary>The handler as given (for checks of what it captures).</summary>
     public abstract Delegate? Handler { get; }
 
+    /// <summary>Whether items go to the handler's compiled copy now (<see cref="HandlerCompiler"/>), not to the handler as given.</summary>
+    internal abstract bool CallsCompiledCopy { get; }
+
+
     /// <summary>Calls the handler for each item of a batch, in order; the runner's state says when to pause.</summary>
     public abstract ValueTask HandleAsync(ProcessRunner runner, Lane lane, Array batch, int count);
 
@@ -30,6 +34,24 @@ internal sealed class InputSpec<T> : InputSpec
 {
     private readonly Action<T>? _handler;
     private readonly Func<T, CancellationToken, ValueTask>? _asyncHandler;
+    // The handler as called: the one given, until its compiled copy (HandlerCompiler) is ready: set once, from a thread-pool
+    // thread, after the input's first items (a run of a few items never pays for the compiling).
+    private volatile Action<T>? _current;
+    private long _untilCompile = HandlerCompiler.Enabled ? HandlerCompiler.AfterItems : long.MaxValue;
+
+    private Action<T> Current => _current ?? _handler!;
+
+    internal override bool CallsCompiledCopy => _current is not null;
+
+    private void CountTowardsCompile(int count)
+    {
+        if ((_untilCompile -= count) > 0) return;
+        _untilCompile = long.MaxValue;
+        ThreadPool.UnsafeQueueUserWorkItem(static spec =>
+        {
+            if (HandlerCompiler.TryCompile(spec._handler!) is { } compiled) spec._current = compiled;
+        }, this, preferLocal: false);
+    }
 
     public override Delegate? Handler => (Delegate?)_handler ?? _asyncHandler;
 
@@ -50,8 +72,9 @@ internal sealed class InputSpec<T> : InputSpec
     {
         runner.AssertRunnerThread("InputSpec.HandleAsync (Lane.Position)");
         T[] items = (T[])batch;
-        Action<T>? handler = _handler;
-        if (handler is null) return HandleSlowAsync(runner, lane, items, 0, count);
+        if (_handler is null) return HandleSlowAsync(runner, lane, items, 0, count);
+        Action<T> handler = Current;
+        CountTowardsCompile(count);
 
         // The hot path: synchronous handler, nothing to wait for. The loop itself has no exception handling (its variables
         // stay in registers); which item threw is told by the count of items handled.
@@ -110,7 +133,7 @@ internal sealed class InputSpec<T> : InputSpec
             }
             try
             {
-                if (_handler is not null) _handler(item);
+                if (_handler is not null) Current(item);
                 else await _asyncHandler!(item, runner.UserToken);
             }
             catch (Exception e) when (!runner.IsStopException(e))
@@ -142,7 +165,7 @@ internal sealed class InputSpec<T> : InputSpec
             {
                 if (_handler is not null)
                 {
-                    _handler(item);
+                    Current(item);
                 }
                 else
                 {
@@ -177,7 +200,7 @@ internal sealed class InputSpec<T> : InputSpec
     private ValueTask Again(ProcessRunner runner, T item)
     {
         if (_handler is null) return _asyncHandler!(item, runner.UserToken);
-        _handler(item);
+        Current(item);
         return default;
     }
 }
