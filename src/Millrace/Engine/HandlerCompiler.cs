@@ -36,10 +36,10 @@ internal static class HandlerCompiler
         {
             return Compile(handler);
         }
-        catch (Exception e) when (e is NotSupportedException or InvalidOperationException or ArgumentException or MemberAccessException
-                                      or BadImageFormatException or TypeLoadException or InvalidProgramException)
+        catch (Exception)
         {
-            // What the runtime would not take: the handler as given is as correct, only slower for its first moments.
+            // Whatever the runtime would not take (it runs on the compiling thread: nothing may escape): the handler as given is
+            // as correct, only slower for its first moments.
             return null;
         }
     }
@@ -74,7 +74,36 @@ internal static class HandlerCompiler
         info.SetLocalSignature(locals.GetSignature());
         if (body.ExceptionHandlingClauses is { Count: > 0 } clauses) info.SetExceptions(Clauses(clauses, info));
         info.SetCode(il, body.MaxStackSize);
-        return (Action<T>)copy.CreateDelegate(typeof(Action<T>), target);
+        var compiled = (Action<T>)copy.CreateDelegate(typeof(Action<T>), target);
+        // Compiled here, not at its first call on the process's thread: a copy the JIT refuses (InvalidProgramException) is
+        // never called, so it can never fail an item.
+        if (Opcodes.MethodDescriptor?.Invoke(copy, null) is not RuntimeMethodHandle handle) return null;
+        RuntimeHelpers.PrepareMethod(handle);
+        return compiled;
+    }
+
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on Millrace's compiling thread (started when there is work, gone when there is none): apart
+    /// from the thread pool, whose first worker can take milliseconds to come.
+    /// </summary>
+    public static void Enqueue(Action work)
+    {
+        Queue.Enqueue(work);
+        if (Interlocked.CompareExchange(ref _working, 1, 0) == 0) new Thread(Drain) { IsBackground = true, Name = "millrace compile" }.Start();
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentQueue<Action> Queue = new();
+    private static int _working;
+
+    private static void Drain()
+    {
+        while (true)
+        {
+            while (Queue.TryDequeue(out Action? work)) work();
+            Volatile.Write(ref _working, 0);
+            if (Queue.IsEmpty || Interlocked.CompareExchange(ref _working, 1, 0) != 0) return;
+        }
     }
 
     /// <summary>Rewrites, in place, every token of <paramref name="il"/> as the dynamic method's scope knows it; false for what it cannot carry.</summary>
@@ -173,11 +202,15 @@ internal static class HandlerCompiler
 
     private static void Write(byte[] bytes, int at, int value) => System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(at), value);
 
-    /// <summary>The IL opcodes by their bytes (apart from <see cref="HandlerCompiler"/>, so that asking <see cref="Enabled"/> does not build them).</summary>
+    /// <summary>The IL opcodes by their bytes, and reflection the compiling needs (apart from <see cref="HandlerCompiler"/>, so that asking <see cref="Enabled"/> does not build them).</summary>
     private static class Opcodes
     {
         public static readonly OpCode?[] OneByte = new OpCode?[256];
         public static readonly OpCode?[] TwoByte = new OpCode?[256];
+
+        /// <summary>The runtime's handle of a dynamic method (not public: its MethodHandle property throws); null if this runtime has none.</summary>
+        public static readonly MethodInfo? MethodDescriptor =
+            typeof(DynamicMethod).GetMethod("GetMethodDescriptor", BindingFlags.NonPublic | BindingFlags.Instance, Type.EmptyTypes);
 
         static Opcodes()
         {

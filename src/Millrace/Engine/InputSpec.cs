@@ -34,8 +34,8 @@ internal sealed class InputSpec<T> : InputSpec
 {
     private readonly Action<T>? _handler;
     private readonly Func<T, CancellationToken, ValueTask>? _asyncHandler;
-    // The handler as called: the one given, until its compiled copy (HandlerCompiler) is ready: set once, from a thread-pool
-    // thread, after the input's first items (a run of a few items never pays for the compiling).
+    // The handler as called: the one given, until its compiled copy (HandlerCompiler) is ready: set once, from Millrace's
+    // compiling thread, after the input's first items (a run of a few items never pays for the compiling).
     private volatile Action<T>? _current;
     private long _untilCompile = HandlerCompiler.Enabled ? HandlerCompiler.AfterItems : long.MaxValue;
 
@@ -47,10 +47,10 @@ internal sealed class InputSpec<T> : InputSpec
     {
         if ((_untilCompile -= count) > 0) return;
         _untilCompile = long.MaxValue;
-        ThreadPool.UnsafeQueueUserWorkItem(static spec =>
+        HandlerCompiler.Enqueue(() =>
         {
-            if (HandlerCompiler.TryCompile(spec._handler!) is { } compiled) spec._current = compiled;
-        }, this, preferLocal: false);
+            if (HandlerCompiler.TryCompile(_handler!) is { } compiled) _current = compiled;
+        });
     }
 
     public override Delegate? Handler => (Delegate?)_handler ?? _asyncHandler;
