@@ -133,7 +133,10 @@ public class HandlerCompilerTests
                 int total = 0;
                 foreach (int v in buffer) total += v;
                 (int Low, int High) pair = (Math.Min(x, total), Math.Max(x, total));
-                results.Add(Describe(pair) + typeof(List<int>).Name + Enumerable.Range(0, Math.Abs(x) % 5).Select(twice).Sum());
+                int[] primes = { 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37 }; // an array initializer (ldtoken of static data)
+                ReadOnlySpan<byte> table = new byte[] { 9, 8, 7, 6, 5, 4, 3, 2, 1, 0 }; // static data read in place
+                results.Add(Describe(pair) + typeof(List<int>).Name + Enumerable.Range(0, Math.Abs(x) % 5).Select(twice).Sum()
+                    + primes[Math.Abs(x) % primes.Length] + table[Math.Abs(x) % table.Length]);
             }, () => string.Join("|", results));
         }, Gen.Int[-100_000, 100_000].Array[0, 40]);
     }
@@ -171,7 +174,9 @@ public class HandlerCompilerTests
     private static Factory<T> Collect<T>(Func<T, string> show) => () =>
     {
         var seen = new List<string>();
-        return (x => seen.Add(show(x)), () => string.Join(";", seen));
+        // Calls on T itself (constrained calls, boxing) as well as through the function given.
+        return (x => seen.Add(show(x) + "/" + (x?.GetHashCode() ?? 0) + "/" + EqualityComparer<T>.Default.Equals(x, default) + $"/{x}"),
+            () => string.Join(";", seen));
     };
 
     [Fact]
