@@ -9,24 +9,29 @@ namespace Millrace.Engine;
 /// with ReadyToRun runs its handlers' precompiled code until tiered compilation replaces it, a few hundred milliseconds
 /// into a busy run; and precompiled code cannot inline across assemblies, so every <c>Emit</c> and every state access in
 /// a handler is a call through a stub. The copy has the handler's own IL (the same method body, on the same target
-/// object), compiled at once by the JIT with everything it calls inlined as tier 1 would. It is made on a thread-pool
-/// thread while the run starts; the handler as given runs until the copy is ready.
+/// object), compiled at once by the JIT with everything it calls inlined as tier 1 would. It is made on Millrace's
+/// compiling thread after the input's first items; the handler as given runs until the copy is ready.
 /// </summary>
 /// <remarks>
 /// The copy does what the handler does: same IL, same target, same exceptions (nothing is caught or wrapped). What
-/// differs is a failing handler's stack trace: its frame is the copy's, <c>DynamicClass.TYPE.METHOD</c>, without a file
-/// and line. Left as given: handlers of an assembly built for debugging (frames and lines stay exact, and a debugger steps
-/// into them), any handler when a debugger is attached or <c>MILLRACE_COMPILE_HANDLERS=0</c>, Millrace's own operators,
-/// multicast, static, virtual and generic methods, methods of value types, methods whose IL holds what a copy cannot
-/// carry (a <c>calli</c> signature, a varargs call), and runtimes that cannot compile code (Native AOT).
+/// differs is what names the running method: a stack trace's frame is the copy's, <c>DynamicClass.TYPE.METHOD</c>, without
+/// a file and line, and its method has no declaring type. So handlers whose own code asks for it
+/// (<c>MethodBase.GetCurrentMethod</c>, a <c>StackFrame</c> or <c>StackTrace</c>, an exception's <c>TargetSite</c> or
+/// <c>StackTrace</c>, <c>Environment.StackTrace</c>) are left as given. Also left as given: handlers of an assembly built
+/// for debugging (frames and lines stay exact, and a debugger steps into them), any handler when a debugger is attached
+/// or a profiler is enabled (<c>CORECLR_ENABLE_PROFILING=1</c>: it may rewrite the handler, the copy would not carry
+/// that) or <c>MILLRACE_COMPILE_HANDLERS=0</c>, Millrace's own operators, multicast, static, virtual and generic
+/// methods, methods of value types, methods whose IL holds what a copy cannot carry (a <c>calli</c> signature, a varargs
+/// call), and runtimes that cannot compile code (Native AOT).
 /// </remarks>
 internal static class HandlerCompiler
 {
     /// <summary>Items an input hands its handler as given before its copy is compiled (one full batch of 8-byte items, twice).</summary>
     public const long AfterItems = 16_384;
 
-    /// <summary>False when <c>MILLRACE_COMPILE_HANDLERS=0</c>: every handler runs as given.</summary>
-    public static bool Enabled { get; } = Environment.GetEnvironmentVariable("MILLRACE_COMPILE_HANDLERS") != "0";
+    /// <summary>False when <c>MILLRACE_COMPILE_HANDLERS=0</c> or a profiler is enabled: every handler runs as given.</summary>
+    public static bool Enabled { get; } = Environment.GetEnvironmentVariable("MILLRACE_COMPILE_HANDLERS") != "0"
+        && Environment.GetEnvironmentVariable("CORECLR_ENABLE_PROFILING") != "1";
 
     /// <summary>The compiled copy of <paramref name="handler"/>, or null where it is left as given (see the remarks).</summary>
     public static Action<T>? TryCompile<T>(Action<T> handler)
@@ -90,7 +95,18 @@ internal static class HandlerCompiler
     public static void Enqueue(Action work)
     {
         Queue.Enqueue(work);
-        if (Interlocked.CompareExchange(ref _working, 1, 0) == 0) new Thread(Drain) { IsBackground = true, Name = "millrace compile" }.Start();
+        if (Interlocked.CompareExchange(ref _working, 1, 0) != 0) return;
+        try
+        {
+            // No execution context of the run's thread goes with it (its async locals are the run's, not the compiler's).
+            new Thread(Drain) { IsBackground = true, Name = "millrace compile" }.UnsafeStart();
+        }
+        catch (Exception)
+        {
+            // No thread (out of memory, say): the handlers asked for run as given.
+            Queue.Clear();
+            Volatile.Write(ref _working, 0);
+        }
     }
 
     private static readonly System.Collections.Concurrent.ConcurrentQueue<Action> Queue = new();
@@ -101,7 +117,9 @@ internal static class HandlerCompiler
         while (true)
         {
             while (Queue.TryDequeue(out Action? work)) work();
-            Volatile.Write(ref _working, 0);
+            // A full fence, not a release write: the look at the queue below must not come before it (a request made in
+            // between would find the thread still working, and this thread would leave it in the queue).
+            Interlocked.Exchange(ref _working, 0);
             if (Queue.IsEmpty || Interlocked.CompareExchange(ref _working, 1, 0) != 0) return;
         }
     }
@@ -152,6 +170,7 @@ internal static class HandlerCompiler
                 case OperandType.InlineMethod or OperandType.InlineField or OperandType.InlineType or OperandType.InlineTok:
                     MemberInfo member = module.ResolveMember(BitConverter.ToInt32(il, at), typeArguments, null)
                         ?? throw new InvalidOperationException("unresolved token");
+                    if (NamesTheRunningMethod(member)) return false;
                     int token = member switch
                     {
                         MethodBase m when (m.CallingConvention & CallingConventions.VarArgs) == 0 =>
@@ -171,6 +190,19 @@ internal static class HandlerCompiler
         }
         return at == il.Length;
     }
+
+    /// <summary>
+    /// Calls whose answer names the running method or its frames (the copy's are not the handler's): a handler making one is
+    /// left as given. Calls made further down (a logger that walks the stack) see the copy's frame, named after the handler.
+    /// </summary>
+    private static bool NamesTheRunningMethod(MemberInfo member) => member switch
+    {
+        MethodInfo { Name: nameof(MethodBase.GetCurrentMethod) } m when m.DeclaringType == typeof(MethodBase) => true,
+        ConstructorInfo c when c.DeclaringType == typeof(System.Diagnostics.StackFrame) || c.DeclaringType == typeof(System.Diagnostics.StackTrace) => true,
+        MethodInfo { Name: "get_TargetSite" or "get_StackTrace" } m when typeof(Exception).IsAssignableFrom(m.DeclaringType) => true,
+        MethodInfo { Name: "get_StackTrace" } m when m.DeclaringType == typeof(Environment) => true,
+        _ => false,
+    };
 
     /// <summary>The exception clauses in the fat format of a method body's extra section, their catch types as the dynamic scope knows them.</summary>
     private static byte[] Clauses(IList<ExceptionHandlingClause> clauses, DynamicILInfo info)
