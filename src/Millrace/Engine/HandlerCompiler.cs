@@ -87,7 +87,6 @@ internal static class HandlerCompiler
         return compiled;
     }
 
-
     /// <summary>
     /// Runs <paramref name="work"/> on Millrace's compiling thread (started when there is work, gone when there is none): apart
     /// from the thread pool, whose first worker can take milliseconds to come.
