@@ -584,6 +584,65 @@ public class CheckpointTests
         }
     }
 
+    private static readonly Gen<string> OddName = Gen.OneOf(
+        Gen.String[Gen.Char.AlphaNumeric, 0, 20],
+        Gen.String[Gen.Char['\0', '\u00ff'], 0, 20], // controls, quotes, backslashes, & < > ' + `, Latin-1
+        Gen.String[Gen.Char['\u0100', '\ud7ff'], 0, 10],
+        Gen.Int[0x10000, 0x10FFFF].Select(char.ConvertFromUtf32).Array[0, 5].Select(string.Concat)); // surrogate pairs
+
+    private static readonly Gen<Millrace.Engine.ProcessPart> Parts =
+        Gen.Select(Gen.Select(OddName, Gen.Byte.Array[0, 40]).Array[0, 6], Gen.Long.Nullable(), Gen.Bool,
+            Gen.Select(OddName, Gen.Int, Gen.Byte.Array[0, 300].Array[0, 4]).Array[0, 3],
+            (states, position, ended, channels) =>
+            {
+                var part = new Millrace.Engine.ProcessPart { Position = position, Ended = ended };
+                foreach (var (name, data) in states) part.States[name] = data;
+                foreach (var (stream, writer, batches) in channels)
+                    part.Channels.Add(new Millrace.Engine.ChannelPart { Stream = stream, Writer = writer, Batches = batches.ToList() });
+                return part;
+            });
+
+    // The same JSON the serializer writes for it (the format documented in docs/state-and-recovery.md), read back the same.
+    private static void WrittenAsTheSerializerWritesItAndReadBack(Millrace.Engine.ProcessPart part)
+    {
+        byte[] json = part.ToJson();
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(part), System.Text.Encoding.UTF8.GetString(json));
+        Millrace.Engine.ProcessPart back = Millrace.Engine.ProcessPart.FromJson(json, "x.json");
+        Assert.Equal(part.States.Keys, back.States.Keys);
+        Assert.All(part.States, s => Assert.Equal(s.Value, back.States[s.Key]));
+        Assert.Equal(part.Position, back.Position);
+        Assert.Equal(part.Ended, back.Ended);
+        Assert.Equal(part.Channels.Select(c => (c.Stream, c.Writer)), back.Channels.Select(c => (c.Stream, c.Writer)));
+        Assert.Equal(part.Channels.SelectMany(c => c.Batches), back.Channels.SelectMany(c => c.Batches));
+    }
+
+    [Fact]
+    public void A_part_is_written_as_the_serializer_writes_it_whatever_its_names_hold()
+    {
+        Parts.Sample(WrittenAsTheSerializerWritesItAndReadBack);
+        // A name that is not UTF-16 text (a lone surrogate) is refused, by name: the serializer would write another name
+        // (U+FFFD for the surrogate), and a resumed run would not find the state under its own.
+        foreach (string bad in new[] { "a\ud800", "\udc00b", "\ud800\ud800" })
+        {
+            var part = new Millrace.Engine.ProcessPart { States = { [bad] = [1] } };
+            var e = Assert.Throws<ArgumentException>(() => part.ToJson());
+            Assert.Contains("not valid UTF-16", e.Message);
+            Assert.NotEqual(bad, System.Text.Json.JsonSerializer.Deserialize<Millrace.Engine.ProcessPart>(System.Text.Json.JsonSerializer.Serialize(part))!.States.Keys.Single());
+        }
+    }
+
+    [Fact]
+    public void The_durations_of_checkpoints_are_sorted_for_their_percentiles()
+    {
+        Gen.Double[0, 1e6].Array[0, 300].Sample(durations =>
+        {
+            double[] mine = (double[])durations.Clone(), theirs = (double[])durations.Clone();
+            Millrace.Engine.CheckpointCoordinator.HeapSort(mine);
+            Array.Sort(theirs);
+            Assert.Equal(theirs, mine);
+        });
+    }
+
     [Fact]
     public void A_part_round_trips_through_its_file_format_and_a_bad_file_is_named()
     {
@@ -594,19 +653,9 @@ public class CheckpointTests
             Ended = true,
             Channels = { new Millrace.Engine.ChannelPart { Stream = "numbers", Writer = 3, Batches = { "[1,2]"u8.ToArray(), new byte[70_000] } } },
         };
-        byte[] json = part.ToJson();
-        // The same JSON the serializer writes for it (the format documented in docs/state-and-recovery.md).
-        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(part), System.Text.Encoding.UTF8.GetString(json));
-        Millrace.Engine.ProcessPart back = Millrace.Engine.ProcessPart.FromJson(json, "x.json");
-        Assert.Equal(part.States.Keys, back.States.Keys);
-        Assert.All(part.States, s => Assert.Equal(s.Value, back.States[s.Key]));
-        Assert.Equal(long.MaxValue, back.Position);
-        Assert.True(back.Ended);
+        WrittenAsTheSerializerWritesItAndReadBack(part);
         // A part written before "Ended" was: not ended.
         Assert.False(Millrace.Engine.ProcessPart.FromJson("{\"Version\":1,\"States\":{},\"Position\":null,\"Channels\":[]}"u8.ToArray(), "old.json").Ended);
-        Assert.Equal("numbers", back.Channels.Single().Stream);
-        Assert.Equal(3, back.Channels.Single().Writer);
-        Assert.Equal(part.Channels[0].Batches, back.Channels[0].Batches);
         Assert.Null(Millrace.Engine.ProcessPart.FromJson(new Millrace.Engine.ProcessPart().ToJson(), "y.json").Position);
         var e = Assert.Throws<InvalidDataException>(() => Millrace.Engine.ProcessPart.FromJson("{\"Version\":1,\"States\":{\"a\":\"not base64!\"}}"u8.ToArray(), "/state/checkpoint-0000000001/db.json"));
         Assert.Contains("/state/checkpoint-0000000001/db.json", e.Message);

@@ -92,37 +92,48 @@ internal sealed class ProcessPart
     /// <summary>The process had ended (its final part): resumed, it ends again at once, without its completion action.</summary>
     public bool Ended { get; set; }
 
-    // Written and read by hand (the same JSON the serializer would write): starting System.Text.Json's
-    // serializer costs every OS process that stores a part tens of milliseconds of CPU, most of a short run's cost.
+    // Written and read by hand: starting System.Text.Json's serializer costs every OS process that stores a part tens
+    // of milliseconds of CPU, and even its writer's first use (its default escaping) several, on the path of a run's
+    // end. The bytes are the serializer's own, escapes included (tests compare them).
 
     public byte[] ToJson()
     {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(buffer))
+        var w = new JsonBytes(256);
+        w.Raw("{\"Version\":"u8);
+        w.Number(Version);
+        w.Raw(",\"States\":{"u8);
+        bool first = true;
+        foreach (var (name, data) in States)
         {
-            w.WriteStartObject();
-            w.WriteNumber("Version", Version);
-            w.WriteStartObject("States");
-            foreach (var (name, data) in States) w.WriteBase64String(name, data);
-            w.WriteEndObject();
-            if (Position is { } position) w.WriteNumber("Position", position);
-            else w.WriteNull("Position");
-            w.WriteStartArray("Channels");
-            foreach (ChannelPart channel in Channels)
-            {
-                w.WriteStartObject();
-                w.WriteString("Stream", channel.Stream);
-                w.WriteNumber("Writer", channel.Writer);
-                w.WriteStartArray("Batches");
-                foreach (byte[] batch in channel.Batches) w.WriteBase64StringValue(batch);
-                w.WriteEndArray();
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
-            w.WriteBoolean("Ended", Ended);
-            w.WriteEndObject();
+            if (!first) w.Raw(","u8);
+            first = false;
+            w.String(name);
+            w.Raw(":"u8);
+            w.Base64(data);
         }
-        return buffer.WrittenSpan.ToArray();
+        w.Raw("},\"Position\":"u8);
+        if (Position is { } position) w.Number(position);
+        else w.Raw("null"u8);
+        w.Raw(",\"Channels\":["u8);
+        for (int c = 0; c < Channels.Count; c++)
+        {
+            ChannelPart channel = Channels[c];
+            w.Raw(c == 0 ? "{\"Stream\":"u8 : ",{\"Stream\":"u8);
+            w.String(channel.Stream);
+            w.Raw(",\"Writer\":"u8);
+            w.Number(channel.Writer);
+            w.Raw(",\"Batches\":["u8);
+            for (int b = 0; b < channel.Batches.Count; b++)
+            {
+                if (b > 0) w.Raw(","u8);
+                w.Base64(channel.Batches[b]);
+            }
+            w.Raw("]}"u8);
+        }
+        w.Raw("],\"Ended\":"u8);
+        w.Raw(Ended ? "true"u8 : "false"u8);
+        w.Raw("}"u8);
+        return w.ToArray();
     }
 
     /// <exception cref="InvalidDataException">The bytes are not a part (named by <paramref name="where"/>).</exception>
@@ -151,6 +162,83 @@ internal sealed class ProcessPart
             throw new InvalidDataException($"The checkpoint file {where} is not a process's part: {e.Message}", e);
         }
     }
+}
+
+/// <summary>
+/// JSON written into a growing array, as System.Text.Json's writer writes it with its default escaping: strings keep
+/// printable ASCII except <c>" &amp; ' + &lt; &gt; ` \</c>; the rest is escaped (<c>\n \r \t \b \f \\</c> short, others
+/// <c>\uXXXX</c> per UTF-16 unit). A string that is not valid UTF-16 (a lone surrogate) is refused, as there.
+/// </summary>
+internal struct JsonBytes(int capacity)
+{
+    private byte[] _buffer = new byte[capacity];
+    private int _length;
+
+    private Span<byte> Room(int bytes)
+    {
+        if (_buffer.Length - _length < bytes) Array.Resize(ref _buffer, Math.Max(_buffer.Length * 2, _length + bytes));
+        return _buffer.AsSpan(_length);
+    }
+
+    public void Raw(ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(Room(bytes.Length));
+        _length += bytes.Length;
+    }
+
+    public void Number(long value)
+    {
+        System.Buffers.Text.Utf8Formatter.TryFormat(value, Room(20), out int written);
+        _length += written;
+    }
+
+    public void Base64(byte[] data)
+    {
+        Span<byte> room = Room(System.Buffers.Text.Base64.GetMaxEncodedToUtf8Length(data.Length) + 2);
+        room[0] = (byte)'"';
+        System.Buffers.Text.Base64.EncodeToUtf8(data, room[1..], out _, out int written);
+        room[1 + written] = (byte)'"';
+        _length += written + 2;
+    }
+
+    public void String(string text)
+    {
+        Span<byte> room = Room(text.Length * 6 + 2); // each UTF-16 unit at most \uXXXX
+        int n = 0;
+        room[n++] = (byte)'"';
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (c is >= ' ' and < (char)0x7F and not ('"' or '&' or '\'' or '+' or '<' or '>' or '`' or '\\'))
+            {
+                room[n++] = (byte)c;
+                continue;
+            }
+            byte brief = c switch { '\\' => (byte)'\\', '\n' => (byte)'n', '\r' => (byte)'r', '\t' => (byte)'t', '\b' => (byte)'b', '\f' => (byte)'f', _ => 0 };
+            if (brief != 0)
+            {
+                room[n++] = (byte)'\\';
+                room[n++] = brief;
+                continue;
+            }
+            if (char.IsLowSurrogate(c) || (char.IsHighSurrogate(c) && (i + 1 == text.Length || !char.IsLowSurrogate(text[i + 1]))))
+                throw new ArgumentException($"The name '{text}' is not valid UTF-16 text (a lone surrogate at {i}): it cannot be written in a checkpoint.");
+            n += Escape(c, room[n..]);
+            if (char.IsHighSurrogate(c)) n += Escape(text[++i], room[n..]);
+        }
+        room[n++] = (byte)'"';
+        _length += n;
+    }
+
+    private static int Escape(char c, Span<byte> room)
+    {
+        room[0] = (byte)'\\';
+        room[1] = (byte)'u';
+        System.Buffers.Text.Utf8Formatter.TryFormat((ushort)c, room.Slice(2, 4), out _, new System.Buffers.StandardFormat('X', 4));
+        return 6;
+    }
+
+    public readonly byte[] ToArray() => _buffer.AsSpan(0, _length).ToArray();
 }
 
 /// <summary>Items of one link (an input stream and one of its writers), as JSON arrays in the stream's item type.</summary>
@@ -204,11 +292,22 @@ internal sealed class CheckpointStore
     private IReadOnlyList<StateEntry> CheckpointKeys() => _store.List("checkpoint-");
 
     /// <summary>The newest complete checkpoint, or -1.</summary>
-    public long LastComplete() =>
-        CheckpointKeys().Where(e => e.Key.EndsWith("/COMPLETE", StringComparison.Ordinal)).Select(e => Number(e.Key)).DefaultIfEmpty(-1).Max();
+    public long LastComplete() => Newest(completeOnly: true);
 
     /// <summary>The newest checkpoint of any kind (complete or not), or -1: numbering goes on from it.</summary>
-    public long LastStarted() => CheckpointKeys().Select(e => Number(e.Key)).DefaultIfEmpty(-1).Max();
+    public long LastStarted() => Newest(completeOnly: false);
+
+    private long Newest(bool completeOnly)
+    {
+        long newest = -1;
+        IReadOnlyList<StateEntry> keys = CheckpointKeys();
+        for (int i = 0; i < keys.Count; i++)
+        {
+            string key = keys[i].Key;
+            if (!completeOnly || key.EndsWith("/COMPLETE", StringComparison.Ordinal)) newest = Math.Max(newest, Number(key));
+        }
+        return newest;
+    }
 
     public void SavePart(long checkpoint, string process, ProcessPart part) => _store.Write(Folder(checkpoint) + process + ".json", part.ToJson());
 
@@ -236,7 +335,13 @@ internal sealed class CheckpointStore
     }
 
     /// <summary>Bytes of the parts of <paramref name="checkpoint"/>.</summary>
-    public long Size(long checkpoint) => _store.List(Folder(checkpoint)).Sum(e => e.Length);
+    public long Size(long checkpoint)
+    {
+        IReadOnlyList<StateEntry> entries = _store.List(Folder(checkpoint));
+        long size = 0;
+        for (int i = 0; i < entries.Count; i++) size += entries[i].Length;
+        return size;
+    }
 
     /// <summary>
     /// Marks <paramref name="checkpoint"/> complete (every process stored its part) and removes older ones, except
@@ -258,8 +363,10 @@ internal sealed class CheckpointStore
     {
         // The marks of complete checkpoints first: a crash half-way leaves no complete checkpoint with parts missing.
         IReadOnlyList<StateEntry> entries = _store.List("");
-        foreach (StateEntry entry in entries.Where(e => e.Key.EndsWith("/COMPLETE", StringComparison.Ordinal))) _store.Delete(entry.Key);
-        foreach (StateEntry entry in entries.Where(e => e.Key != "FORMAT" && !e.Key.EndsWith("/COMPLETE", StringComparison.Ordinal))) _store.Delete(entry.Key);
+        for (int i = 0; i < entries.Count; i++)
+            if (entries[i].Key.EndsWith("/COMPLETE", StringComparison.Ordinal)) _store.Delete(entries[i].Key);
+        for (int i = 0; i < entries.Count; i++)
+            if (entries[i].Key != "FORMAT" && !entries[i].Key.EndsWith("/COMPLETE", StringComparison.Ordinal)) _store.Delete(entries[i].Key);
     }
 
     /// <summary>
@@ -370,7 +477,9 @@ internal sealed class CheckpointCoordinator(
     Microsoft.Extensions.Logging.ILogger? logger)
     : ICheckpointPort
 {
-    private readonly List<double> _durations = new();
+    // How long each checkpoint took, ms (an array: a list of doubles is compiled at run time, at the first checkpoint).
+    private double[] _durations = new double[16];
+    private int _taken;
     private long _lastSize;
     private long _lastNumber = resumedFrom;
     private string? _endedFirst;
@@ -378,11 +487,34 @@ internal sealed class CheckpointCoordinator(
     private bool AnyEnded() => (_endedFirst ??= ended()) is not null;
     private readonly System.Diagnostics.Stopwatch _sinceLast = System.Diagnostics.Stopwatch.StartNew();
 
+    // By hand: Array.Sort of doubles is compiled at run time (milliseconds at the end of a run).
+    internal static void HeapSort(double[] a)
+    {
+        for (int i = a.Length / 2 - 1; i >= 0; i--) SiftDown(a, i, a.Length);
+        for (int end = a.Length - 1; end > 0; end--)
+        {
+            (a[0], a[end]) = (a[end], a[0]);
+            SiftDown(a, 0, end);
+        }
+    }
+
+    private static void SiftDown(double[] a, int i, int length)
+    {
+        while (2 * i + 1 < length)
+        {
+            int child = 2 * i + 1;
+            if (child + 1 < length && a[child + 1] > a[child]) child++;
+            if (a[i] >= a[child]) return;
+            (a[i], a[child]) = (a[child], a[i]);
+            i = child;
+        }
+    }
+
     /// <summary>How the checkpoints go, for the meter and the views. Any thread.</summary>
     public Monitoring.CheckpointSample Sample()
     {
         lock (_lock)
-            return new(Completed, _lastNumber, _durations.Count > 0 ? _durations[^1] : 0, _lastSize, _sinceLast.Elapsed.TotalSeconds);
+            return new(Completed, _lastNumber, _taken > 0 ? _durations[_taken - 1] : 0, _lastSize, _sinceLast.Elapsed.TotalSeconds);
     }
     private readonly object _lock = new();
     private readonly CancellationTokenSource _over = CancellationTokenSource.CreateLinkedTokenSource(run.HardToken);
@@ -498,7 +630,13 @@ internal sealed class CheckpointCoordinator(
                 long size = Store.Size(checkpoint);
                 lock (_lock)
                 {
-                    _durations.Add(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                    if (_taken == _durations.Length)
+                    {
+                        var more = new double[_taken * 2];
+                        Array.Copy(_durations, more, _taken);
+                        _durations = more;
+                    }
+                    _durations[_taken++] = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
                     _lastSize = size;
                     _lastNumber = checkpoint;
                     _sinceLast.Restart();
@@ -516,7 +654,12 @@ internal sealed class CheckpointCoordinator(
         finally
         {
             double[] sorted;
-            lock (_lock) sorted = _durations.Order().ToArray();
+            lock (_lock)
+            {
+                sorted = new double[_taken];
+                Array.Copy(_durations, sorted, _taken);
+            }
+            HeapSort(sorted);
             if (sorted.Length > 0)
             {
                 double P(double q) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
@@ -534,20 +677,45 @@ internal static class Checkpoints
     /// <summary>With checkpoints on: refuses a graph they cannot hold yet (every problem named) and opens the store. Null with checkpoints off.</summary>
     public static CheckpointStore? Open(GraphModel model, RunOptions options, bool warn = true)
     {
-        if (options.CheckpointEvery <= TimeSpan.Zero) return null;
+        if (!Check(model, options)) return null;
+        return OpenStore(model, options, warn);
+    }
+
+    /// <summary>Whether checkpoints are on; with them on, refuses a graph they cannot hold yet (every problem named).</summary>
+    /// <exception cref="GraphValidationException">The graph has processes checkpoints cannot hold.</exception>
+    public static bool Check(GraphModel model, RunOptions options)
+    {
+        if (options.CheckpointEvery <= TimeSpan.Zero) return false;
         var problems = new List<string>();
         // Markers start at the sources and flow with the items: a process no source leads to never gets one.
-        var reached = new HashSet<int>(Enumerable.Range(0, model.Processes.Count).Where(i => model.Processes[i].Source is not null));
-        var frontier = new Queue<int>(reached);
-        while (frontier.Count > 0)
+        // (Arrays and loops: collections of ints and LINQ over them are compiled at run time, milliseconds at every start.)
+        int count = model.Processes.Count;
+        var reached = new bool[count];
+        var frontier = new int[count];
+        int waiting = 0;
+        for (int p = 0; p < count; p++)
         {
-            int writer = frontier.Dequeue();
-            foreach (StreamInfo stream in model.Streams.Values.Where(s => s.Writers.Contains(writer)))
-                foreach (int reader in stream.Readers)
-                    if (reached.Add(reader)) frontier.Enqueue(reader);
+            if (model.Processes[p].Source is null) continue;
+            reached[p] = true;
+            frontier[waiting++] = p;
         }
-        foreach (int p in Enumerable.Range(0, model.Processes.Count).Where(p => !reached.Contains(p)))
-            problems.Add($"no source leads to process '{model.Processes[p].Name}', so no checkpoint marker would reach it (a loop started by a stream's initial items, a process without inputs): start it from a source");
+        while (waiting > 0)
+        {
+            int writer = frontier[--waiting];
+            foreach (StreamInfo stream in model.Streams.Values)
+            {
+                if (!Holds(stream.Writers, writer)) continue;
+                foreach (int reader in stream.Readers)
+                {
+                    if (reached[reader]) continue;
+                    reached[reader] = true;
+                    frontier[waiting++] = reader;
+                }
+            }
+        }
+        for (int p = 0; p < count; p++)
+            if (!reached[p])
+                problems.Add($"no source leads to process '{model.Processes[p].Name}', so no checkpoint marker would reach it (a loop started by a stream's initial items, a process without inputs): start it from a source");
         foreach (ProcessBuilder p in model.Processes)
         {
             if (p.Source is { Rewindable: false })
@@ -562,6 +730,19 @@ internal static class Checkpoints
         }
         if (problems.Count > 0)
             throw new GraphValidationException(problems.Select(p => $"Checkpoints (--checkpoint-interval): {p}.").ToList());
+        return true;
+    }
+
+    private static bool Holds(int[] indexes, int index)
+    {
+        foreach (int i in indexes)
+            if (i == index) return true;
+        return false;
+    }
+
+    /// <summary>Opens the store of a graph <see cref="Check"/> let through; <paramref name="warn"/>: says which processes keep variables of their own.</summary>
+    private static CheckpointStore OpenStore(GraphModel model, RunOptions options, bool warn)
+    {
         if (warn)
         {
             foreach (ProcessBuilder p in model.Processes)
@@ -618,11 +799,30 @@ internal static class Checkpoints
         }
     }
 
-    /// <summary>The threads placement: checkpoints of the runners of this OS process. Null with checkpoints off.</summary>
-    public static CheckpointCoordinator? Prepare(GraphModel model, RunOptions options, RunHost host)
+    /// <summary>
+    /// The threads placement, with checkpoints on: checks the graph for them, then opens their store on a pool thread
+    /// (null with checkpoints off), so that the caller can wire the run and start its views meanwhile. Finding and
+    /// opening the store, checking its format and finding its last complete checkpoint cost a run tens of milliseconds
+    /// at start, most of it code run for the first time, on a core that is otherwise idle then.
+    /// </summary>
+    /// <exception cref="GraphValidationException">The graph has processes checkpoints cannot hold (at once, not in the task).</exception>
+    public static Task<OpenedStore?> OpenAsync(GraphModel model, RunOptions options)
     {
-        if (Open(model, options) is not { } store) return null;
-        long resumed = store.LastComplete();
+        if (!Check(model, options)) return Task.FromResult<OpenedStore?>(null);
+        return Task.Run<OpenedStore?>(() =>
+        {
+            CheckpointStore store = OpenStore(model, options, warn: true);
+            return new OpenedStore(store, store.LastComplete());
+        });
+    }
+
+    /// <summary>A store <see cref="OpenAsync"/> opened, and the checkpoint the run resumes from (-1: none).</summary>
+    public sealed record OpenedStore(CheckpointStore Store, long Resumed);
+
+    /// <summary>The threads placement: checkpoints of the runners of this OS process, in <paramref name="opened"/>.</summary>
+    public static CheckpointCoordinator Prepare(OpenedStore opened, RunOptions options, RunHost host)
+    {
+        (CheckpointStore store, long resumed) = opened;
         ProcessRunner[] runners = host.Local;
         var coordinator = new CheckpointCoordinator(host.Run, runners.Length,
             checkpoint => { foreach (ProcessRunner source in runners.Where(r => r.IsSource)) source.RequestMarker(checkpoint); },

@@ -118,8 +118,10 @@ public sealed class ProcessRunner
     private long _markerDone;
     private long _snapshotting = -1;
     private ProcessPart? _part;
-    private HashSet<(int Lane, int Writer)>? _pendingLinks;
-    private Dictionary<(int Lane, int Writer), List<byte[]>>? _recording;
+    // Per lane and writer, the batches a link brought after the snapshot: a link's list is there until its marker comes.
+    // (Arrays: a set or dictionary keyed by a pair of ints is compiled at run time, at a run's first checkpoint.)
+    private List<byte[]>?[][]? _recording;
+    private int _pendingLinks;
 
     private ProcessThread? _ownThread;
     private volatile bool _sourceWaits;
@@ -149,7 +151,20 @@ public sealed class ProcessRunner
         if (marker != _markerDone && IsSource) SourceMarker(marker);
     }
 
-    private Dictionary<string, byte[]> SaveStates() => _builder.States.ToDictionary(s => s.Name, s => s.Save());
+    private Dictionary<string, byte[]> SaveStates()
+    {
+        var states = new Dictionary<string, byte[]>(_builder.States.Count);
+        foreach (IStateSlot slot in _builder.States) states.Add(slot.Name, slot.Save());
+        return states;
+    }
+
+    /// <summary>Items sent so far, on all outputs.</summary>
+    private long ItemsOut()
+    {
+        long sent = 0;
+        foreach (IOutputPort output in Outputs) sent += output.ItemsOut;
+        return sent;
+    }
 
     /// <summary>A source, between two items: everything emitted so far leaves, then the markers; its part is its position.</summary>
     private void SourceMarker(long checkpoint)
@@ -160,7 +175,7 @@ public sealed class ProcessRunner
         var part = new ProcessPart
         {
             States = SaveStates(),
-            Position = (_builder.Source?.Skip ?? 0) + Outputs.Sum(o => o.ItemsOut),
+            Position = (_builder.Source?.Skip ?? 0) + ItemsOut(),
         };
         foreach (IOutputPort output in Outputs) output.Sender.SendMarker(checkpoint);
         StorePart(checkpoint, part);
@@ -180,15 +195,16 @@ public sealed class ProcessRunner
             if (Blocked) await DrainAsync();
             _snapshotting = checkpoint;
             _part = new ProcessPart { States = SaveStates() };
-            _pendingLinks = new();
-            _recording = new();
+            _recording = new List<byte[]>?[_lanes.Count][];
+            _pendingLinks = 0;
             foreach (Lane l in _lanes)
             {
+                var links = _recording[l.Index] = new List<byte[]>?[l.Writers];
                 for (int w = 0; w < l.Writers; w++)
                 {
                     if (l.WriterEnded(w)) continue;
-                    _pendingLinks.Add((l.Index, w));
-                    _recording[(l.Index, w)] = new List<byte[]>();
+                    links[w] = new List<byte[]>();
+                    _pendingLinks++;
                 }
             }
             foreach (IOutputPort output in Outputs) output.Sender.SendMarker(checkpoint);
@@ -198,14 +214,13 @@ public sealed class ProcessRunner
 
     private void LinkDone(Lane lane, int writer)
     {
-        var link = (lane.Index, writer);
-        if (_pendingLinks is null || !_pendingLinks.Remove(link)) return;
-        if (_recording!.Remove(link, out List<byte[]>? batches) && batches.Count > 0)
+        if (_recording?[lane.Index][writer] is not { } batches) return;
+        _recording[lane.Index][writer] = null;
+        if (batches.Count > 0)
             _part!.Channels.Add(new ChannelPart { Stream = lane.StreamName, Writer = writer, Batches = batches });
-        if (_pendingLinks.Count > 0) return;
+        if (--_pendingLinks > 0) return;
         long checkpoint = _snapshotting;
         ProcessPart part = _part!;
-        _pendingLinks = null;
         _recording = null;
         _part = null;
         StorePart(checkpoint, part);
@@ -509,7 +524,7 @@ public sealed class ProcessRunner
                 {
                     Ended = true,
                     States = SaveStates(),
-                    Position = IsSource ? (_builder.Source?.Skip ?? 0) + Outputs.Sum(o => o.ItemsOut) : null,
+                    Position = IsSource ? (_builder.Source?.Skip ?? 0) + ItemsOut() : null,
                 });
                 port.Stored(CheckpointStore.Final, this);
             }
@@ -592,7 +607,7 @@ public sealed class ProcessRunner
                     if (_endedBefore)
                         throw new InvalidOperationException(
                             $"items arrived on '{lane.StreamName}' after the process had ended (it was resumed from its final part): the checkpoint does not hold a consistent run");
-                    if (_recording is not null && _recording.TryGetValue((lane.Index, envelope.Writer), out List<byte[]>? recorded))
+                    if (_recording?[lane.Index][envelope.Writer] is { } recorded)
                         recorded.Add(lane.Input.Encode(envelope.Items!, envelope.Count));
                     BeginBusy();
                     if (envelope.Receipt is { } receipt)

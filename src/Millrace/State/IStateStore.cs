@@ -43,7 +43,9 @@ public interface IStateStore
 }
 
 /// <summary>A key of an <see cref="IStateStore"/> and the length of its value.</summary>
-public readonly record struct StateEntry(string Key, long Length);
+/// <remarks>A class, not a struct: lists of it then share the code the runtime ships compiled (a list of a struct of this
+/// library is compiled at run time, milliseconds at every start with checkpoints).</remarks>
+public sealed record StateEntry(string Key, long Length);
 
 /// <summary>Opens the stores of one kind from what <c>--state</c> says.</summary>
 public interface IStateStoreProvider

@@ -82,9 +82,12 @@ public static class StateStores
         location.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase) || location.StartsWith("postgresql://", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Whether <paramref name="location"/> is a connection string (key=value pairs) that names a server (<c>Host</c> or <c>Server</c>).</summary>
-    public static bool PostgresConnectionString(string location)
+    public static bool PostgresConnectionString(string location) => location.Contains('=', StringComparison.Ordinal) && NamesServer(location);
+
+    // Apart, and not inlined: the builder's library loads when this method is first called (milliseconds), not for every location.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static bool NamesServer(string location)
     {
-        if (!location.Contains('=', StringComparison.Ordinal)) return false;
         try
         {
             var builder = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = location };
@@ -154,9 +157,11 @@ internal sealed class FolderStateStore : IStateStore
 
     public byte[]? Read(string key)
     {
+        string file = File_(key);
+        if (!File.Exists(file)) return null; // (an exception costs milliseconds the first time; one removed meanwhile is caught)
         try
         {
-            return File.ReadAllBytes(File_(key));
+            return File.ReadAllBytes(file);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {

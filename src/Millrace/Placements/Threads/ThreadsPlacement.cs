@@ -11,12 +11,29 @@ internal sealed class ThreadsPlacement : IPlacement
 
     public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
     {
+        // With checkpoints on, their store opens on a pool thread while the run is wired and its views start.
+        Task<Checkpoints.OpenedStore?> opening = Checkpoints.OpenAsync(model, options);
+        try
+        {
+            return await RunAsync(model, options, opening, cancellationToken);
+        }
+        catch when (!opening.IsCompleted || opening.IsFaulted)
+        {
+            // What failed first says more than the store; it is waited for, so that nothing touches the store after the run.
+            try { await opening; } catch (Exception) { }
+            throw;
+        }
+    }
+
+    private static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, Task<Checkpoints.OpenedStore?> opening, CancellationToken cancellationToken)
+    {
         using var host = new RunHost(model, options);
         host.Wire(transport: null);
         host.DetectTermination();
-        CheckpointCoordinator? checkpoints = Checkpoints.Prepare(model, options, host);
+        CheckpointCoordinator? checkpoints = null;
         await using RunWatch watch = await RunMonitor.StartAsync(model, options,
-            elapsed => host.Sample(elapsed) with { Checkpoints = checkpoints?.Sample() });
+            elapsed => host.Sample(elapsed) with { Checkpoints = Volatile.Read(ref checkpoints)?.Sample() });
+        if (await opening is { } opened) Volatile.Write(ref checkpoints, Checkpoints.Prepare(opened, options, host));
         using (StopSignals.Listen(host.Run, cancellationToken))
         {
             Task taking = checkpoints?.RunAsync() ?? Task.CompletedTask;
