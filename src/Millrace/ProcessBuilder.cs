@@ -278,6 +278,8 @@ public sealed class ProcessBuilder
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ThrowIfSealed();
+        if (!Names.IsText(name))
+            throw new ArgumentException($"Process '{Name}': the state name '{name}' is not valid UTF-16 text (it holds a lone surrogate), so a checkpoint could not store the state under its name.", nameof(name));
         if (_states.Any(s => s.Name == name)) throw new ArgumentException($"Process '{Name}' already has a state called '{name}'.", nameof(name));
         var state = new ProcessState<T>(name, initial);
         _states.Add(new StateSlot<T>(state));

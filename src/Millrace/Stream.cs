@@ -67,6 +67,18 @@ internal static class Names
         }
     }
 
+    /// <summary>Whether <paramref name="text"/> is valid UTF-16 (no lone surrogate): what a file or message can hold as it is.</summary>
+    public static bool IsText(string text)
+    {
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (!char.IsSurrogate(text[i])) continue;
+            if (!char.IsHighSurrogate(text[i]) || i + 1 == text.Length || !char.IsLowSurrogate(text[i + 1])) return false;
+            i++;
+        }
+        return true;
+    }
+
     /// <summary>A C#-like type name for messages: Int32, List&lt;String&gt;.</summary>
     public static string Of(Type type)
     {

@@ -628,7 +628,22 @@ public class CheckpointTests
             var e = Assert.Throws<ArgumentException>(() => part.ToJson());
             Assert.Contains("not valid UTF-16", e.Message);
             Assert.NotEqual(bad, System.Text.Json.JsonSerializer.Deserialize<Millrace.Engine.ProcessPart>(System.Text.Json.JsonSerializer.Serialize(part))!.States.Keys.Single());
+            // A process cannot declare such a state in the first place: refused where it is declared, naming it.
+            var graph = new Graph();
+            graph.Process("p", p =>
+            {
+                Assert.Contains("not valid UTF-16", Assert.Throws<ArgumentException>(() => p.State(bad, 0L)).Message);
+                p.OnStart(() => { });
+            });
+            graph.Validate();
         }
+        var fine = new Graph();
+        fine.Process("p", p =>
+        {
+            p.State("\ud83d\ude00 count", 0L); // a surrogate pair is text
+            p.OnStart(() => { });
+        });
+        fine.Validate();
     }
 
     [Fact]

@@ -589,7 +589,9 @@ internal sealed class CheckpointCoordinator(
         {
             while (!stop.IsCancellationRequested && !run.StopRequested)
             {
-                await Task.Delay(interval, stop);
+                // Stopping is not an exception here (the first one thrown in a process costs milliseconds, at the run's end).
+                await Task.Delay(interval, stop).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                if (stop.IsCancellationRequested) return;
                 if (run.StopRequested || (!GoesOnAfterEnds && AnyEnded())) return;
                 long checkpoint;
                 TaskCompletionSource stored = new(TaskCreationOptions.RunContinuationsAsynchronously);

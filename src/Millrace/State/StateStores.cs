@@ -113,26 +113,36 @@ public static class StateStores
         {
             lock (Gate)
             {
-                if (!Scanned.Add(assembly)) continue;
+                if (Scanned.Contains(assembly)) continue;
             }
-            if (assembly.IsDynamic) continue;
-            MillraceStateStoreAttribute[] attributes;
-            try
-            {
-                attributes = assembly.GetCustomAttributes<MillraceStateStoreAttribute>().ToArray();
-            }
-            catch (Exception e) when (e is IOException or TypeLoadException)
-            {
-                continue;
-            }
-            foreach (MillraceStateStoreAttribute attribute in attributes)
-            {
-                if (!typeof(IStateStoreProvider).IsAssignableFrom(attribute.ProviderType))
-                    throw new InvalidOperationException($"{assembly.GetName().Name} names {attribute.ProviderType.FullName} as a state store provider, but it does not implement IStateStoreProvider.");
-                var provider = (IStateStoreProvider)Activator.CreateInstance(attribute.ProviderType, nonPublic: true)!;
+            foreach (IStateStoreProvider provider in ProvidersOf(assembly))
                 lock (Gate) Providers.Add(provider);
-            }
+            // Marked scanned once its providers are added: a library whose attribute is wrong fails every scan, not only
+            // the first (a later store would otherwise be a folder, silently).
+            lock (Gate) Scanned.Add(assembly);
         }
+    }
+
+    private static List<IStateStoreProvider> ProvidersOf(Assembly assembly)
+    {
+        var providers = new List<IStateStoreProvider>();
+        if (assembly.IsDynamic) return providers;
+        MillraceStateStoreAttribute[] attributes;
+        try
+        {
+            attributes = assembly.GetCustomAttributes<MillraceStateStoreAttribute>().ToArray();
+        }
+        catch (Exception e) when (e is IOException or TypeLoadException)
+        {
+            return providers;
+        }
+        foreach (MillraceStateStoreAttribute attribute in attributes)
+        {
+            if (!typeof(IStateStoreProvider).IsAssignableFrom(attribute.ProviderType))
+                throw new InvalidOperationException($"{assembly.GetName().Name} names {attribute.ProviderType.FullName} as a state store provider, but it does not implement IStateStoreProvider.");
+            providers.Add((IStateStoreProvider)Activator.CreateInstance(attribute.ProviderType, nonPublic: true)!);
+        }
+        return providers;
     }
 }
 
