@@ -91,6 +91,19 @@ public class ControlProtocolTests
         Assert.Equal(new StopMessage(false), ControlCodec.Read("{\"type\":\"stop\",\"unknown\":[1,{\"a\":2}]}"u8));
     }
 
+    [Fact]
+    public void Every_runner_state_is_written_and_read_by_its_name()
+    {
+        // Written by hand (no reflection); a state added to the enum and not here would fail.
+        foreach (RunnerState state in Enum.GetValues<RunnerState>())
+        {
+            Assert.Equal(state.ToString(), state.Name());
+            Assert.Equal(state.ToString().ToLowerInvariant(), state.LowerName());
+            Assert.Equal(state, RunnerStates.Parse(state.Name()));
+        }
+        Assert.Null(RunnerStates.Parse("running"));
+    }
+
     [Theory]
     [InlineData("{\"type\":\"sta", "")]
     [InlineData("{\"type\":\"hello\",\"group\":\"x\"}", "group")]

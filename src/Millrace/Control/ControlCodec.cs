@@ -128,7 +128,7 @@ public static class ControlCodec
         {
             w.WriteStartObject();
             if (p.Index != 0) w.WriteNumber("index", p.Index);
-            w.WriteString("state", p.State.ToString());
+            w.WriteString("state", p.State.Name());
             if (p.Sent != 0) w.WriteNumber("sent", p.Sent);
             if (p.Received != 0) w.WriteNumber("received", p.Received);
             if (p.ItemsIn != 0) w.WriteNumber("itemsIn", p.ItemsIn);
@@ -265,7 +265,7 @@ public static class ControlCodec
                 p = name switch
                 {
                     "index" => p with { Index = r.GetInt32() },
-                    "state" => p with { State = Parse<RunnerState>(r.GetString() ?? "") },
+                    "state" => p with { State = RunnerStates.Parse(r.GetString() ?? "") is { } state ? state : throw new JsonException($"'{r.GetString()}' is not a {nameof(RunnerState)}.") },
                     "sent" => p with { Sent = r.GetInt64() },
                     "received" => p with { Received = r.GetInt64() },
                     "itemsIn" => p with { ItemsIn = r.GetInt64() },

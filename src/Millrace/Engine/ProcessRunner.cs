@@ -15,6 +15,42 @@ public enum RunnerState
     Ended,
 }
 
+internal static class RunnerStates
+{
+    // By hand: an enum's first ToString or Parse reads its names by reflection, milliseconds at every run's end (and in
+    // every child of the processes placement).
+
+    /// <summary>The state's name, as <c>ToString</c> gives it.</summary>
+    public static string Name(this RunnerState state) => state switch
+    {
+        RunnerState.Running => "Running",
+        RunnerState.Passive => "Passive",
+        RunnerState.Blocked => "Blocked",
+        RunnerState.Ended => "Ended",
+        _ => state.ToString(),
+    };
+
+    /// <summary>The state's name in lower case, for views.</summary>
+    public static string LowerName(this RunnerState state) => state switch
+    {
+        RunnerState.Running => "running",
+        RunnerState.Passive => "passive",
+        RunnerState.Blocked => "blocked",
+        RunnerState.Ended => "ended",
+        _ => state.ToString().ToLowerInvariant(),
+    };
+
+    /// <summary>The state <see cref="Name"/> gave <paramref name="name"/>, or null.</summary>
+    public static RunnerState? Parse(string name) => name switch
+    {
+        "Running" => RunnerState.Running,
+        "Passive" => RunnerState.Passive,
+        "Blocked" => RunnerState.Blocked,
+        "Ended" => RunnerState.Ended,
+        _ => null,
+    };
+}
+
 /// <summary>
 /// Runs one process: its start action or source, then its inbox until every input has ended. A
 /// placement gets one per hosted process from <see cref="RunHost"/>, hands it what arrives from

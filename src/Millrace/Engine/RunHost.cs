@@ -119,7 +119,14 @@ public sealed class RunHost : IDisposable
     public RunSample Sample(double elapsed)
     {
         IReadOnlyList<ProcessFailure> errors = Run.Errors;
-        return new RunSample(elapsed, Local.Select(r => Sampling.Of(r, errors)).ToList(), Local.SelectMany(Sampling.QueuesOf).ToList(), errors, null);
+        var processes = new List<ProcessSample>(Local.Length);
+        var queues = new List<QueueSample>();
+        foreach (ProcessRunner runner in Local)
+        {
+            processes.Add(Sampling.Of(runner, errors));
+            Sampling.AddQueuesOf(runner, queues);
+        }
+        return new RunSample(elapsed, processes, queues, errors, null);
     }
 
     /// <summary>What the hosted processes did, as the run's result; <paramref name="duration"/> defaults to <see cref="Elapsed"/>.</summary>

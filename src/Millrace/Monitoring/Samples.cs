@@ -60,21 +60,32 @@ public sealed record RunSample(double ElapsedSeconds, IReadOnlyList<ProcessSampl
 /// <summary>What a process reports of itself; read from any thread (the counters are written by its own thread only).</summary>
 internal static class Sampling
 {
-    public static ProcessSample Of(ProcessRunner r, IReadOnlyList<ProcessFailure> errors) => new(
-        r.Name,
-        Volatile.Read(ref r.ItemsIn),
-        r.Outputs.Sum(o => o.ItemsOut),
-        errors.Count(e => e.Process == r.Name),
-        r.BusySeconds,
-        r.Status.State.ToString().ToLowerInvariant(),
-        Environment.ProcessId,
-        r.Outputs.ToDictionary(o => o.Stream.Name, o => o.ItemsOut))
-    {
-        Total = r.SourceTotal,
-        ItemsSkipped = Volatile.Read(ref r.ItemsSkipped),
-        ItemsDeadLettered = Volatile.Read(ref r.ItemsDeadLettered),
-    };
+    // Loops, not LINQ: a run without views samples once, at its end, where LINQ over these types is compiled first.
 
-    public static IEnumerable<QueueSample> QueuesOf(ProcessRunner r) =>
-        r.Lanes.Select(l => new QueueSample(l.StreamName, r.Name, Volatile.Read(ref l.Queued), l.Capacity));
+    public static ProcessSample Of(ProcessRunner r, IReadOnlyList<ProcessFailure> errors)
+    {
+        var outputs = new Dictionary<string, long>(r.Outputs.Count);
+        long itemsOut = 0;
+        foreach (IOutputPort output in r.Outputs)
+        {
+            long items = output.ItemsOut;
+            outputs.Add(output.Stream.Name, items);
+            itemsOut += items;
+        }
+        int failures = 0;
+        foreach (ProcessFailure error in errors)
+            if (error.Process == r.Name) failures++;
+        return new ProcessSample(r.Name, Volatile.Read(ref r.ItemsIn), itemsOut, failures, r.BusySeconds, r.Status.State.LowerName(), Environment.ProcessId, outputs)
+        {
+            Total = r.SourceTotal,
+            ItemsSkipped = Volatile.Read(ref r.ItemsSkipped),
+            ItemsDeadLettered = Volatile.Read(ref r.ItemsDeadLettered),
+        };
+    }
+
+    public static void AddQueuesOf(ProcessRunner r, List<QueueSample> queues)
+    {
+        foreach (Lane lane in r.Lanes) queues.Add(new QueueSample(lane.StreamName, r.Name, Volatile.Read(ref lane.Queued), lane.Capacity));
+    }
+
 }
