@@ -268,6 +268,13 @@ public sealed class ProcessBuilder
     /// <summary>Set by built-in operators that keep state of their own outside <see cref="State{T}"/>: what they are (checkpoints refuse them for now).</summary>
     internal string? UncheckpointedState { get; set; }
 
+    // A checkpoint stores a state under its name: a name that is not text would be stored changed (U+FFFD) and not found.
+    private void RefuseNonText(string name)
+    {
+        if (!Names.IsText(name))
+            throw new ArgumentException($"Process '{Name}': the state name '{name}' is not valid UTF-16 text (it holds a lone surrogate), so a checkpoint could not store the state under its name.", nameof(name));
+    }
+
     /// <summary>
     /// Declares a value that is part of this process's state: saved in every checkpoint and restored when
     /// the run resumes from one (<see cref="RunOptions.CheckpointInterval"/>, <see cref="RunOptions.StatePath"/>).
@@ -278,8 +285,7 @@ public sealed class ProcessBuilder
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ThrowIfSealed();
-        if (!Names.IsText(name))
-            throw new ArgumentException($"Process '{Name}': the state name '{name}' is not valid UTF-16 text (it holds a lone surrogate), so a checkpoint could not store the state under its name.", nameof(name));
+        RefuseNonText(name);
         if (_states.Any(s => s.Name == name)) throw new ArgumentException($"Process '{Name}' already has a state called '{name}'.", nameof(name));
         var state = new ProcessState<T>(name, initial);
         _states.Add(new StateSlot<T>(state));
@@ -301,6 +307,7 @@ public sealed class ProcessBuilder
     public void Keep<T>(string name, Func<T> save, Action<T> load)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
+        RefuseNonText(name);
         ArgumentNullException.ThrowIfNull(save);
         ArgumentNullException.ThrowIfNull(load);
         ThrowIfSealed();

@@ -620,6 +620,14 @@ public class CheckpointTests
     public void A_part_is_written_as_the_serializer_writes_it_whatever_its_names_hold()
     {
         Parts.Sample(WrittenAsTheSerializerWritesItAndReadBack);
+        // Every ASCII character (after a non-ASCII one as well), and the edges of the ranges the escaper treats apart.
+        string ascii = new(Enumerable.Range(0, 128).Select(c => (char)c).ToArray());
+        string edges = "\u0080\u07ff\u0800\ud7ff\ue000\ufeff\ufffd\uffff\U0010ffff\U00010000";
+        WrittenAsTheSerializerWritesItAndReadBack(new Millrace.Engine.ProcessPart
+        {
+            States = { [ascii] = [1], [edges + ascii] = [2] },
+            Channels = { new Millrace.Engine.ChannelPart { Stream = ascii + edges, Batches = { new byte[3] } } },
+        });
         // A name that is not UTF-16 text (a lone surrogate) is refused, by name: the serializer would write another name
         // (U+FFFD for the surrogate), and a resumed run would not find the state under its own.
         foreach (string bad in new[] { "a\ud800", "\udc00b", "\ud800\ud800" })
@@ -633,6 +641,7 @@ public class CheckpointTests
             graph.Process("p", p =>
             {
                 Assert.Contains("not valid UTF-16", Assert.Throws<ArgumentException>(() => p.State(bad, 0L)).Message);
+                Assert.Contains("not valid UTF-16", Assert.Throws<ArgumentException>(() => p.Keep(bad, () => 0L, _ => { })).Message);
                 p.OnStart(() => { });
             });
             graph.Validate();

@@ -175,13 +175,19 @@ public class StateStoreTests
             Directory.CreateDirectory(folder);
             File.WriteAllText(Path.Combine(folder, "FORMAT"), "millrace-state 99\n");
             var options = new RunOptions { CheckpointInterval = TimeSpan.FromSeconds(1), StatePath = folder };
+            var view = new CountingObserver();
+            options.Observers.Add(view);
             var graph = new Graph();
             Stream<int> s = graph.Stream<int>("s");
             graph.Source("numbers", s, Enumerable.Range(0, 10));
-            graph.Sink("sink", s, _ => { });
+            int seen = 0;
+            graph.Sink("sink", s, _ => seen++);
             var e = await Assert.ThrowsAnyAsync<Exception>(() => graph.RunWithin(options));
             Assert.Contains("millrace-state 99", e.Message);
             Assert.Contains(folder, e.Message);
+            // Refused before anything ran or showed it (the store opens beside the run's wiring, before its views start).
+            Assert.Equal(0, seen);
+            Assert.Equal(0, view.Started);
         }
         finally
         {
@@ -217,4 +223,17 @@ public class StateStoreTests
             foreach (string f in Directory.GetFiles(Path.GetDirectoryName(location)!, Path.GetFileName(location) + "*")) File.Delete(f);
         }
     }
+}
+
+internal sealed class CountingObserver : Millrace.Monitoring.IRunObserver
+{
+    public int Started;
+
+    public Task StartAsync(Millrace.Monitoring.RunMonitor monitor)
+    {
+        Interlocked.Increment(ref Started);
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync() => Task.CompletedTask;
 }

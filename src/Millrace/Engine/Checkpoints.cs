@@ -803,7 +803,7 @@ internal static class Checkpoints
 
     /// <summary>
     /// The threads placement, with checkpoints on: checks the graph for them, then opens their store on a pool thread
-    /// (null with checkpoints off), so that the caller can wire the run and start its views meanwhile. Finding and
+    /// (null with checkpoints off), so that the caller can wire the run meanwhile. Finding and
     /// opening the store, checking its format and finding its last complete checkpoint cost a run tens of milliseconds
     /// at start, most of it code run for the first time, on a core that is otherwise idle then.
     /// </summary>

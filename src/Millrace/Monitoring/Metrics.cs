@@ -13,15 +13,6 @@ internal static class Metrics
     private static readonly object CreateLock = new();
     private static Meter? _meter;
 
-    /// <summary>
-    /// Creates the meter on a pool thread, while the run starts: its instruments take milliseconds to create (at every
-    /// run's start, on its path otherwise). A listener (dotnet-counters, OpenTelemetry) sees each when it is made.
-    /// </summary>
-    public static void EnsureCreatedSoon()
-    {
-        if (Volatile.Read(ref _meter) is null) ThreadPool.UnsafeQueueUserWorkItem(static _ => EnsureCreated(), null);
-    }
-
     public static void EnsureCreated()
     {
         if (Volatile.Read(ref _meter) is not null) return;

@@ -60,7 +60,7 @@ public sealed class RunMonitor
     internal static async Task<RunWatch> StartAsync(GraphModel model, RunOptions options, Func<double, RunSample> sample, Func<double, RunSample>? meterSample = null)
     {
         var monitor = new RunMonitor(model, options, sample, meterSample);
-        Metrics.EnsureCreatedSoon();
+        Metrics.EnsureCreated();
         ActiveRuns[monitor] = 0;
         var observers = new List<IRunObserver>();
         try

@@ -167,11 +167,9 @@ internal sealed class FolderStateStore : IStateStore
 
     public byte[]? Read(string key)
     {
-        string file = File_(key);
-        if (!File.Exists(file)) return null; // (an exception costs milliseconds the first time; one removed meanwhile is caught)
         try
         {
-            return File.ReadAllBytes(file);
+            return File.ReadAllBytes(File_(key));
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {

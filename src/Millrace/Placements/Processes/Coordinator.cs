@@ -493,7 +493,7 @@ internal sealed class Coordinator
                 string name = _model.Processes[p].Name;
                 ProcessReport? report = last?.FirstOrDefault(r => r.Index == p);
                 processes.Add(new ProcessSample(name, report?.ItemsIn ?? 0, report?.Outputs?.Values.Sum() ?? 0, errors.Count(e => e.Process == name),
-                    report?.Busy ?? 0, child.Final is not null ? "ended" : (report?.State ?? RunnerState.Running).ToString().ToLowerInvariant(),
+                    report?.Busy ?? 0, child.Final is not null ? "ended" : (report?.State ?? RunnerState.Running).LowerName(),
                     child.Pid, report?.Outputs ?? new Dictionary<string, long>())
                 {
                     Total = _model.Processes[p].Source?.Total,

@@ -11,7 +11,8 @@ internal sealed class ThreadsPlacement : IPlacement
 
     public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
     {
-        // With checkpoints on, their store opens on a pool thread while the run is wired and its views start.
+        // With checkpoints on, their store opens on a pool thread while the run is wired (a run whose wiring fails has
+        // opened it all the same).
         Task<Checkpoints.OpenedStore?> opening = Checkpoints.OpenAsync(model, options);
         try
         {
@@ -30,10 +31,10 @@ internal sealed class ThreadsPlacement : IPlacement
         using var host = new RunHost(model, options);
         host.Wire(transport: null);
         host.DetectTermination();
-        CheckpointCoordinator? checkpoints = null;
+        // The store is open before the views start: a store that cannot be opened ends the run before anything shows it.
+        CheckpointCoordinator? checkpoints = await opening is { } opened ? Checkpoints.Prepare(opened, options, host) : null;
         await using RunWatch watch = await RunMonitor.StartAsync(model, options,
-            elapsed => host.Sample(elapsed) with { Checkpoints = Volatile.Read(ref checkpoints)?.Sample() });
-        if (await opening is { } opened) Volatile.Write(ref checkpoints, Checkpoints.Prepare(opened, options, host));
+            elapsed => host.Sample(elapsed) with { Checkpoints = checkpoints?.Sample() });
         using (StopSignals.Listen(host.Run, cancellationToken))
         {
             Task taking = checkpoints?.RunAsync() ?? Task.CompletedTask;
