@@ -584,6 +584,66 @@ public class CheckpointTests
         }
     }
 
+    [Fact]
+    public async Task In_the_threads_placement_a_checkpoint_after_a_process_ended_holds_its_final_part()
+    {
+        // The threads placement keeps an ended process's final part in memory and writes it only into the checkpoints
+        // taken after it ended: every such checkpoint must hold it (marked ended, with its last state), and nothing else
+        // of it is written.
+        string dir = Directory.CreateTempSubdirectory("millrace-final-").FullName;
+        string path = Path.Combine(dir, "log.txt");
+        File.WriteAllLines(path, ["1", "2"]);
+        var graph = new Graph();
+        var shortStream = graph.Stream<long>("short");
+        var lines = graph.Stream<string>("lines");
+        graph.Source("few", shortStream, Enumerable.Range(1, 3).Select(i => (long)i));
+        var sideDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        graph.Process("side", p =>
+        {
+            ProcessState<long> sum = p.State("sum", 0L);
+            p.On(shortStream, x => sum.Value += x);
+            p.OnCompleted(() => sideDone.TrySetResult());
+        });
+        graph.Lines("lines", lines, path, follow: true);
+        var seen = new Seen<long>();
+        graph.Process("count", p =>
+        {
+            ProcessState<long> count = p.State("count", 0L);
+            p.On(lines, _ => seen.Add(++count.Value));
+        });
+        string state = Path.Combine(dir, "state");
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> run = graph.RunWithin(new RunOptions { CheckpointInterval = TimeSpan.FromSeconds(0.05), StatePath = state, Quiet = true }, stop.Token, seconds: 120);
+        try
+        {
+            await Waits.Until(() => sideDone.Task.IsCompleted || run.IsCompleted, "the side branch to end", seconds: 60);
+            // Two checkpoints later the second was asked for after the side branch had ended.
+            long first = -1;
+            await Waits.Until(() => (first = LastComplete(state)) >= 0 || run.IsCompleted, "a checkpoint", seconds: 60);
+            await Waits.Until(() => LastComplete(state) > first + 1 || run.IsCompleted, "two more", seconds: 60);
+            Assert.False(run.IsCompleted, "the run ended by itself");
+            // Stopped first: a run that goes on removes older checkpoints as it completes newer ones.
+            stop.Cancel();
+            Assert.Equal(RunOutcome.Stopped, (await run).Outcome);
+            string folder = Path.Combine(state, $"checkpoint-{LastComplete(state):D10}");
+            foreach (string ended in new[] { "few", "side" })
+            {
+                var part = Millrace.Engine.ProcessPart.FromJson(File.ReadAllBytes(Path.Combine(folder, ended + ".json")), ended);
+                Assert.True(part.Ended, $"{ended}'s part is not its final part");
+                if (ended == "few") Assert.Equal(3, part.Position);
+                else Assert.Equal(6L, System.Text.Json.JsonSerializer.Deserialize<long>(part.States["sum"]));
+            }
+            Assert.False(Millrace.Engine.ProcessPart.FromJson(File.ReadAllBytes(Path.Combine(folder, "count.json")), "count").Ended);
+            Assert.False(Directory.Exists(Path.Combine(state, "ended")), "final parts were written beside the checkpoints");
+        }
+        finally
+        {
+            stop.Cancel();
+            await run;
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private static readonly Gen<string> OddName = Gen.OneOf(
         Gen.String[Gen.Char.AlphaNumeric, 0, 20],
         Gen.String[Gen.Char['\0', '\u00ff'], 0, 20], // controls, quotes, backslashes, & < > ' + `, Latin-1

@@ -24,6 +24,57 @@ public class StateStoreTests
 
     private static string NewName() => "test-" + Guid.NewGuid().ToString("N")[..12];
 
+    [Fact]
+    public void A_folder_tells_a_missing_key_without_an_exception_and_reads_every_other()
+    {
+        // A missing key is the common case at a run's start; the first exception a program throws costs it milliseconds.
+        string location = Location("folder");
+        IStateStore store = StateStores.Open(location, NewName());
+        try
+        {
+            store.Write("FORMAT", [1]);
+            store.Write("checkpoint-0000000001/db.json", [2, 3]);
+            int thrown = 0;
+            int thread = Environment.CurrentManagedThreadId;
+            EventHandler<System.Runtime.ExceptionServices.FirstChanceExceptionEventArgs> count = (_, _) =>
+            {
+                if (Environment.CurrentManagedThreadId == thread) Interlocked.Increment(ref thrown);
+            };
+            AppDomain.CurrentDomain.FirstChanceException += count;
+            try
+            {
+                Assert.Null(store.Read("GENERATION"));
+                Assert.Null(store.Read("checkpoint-0000000001/web.json"));
+                Assert.Null(store.Read("checkpoint-0000000001/db.jso")); // a name that is a prefix of another's is not it
+            }
+            finally
+            {
+                AppDomain.CurrentDomain.FirstChanceException -= count;
+            }
+            Assert.Equal(0, thrown);
+            Assert.Equal([1], store.Read("FORMAT"));
+            Assert.Equal([2, 3], store.Read("checkpoint-0000000001/db.json"));
+            // A folder that is not there, and a key whose folder is a file: missing, as before.
+            Assert.Null(store.Read("checkpoint-0000000002/db.json"));
+            Assert.Null(store.Read("FORMAT/x"));
+            // A key that is a folder is not a missing key: reading it fails loudly.
+            Assert.ThrowsAny<Exception>(() => store.Read("checkpoint-0000000001"));
+        }
+        finally
+        {
+            Directory.Delete(location, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Only_assemblies_that_reference_Millrace_are_asked_for_extensions()
+    {
+        Assert.True(Millrace.Placements.MillraceLibraries.ReferencesMillrace(typeof(Millrace.Data.Table<int>).Assembly));
+        Assert.True(Millrace.Placements.MillraceLibraries.ReferencesMillrace(typeof(StateStoreTests).Assembly));
+        Assert.False(Millrace.Placements.MillraceLibraries.ReferencesMillrace(typeof(object).Assembly));
+        Assert.False(Millrace.Placements.MillraceLibraries.ReferencesMillrace(typeof(Uri).Assembly));
+    }
+
     [Theory]
     [InlineData("folder")]
     [InlineData("sqlite")]

@@ -460,8 +460,14 @@ internal interface ICheckpointPort
     /// <summary><paramref name="runner"/> stored its part of <paramref name="checkpoint"/>. Its own thread.</summary>
     void Stored(long checkpoint, ProcessRunner runner);
 
-    /// <summary>Checkpoints go on after processes end: a process that ends stores its final part (<see cref="CheckpointStore.SaveFinal"/>).</summary>
+    /// <summary>Checkpoints go on after processes end: a process that ends stores its final part (<see cref="SaveFinal"/>).</summary>
     bool KeepsFinalParts { get; }
+
+    /// <summary>
+    /// <paramref name="runner"/> ended: its final part, which stands for it in every later checkpoint. In the store
+    /// (<see cref="CheckpointStore.SaveFinal"/>) where the checkpoints are completed in another OS process. Its own thread.
+    /// </summary>
+    void SaveFinal(ProcessRunner runner, ProcessPart part) => Store.SaveFinal(runner.Name, part);
 }
 
 /// <summary>
@@ -552,6 +558,16 @@ internal sealed class CheckpointCoordinator(
 
     void ICheckpointPort.Stored(long checkpoint, ProcessRunner runner) => Stored(checkpoint, runner.Name);
 
+    // The threads placement: the final parts of its processes, kept here and written only into a checkpoint taken after
+    // they ended (a run that ends first, as most do, never writes them; a crash loses them with the run's memory, and
+    // the run goes back to its last complete checkpoint, which holds a copy of each it needed).
+    private readonly Dictionary<string, ProcessPart> _finalParts = new(StringComparer.Ordinal);
+
+    void ICheckpointPort.SaveFinal(ProcessRunner runner, ProcessPart part)
+    {
+        lock (_lock) _finalParts[runner.Name] = part;
+    }
+
     bool ICheckpointPort.KeepsFinalParts => GoesOnAfterEnds;
 
     /// <summary>
@@ -612,9 +628,23 @@ internal sealed class CheckpointCoordinator(
                     if ((!GoesOnAfterEnds && AnyEnded()) || run.StopRequested || stop.IsCancellationRequested) return;
                 }
                 // The processes that ended without storing a part of this checkpoint: their final parts are their parts.
-                string[] finals;
-                lock (_lock) finals = _ended.Where(p => !_storedBy.Contains(p)).ToArray();
-                foreach (string process in finals) Store.CopyFinal(process, checkpoint);
+                var finals = new List<string>();
+                var parts = new List<ProcessPart?>();
+                lock (_lock)
+                {
+                    foreach (string process in _ended)
+                    {
+                        if (_storedBy.Contains(process)) continue;
+                        finals.Add(process);
+                        parts.Add(_finalParts.GetValueOrDefault(process));
+                    }
+                }
+                for (int i = 0; i < finals.Count; i++)
+                {
+                    // Kept here (this OS process's processes), or stored by the OS process that ran it.
+                    if (parts[i] is { } part) Store.SavePart(checkpoint, finals[i], part);
+                    else Store.CopyFinal(finals[i], checkpoint);
+                }
                 // The broker placement: a newer generation (another host went back to a checkpoint) makes this one's checkpoints void;
                 // under the store's lock, so that a host starting a new generation reads the last complete checkpoint before or after this one.
                 if (StillCurrent is { } stillCurrent)
@@ -742,20 +772,23 @@ internal static class Checkpoints
         return false;
     }
 
-    /// <summary>Opens the store of a graph <see cref="Check"/> let through; <paramref name="warn"/>: says which processes keep variables of their own.</summary>
+    /// <summary>Opens the store of a graph <see cref="Check"/> let through; <paramref name="warn"/>: says which processes keep variables of their own first.</summary>
     private static CheckpointStore OpenStore(GraphModel model, RunOptions options, bool warn)
     {
-        if (warn)
-        {
-            foreach (ProcessBuilder p in model.Processes)
-            {
-                if (OwnVariables(p) is { Count: > 0 } names)
-                    Millrace.Monitoring.Log.Notice(options.Logger, "checkpoints",
-                        $"process '{p.Name}' keeps variables of its own in its handlers ({string.Join(", ", names)}); checkpoints do not save them: " +
-                        "if they change as items arrive, keep them in p.State(...) instead, or a resumed run starts them afresh (docs/state-and-recovery.md)");
-            }
-        }
+        if (warn) WarnOwnVariables(model, options);
         return new CheckpointStore(StateStores.Open(options.StatePath ?? "millrace-state", StateName(options)));
+    }
+
+    /// <summary>Says which processes keep variables of their own in their handlers (checkpoints do not save them).</summary>
+    public static void WarnOwnVariables(GraphModel model, RunOptions options)
+    {
+        foreach (ProcessBuilder p in model.Processes)
+        {
+            if (OwnVariables(p) is { Count: > 0 } names)
+                Millrace.Monitoring.Log.Notice(options.Logger, "checkpoints",
+                    $"process '{p.Name}' keeps variables of its own in its handlers ({string.Join(", ", names)}); checkpoints do not save them: " +
+                    "if they change as items arrive, keep them in p.State(...) instead, or a resumed run starts them afresh (docs/state-and-recovery.md)");
+        }
     }
 
     /// <summary>What tells this program's state apart from others' in a shared database: the run id, or the program's name.</summary>
@@ -803,7 +836,8 @@ internal static class Checkpoints
 
     /// <summary>
     /// The threads placement, with checkpoints on: checks the graph for them, then opens their store on a pool thread
-    /// (null with checkpoints off), so that the caller can wire the run meanwhile. Finding and
+    /// (null with checkpoints off), so that the caller can wire the run meanwhile (and say which processes keep
+    /// variables of their own: <see cref="WarnOwnVariables"/>). Finding and
     /// opening the store, checking its format and finding its last complete checkpoint cost a run tens of milliseconds
     /// at start, most of it code run for the first time, on a core that is otherwise idle then.
     /// </summary>
@@ -813,7 +847,7 @@ internal static class Checkpoints
         if (!Check(model, options)) return Task.FromResult<OpenedStore?>(null);
         return Task.Run<OpenedStore?>(() =>
         {
-            CheckpointStore store = OpenStore(model, options, warn: true);
+            CheckpointStore store = OpenStore(model, options, warn: false);
             return new OpenedStore(store, store.LastComplete());
         });
     }

@@ -556,7 +556,7 @@ public sealed class ProcessRunner
                 // A part of a checkpoint it took a snapshot for is stored, and said, first: the final part stands only for
                 // checkpoints whose markers never reached it (every writer to it had ended before sending them).
                 await _storing;
-                port.Store.SaveFinal(Name, new ProcessPart
+                port.SaveFinal(this, new ProcessPart
                 {
                     Ended = true,
                     States = SaveStates(),

@@ -30,4 +30,25 @@ internal static class MillraceLibraries
         }
         return candidates;
     }
+
+    /// <summary>
+    /// Whether <paramref name="assembly"/> can hold an extension's attribute at all: it references Millrace (the
+    /// attributes are Millrace's types). Read from its metadata alone; asking a framework assembly for its
+    /// attributes instead loads the type of each one it has (milliseconds at every run's start).
+    /// </summary>
+    public static bool ReferencesMillrace(Assembly assembly)
+    {
+        if (assembly.IsDynamic) return false;
+        string millrace = typeof(MillraceLibraries).Assembly.GetName().Name!;
+        try
+        {
+            foreach (AssemblyName reference in assembly.GetReferencedAssemblies())
+                if (string.Equals(reference.Name, millrace, StringComparison.Ordinal)) return true;
+        }
+        catch (Exception e) when (e is IOException or BadImageFormatException or NotSupportedException)
+        {
+            return true; // not readable this way: looked at the long way
+        }
+        return false;
+    }
 }

@@ -95,7 +95,7 @@ public static class PlacementRegistry
             {
                 if (!Scanned.Add(assembly)) continue;
             }
-            if (assembly.IsDynamic) continue;
+            if (!MillraceLibraries.ReferencesMillrace(assembly)) continue;
             MillracePlacementAttribute[] attributes;
             try
             {

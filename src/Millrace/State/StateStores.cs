@@ -126,7 +126,7 @@ public static class StateStores
     private static List<IStateStoreProvider> ProvidersOf(Assembly assembly)
     {
         var providers = new List<IStateStoreProvider>();
-        if (assembly.IsDynamic) return providers;
+        if (!MillraceLibraries.ReferencesMillrace(assembly)) return providers;
         MillraceStateStoreAttribute[] attributes;
         try
         {
@@ -167,14 +167,32 @@ internal sealed class FolderStateStore : IStateStore
 
     public byte[]? Read(string key)
     {
+        string file = File_(key);
+        // A missing key is the common case (a fresh store, a checkpoint not yet taken) and is told without an exception
+        // (the first one a program throws costs it milliseconds): only when the folder can be listed and does not hold
+        // the file. A file that cannot be looked at (a folder without search permission) is read, and its error thrown.
+        if (!File.Exists(file) && Absent(file)) return null;
         try
         {
-            return File.ReadAllBytes(File_(key));
+            return File.ReadAllBytes(file);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            return null;
+            return null; // removed meanwhile
         }
+    }
+
+    // A name as it is ('*' and '?' still match more: then it is read); errors thrown, not skipped.
+    private static readonly EnumerationOptions ExactName = new() { MatchType = MatchType.Simple, IgnoreInaccessible = false, AttributesToSkip = 0 };
+
+    // The folder of the file is listed and holds no such name (an error listing it is thrown). A folder that cannot be
+    // seen is left to the read.
+    private static bool Absent(string file)
+    {
+        string folder = Path.GetDirectoryName(file)!;
+        if (!Directory.Exists(folder)) return false;
+        foreach (string _ in Directory.EnumerateFileSystemEntries(folder, Path.GetFileName(file), ExactName)) return false;
+        return true;
     }
 
     public void Write(string key, ReadOnlySpan<byte> value)

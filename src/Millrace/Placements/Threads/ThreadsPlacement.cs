@@ -31,6 +31,10 @@ internal sealed class ThreadsPlacement : IPlacement
         using var host = new RunHost(model, options);
         host.Wire(transport: null);
         host.DetectTermination();
+        // Said here, while the store opens: the reflection it takes would otherwise wait on the store's thread.
+        if (options.CheckpointEvery > TimeSpan.Zero) Checkpoints.WarnOwnVariables(model, options);
+        // The meter's instruments (the process's, not the run's: a store that fails leaves nothing of the run behind) too.
+        if (!opening.IsCompleted) Monitoring.Metrics.EnsureCreated();
         // The store is open before the views start: a store that cannot be opened ends the run before anything shows it.
         CheckpointCoordinator? checkpoints = await opening is { } opened ? Checkpoints.Prepare(opened, options, host) : null;
         await using RunWatch watch = await RunMonitor.StartAsync(model, options,
