@@ -334,4 +334,78 @@ public class HandlerCompilerTests
             }
         }
     }
+
+    /// <summary>
+    /// A source's loop compiled for its enumerator's type (SourcePump) takes over after its first items: the iterator sees
+    /// the compiled loop on its stack (it goes on until it does, up to 20M items), and then every item arrives once, in
+    /// order; an exception the iterator throws afterwards is reported as before; a stop afterwards still emits every item
+    /// the source took (none taken and lost between MoveNext and Emit).
+    /// </summary>
+    [Theory]
+    [InlineData("end")]
+    [InlineData("throw")]
+    [InlineData("stop")]
+    public async Task In_a_run_a_sources_compiled_loop_takes_over_and_nothing_changes(string how)
+    {
+        const long Limit = 20_000_000, After = 50_000;
+        var graph = new Graph();
+        var numbers = graph.Stream<long>("numbers");
+        long taken = 0, handled = 0, outOfOrder = 0, swappedAt = -1;
+        var swapped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        graph.Source("numbers", numbers, Numbers());
+        graph.Process("sink", p => p.On(numbers, x =>
+        {
+            if (x != handled) outOfOrder++;
+            handled++;
+        }));
+        using var stop = new CancellationTokenSource();
+        Task<RunResult> running = graph.RunWithin(new RunOptions { Quiet = true, BatchSize = 1000, StreamCapacity = 4000 }, stop.Token, seconds: 120);
+        if (how == "stop")
+        {
+            await swapped.Task.WaitAsync(TimeSpan.FromSeconds(90));
+            stop.Cancel();
+        }
+        RunResult result = await running;
+        if (Copies) Assert.True(swappedAt >= 0, "the compiled loop did not take over");
+        else Assert.Equal(-1, swappedAt);
+        Assert.Equal(0, outOfOrder);
+        switch (how)
+        {
+            case "end":
+                Assert.Equal(RunOutcome.Completed, result.Outcome);
+                Assert.Equal(taken, handled);
+                Assert.Equal(Copies ? swappedAt + After : Limit, handled);
+                break;
+            case "throw":
+                Assert.Equal(RunOutcome.Failed, result.Outcome);
+                Assert.Contains("Process 'numbers' failed", Assert.Single(result.Errors).Message);
+                Assert.Contains("InvalidOperationException: the source's own failure", result.Errors[0].Message);
+                break;
+            default:
+                Assert.Equal(RunOutcome.Stopped, result.Outcome);
+                Assert.Equal(taken, handled);
+                break;
+        }
+
+        IEnumerable<long> Numbers()
+        {
+            for (long i = 0; ; i++)
+            {
+                if (swappedAt < 0 && i % 4096 == 0 && new System.Diagnostics.StackTrace().ToString().Contains("SourcePump", StringComparison.Ordinal))
+                {
+                    swappedAt = i;
+                    swapped.TrySetResult();
+                }
+                if (!Copies && i == After) swapped.TrySetResult(); // nothing is compiled: a stop after the first items
+                bool last = Copies ? swappedAt >= 0 && i == swappedAt + After : i == Limit;
+                if (i == Limit || (how != "stop" && last))
+                {
+                    if (how == "throw") throw new InvalidOperationException("the source's own failure");
+                    yield break;
+                }
+                taken++;
+                yield return i;
+            }
+        }
+    }
 }

@@ -42,14 +42,38 @@ internal sealed class EnumerableSource<T> : SourceBody
         }
         // Asked to stop before taking the next item, never after: an item taken is always emitted
         // (an enumerable that reads a queue or a socket would otherwise lose it).
+        long untilCompile = HandlerCompiler.Enabled ? HandlerCompiler.AfterItems : long.MaxValue;
         while (!runner.SourceShouldStop && items.MoveNext())
         {
             output.Emit(items.Current);
             if (runner.Blocked) runner.DrainBlockingUntilSourcesStop();
             runner.Tick();
+            if (--untilCompile > 0) continue;
+            // After its first items: the same loop compiled for this enumerator's type (SourcePump) goes on from here once ready.
+            if (untilCompile == 0)
+            {
+                Type type = items.GetType();
+                HandlerCompiler.Enqueue(() =>
+                {
+                    if (SourcePump<T>.TryCompile(type) is { } compiled) _pump = new Compiled(type, compiled);
+                });
+            }
+            else if ((untilCompile & 1023) == 0 && _pump is { } pump && pump.Type == items.GetType())
+            {
+                pump.Run(items, runner, output);
+                return default;
+            }
         }
         return default;
     }
+
+    // The compiled loop and the enumerator type it is for, once ready (set from Millrace's compiling thread).
+    private volatile Compiled? _pump;
+
+    private sealed record Compiled(Type Type, SourcePump<T>.Pump Run);
+
+    /// <summary>Whether the source runs its compiled loop by now (for tests).</summary>
+    internal bool RunsCompiledLoop => _pump is not null;
 }
 
 internal sealed class FunctionSource<T> : SourceBody
