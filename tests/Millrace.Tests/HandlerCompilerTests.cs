@@ -362,7 +362,8 @@ public class HandlerCompilerTests
         Task<RunResult> running = graph.RunWithin(new RunOptions { Quiet = true, BatchSize = 1000, StreamCapacity = 4000 }, stop.Token, seconds: 120);
         if (how == "stop")
         {
-            await swapped.Task.WaitAsync(TimeSpan.FromSeconds(90));
+            // The source goes on until the compiled loop takes over (or up to 20M items): wait for one or the other.
+            await Task.WhenAny(swapped.Task, running).WaitAsync(TimeSpan.FromSeconds(90));
             stop.Cancel();
         }
         RunResult result = await running;

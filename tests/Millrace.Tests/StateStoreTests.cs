@@ -67,10 +67,46 @@ public class StateStoreTests
     }
 
     [Fact]
+    public async Task A_folder_tells_a_missing_key_while_another_writer_removes_and_makes_its_folder_again()
+    {
+        // Another OS process removes a folder of keys when its last key goes (Delete) and makes it again to write: a read of
+        // a missing key in that folder meanwhile is a missing key, never an error.
+        string location = Location("folder");
+        IStateStore store = StateStores.Open(location, NewName());
+        string folder = Path.Combine(location, "checkpoint-0000000001");
+        using var stop = new CancellationTokenSource();
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var churn = Task.Run(() =>
+        {
+            long rounds = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                Directory.CreateDirectory(folder);
+                started.TrySetResult();
+                try { Directory.Delete(folder); } catch (IOException) { }
+                rounds++;
+            }
+            return rounds;
+        });
+        try
+        {
+            await started.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            for (int i = 0; i < 30_000; i++) Assert.Null(store.Read("checkpoint-0000000001/db.json"));
+        }
+        finally
+        {
+            stop.Cancel();
+            Assert.True(await churn > 0);
+            Directory.Delete(location, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Only_assemblies_that_reference_Millrace_are_asked_for_extensions()
     {
         Assert.True(Millrace.Placements.MillraceLibraries.ReferencesMillrace(typeof(Millrace.Data.Table<int>).Assembly));
         Assert.True(Millrace.Placements.MillraceLibraries.ReferencesMillrace(typeof(StateStoreTests).Assembly));
+        Assert.True(Millrace.Placements.MillraceLibraries.ReferencesMillrace(typeof(Graph).Assembly));
         Assert.False(Millrace.Placements.MillraceLibraries.ReferencesMillrace(typeof(object).Assembly));
         Assert.False(Millrace.Placements.MillraceLibraries.ReferencesMillrace(typeof(Uri).Assembly));
     }

@@ -71,9 +71,6 @@ internal sealed class EnumerableSource<T> : SourceBody
     private volatile Compiled? _pump;
 
     private sealed record Compiled(Type Type, SourcePump<T>.Pump Run);
-
-    /// <summary>Whether the source runs its compiled loop by now (for tests).</summary>
-    internal bool RunsCompiledLoop => _pump is not null;
 }
 
 internal sealed class FunctionSource<T> : SourceBody

@@ -32,13 +32,15 @@ internal static class MillraceLibraries
     }
 
     /// <summary>
-    /// Whether <paramref name="assembly"/> can hold an extension's attribute at all: it references Millrace (the
-    /// attributes are Millrace's types). Read from its metadata alone; asking a framework assembly for its
+    /// Whether <paramref name="assembly"/> can hold an extension's attribute at all: it is Millrace or references it (the
+    /// attributes are Millrace's sealed types). Read from its metadata alone; asking a framework assembly for its
     /// attributes instead loads the type of each one it has (milliseconds at every run's start).
     /// </summary>
     public static bool ReferencesMillrace(Assembly assembly)
     {
         if (assembly.IsDynamic) return false;
+        // Millrace itself (or a program that compiled Millrace's sources in) may carry one too.
+        if (assembly == typeof(MillraceLibraries).Assembly) return true;
         string millrace = typeof(MillraceLibraries).Assembly.GetName().Name!;
         try
         {

@@ -185,14 +185,26 @@ internal sealed class FolderStateStore : IStateStore
     // A name as it is ('*' and '?' still match more: then it is read); errors thrown, not skipped.
     private static readonly EnumerationOptions ExactName = new() { MatchType = MatchType.Simple, IgnoreInaccessible = false, AttributesToSkip = 0 };
 
-    // The folder of the file is listed and holds no such name (an error listing it is thrown). A folder that cannot be
-    // seen is left to the read.
+    // The folder of the file is listed and holds no such name. A folder that cannot be seen or listed is left to the read
+    // (which throws, or finds the key missing, as it always did); a folder removed meanwhile (another OS process deleted
+    // its last key) holds no key.
     private static bool Absent(string file)
     {
         string folder = Path.GetDirectoryName(file)!;
         if (!Directory.Exists(folder)) return false;
-        foreach (string _ in Directory.EnumerateFileSystemEntries(folder, Path.GetFileName(file), ExactName)) return false;
-        return true;
+        try
+        {
+            foreach (string _ in Directory.EnumerateFileSystemEntries(folder, Path.GetFileName(file), ExactName)) return false;
+            return true;
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return true;
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+        {
+            return false;
+        }
     }
 
     public void Write(string key, ReadOnlySpan<byte> value)
