@@ -3,7 +3,7 @@ using Microsoft.Data.Sqlite;
 using Millrace.State;
 using Npgsql;
 
-[assembly: MillraceStateStore(typeof(Millrace.Data.DatabaseStateStores))]
+[assembly: MillraceStateStore<Millrace.Data.DatabaseStateStores>]
 
 namespace Millrace.Data;
 

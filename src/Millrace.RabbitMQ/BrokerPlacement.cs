@@ -7,7 +7,7 @@ using Millrace.Monitoring;
 using Millrace.Placements;
 using RabbitMQ.Client;
 
-[assembly: MillracePlacement(typeof(Millrace.RabbitMQ.BrokerPlacement))]
+[assembly: MillracePlacement<Millrace.RabbitMQ.BrokerPlacement>]
 
 namespace Millrace.RabbitMQ;
 

@@ -482,6 +482,11 @@ public class CheckpointTests
             var seen = new List<long>();
             ProcessState<long> total = p.State("total", 0L);
             p.On(numbers, x => { items++; seen.Add(x); total.Value += x; });
+            {
+                // A timer's closure of its own, and a variable two closures share: each named once.
+                int ticks = 0;
+                p.Every(TimeSpan.FromHours(1), () => { ticks++; items--; });
+            }
         });
         var sums = graph.Stream<long>("sums");
         graph.Window("windows", numbers, sums, 10, 10, w => w.Sum()); // keeps its items in the checkpoint: not named
@@ -493,7 +498,7 @@ public class CheckpointTests
             RunResult result = await graph.RunWithin(new RunOptions { CheckpointInterval = TimeSpan.FromSeconds(1), StatePath = state, Logger = logger });
             Assert.True(result.Succeeded);
             string warning = Assert.Single(logger.Messages.Items, m => m.Contains("keeps variables of its own", StringComparison.Ordinal));
-            Assert.Contains("process 'counting' keeps variables of its own in its handlers (items, seen)", warning);
+            Assert.Contains("process 'counting' keeps variables of its own in its handlers (items, seen, ticks)", warning);
         }
         finally
         {

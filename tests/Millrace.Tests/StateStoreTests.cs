@@ -1,6 +1,22 @@
 using Millrace.State;
 
+// Two state stores of this library, one named by each form of the attribute; each knows only locations of its own.
+[assembly: MillraceStateStore<Millrace.Tests.StoreNamedByTypeArgument>]
+[assembly: MillraceStateStore(typeof(Millrace.Tests.StoreNamedByTypeOf))]
+
 namespace Millrace.Tests;
+
+internal sealed class StoreNamedByTypeArgument : IStateStoreProvider
+{
+    public IStateStore? Open(string location, string name) =>
+        location.StartsWith("type-argument:", StringComparison.Ordinal) ? new FolderStateStore(location["type-argument:".Length..]) : null;
+}
+
+internal sealed class StoreNamedByTypeOf : IStateStoreProvider
+{
+    public IStateStore? Open(string location, string name) =>
+        location.StartsWith("typeof:", StringComparison.Ordinal) ? new FolderStateStore(location["typeof:".Length..]) : null;
+}
 
 /// <summary>
 /// The state stores that <c>--state</c> opens (a folder, a SQLite file, a PostgreSQL database) keep the
@@ -98,6 +114,32 @@ public class StateStoreTests
             stop.Cancel();
             Assert.True(await churn > 0);
             Directory.Delete(location, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void A_library_names_its_extensions_by_either_form_of_the_attribute_and_both_are_found()
+    {
+        List<Type> Stores(System.Reflection.Assembly assembly) =>
+            Millrace.Placements.MillraceLibraries.ExtensionTypes(assembly, typeof(MillraceStateStoreAttribute<>), typeof(MillraceStateStoreAttribute));
+        Assert.Equal(
+            new[] { typeof(StoreNamedByTypeArgument).FullName, typeof(StoreNamedByTypeOf).FullName }.Order(),
+            Stores(typeof(StateStoreTests).Assembly).Select(t => t.FullName).Order());
+        Assert.Equal("Millrace.Data.DatabaseStateStores", Assert.Single(Stores(typeof(Millrace.Data.Table<int>).Assembly)).FullName);
+        Assert.Empty(Stores(typeof(Graph).Assembly));
+        Assert.Equal("Millrace.RabbitMQ.BrokerPlacement", Assert.Single(Millrace.Placements.MillraceLibraries.ExtensionTypes(
+            typeof(Millrace.RabbitMQ.BrokerPlacement).Assembly, typeof(Millrace.Placements.MillracePlacementAttribute<>), typeof(Millrace.Placements.MillracePlacementAttribute))).FullName);
+        // And --state reaches each.
+        string folder = Path.Combine(Path.GetTempPath(), "millrace-named-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Assert.Equal(folder + "-a", StateStores.Open("type-argument:" + folder + "-a", "n").Where);
+            Assert.Equal(folder + "-b", StateStores.Open("typeof:" + folder + "-b", "n").Where);
+        }
+        finally
+        {
+            foreach (string made in new[] { folder + "-a", folder + "-b" })
+                if (Directory.Exists(made)) Directory.Delete(made, recursive: true);
         }
     }
 

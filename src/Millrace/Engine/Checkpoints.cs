@@ -802,24 +802,31 @@ internal static class Checkpoints
     /// </summary>
     private static List<string> OwnVariables(ProcessBuilder p)
     {
-        var names = new SortedSet<string>(StringComparer.Ordinal);
-        IEnumerable<Delegate?> handlers = p.Inputs.Select(i => i.Handler).Concat(p.Timers.Select(t => (Delegate)t.Tick));
-        foreach (Delegate? handler in handlers)
+        // Loops, not LINQ over the timers' tuples: a query over a list of structs is compiled at run time (milliseconds
+        // at the start of every run with checkpoints).
+        var names = new List<string>();
+        foreach (InputSpec input in p.Inputs) AddOwnVariables(input.Handler, names);
+        foreach (var (_, tick) in p.Timers) AddOwnVariables(tick, names);
+        names.Sort(StringComparer.Ordinal);
+        for (int i = names.Count - 1; i > 0; i--)
+            if (names[i] == names[i - 1]) names.RemoveAt(i);
+        return names;
+    }
+
+    private static void AddOwnVariables(Delegate? handler, List<string> names)
+    {
+        if (handler?.Target is not { } target) return;
+        Type type = target.GetType();
+        if (type.Assembly == typeof(Graph).Assembly || !type.Name.Contains("DisplayClass", StringComparison.Ordinal)) return;
+        foreach (System.Reflection.FieldInfo field in type.GetFields(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic))
         {
-            if (handler?.Target is not { } target) continue;
-            Type type = target.GetType();
-            if (type.Assembly == typeof(Graph).Assembly || !type.Name.Contains("DisplayClass", StringComparison.Ordinal)) continue;
-            foreach (System.Reflection.FieldInfo field in type.GetFields(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic))
-            {
-                if (field.Name.StartsWith('<') || field.IsInitOnly) continue;
-                Type t = Nullable.GetUnderlyingType(field.FieldType) ?? field.FieldType;
-                bool looksLikeState = t.IsPrimitive || t == typeof(decimal) || t.IsArray ||
-                    (t.IsValueType && !t.IsEnum && t.Namespace?.StartsWith("Millrace", StringComparison.Ordinal) != true) ||
-                    (t.IsGenericType && t.Namespace == "System.Collections.Generic");
-                if (looksLikeState) names.Add(field.Name);
-            }
+            if (field.Name.StartsWith('<') || field.IsInitOnly) continue;
+            Type t = Nullable.GetUnderlyingType(field.FieldType) ?? field.FieldType;
+            bool looksLikeState = t.IsPrimitive || t == typeof(decimal) || t.IsArray ||
+                (t.IsValueType && !t.IsEnum && t.Namespace?.StartsWith("Millrace", StringComparison.Ordinal) != true) ||
+                (t.IsGenericType && t.Namespace == "System.Collections.Generic");
+            if (looksLikeState) names.Add(field.Name);
         }
-        return names.ToList();
     }
 
     /// <summary>Gives each of <paramref name="runners"/> where to store its parts and, when the run resumes from <paramref name="resumed"/>, its part of it.</summary>

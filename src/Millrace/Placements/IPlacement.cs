@@ -8,7 +8,7 @@ namespace Millrace.Placements;
 /// </summary>
 /// <remarks>
 /// A placement in a library of its own registers itself with an assembly attribute,
-/// <c>[assembly: MillracePlacement(typeof(MyPlacement))]</c>, and is found when a program that
+/// <c>[assembly: MillracePlacement&lt;MyPlacement&gt;]</c>, and is found when a program that
 /// references the library asks for it by name; or call <see cref="PlacementRegistry.Register"/>.
 /// A placement must hold every promise of the placement contract (see docs/architecture.md):
 /// every item reaches every reader once and in order, end marks follow the last item, halts and
@@ -32,7 +32,19 @@ public interface IPlacement
     bool CarriesCheckpoints => false;
 }
 
-/// <summary>Names a placement that an assembly provides, so that <see cref="PlacementRegistry"/> finds it by name.</summary>
+/// <summary>
+/// Names a placement that an assembly provides, so that <see cref="PlacementRegistry"/> finds it by name:
+/// <c>[assembly: MillracePlacement&lt;MyPlacement&gt;]</c>.
+/// </summary>
+/// <typeparam name="TPlacement">A class implementing <see cref="IPlacement"/> with a constructor without parameters.</typeparam>
+/// <remarks>
+/// Found from the assembly's metadata alone. The older form <see cref="MillracePlacementAttribute"/> names the type by its
+/// name, which the runtime resolves with its type name parser: milliseconds at the start of every run that looks for it.
+/// </remarks>
+[AttributeUsage(AttributeTargets.Assembly, AllowMultiple = true)]
+public sealed class MillracePlacementAttribute<TPlacement> : Attribute where TPlacement : IPlacement, new();
+
+/// <summary>Names a placement that an assembly provides, so that <see cref="PlacementRegistry"/> finds it by name (<see cref="MillracePlacementAttribute{TPlacement}"/> is found faster).</summary>
 /// <param name="placementType">A class implementing <see cref="IPlacement"/> with a constructor without parameters.</param>
 [AttributeUsage(AttributeTargets.Assembly, AllowMultiple = true)]
 public sealed class MillracePlacementAttribute(Type placementType) : Attribute

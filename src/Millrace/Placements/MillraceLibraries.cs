@@ -32,6 +32,38 @@ internal static class MillraceLibraries
     }
 
     /// <summary>
+    /// The types that <paramref name="assembly"/>'s attributes name as extensions of one kind: the type argument of each
+    /// <paramref name="generic"/> attribute (<c>[assembly: MillraceStateStore&lt;X&gt;]</c>, read from the metadata by token),
+    /// and the <see cref="Type"/> argument of each <paramref name="named"/> one (<c>typeof(X)</c>, kept as a type name that
+    /// the runtime's parser resolves: about 10 ms the first time in a process). None from an assembly that does not
+    /// reference Millrace, or whose attributes name libraries that are not here.
+    /// </summary>
+    public static List<Type> ExtensionTypes(Assembly assembly, Type generic, Type named)
+    {
+        var types = new List<Type>();
+        if (!ReferencesMillrace(assembly)) return types;
+        try
+        {
+            foreach (CustomAttributeData attribute in assembly.GetCustomAttributesData())
+            {
+                Type kind = attribute.AttributeType;
+                if (kind.IsConstructedGenericType && kind.GetGenericTypeDefinition() == generic)
+                    types.Add(kind.GenericTypeArguments[0]);
+                else if (kind == named && attribute.ConstructorArguments is [{ Value: Type type }])
+                    types.Add(type);
+                else if (kind == named)
+                    throw new InvalidOperationException($"{assembly.GetName().Name} has a {named.Name} that names no type.");
+            }
+        }
+        catch (Exception e) when (e is IOException or TypeLoadException)
+        {
+            // An attribute of a library that is not here: not one of Millrace's libraries.
+            types.Clear();
+        }
+        return types;
+    }
+
+    /// <summary>
     /// Whether <paramref name="assembly"/> can hold an extension's attribute at all: it is Millrace or references it (the
     /// attributes are Millrace's sealed types). Read from its metadata alone; asking a framework assembly for its
     /// attributes instead loads the type of each one it has (milliseconds at every run's start).

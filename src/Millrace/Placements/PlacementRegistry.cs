@@ -95,21 +95,11 @@ public static class PlacementRegistry
             {
                 if (!Scanned.Add(assembly)) continue;
             }
-            if (!MillraceLibraries.ReferencesMillrace(assembly)) continue;
-            MillracePlacementAttribute[] attributes;
-            try
+            foreach (Type type in MillraceLibraries.ExtensionTypes(assembly, typeof(MillracePlacementAttribute<>), typeof(MillracePlacementAttribute)))
             {
-                attributes = assembly.GetCustomAttributes<MillracePlacementAttribute>().ToArray();
-            }
-            catch (Exception e) when (e is IOException or TypeLoadException)
-            {
-                continue; // an attribute of a library that is not here: not a placement library
-            }
-            foreach (MillracePlacementAttribute attribute in attributes)
-            {
-                if (!typeof(IPlacement).IsAssignableFrom(attribute.PlacementType))
-                    throw new InvalidOperationException($"{assembly.GetName().Name} names {attribute.PlacementType.FullName} as a placement, but it does not implement IPlacement.");
-                var placement = (IPlacement)Activator.CreateInstance(attribute.PlacementType, nonPublic: true)!;
+                if (!typeof(IPlacement).IsAssignableFrom(type))
+                    throw new InvalidOperationException($"{assembly.GetName().Name} names {type.FullName} as a placement, but it does not implement IPlacement.");
+                var placement = (IPlacement)Activator.CreateInstance(type, nonPublic: true)!;
                 lock (Lock) Placements.TryAdd(placement.Name, placement);
             }
         }

@@ -126,21 +126,11 @@ public static class StateStores
     private static List<IStateStoreProvider> ProvidersOf(Assembly assembly)
     {
         var providers = new List<IStateStoreProvider>();
-        if (!MillraceLibraries.ReferencesMillrace(assembly)) return providers;
-        MillraceStateStoreAttribute[] attributes;
-        try
+        foreach (Type type in MillraceLibraries.ExtensionTypes(assembly, typeof(MillraceStateStoreAttribute<>), typeof(MillraceStateStoreAttribute)))
         {
-            attributes = assembly.GetCustomAttributes<MillraceStateStoreAttribute>().ToArray();
-        }
-        catch (Exception e) when (e is IOException or TypeLoadException)
-        {
-            return providers;
-        }
-        foreach (MillraceStateStoreAttribute attribute in attributes)
-        {
-            if (!typeof(IStateStoreProvider).IsAssignableFrom(attribute.ProviderType))
-                throw new InvalidOperationException($"{assembly.GetName().Name} names {attribute.ProviderType.FullName} as a state store provider, but it does not implement IStateStoreProvider.");
-            providers.Add((IStateStoreProvider)Activator.CreateInstance(attribute.ProviderType, nonPublic: true)!);
+            if (!typeof(IStateStoreProvider).IsAssignableFrom(type))
+                throw new InvalidOperationException($"{assembly.GetName().Name} names {type.FullName} as a state store provider, but it does not implement IStateStoreProvider.");
+            providers.Add((IStateStoreProvider)Activator.CreateInstance(type, nonPublic: true)!);
         }
         return providers;
     }
