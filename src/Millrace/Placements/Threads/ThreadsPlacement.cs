@@ -11,7 +11,7 @@ internal sealed class ThreadsPlacement : IPlacement
 
     public static async Task<RunResult> RunAsync(GraphModel model, RunOptions options, CancellationToken cancellationToken)
     {
-        // With checkpoints on, their store opens on a pool thread while the run is wired (a run whose wiring fails has
+        // With checkpoints on, their store opens on a thread of its own while the run is wired (a run whose wiring fails has
         // opened it all the same).
         Task<Checkpoints.OpenedStore?> opening = Checkpoints.OpenAsync(model, options);
         try
