@@ -11,6 +11,8 @@ namespace Millrace;
 /// </remarks>
 public sealed class Stream<T> : IStreamReference
 {
+    static Stream() => Codecs.CodecSet.Know<T>();
+
     /// <summary>Creates a reference to the stream called <paramref name="name"/>.</summary>
     public Stream(string name)
     {

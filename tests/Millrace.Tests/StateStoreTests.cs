@@ -295,34 +295,6 @@ public class StateStoreTests
         }
     }
 
-    [Theory]
-    [InlineData("folder")]
-    [InlineData("sqlite")]
-    public void A_fresh_store_is_marked_with_the_format_before_the_first_value_written_and_not_before(string kind)
-    {
-        string location = Location(kind);
-        try
-        {
-            IStateStore raw = StateStores.Open(location, "format-test");
-            var store = new Millrace.Engine.CheckpointStore(raw);
-            Assert.Null(raw.Read("FORMAT"));
-            Assert.Equal(-1, store.LastComplete());
-            var part = new Millrace.Engine.ProcessPart { States = new() { ["total"] = "3"u8.ToArray() } };
-            store.SavePart(1, "sum", part);
-            Assert.Equal("millrace-state 1", System.Text.Encoding.UTF8.GetString(raw.Read("FORMAT")!).Trim());
-            store.Complete(1);
-            // Opened again, it reads the mark and the checkpoint.
-            var again = new Millrace.Engine.CheckpointStore(StateStores.Open(location, "format-test"));
-            Assert.Equal(1, again.LastComplete());
-            Assert.Equal("3", System.Text.Encoding.UTF8.GetString(again.LoadPart(1, "sum")!.States["total"]));
-        }
-        finally
-        {
-            if (Directory.Exists(location)) Directory.Delete(location, recursive: true);
-            if (File.Exists(location)) File.Delete(location);
-        }
-    }
-
     [Fact]
     public async Task A_location_of_a_library_the_program_lacks_and_a_store_of_another_format_are_named()
     {

@@ -25,12 +25,28 @@ public static class BinaryCodec
     /// <exception cref="NotSupportedException">The type is not a primitive, string, byte array or simple record.</exception>
     public static ICodec<T> For<T>()
     {
-        if (Primitive.Is(typeof(T))) return (ICodec<T>)Activator.CreateInstance(typeof(PrimitiveCodec<>).MakeGenericType(typeof(T)))!;
+        if (PrimitiveCodecFor<T>() is { } primitive) return primitive;
         if (!Supports(typeof(T)))
             throw new NotSupportedException(
                 $"The binary codec cannot carry {typeof(T).Name}: use primitives, strings, byte arrays or records whose constructor parameters are such types.");
         return new FieldCodec<T>();
     }
+
+    // Each primitive named, not a generic type made at run time: a program published with Native AOT has their code.
+    private static ICodec<T>? PrimitiveCodecFor<T>() =>
+        typeof(T) == typeof(bool) ? (ICodec<T>)(object)new PrimitiveCodec<bool>()
+        : typeof(T) == typeof(byte) ? (ICodec<T>)(object)new PrimitiveCodec<byte>()
+        : typeof(T) == typeof(sbyte) ? (ICodec<T>)(object)new PrimitiveCodec<sbyte>()
+        : typeof(T) == typeof(short) ? (ICodec<T>)(object)new PrimitiveCodec<short>()
+        : typeof(T) == typeof(ushort) ? (ICodec<T>)(object)new PrimitiveCodec<ushort>()
+        : typeof(T) == typeof(int) ? (ICodec<T>)(object)new PrimitiveCodec<int>()
+        : typeof(T) == typeof(uint) ? (ICodec<T>)(object)new PrimitiveCodec<uint>()
+        : typeof(T) == typeof(long) ? (ICodec<T>)(object)new PrimitiveCodec<long>()
+        : typeof(T) == typeof(ulong) ? (ICodec<T>)(object)new PrimitiveCodec<ulong>()
+        : typeof(T) == typeof(float) ? (ICodec<T>)(object)new PrimitiveCodec<float>()
+        : typeof(T) == typeof(double) ? (ICodec<T>)(object)new PrimitiveCodec<double>()
+        : typeof(T) == typeof(char) ? (ICodec<T>)(object)new PrimitiveCodec<char>()
+        : null;
 
     private static class Primitive
     {

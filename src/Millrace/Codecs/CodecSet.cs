@@ -80,7 +80,16 @@ internal sealed class CodecSet
         _choice = choice;
     }
 
+    // Each item type's codec maker, made where the type is known without reflection (a stream's static constructor,
+    // Stream<T>): a program published with Native AOT has the code of each, where a generic method made at run time
+    // has none. Types not declared by a stream fall back to reflection.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, Func<CodecSet, BatchCodec>> Makers = new();
+
+    /// <summary>Notes <typeparamref name="T"/> as an item type, with its codec maker.</summary>
+    internal static void Know<T>() => Makers.TryAdd(typeof(T), static set => set.ForType<T>());
+
     public BatchCodec For(Type type) =>
+        Makers.TryGetValue(type, out Func<CodecSet, BatchCodec>? make) ? make(this) :
         (BatchCodec)typeof(CodecSet).GetMethod(nameof(ForType), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
             .MakeGenericMethod(type).Invoke(this, null)!;
 

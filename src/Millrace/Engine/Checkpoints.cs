@@ -272,29 +272,11 @@ internal sealed class CheckpointStore
             string text = System.Text.Encoding.UTF8.GetString(format).Trim();
             if (text != $"millrace-state {FormatVersion}")
                 throw new InvalidOperationException($"The state store {_store.Where} holds '{text}', not Millrace's state format {FormatVersion}: use another --state.");
-            _formatWritten = true;
         }
-    }
-
-    // A store without FORMAT gets it before the first value this store writes, not as it opens: a file flushed to disk
-    // costs milliseconds that the run's start need not wait for (and a run that writes nothing leaves nothing).
-    private volatile bool _formatWritten;
-    private readonly object _formatGate = new();
-
-    private void Write(string key, ReadOnlySpan<byte> value)
-    {
-        if (!_formatWritten)
+        else
         {
-            lock (_formatGate)
-            {
-                if (!_formatWritten)
-                {
-                    _store.Write("FORMAT", System.Text.Encoding.UTF8.GetBytes($"millrace-state {FormatVersion}\n"));
-                    _formatWritten = true;
-                }
-            }
+            _store.Write("FORMAT", System.Text.Encoding.UTF8.GetBytes($"millrace-state {FormatVersion}\n"));
         }
-        _store.Write(key, value);
     }
 
     public string Path_ => _store.Where;
@@ -327,18 +309,18 @@ internal sealed class CheckpointStore
         return newest;
     }
 
-    public void SavePart(long checkpoint, string process, ProcessPart part) => Write(Folder(checkpoint) + process + ".json", part.ToJson());
+    public void SavePart(long checkpoint, string process, ProcessPart part) => _store.Write(Folder(checkpoint) + process + ".json", part.ToJson());
 
     /// <summary>Said of a process's final part (<see cref="SaveFinal"/>) where a checkpoint's number goes.</summary>
     public const long Final = long.MaxValue;
 
     /// <summary>A process ended: its final part, which later checkpoints hold for it (<see cref="CopyFinal"/>).</summary>
-    public void SaveFinal(string process, ProcessPart part) => Write($"ended/{process}.json", part.ToJson());
+    public void SaveFinal(string process, ProcessPart part) => _store.Write($"ended/{process}.json", part.ToJson());
 
     /// <summary>Puts the final part of an ended process in <paramref name="checkpoint"/>, as its part.</summary>
     /// <exception cref="InvalidDataException">There is none.</exception>
     public void CopyFinal(string process, long checkpoint) =>
-        Write(Folder(checkpoint) + process + ".json",
+        _store.Write(Folder(checkpoint) + process + ".json",
             _store.Read($"ended/{process}.json") ?? throw new InvalidDataException($"Process '{process}' ended, but its final part is not in {_store.Where}."));
 
     public ProcessPart? LoadPart(long checkpoint, string process)
@@ -367,7 +349,7 @@ internal sealed class CheckpointStore
     /// </summary>
     public void Complete(long checkpoint)
     {
-        Write(Folder(checkpoint) + "COMPLETE", System.Text.Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O") + "\n"));
+        _store.Write(Folder(checkpoint) + "COMPLETE", System.Text.Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O") + "\n"));
         long keep = ReadGeneration().Checkpoint;
         foreach (StateEntry entry in CheckpointKeys())
         {
@@ -467,7 +449,7 @@ internal sealed class CheckpointStore
 
     private string? ReadText(string name) => _store.Read(name) is { } bytes ? System.Text.Encoding.UTF8.GetString(bytes).Trim() : null;
 
-    private void WriteText(string name, string text) => Write(name, System.Text.Encoding.UTF8.GetBytes(text + "\n"));
+    private void WriteText(string name, string text) => _store.Write(name, System.Text.Encoding.UTF8.GetBytes(text + "\n"));
 }
 
 /// <summary>Where a process stores its part of a checkpoint and says it has.</summary>

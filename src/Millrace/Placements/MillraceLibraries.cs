@@ -55,6 +55,12 @@ internal static class MillraceLibraries
                     throw new InvalidOperationException($"{assembly.GetName().Name} has a {named.Name} that names no type.");
             }
         }
+        catch (TypeLoadException e) when (e.Message.Contains(generic.Name, StringComparison.Ordinal))
+        {
+            // The type it names no longer fits the attribute (built against another version of Millrace or of the type's library).
+            throw new InvalidOperationException(
+                $"{assembly.GetName().Name} names an extension that Millrace cannot take ({e.Message}); is it built against another version of Millrace?", e);
+        }
         catch (Exception e) when (e is IOException or TypeLoadException)
         {
             // An attribute of a library that is not here: not one of Millrace's libraries.
