@@ -6,7 +6,7 @@
 // Items per message: 1 (rabbitmq-raw) or --batch K (rabbitmq-raw-batched).
 //
 //   dotnet RabbitRaw.dll N [--batch K] [--window W] [--prefetch P] [--await-each-confirm] [--transient]
-//                         [--exchanges] [--max-length L] [--db-ack-every K] [--uri amqp://guest:guest@127.0.0.1:5672/]
+//                         [--exchanges] [--max-length L] [--db-ack-every K] [--pad B] [--uri amqp://guest:guest@127.0.0.1:5672/]
 //   prints "db: N items, sum of roots S"
 //
 // --await-each-confirm is the peer this harness used before (each publish awaits its confirm), kept to
@@ -14,7 +14,8 @@
 // To see what the broker placement's own choices cost the broker: --exchanges publishes to a fanout exchange per
 // stream bound to its queue (as Millrace does, so that watchers can bind their own), --max-length L bounds each queue
 // with reject-publish (Millrace's backpressure), --db-ack-every K acknowledges the sink's messages K at a time (default
-// a quarter of the prefetch; 1 acknowledges each).
+// a quarter of the prefetch; 1 acknowledges each), --pad B puts B bytes before the items of every message (readers skip them:
+// what a bigger message, such as Millrace's envelope, costs).
 using System.Runtime.InteropServices;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
@@ -28,6 +29,7 @@ bool persistent = true;
 bool exchanges = false;
 int limit = 0;
 int dbAckEvery = 0;
+int pad = 0;
 string uri = "amqp://guest:guest@127.0.0.1:5672/";
 for (int i = 1; i < args.Length; i++)
 {
@@ -41,6 +43,7 @@ for (int i = 1; i < args.Length; i++)
         case "--exchanges": exchanges = true; break;
         case "--db-ack-every": dbAckEvery = int.Parse(args[++i]); break;
         case "--max-length": limit = int.Parse(args[++i]); break;
+        case "--pad": pad = int.Parse(args[++i]); break;
         case "--uri": uri = args[++i]; break;
         default: throw new ArgumentException($"unknown option {args[i]}");
     }
@@ -111,7 +114,15 @@ byte[] Items(long start)
 {
     var items = new long[Math.Min(batch, count - start)];
     for (int i = 0; i < items.Length; i++) items[i] = start + i;
-    return MemoryMarshal.AsBytes(items.AsSpan()).ToArray();
+    return Padded(MemoryMarshal.AsBytes(items.AsSpan()));
+}
+
+// `pad` bytes that readers skip, then the items (to see what a bigger message costs the broker).
+byte[] Padded(ReadOnlySpan<byte> items)
+{
+    var body = new byte[pad + items.Length];
+    items.CopyTo(body.AsSpan(pad));
+    return body;
 }
 
 async Task<IAsyncDisposable> Stage(string from, string to, Func<long[], long[]> work)
@@ -125,8 +136,8 @@ async Task<IAsyncDisposable> Stage(string from, string to, Func<long[], long[]> 
         IChannel publish = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
         consumer.ReceivedAsync += async (_, delivery) =>
         {
-            long[] items = MemoryMarshal.Cast<byte, long>(delivery.Body.Span).ToArray();
-            await publish.BasicPublishAsync(Exchange(to), Key(to), true, properties, MemoryMarshal.AsBytes(work(items).AsSpan()).ToArray());
+            long[] items = MemoryMarshal.Cast<byte, long>(delivery.Body.Span[pad..]).ToArray();
+            await publish.BasicPublishAsync(Exchange(to), Key(to), true, properties, Padded(MemoryMarshal.AsBytes(work(items).AsSpan())));
             await consume.BasicAckAsync(delivery.DeliveryTag, false);
         };
         await consume.BasicConsumeAsync(from, autoAck: false, consumer);
@@ -140,8 +151,8 @@ async Task<IAsyncDisposable> Stage(string from, string to, Func<long[], long[]> 
         var confirms = new Confirms(publish, int.MaxValue, tag => consume.BasicAckAsync(tag, multiple: true));
         consumer.ReceivedAsync += async (_, delivery) =>
         {
-            long[] items = MemoryMarshal.Cast<byte, long>(delivery.Body.Span).ToArray();
-            byte[] output = MemoryMarshal.AsBytes(work(items).AsSpan()).ToArray();
+            long[] items = MemoryMarshal.Cast<byte, long>(delivery.Body.Span[pad..]).ToArray();
+            byte[] output = Padded(MemoryMarshal.AsBytes(work(items).AsSpan()));
             ulong seq = await publish.GetNextPublishSequenceNumberAsync();
             confirms.Sent(seq, delivery.DeliveryTag);
             await publish.BasicPublishAsync(Exchange(to), Key(to), true, properties, output);
@@ -162,7 +173,7 @@ async Task<IAsyncDisposable> Db(string from)
     int ackEvery = dbAckEvery > 0 ? dbAckEvery : awaitEach ? 1 : Math.Max(1, prefetch / 4);
     consumer.ReceivedAsync += async (_, delivery) =>
     {
-        ReadOnlySpan<long> bits = MemoryMarshal.Cast<byte, long>(delivery.Body.Span);
+        ReadOnlySpan<long> bits = MemoryMarshal.Cast<byte, long>(delivery.Body.Span[pad..]);
         foreach (long b in bits) sum += BitConverter.Int64BitsToDouble(b);
         seen += bits.Length;
         if (++messages % ackEvery == 0 || seen == count) await channel.BasicAckAsync(delivery.DeliveryTag, multiple: !awaitEach);

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Globalization;
 using Millrace.Codecs;
 using Millrace.Engine;
 using Millrace.Monitoring;
@@ -59,6 +58,7 @@ internal sealed class ExchangeDestination : Destination
     private readonly string _stream;
     private readonly BatchCodec _codec;
     private ArrayBufferWriter<byte> _buffer = new(256);
+    private readonly byte[] _writerName;
     private long _sequence;
 
     public ExchangeDestination(ProcessPort port, string exchange, string stream, BatchCodec codec, string readerName, int writer, bool inSameCycle)
@@ -68,24 +68,18 @@ internal sealed class ExchangeDestination : Destination
         _exchange = exchange;
         _stream = stream;
         _codec = codec;
+        _writerName = System.Text.Encoding.UTF8.GetBytes(port.Name);
     }
 
     public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer)
     {
         if (!_port.HasRoom(writer)) return false;
-        // The envelope first (the message's fields), then the items as the codec writes them.
-        Span<(string, string)> fields = new (string, string)[5];
-        int n = 0;
-        fields[n++] = (Wire.WriterHeader, _port.Name);
-        fields[n++] = (Wire.SequenceHeader, NextPlace());
-        fields[n++] = (Wire.CountHeader, count.ToString(CultureInfo.InvariantCulture));
-        if (ids is not null) fields[n++] = (Wire.IdsHeader, Wire.EncodeIds(ids, count));
-        if (_port.Generation >= 0) fields[n++] = (Wire.GenerationHeader, Generation);
-        // Written into this destination's own buffer (the writer's thread only), then copied out at its exact size: the body
-        // lives until the broker confirms it, so a buffer sized for the worst case would keep twice the memory that long.
+        // The envelope first (the message's fields), then the items as the codec writes them. Written into this destination's
+        // own buffer (the writer's thread only), then copied out at its exact size: the body lives until the broker confirms
+        // it, so a buffer sized for the worst case would keep twice the memory that long.
         ArrayBufferWriter<byte> buffer = _buffer;
         buffer.ResetWrittenCount();
-        Wire.WriteEnvelope(buffer, fields[..n]);
+        Wire.WriteCompactEnvelope(buffer, MessageKind.Data, _writerName, _port.InstanceBytes, _sequence++, _port.Generation, -1, count, ids);
         try
         {
             _codec.Encode(items, count, buffer);
@@ -105,33 +99,16 @@ internal sealed class ExchangeDestination : Destination
     /// <summary>The items are encoded into the message's body before TryEnqueue returns.</summary>
     public override bool KeepsArrays => false;
 
-    private string Generation => _port.Generation.ToString(CultureInfo.InvariantCulture);
-
-    /// <summary>"INCARNATION:N": this message's place among those this incarnation wrote to the stream (every kind).</summary>
-    private string NextPlace() => $"{_port.Instance}:{_sequence++}";
-
-    public override void SendEnd()
-    {
-        var fields = new List<(string, string)> { (Wire.WriterHeader, _port.Name), (Wire.SequenceHeader, NextPlace()), (Wire.TypeField, Wire.EndType) };
-        if (_port.Generation >= 0) fields.Add((Wire.GenerationHeader, Generation));
-        _port.AcceptEnd(Message(Envelope(fields), Wire.EndType));
-    }
+    public override void SendEnd() => _port.AcceptEnd(Message(Envelope(MessageKind.End, -1), Wire.EndType));
 
     /// <summary>The marker of a checkpoint, after every batch published before it (one publisher, in order).</summary>
-    public override void SendMarker(long checkpoint) =>
-        _port.Accept(Message(Envelope(new List<(string, string)>
-        {
-            (Wire.WriterHeader, _port.Name),
-            (Wire.SequenceHeader, NextPlace()),
-            (Wire.TypeField, Wire.MarkerType),
-            (Wire.GenerationHeader, Generation),
-            (Wire.CheckpointHeader, checkpoint.ToString(CultureInfo.InvariantCulture)),
-        }), Wire.MarkerType));
+    public override void SendMarker(long checkpoint) => _port.Accept(Message(Envelope(MessageKind.Marker, checkpoint), Wire.MarkerType));
 
-    private static ReadOnlyMemory<byte> Envelope(List<(string, string)> fields)
+    /// <summary>An end mark's or a marker's body: the envelope alone, with this message's place (every kind has one).</summary>
+    private ReadOnlyMemory<byte> Envelope(MessageKind kind, long checkpoint)
     {
-        var buffer = new ArrayBufferWriter<byte>(128);
-        Wire.WriteEnvelope(buffer, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fields));
+        var buffer = new ArrayBufferWriter<byte>(64);
+        Wire.WriteCompactEnvelope(buffer, kind, _writerName, _port.InstanceBytes, _sequence++, _port.Generation, checkpoint, -1, null);
         return buffer.WrittenMemory;
     }
 

@@ -402,14 +402,23 @@ internal sealed class Consumer
         int count;
         try
         {
-            string? countText = fields.Text(Wire.CountHeader);
-            if (countText is null) count = codec.Name != "binary" ? -1 : throw new FormatException($"a {codec.Name} body needs the {Wire.CountHeader} header");
+            string? countText = fields.Count >= 0 ? null : fields.Text(Wire.CountHeader);
+            if (fields.Count >= 0) count = fields.Count;
+            else if (countText is null) count = codec.Name != "binary" ? -1 : throw new FormatException($"a {codec.Name} body needs the {Wire.CountHeader} header");
             else if (!int.TryParse(countText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out count))
                 throw new FormatException($"header {Wire.CountHeader} is '{(countText.Length <= 30 ? countText : countText[..30] + "…")}', not a number of items");
             items = codec.Decode(fields.Payload.Span, count);
             count = items.Length;
-            string? idText = fields.Text(Wire.IdsHeader);
-            ids = idText is null ? ExternalIds(messageId, count) : Wire.DecodeIds(idText, count);
+            if (fields.Ids is { } given)
+            {
+                if (given.Length != count) throw new FormatException($"the envelope names {given.Length} ids for {count} items");
+                ids = given;
+            }
+            else
+            {
+                string? idText = fields.Text(Wire.IdsHeader);
+                ids = idText is null ? ExternalIds(messageId, count) : Wire.DecodeIds(idText, count);
+            }
         }
         catch (Exception e)
         {

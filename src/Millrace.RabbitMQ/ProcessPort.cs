@@ -47,6 +47,9 @@ internal sealed class ProcessPort
     /// <summary>This incarnation of the process (its message ids start with it).</summary>
     public string Instance => _publisher.Incarnation;
 
+    /// <summary><see cref="Instance"/> as the bytes it is the hex of (the compact envelope's incarnation).</summary>
+    public byte[] InstanceBytes => _publisher.IncarnationBytes;
+
     /// <summary>
     /// With checkpoints on, the run's generation this port belongs to (-1: checkpoints off): its messages say it,
     /// and messages of older generations are dropped.

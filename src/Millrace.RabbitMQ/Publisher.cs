@@ -104,7 +104,10 @@ internal sealed class Publisher
     public string Name { get; }
 
     /// <summary>This incarnation's id: the prefix of its message ids.</summary>
-    public string Incarnation { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
+    public string Incarnation => field ??= Convert.ToHexStringLower(IncarnationBytes);
+
+    /// <summary>This incarnation's id as the compact envelope carries it (eight random bytes; <see cref="Incarnation"/> is their hex).</summary>
+    public byte[] IncarnationBytes { get; } = RandomNumberGenerator.GetBytes(8);
 
     /// <summary>Messages accepted for publishing so far.</summary>
     public long Accepted
@@ -351,6 +354,7 @@ internal sealed class Publisher
     {
         ProcessRunner? waiter;
         long confirmed;
+        bool wake;
         List<(Outgoing, string)>? undeliverable = null;
         lock (_lock)
         {
@@ -380,11 +384,14 @@ internal sealed class Publisher
             _waiter = null;
             Refusing = false;
             _backoffMs = 0;
+            // The loop waits for a confirm only with messages left to send (an end mark behind unconfirmed ones, one at a
+            // time while refused); otherwise waking it would cost a thread's wake-up per confirm for nothing.
+            wake = _toSend.Count > 0;
         }
         _confirmedUpTo(confirmed);
         Tell(undeliverable);
         waiter?.WakeForRoom();
-        _publishWork.Set();
+        if (wake) _publishWork.Set();
     }
 
     /// <summary>

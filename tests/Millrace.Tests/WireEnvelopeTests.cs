@@ -7,7 +7,8 @@ using Xunit;
 namespace Millrace.Tests;
 
 /// <summary>
-/// The broker placement's message envelope (docs/broker-placement.md, "Message format") and how acknowledgements are
+/// The broker placement's message envelopes, compact (<c>MRE2</c>, what Millrace writes) and by name (<c>MRE1</c>, still read;
+/// docs/broker-placement.md, "Message format") and how acknowledgements are
 /// coalesced with <c>multiple</c>, without a broker: fields come back exactly as written whatever their values and sizes,
 /// bad bytes give a clear <see cref="FormatException"/> and nothing else, and an acknowledgement with <c>multiple</c> never
 /// settles a delivery that is held or settled already.
@@ -67,6 +68,131 @@ public class WireEnvelopeTests
             {
             }
         });
+    }
+
+    /// <summary>A compact envelope's fields, drawn: any writer name, incarnation, numbers at their limits, ids in runs or scattered.</summary>
+    private static readonly Gen<(MessageKind Kind, string Writer, byte[] Incarnation, long Place, long Generation, long Checkpoint, int Count, ulong[]? Ids)> Compact =
+        Gen.Select(Gen.Enum<MessageKind>(), Gen.OneOf(Gen.String[0, 40], Gen.Const(new string('é', 300))), Gen.Byte.Array[0, 20],
+            Gen.OneOf(Gen.Long[0, 300], Gen.Long[0, long.MaxValue], Gen.Const(long.MaxValue)),
+            Gen.OneOf(Gen.Const(-1L), Gen.Long[0, long.MaxValue]), Gen.OneOf(Gen.Const(-1L), Gen.Long[0, 1000]),
+            Gen.OneOf(Gen.Const(-1), Gen.Int[0, 2000]), Gen.ULong)
+        .SelectMany(f => (f.Item7 < 0 ? Gen.Const(NoIds) : Gen.OneOf(
+                Gen.Const(NoIds),
+                Gen.Const<ulong[]?>(Enumerable.Range(0, f.Item7).Select(i => unchecked(f.Item8 + (ulong)i)).ToArray()),
+                Gen.ULong.Array[f.Item7].Select(a => (ulong[]?)a),
+                Gen.ULong[0, 3].Array[f.Item7].Select(a => (ulong[]?)a.Select((d, i) => unchecked(f.Item8 + (ulong)i + d)).ToArray())))
+            .Select(ids => (f.Item1, f.Item2, f.Item3, f.Item4, f.Item5, f.Item6, f.Item7, ids)));
+
+    private static readonly ulong[]? NoIds = null;
+
+    private static byte[] WriteCompact((MessageKind Kind, string Writer, byte[] Incarnation, long Place, long Generation, long Checkpoint, int Count, ulong[]? Ids) f,
+        ReadOnlySpan<byte> items)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        Wire.WriteCompactEnvelope(buffer, f.Kind, System.Text.Encoding.UTF8.GetBytes(f.Writer), f.Incarnation, f.Place, f.Generation, f.Checkpoint, f.Count, f.Ids);
+        buffer.Write(items);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    [Fact]
+    public void A_compact_envelope_gives_back_every_field_as_written()
+    {
+        Gen.Select(Compact, Gen.Byte.Array[0, 100]).Sample((f, items) =>
+        {
+            MessageFields read = Wire.Fields(Enveloped(), WriteCompact(f, items));
+            Assert.Equal(items, read.Payload.ToArray());
+            Assert.Equal(f.Kind switch { MessageKind.Data => "data", MessageKind.End => "end", _ => "marker" }, read.Type);
+            Assert.Equal(f.Kind == MessageKind.Data ? null : read.Type, read.Text(Wire.TypeField));
+            Assert.Equal(f.Writer.Length == 0 ? null : f.Writer, read.Text(Wire.WriterHeader));
+            // The place reads as the MRE1 form writes it: the incarnation's hex, a colon, the number.
+            Assert.Equal(f.Incarnation.Length == 0 ? null : $"{Convert.ToHexStringLower(f.Incarnation)}:{f.Place}", read.Text(Wire.SequenceHeader));
+            Assert.Equal(f.Generation < 0 ? null : f.Generation.ToString(), read.Text(Wire.GenerationHeader));
+            Assert.Equal(f.Checkpoint < 0 ? null : f.Checkpoint.ToString(), read.Text(Wire.CheckpointHeader));
+            Assert.Equal(f.Count, read.Count);
+            Assert.Equal(f.Ids, read.Ids);
+        });
+    }
+
+    [Fact]
+    public void A_cut_or_mutated_compact_envelope_is_a_FormatException_never_another_error()
+    {
+        Gen.Select(Compact, Gen.Byte.Array[0, 16]).Sample((f, items) =>
+        {
+            byte[] whole = WriteCompact(f, items);
+            for (int cut = 4; cut < whole.Length - items.Length; cut++)
+            {
+                var e = Assert.Throws<FormatException>(() => Wire.Fields(Enveloped(), whole.AsMemory(0, cut)));
+                Assert.Contains("envelope", e.Message);
+            }
+        }, iter: 200);
+        Gen.Select(Compact, Gen.Int, Gen.Byte, Gen.Byte.Array[0, 64]).Sample((f, at, value, junk) =>
+        {
+            byte[] mutated = WriteCompact(f, junk);
+            mutated[4 + (int)((uint)at % (mutated.Length - 4))] = value;
+            try
+            {
+                Wire.Fields(Enveloped(), mutated);
+            }
+            catch (FormatException)
+            {
+            }
+        });
+        Gen.Byte.Array[0, 300].Sample(bytes =>
+        {
+            try
+            {
+                Wire.Fields(Enveloped(), "MRE2"u8.ToArray().Concat(bytes).ToArray());
+            }
+            catch (FormatException)
+            {
+            }
+        });
+        // A count or a number of ids larger than the body could hold is refused before anything that size is made.
+        var huge = new ArrayBufferWriter<byte>();
+        huge.Write("MRE2"u8);
+        huge.Write(new byte[] { 0, 8, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x07 });
+        Assert.Contains("number of id ranges", Assert.Throws<FormatException>(() => Wire.Fields(Enveloped(), huge.WrittenMemory)).Message);
+    }
+
+    /// <summary>
+    /// The Python reader of examples/python (what docs/broker-placement.md gives programs of other languages) reads every
+    /// compact envelope as Millrace does: the same fields, the same items.
+    /// </summary>
+    [Fact]
+    public async Task The_Python_reader_reads_compact_envelopes_as_Millrace_does()
+    {
+        var cases = new List<(byte[] Body, MessageFields Read)>();
+        Gen.Select(Compact, Gen.Byte.Array[0, 20]).Sample((f, items) => { byte[] body = WriteCompact(f, items); cases.Add((body, Wire.Fields(Enveloped(), body))); }, iter: 300);
+        string folder = Path.Combine(AppContext.BaseDirectory, "python");
+        string script = "import sys, json, base64\nsys.path.insert(0, sys.argv[1])\nfrom millrace_wire import fields_and_items\n" +
+                        "class P: content_encoding = 'millrace-envelope'\n" +
+                        "for line in sys.stdin:\n    f, items = fields_and_items(P(), base64.b64decode(line))\n" +
+                        "    print(json.dumps({'fields': f, 'items': base64.b64encode(items).decode()}, sort_keys=True))\n";
+        var info = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add(script);
+        info.ArgumentList.Add(folder);
+        using var python = System.Diagnostics.Process.Start(info)!;
+        Task<string> output = python.StandardOutput.ReadToEndAsync();
+        Task<string> errors = python.StandardError.ReadToEndAsync();
+        foreach (var (body, _) in cases) await python.StandardInput.WriteLineAsync(Convert.ToBase64String(body));
+        python.StandardInput.Close();
+        await python.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.True(python.ExitCode == 0, await errors);
+        string[] lines = (await output).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(cases.Count, lines.Length);
+        string[] names = { Wire.TypeField, Wire.WriterHeader, Wire.SequenceHeader, Wire.GenerationHeader, Wire.CheckpointHeader };
+        for (int i = 0; i < cases.Count; i++)
+        {
+            using var json = System.Text.Json.JsonDocument.Parse(lines[i]);
+            var fields = json.RootElement.GetProperty("fields");
+            MessageFields read = cases[i].Read;
+            foreach (string name in names)
+                Assert.Equal(read.Text(name), fields.TryGetProperty(name, out var v) ? v.GetString() : null);
+            Assert.Equal(read.Count < 0 ? null : read.Count.ToString(), fields.TryGetProperty(Wire.CountHeader, out var c) ? c.GetString() : null);
+            Assert.Equal(read.Ids is null ? null : Wire.EncodeIds(read.Ids, read.Ids.Length), fields.TryGetProperty(Wire.IdsHeader, out var ids) ? ids.GetString() : null);
+            Assert.Equal(read.Payload.ToArray(), Convert.FromBase64String(json.RootElement.GetProperty("items").GetString()!));
+        }
     }
 
     [Fact]
