@@ -292,10 +292,11 @@ internal sealed class Consumer
         {
             fields = Wire.Fields(properties, delivery.Body);
         }
-        catch (FormatException e)
+        catch (Exception e)
         {
+            // A FormatException says what is wrong with the bytes; anything else must not leave the message taken and never answered.
             fields = new MessageFields(null, null, properties.Type, delivery.Body);
-            badEnvelope = e.Message;
+            badEnvelope = e is FormatException ? e.Message : $"{e.GetType().Name}: {e.Message}";
         }
         // A writer's place in the stream names a message as well as an id: an envelope carries no message id.
         string? place = fields.Text(Wire.SequenceHeader);
@@ -409,10 +410,9 @@ internal sealed class Consumer
                 throw new FormatException($"header {Wire.CountHeader} is '{(countText.Length <= 30 ? countText : countText[..30] + "…")}', not a number of items");
             items = codec.Decode(fields.Payload.Span, count);
             count = items.Length;
-            if (fields.Ids is { } given)
+            if (fields.IdRanges is { } ranges)
             {
-                if (given.Length != count) throw new FormatException($"the envelope names {given.Length} ids for {count} items");
-                ids = given;
+                ids = Wire.ExpandIds(ranges, count);
             }
             else
             {

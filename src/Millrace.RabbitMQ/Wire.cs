@@ -95,13 +95,7 @@ internal static class Wire
             ranges.Add((first, run));
         }
         if (n != count) throw new FormatException($"header {IdsHeader} names {n} ids for {count} items");
-        var ids = new ulong[n];
-        int i = 0;
-        foreach ((ulong first, int run) in ranges)
-        {
-            for (int k = 0; k < run; k++) ids[i++] = unchecked(first + (ulong)k);
-        }
-        return ids;
+        return ExpandIds(ranges.ToArray(), count);
     }
 
     private static string Shorten(string s) => s.Length <= 30 ? s : s[..30] + "…";
@@ -281,32 +275,46 @@ internal static class Wire
         if ((flags & HasGeneration) != 0) fields[n++] = (GenerationHeader, ReadNumber(span, ref at, "generation", long.MaxValue).ToString(CultureInfo.InvariantCulture));
         if ((flags & HasCheckpoint) != 0) fields[n++] = (CheckpointHeader, ReadNumber(span, ref at, "checkpoint", long.MaxValue).ToString(CultureInfo.InvariantCulture));
         int count = (flags & HasCount) != 0 ? (int)ReadNumber(span, ref at, "count", int.MaxValue) : -1;
-        ulong[]? ids = null;
+        (ulong First, int Run)[]? ranges = null;
         if ((flags & HasIds) != 0)
         {
             // Every range takes nine bytes at least: a number of ranges the body cannot hold is refused before anything is made.
-            long ranges = ReadNumber(span, ref at, "number of id ranges", (span.Length - at) / 9);
-            var list = new (ulong First, int Run)[ranges];
-            long total = 0;
-            for (int i = 0; i < ranges; i++)
+            // The ranges are only read here; whether they name as many ids as there are items is the items' decoding's to say
+            // (ExpandIds), where a message keeps its place in its writer's order (a gap there would hold back every later one).
+            long number = ReadNumber(span, ref at, "number of id ranges", (span.Length - at) / 9);
+            ranges = new (ulong First, int Run)[number];
+            for (int i = 0; i < number; i++)
             {
                 if (span.Length - at < 8) throw new FormatException("the envelope ends inside its ids");
                 ulong first = BinaryPrimitives.ReadUInt64LittleEndian(span[at..]);
                 at += 8;
-                int run = (int)ReadNumber(span, ref at, "id range's length", int.MaxValue);
-                if (run < 1) throw new FormatException("the envelope has an id range of no ids");
-                total += run;
-                if (count >= 0 ? total > count : total > span.Length) throw new FormatException($"the envelope names more ids than {(count >= 0 ? $"its count ({count})" : "its body could hold items")}");
-                list[i] = (first, run);
+                ranges[i] = (first, (int)ReadNumber(span, ref at, "id range's length", int.MaxValue));
             }
-            if (count >= 0 && total != count) throw new FormatException($"the envelope names {total} ids for {count} items");
-            ids = new ulong[total];
-            int k = 0;
-            foreach ((ulong first, int run) in list)
-                for (int j = 0; j < run; j++) ids[k++] = unchecked(first + (ulong)j);
         }
         if (span[4] != (byte)MessageKind.Data) fields[n++] = (TypeField, type);
-        return new MessageFields(null, fields[..n], type, body[at..], count, ids);
+        return new MessageFields(null, fields[..n], type, body[at..], count, ranges);
+    }
+
+    /// <summary>
+    /// The ids a compact envelope's ranges name, for the <paramref name="count"/> items its body held (each range's ids wrap
+    /// round at 2^64, as the <see cref="IdsHeader"/> text's do). Made only once the items are decoded: an array as long as
+    /// the items, never as long as a range merely claims.
+    /// </summary>
+    /// <exception cref="FormatException">A range of no ids, or the ranges name another number of ids than <paramref name="count"/>.</exception>
+    public static ulong[] ExpandIds((ulong First, int Run)[] ranges, int count)
+    {
+        long total = 0;
+        foreach ((_, int run) in ranges)
+        {
+            if (run < 1) throw new FormatException("the envelope has an id range of no ids");
+            total += run;
+        }
+        if (total != count) throw new FormatException($"the envelope names {total} ids for {count} items");
+        var ids = new ulong[count];
+        int k = 0;
+        foreach ((ulong first, int run) in ranges)
+            for (int j = 0; j < run; j++) ids[k++] = unchecked(first + (ulong)j);
+        return ids;
     }
 
     /// <summary>A message's fields (its envelope's, or its headers and <c>type</c>) and its payload.</summary>
@@ -366,21 +374,24 @@ internal readonly struct MessageFields
     private readonly (string Name, string Value)[]? _fields;
 
     public MessageFields(IDictionary<string, object?>? headers, (string Name, string Value)[]? fields, string? type, ReadOnlyMemory<byte> payload,
-        int count = -1, ulong[]? ids = null)
+        int count = -1, (ulong First, int Run)[]? idRanges = null)
     {
         _headers = headers;
         _fields = fields;
         Type = type;
         Payload = payload;
         Count = count;
-        Ids = ids;
+        IdRanges = idRanges;
     }
 
     /// <summary>The number of items a compact envelope gave as a number, or -1 (then <see cref="Wire.CountHeader"/>'s text, if any).</summary>
     public int Count { get; }
 
-    /// <summary>The ids a compact envelope gave as numbers (as many as its count), or null (then <see cref="Wire.IdsHeader"/>'s text, if any).</summary>
-    public ulong[]? Ids { get; }
+    /// <summary>
+    /// The ranges of ids a compact envelope gave (first id, how many), or null (then <see cref="Wire.IdsHeader"/>'s text, if
+    /// any); not yet checked against the items (<see cref="Wire.ExpandIds"/>).
+    /// </summary>
+    public (ulong First, int Run)[]? IdRanges { get; }
 
     /// <summary>data (or absent), end or marker.</summary>
     public string? Type { get; }

@@ -15,7 +15,19 @@ public class PoisonMessageTests
 {
     private const int Count = 1000;
 
-    private sealed record Bad(string What, byte[] Body, string Type, Dictionary<string, object?> Headers);
+    /// <param name="Enveloped">The body starts with an envelope (content_encoding millrace-envelope).</param>
+    private sealed record Bad(string What, byte[] Body, string Type, Dictionary<string, object?> Headers, bool Enveloped = false);
+
+    /// <summary>A data message in a compact envelope (MRE2), as Millrace writes them, with the items' JSON after it.</summary>
+    /// <param name="lastRun">When given, the last id range's length as written (one byte): ids that do not match the count.</param>
+    private static byte[] Compact(string writer, byte[] incarnation, long place, int count, ulong[]? ids, string json, byte? lastRun = null)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        Millrace.RabbitMQ.Wire.WriteCompactEnvelope(buffer, Millrace.RabbitMQ.MessageKind.Data, Encoding.UTF8.GetBytes(writer), incarnation, place, -1, -1, count, ids);
+        byte[] envelope = buffer.WrittenSpan.ToArray();
+        if (lastRun is { } run) envelope[^1] = run; // the envelope ends with its last range's length (one byte when below 128)
+        return [.. envelope, .. Encoding.UTF8.GetBytes(json)];
+    }
 
     /// <summary>Each kind of message a reader cannot read, for a stream of longs in the run's codec.</summary>
     private static List<Bad> BadMessages(string codec)
@@ -33,6 +45,7 @@ public class PoisonMessageTests
             bad.Add(new("ids that do not match the items", Encoding.UTF8.GetBytes("[1, 2]"), "data", new() { ["millrace-ids"] = "5:3" }));
             bad.Add(new("a count the body does not have", Encoding.UTF8.GetBytes("[1]"), "data", new() { ["millrace-count"] = "7" }));
             bad.Add(new("not UTF-8", [0xff, 0xfe, 0x5b, 0x31, 0x5d], "data", new()));
+            bad.Add(new("a compact envelope cut short", [.. "MRE2"u8, 0, 4], "data", new(), Enveloped: true));
         }
         else
         {
@@ -133,6 +146,7 @@ public class PoisonMessageTests
         foreach (Bad bad in messages)
         {
             var properties = new BasicProperties { Type = bad.Type, Persistent = true, Headers = bad.Headers, MessageId = "bad-" + Guid.NewGuid().ToString("N") };
+            if (bad.Enveloped) properties.ContentEncoding = Millrace.RabbitMQ.Wire.EnvelopeEncoding;
             // With confirms tracked, the call returns once the broker has the message; a full queue refuses it (then again, a while).
             for (DateTime deadline = DateTime.UtcNow.AddSeconds(60); ; await Task.Delay(20))
             {
@@ -164,6 +178,23 @@ public class PoisonMessageTests
         ];
     }
 
+    /// <summary>
+    /// The same in compact envelopes, from a third incarnation of 'source': the bad one's ids name three items for its one,
+    /// which only decoding its items finds out; it keeps its place, and the one after it is not held back.
+    /// </summary>
+    private static List<Bad> OutOfOrderCompact(out Bad poison)
+    {
+        byte[] incarnation = [1, 2, 3, 4, 5, 6, 7, 8];
+        poison = new Bad("ids that do not match the items, in a compact envelope, in its writer's order",
+            Compact("source", incarnation, 1, 1, [9], "[100005]", lastRun: 3), "data", new(), Enveloped: true);
+        return
+        [
+            new("first", Compact("source", incarnation, 0, 1, [7], "[100004]"), "data", new(), Enveloped: true),
+            new("third, early", Compact("source", incarnation, 2, 1, [12], "[100006]"), "data", new(), Enveloped: true),
+            poison,
+        ];
+    }
+
     [Theory]
     [InlineData("json", "dead-letter")]
     [InlineData("binary", "dead-letter")]
@@ -190,6 +221,9 @@ public class PoisonMessageTests
             toPublish.AddRange(OutOfOrder(out Bad poison));
             bad.Add(poison);
             expected.AddRange([200000, 200004]);
+            toPublish.AddRange(OutOfOrderCompact(out Bad compactPoison));
+            bad.Add(compactPoison);
+            expected.AddRange([200008, 200012]);
         }
         Assert.Equal(toPublish.Count, await running.PublishAsync(toPublish));
 

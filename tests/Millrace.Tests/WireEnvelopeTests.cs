@@ -109,7 +109,7 @@ public class WireEnvelopeTests
             Assert.Equal(f.Generation < 0 ? null : f.Generation.ToString(), read.Text(Wire.GenerationHeader));
             Assert.Equal(f.Checkpoint < 0 ? null : f.Checkpoint.ToString(), read.Text(Wire.CheckpointHeader));
             Assert.Equal(f.Count, read.Count);
-            Assert.Equal(f.Ids, read.Ids);
+            Assert.Equal(f.Ids, read.IdRanges is null ? null : Wire.ExpandIds(read.IdRanges, f.Count));
         });
     }
 
@@ -147,11 +147,38 @@ public class WireEnvelopeTests
             {
             }
         });
-        // A count or a number of ids larger than the body could hold is refused before anything that size is made.
+        // A number of id ranges larger than the body could hold is refused before anything that size is made.
         var huge = new ArrayBufferWriter<byte>();
         huge.Write("MRE2"u8);
         huge.Write(new byte[] { 0, 8, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x07 });
         Assert.Contains("number of id ranges", Assert.Throws<FormatException>(() => Wire.Fields(Enveloped(), huge.WrittenMemory)).Message);
+    }
+
+    /// <summary>
+    /// A count and an id range of two billion in a body of a few bytes: read without making anything that size, and refused
+    /// against the items actually decoded (where the message keeps its place in its writer's order), not allocated.
+    /// </summary>
+    [Fact]
+    public void Ids_that_claim_more_items_than_the_body_holds_are_refused_without_being_made()
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        Wire.WriteCompactEnvelope(buffer, MessageKind.Data, "web"u8, new byte[8], 3, -1, -1, int.MaxValue, null);
+        byte[] envelope = buffer.WrittenSpan.ToArray();
+        // The same envelope with an ids flag and one range of int.MaxValue ids, then a one-item JSON body.
+        envelope[5] |= 8;
+        var body = new ArrayBufferWriter<byte>();
+        body.Write(envelope);
+        body.Write(new byte[] { 1, 7, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x07 });
+        body.Write("[42]"u8);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        MessageFields read = Wire.Fields(Enveloped(), body.WrittenMemory);
+        Assert.Equal(int.MaxValue, read.Count);
+        Assert.Equal(new[] { (7UL, int.MaxValue) }, read.IdRanges);
+        var e = Assert.Throws<FormatException>(() => Wire.ExpandIds(read.IdRanges!, 1));
+        Assert.Contains($"names {int.MaxValue} ids for 1 items", e.Message);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "read and refused without allocating for the claimed ids");
+        // A range of no ids is refused the same way.
+        Assert.Contains("no ids", Assert.Throws<FormatException>(() => Wire.ExpandIds(new[] { (5UL, 0), (6UL, 1) }, 1)).Message);
     }
 
     /// <summary>
@@ -190,7 +217,8 @@ public class WireEnvelopeTests
             foreach (string name in names)
                 Assert.Equal(read.Text(name), fields.TryGetProperty(name, out var v) ? v.GetString() : null);
             Assert.Equal(read.Count < 0 ? null : read.Count.ToString(), fields.TryGetProperty(Wire.CountHeader, out var c) ? c.GetString() : null);
-            Assert.Equal(read.Ids is null ? null : Wire.EncodeIds(read.Ids, read.Ids.Length), fields.TryGetProperty(Wire.IdsHeader, out var ids) ? ids.GetString() : null);
+            Assert.Equal(read.IdRanges is null ? null : string.Join(",", read.IdRanges.Select(r => $"{r.First}:{r.Run}")),
+                fields.TryGetProperty(Wire.IdsHeader, out var ids) ? ids.GetString() : null);
             Assert.Equal(read.Payload.ToArray(), Convert.FromBase64String(json.RootElement.GetProperty("items").GetString()!));
         }
     }
