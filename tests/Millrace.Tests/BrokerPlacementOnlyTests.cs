@@ -259,18 +259,23 @@ public class BrokerPlacementOnlyTests
         var (dbExit, dbOut, dbErr) = await db.WaitAsync(seconds: 150);
         Assert.True(dbExit == 0, dbErr);
         Assert.Equal(new[] { "db: 50000 items, sum of roots 1249975000" }, Lines(dbOut));
-        if (again.ErrorOutput.Contains("finish as closer"))
+        // The member's output is whole (it has ended). It gave its end marks back when the closer died before saying its
+        // end marks were out: killed before sending them, or between sending them and saying so (once in CI: downstream
+        // had the end marks and the run ended before the new instance had taken anything).
+        bool gaveBack = member.ErrorOutput.Contains("go back to the queues");
+        if (gaveBack || again.ErrorOutput.Contains("finish as closer"))
         {
-            // The new instance sent the process's end marks (it took the dead closer's, and the other's or their word).
+            // The new instance sends the process's end marks: it took the dead closer's, and the other's or their word.
             var (exit, _, err) = await again.WaitAsync(seconds: 60);
             Assert.True(exit == 0, err);
+            Assert.Contains("finish as closer", again.ErrorOutput);
         }
         else
         {
-            // The kill came late: the closer's end marks were out and it said so; the process ended without the new
-            // instance, which has nothing to take and waits until stopped.
+            // The closer's end marks were out and the member was told so (by the closer before the kill, or by the new
+            // instance as closer, whose own line may not be read yet): the new instance has nothing to take and waits
+            // until stopped, unless it is the one that said so.
             Assert.Contains("got EndsSent", member.ErrorOutput);
-            Assert.DoesNotContain("go back to the queues", member.ErrorOutput);
             if (!again.HasExited) again.Signal(SIGTERM);
             await again.WaitAsync(seconds: 60);
         }
