@@ -305,7 +305,11 @@ internal sealed class Acknowledger
     {
         try
         {
-            if (channel is { IsOpen: true }) await call(channel).AsTask().WaitAsync(timeout);
+            if (channel is not { IsOpen: true }) return;
+            ValueTask done = call(channel);
+            // Mostly done at once (the frame handed to the connection's writer): then no task and no timer for the bound.
+            if (done.IsCompletedSuccessfully) done.GetAwaiter().GetResult();
+            else await done.AsTask().WaitAsync(timeout);
         }
         catch (Exception)
         {

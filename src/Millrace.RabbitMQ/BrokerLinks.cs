@@ -58,6 +58,16 @@ internal sealed class ExchangeDestination : Destination
     private readonly string _stream;
     private readonly BatchCodec _codec;
     private ArrayBufferWriter<byte> _buffer = new(256);
+
+    /// <summary>
+    /// The properties of every data message of this destination, one object: never changed once made. Its headers are an
+    /// empty table from the start: with publisher confirms on, RabbitMQ.Client gives a message without headers an empty
+    /// table of its own (a dictionary made per message).
+    /// </summary>
+    private readonly BasicProperties _dataProperties = new()
+    {
+        ContentEncoding = Wire.EnvelopeEncoding, Persistent = true, Headers = new Dictionary<string, object?>(),
+    };
     private readonly byte[] _writerName;
     private long _sequence;
 
@@ -90,7 +100,7 @@ internal sealed class ExchangeDestination : Destination
             throw new InvalidOperationException(
                 $"Process '{_port.Name}' could not encode a batch of stream '{_stream}' ({_codec.Name} codec): {e.GetType().Name}: {e.Message}", e);
         }
-        _port.Accept(Message(buffer.WrittenSpan.ToArray(), null));
+        _port.Accept(new Outgoing { Exchange = _exchange, Stream = _stream, Body = buffer.WrittenSpan.ToArray(), Properties = _dataProperties });
         // A buffer grown for one unusually large batch is not kept for ever.
         if (buffer.Capacity > 1 << 20 && buffer.WrittenCount < 1 << 18) _buffer = new ArrayBufferWriter<byte>(256);
         return true;

@@ -283,6 +283,10 @@ internal sealed class Consumer
         }
     }
 
+    /// <summary>
+    /// One message taken from an input queue. The common case (a data message in its writer's turn) makes no closure and no
+    /// text beyond its id: the envelope's numbers are read as numbers, the writer's name is matched as bytes.
+    /// </summary>
     private void Received(Lane lane, string queue, StreamShape stream, BatchCodec codec, long epoch, BasicDeliverEventArgs delivery)
     {
         IReadOnlyBasicProperties properties = delivery.BasicProperties;
@@ -299,41 +303,46 @@ internal sealed class Consumer
             badEnvelope = e is FormatException ? e.Message : $"{e.GetType().Name}: {e.Message}";
         }
         // A writer's place in the stream names a message as well as an id: an envelope carries no message id.
-        string? place = fields.Text(Wire.SequenceHeader);
-        string messageId = properties.MessageId ?? (place is not null ? $"{place}@{stream.Name}" : $"external-{_port.Instance}-{Interlocked.Increment(ref _externalMessages)}");
+        Place at = PlaceOf(fields);
+        string messageId = properties.MessageId ?? (at.Text is not null ? $"{at.Text}@{stream.Name}"
+            : at.Incarnation is not null ? $"{at.Incarnation}:{at.Number.ToString(System.Globalization.CultureInfo.InvariantCulture)}@{stream.Name}"
+            : $"external-{_port.Instance}-{Interlocked.Increment(ref _externalMessages)}");
         bool end = fields.Type == Wire.EndType;
-        string? writer = fields.Text(Wire.WriterHeader);
+        int writerIndex = WriterOf(stream, fields, out string? writer);
+        var message = new Taken(lane, queue, stream, delivery, properties, messageId, writer, writerIndex, at);
         if (_acknowledger.Take(messageId, end, delivery.DeliveryTag, epoch, out PendingAck? pending) != Acknowledger.Taken.New) return;
         ProcessRunner runner = _port.Runner;
 
-        int writerIndex = 0;
         if (badEnvelope is not null)
         {
-            Reject($"has a bad envelope: {badEnvelope}");
+            Reject(message, pending!, $"has a bad envelope: {badEnvelope}");
             return;
         }
         if (writer is not null)
         {
-            writerIndex = IndexOf(stream.Writers, writer);
             if (writerIndex < 0)
             {
-                Reject($"names writer '{writer}', which does not write stream '{stream.Name}' in this graph");
+                Reject(message, pending!, $"names writer '{writer}', which does not write stream '{stream.Name}' in this graph");
                 return;
             }
         }
         else if (end)
         {
-            Reject($"is an end mark without the {Wire.WriterHeader} header saying which writer ended");
+            Reject(message, pending!, $"is an end mark without the {Wire.WriterHeader} header saying which writer ended");
             return;
+        }
+        else
+        {
+            writerIndex = 0;
+            message = message with { WriterIndex = 0 };
         }
         if (_port.Generation >= 0)
         {
             // Checkpoints: the run goes back to a checkpoint as a whole, each time as a new generation.
-            if (!long.TryParse(fields.Text(Wire.GenerationHeader), System.Globalization.NumberStyles.None,
-                    System.Globalization.CultureInfo.InvariantCulture, out long generation))
+            if (!TryNumber(fields, Wire.GenerationHeader, fields.Compact?.Generation, out long generation))
             {
                 // A host or program set up otherwise (without --state): not bad data, and its end marks must not vanish. The run stops.
-                Reject($"has no {Wire.GenerationHeader} header: with checkpoints on, every writer of the run's streams must be a process of the run " +
+                Reject(message, pending!, $"has no {Wire.GenerationHeader} header: with checkpoints on, every writer of the run's streams must be a process of the run " +
                        "started with the same --state (a program of your own cannot write them: a checkpoint could not cover its messages)", always: true);
                 return;
             }
@@ -352,24 +361,24 @@ internal sealed class Consumer
             }
             if (fields.Type == Wire.MarkerType)
             {
-                if (!long.TryParse(fields.Text(Wire.CheckpointHeader), System.Globalization.NumberStyles.None,
-                        System.Globalization.CultureInfo.InvariantCulture, out long checkpoint))
+                if (!TryNumber(fields, Wire.CheckpointHeader, fields.Compact?.Checkpoint, out long checkpoint))
                 {
-                    Reject($"is a checkpoint marker without a valid {Wire.CheckpointHeader} header", sequenced: true);
+                    Reject(message, pending!, $"is a checkpoint marker without a valid {Wire.CheckpointHeader} header", sequenced: true);
                     return;
                 }
-                Sequenced(lane, writerIndex, fields, pending!, () =>
-                {
-                    runner.DeliverMarker(lane, writerIndex, checkpoint);
-                    _acknowledger.Drop(pending!);
-                });
+                Sequenced(lane, writerIndex, at, (Runner: runner, Lane: lane, Writer: writerIndex, Checkpoint: checkpoint, Pending: pending!, Acknowledger: _acknowledger),
+                    static m =>
+                    {
+                        m.Runner.DeliverMarker(m.Lane, m.Writer, m.Checkpoint);
+                        m.Acknowledger.Drop(m.Pending);
+                    });
                 return;
             }
         }
         else if (fields.Type == Wire.MarkerType)
         {
             // A marker with checkpoints off (another host of the run has them on): it carries nothing, but holds its place.
-            Sequenced(lane, writerIndex, fields, pending!, () => _acknowledger.Drop(pending!));
+            Sequenced(lane, writerIndex, at, (Acknowledger: _acknowledger, Pending: pending!), static m => m.Acknowledger.Drop(m.Pending));
             return;
         }
         EndProtocol? protocol = _port.Protocol;
@@ -381,20 +390,22 @@ internal sealed class Consumer
         }
         if (end && protocol is not null)
         {
-            Sequenced(lane, writerIndex, fields, pending!, () =>
-            {
-                // Held (acknowledged once the process has ended); the instances of the process agree when its inputs are over.
-                _acknowledger.HoldEnd(pending!);
-                // The protocol first (the process shows as agreeing once every end is seen), then the count:
-                // taken, no longer in flight, termination detection counts it as received now (not again when delivered).
-                protocol.EndTaken(lane.Index, writerIndex);
-                _port.EndHeld(lane.Index, writerIndex);
-            });
+            Sequenced(lane, writerIndex, at, (Acknowledger: _acknowledger, Pending: pending!, Protocol: protocol, Port: _port, Lane: lane.Index, Writer: writerIndex),
+                static m =>
+                {
+                    // Held (acknowledged once the process has ended); the instances of the process agree when its inputs are over.
+                    m.Acknowledger.HoldEnd(m.Pending);
+                    // The protocol first (the process shows as agreeing once every end is seen), then the count:
+                    // taken, no longer in flight, termination detection counts it as received now (not again when delivered).
+                    m.Protocol.EndTaken(m.Lane, m.Writer);
+                    m.Port.EndHeld(m.Lane, m.Writer);
+                });
             return;
         }
         if (end)
         {
-            Sequenced(lane, writerIndex, fields, pending!, () => runner.DeliverEnd(lane, writerIndex, pending));
+            Sequenced(lane, writerIndex, at, (Runner: runner, Lane: lane, Writer: writerIndex, Pending: pending!),
+                static m => m.Runner.DeliverEnd(m.Lane, m.Writer, m.Pending));
             return;
         }
 
@@ -422,69 +433,159 @@ internal sealed class Consumer
         }
         catch (Exception e)
         {
-            Reject($"could not be decoded ({delivery.Body.Length} bytes, {codec.Name} codec): {e.GetType().Name}: {e.Message}", e, sequenced: true);
+            Reject(message, pending!, $"could not be decoded ({delivery.Body.Length} bytes, {codec.Name} codec): {e.GetType().Name}: {e.Message}", e, sequenced: true);
             return;
         }
         pending!.Ids = ids;
-        Sequenced(lane, writerIndex, fields, pending, () => runner.Deliver(lane, items, count, writerIndex, pending));
+        Sequenced(lane, writerIndex, at, (Runner: runner, Lane: lane, Items: items, Count: count, Writer: writerIndex, Pending: pending),
+            static m => m.Runner.Deliver(m.Lane, m.Items, m.Count, m.Writer, m.Pending));
+    }
 
-        // A message that cannot be read is never handed to the process: it stops the run (staying in its queue), or is moved
-        // to the run's dead-letter queue. Sequenced: a writer's later messages must not wait for it.
-        void Reject(string what, Exception? e = null, bool sequenced = false, bool always = false)
+    /// <summary>A message as taken, for what is done with one that cannot be read (<see cref="Reject"/>).</summary>
+    private readonly record struct Taken(Lane Lane, string Queue, StreamShape Stream, BasicDeliverEventArgs Delivery, IReadOnlyBasicProperties Properties,
+        string MessageId, string? Writer, int WriterIndex, Place At);
+
+    /// <summary>
+    /// A message's place in its writer's order: its incarnation (as text) and number, or the text of a
+    /// <see cref="Wire.SequenceHeader"/> (the forms by name), or none.
+    /// </summary>
+    private readonly record struct Place(string? Incarnation, long Number, string? Text);
+
+    private Place PlaceOf(MessageFields fields)
+    {
+        if (fields.Compact is { } compact)
+            return compact.Place >= 0 ? new Place(IncarnationText(compact.Incarnation.Span), compact.Place, null) : default;
+        string? text = fields.Text(Wire.SequenceHeader);
+        if (text is null) return default;
+        int colon = text.LastIndexOf(':');
+        return colon >= 0 && long.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long place)
+            ? new Place(text[..colon], place, text)
+            : new Place(null, -1, text);
+    }
+
+    /// <summary>The incarnations seen, as text (a writer's is the same for all its messages): made once, not per message.</summary>
+    private readonly Dictionary<ulong, string> _incarnations = new();
+
+    private string IncarnationText(ReadOnlySpan<byte> incarnation)
+    {
+        if (incarnation.Length != 8) return Convert.ToHexStringLower(incarnation);
+        ulong key = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(incarnation);
+        lock (_incarnations)
         {
-            string description = $"message {messageId} of stream '{stream.Name}'{(writer is null ? "" : $" from '{writer}'")}";
-            ProcessFailure? beyondLimit = null;
-            if (always || !runner.SetsAsidePoison(_port.PoisonMessages, stream.Name, what, out beyondLimit))
-            {
-                _acknowledger.Forget(pending!);
-                _run.Fail(beyondLimit ?? new ProcessFailure(Name, stream.Name, null, null,
-                    $"Process '{Name}' received {description}, which {what}. It stays in the queue, unacknowledged" +
-                    (always ? "." : " (--broker-poison dead-letter, or an error policy of skip or dead-letter, moves such messages to the run's dead-letter queue)."), e));
-                return;
-            }
-            byte[] body = delivery.Body.ToArray();
-            var headers = new Dictionary<string, object?>();
-            if (properties.Headers is not null)
-                foreach (var header in properties.Headers) headers[header.Key] = header.Value;
-            headers[Wire.PoisonReasonHeader] = what;
-            headers[Wire.PoisonProcessHeader] = Name;
-            headers[Wire.PoisonStreamHeader] = stream.Name;
-            headers[Wire.PoisonQueueHeader] = queue;
-            headers[Wire.PoisonMessageIdHeader] = messageId;
-            headers[Wire.PoisonTimeHeader] = DateTimeOffset.UtcNow.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
-            var moved = new Outgoing
-            {
-                Exchange = _port.DeadLetterExchange,
-                Stream = stream.Name,
-                Body = body,
-                Properties = new BasicProperties
-                {
-                    ContentType = properties.ContentType,
-                    ContentEncoding = properties.ContentEncoding,
-                    CorrelationId = properties.CorrelationId,
-                    AppId = properties.AppId,
-                    Type = properties.Type,
-                    Persistent = true,
-                    Headers = headers,
-                },
-                // Never acknowledged where it is unless it is in the dead-letter queue: a full or missing one stops the run.
-                Undeliverable = why => _run.Fail(new ProcessFailure(Name, stream.Name, null, null,
-                    $"Process '{Name}' could not move {description} to the run's dead-letter queue '{_port.DeadLetterExchange}': {why}. " +
-                    $"It stays in its queue, unacknowledged. Take messages from the dead-letter queue (examples/python/dead_letters.py), " +
-                    "or start a host again to declare it.", null)),
-            };
-            if (properties.IsTimestampPresent()) moved.Properties.Timestamp = properties.Timestamp;
-            void Move()
-            {
-                _port.SetAside(moved, pending!);
-                // A writer of the run counted it as sent: for termination detection it was received.
-                if (writer is not null && writerIndex >= 0) runner.CountHeldEnd();
-                Notices.Say(_run.Options.Logger,
-                    $"process '{Name}' moved {description} to the run's dead-letter queue '{_port.DeadLetterExchange}': it {what}");
-            }
-            if (sequenced && writerIndex >= 0 && writer is not null) Sequenced(lane, writerIndex, fields, pending!, Move);
-            else Move();
+            if (_incarnations.TryGetValue(key, out string? text)) return text;
+            // Bounded: incarnations are few (one per start of a writer), but a stream of bad messages must not grow this.
+            if (_incarnations.Count >= 4096) _incarnations.Clear();
+            return _incarnations[key] = Convert.ToHexStringLower(incarnation);
         }
+    }
+
+    /// <summary>The writers' names of each stream as UTF-8, to match a compact envelope's without making a text.</summary>
+    private readonly Dictionary<StreamShape, byte[][]> _writerNames = new();
+
+    /// <summary>
+    /// Which of <paramref name="stream"/>'s writers wrote the message (-1: one it does not have, or none), and its name
+    /// (null: the message names none).
+    /// </summary>
+    private int WriterOf(StreamShape stream, MessageFields fields, out string? writer)
+    {
+        if (fields.Compact is { } compact)
+        {
+            if (compact.Writer.Length == 0)
+            {
+                writer = null;
+                return -1;
+            }
+            byte[][] names;
+            lock (_writerNames)
+                if (!_writerNames.TryGetValue(stream, out names!))
+                    _writerNames[stream] = names = stream.Writers.Select(w => System.Text.Encoding.UTF8.GetBytes(w)).ToArray();
+            ReadOnlySpan<byte> name = compact.Writer.Span;
+            for (int i = 0; i < names.Length; i++)
+            {
+                if (name.SequenceEqual(names[i]))
+                {
+                    writer = stream.Writers[i];
+                    return i;
+                }
+            }
+            writer = System.Text.Encoding.UTF8.GetString(name);
+            return -1;
+        }
+        writer = fields.Text(Wire.WriterHeader);
+        return writer is null ? -1 : IndexOf(stream.Writers, writer);
+    }
+
+    /// <summary>A field that is a number: a compact envelope's as read (-1: absent), or the text of the forms by name.</summary>
+    private static bool TryNumber(MessageFields fields, string name, long? compact, out long value)
+    {
+        if (compact is { } number)
+        {
+            value = number;
+            return number >= 0;
+        }
+        return long.TryParse(fields.Text(name), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out value);
+    }
+
+    /// <summary>
+    /// A message that cannot be read is never handed to the process: it stops the run (staying in its queue), or is moved
+    /// to the run's dead-letter queue. Sequenced: a writer's later messages must not wait for it.
+    /// </summary>
+    private void Reject(Taken message, PendingAck pending, string what, Exception? e = null, bool sequenced = false, bool always = false)
+    {
+        var (lane, queue, stream, delivery, properties, messageId, writer, writerIndex, at) = message;
+        ProcessRunner runner = _port.Runner;
+        string description = $"message {messageId} of stream '{stream.Name}'{(writer is null ? "" : $" from '{writer}'")}";
+        ProcessFailure? beyondLimit = null;
+        if (always || !runner.SetsAsidePoison(_port.PoisonMessages, stream.Name, what, out beyondLimit))
+        {
+            _acknowledger.Forget(pending);
+            _run.Fail(beyondLimit ?? new ProcessFailure(Name, stream.Name, null, null,
+                $"Process '{Name}' received {description}, which {what}. It stays in the queue, unacknowledged" +
+                (always ? "." : " (--broker-poison dead-letter, or an error policy of skip or dead-letter, moves such messages to the run's dead-letter queue)."), e));
+            return;
+        }
+        byte[] body = delivery.Body.ToArray();
+        var headers = new Dictionary<string, object?>();
+        if (properties.Headers is not null)
+            foreach (var header in properties.Headers) headers[header.Key] = header.Value;
+        headers[Wire.PoisonReasonHeader] = what;
+        headers[Wire.PoisonProcessHeader] = Name;
+        headers[Wire.PoisonStreamHeader] = stream.Name;
+        headers[Wire.PoisonQueueHeader] = queue;
+        headers[Wire.PoisonMessageIdHeader] = messageId;
+        headers[Wire.PoisonTimeHeader] = DateTimeOffset.UtcNow.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        var moved = new Outgoing
+        {
+            Exchange = _port.DeadLetterExchange,
+            Stream = stream.Name,
+            Body = body,
+            Properties = new BasicProperties
+            {
+                ContentType = properties.ContentType,
+                ContentEncoding = properties.ContentEncoding,
+                CorrelationId = properties.CorrelationId,
+                AppId = properties.AppId,
+                Type = properties.Type,
+                Persistent = true,
+                Headers = headers,
+            },
+            // Never acknowledged where it is unless it is in the dead-letter queue: a full or missing one stops the run.
+            Undeliverable = why => _run.Fail(new ProcessFailure(Name, stream.Name, null, null,
+                $"Process '{Name}' could not move {description} to the run's dead-letter queue '{_port.DeadLetterExchange}': {why}. " +
+                $"It stays in its queue, unacknowledged. Take messages from the dead-letter queue (examples/python/dead_letters.py), " +
+                "or start a host again to declare it.", null)),
+        };
+        if (properties.IsTimestampPresent()) moved.Properties.Timestamp = properties.Timestamp;
+        void Move()
+        {
+            _port.SetAside(moved, pending);
+            // A writer of the run counted it as sent: for termination detection it was received.
+            if (writer is not null && writerIndex >= 0) runner.CountHeldEnd();
+            Notices.Say(_run.Options.Logger,
+                $"process '{Name}' moved {description} to the run's dead-letter queue '{_port.DeadLetterExchange}': it {what}");
+        }
+        if (sequenced && writerIndex >= 0 && writer is not null) Sequenced(lane, writerIndex, at, (Action)Move, static move => move());
+        else Move();
     }
 
     /// <summary>Where each writer's messages are, per stream and incarnation: the next one due, and those that came early.</summary>
@@ -509,19 +610,17 @@ internal sealed class Consumer
     /// its turn is handed over at once (a copy is the acknowledger's to recognise). Messages without a place
     /// (a program of another language), and every message once replicas share the queues, are handed over as taken.
     /// </summary>
-    private void Sequenced(Lane lane, int writer, MessageFields fields, PendingAck pending, Action deliver)
+    private void Sequenced<TState>(Lane lane, int writer, Place at, TState state, Action<TState> deliver)
     {
-        string? text = fields.Text(Wire.SequenceHeader);
-        int colon = text?.LastIndexOf(':') ?? -1;
         lock (_sequences)
         {
-            if (_unordered || colon < 0 || !long.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long place))
+            if (_unordered || at.Incarnation is null)
             {
-                deliver();
+                deliver(state);
                 return;
             }
-            string incarnation = text![..colon];
-            var key = (lane.Index, writer, incarnation);
+            long place = at.Number;
+            var key = (lane.Index, writer, at.Incarnation);
             if (!_sequences.TryGetValue(key, out Sequence? sequence))
             {
                 // A new incarnation of this writer (it started again): what an older one left waiting will never be completed.
@@ -536,10 +635,11 @@ internal sealed class Consumer
             }
             if (place > sequence.Next)
             {
-                sequence.Early[place] = deliver;
+                // Early: it waits (only these make a closure).
+                sequence.Early[place] = Later(deliver, state);
                 return;
             }
-            deliver();
+            deliver(state);
             if (place < sequence.Next) return;
             sequence.Next++;
             while (sequence.Early.Remove(sequence.Next, out Action? next))
@@ -549,6 +649,9 @@ internal sealed class Consumer
             }
         }
     }
+
+    /// <summary>A delivery for later (a closure made here, not on entry to <see cref="Sequenced"/>, where most deliveries make none).</summary>
+    private static Action Later<TState>(Action<TState> deliver, TState state) => () => deliver(state);
 
     private static void ReleaseLocked(Sequence sequence)
     {

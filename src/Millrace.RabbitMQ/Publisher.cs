@@ -237,8 +237,10 @@ internal sealed class Publisher
                     // Never wait on a publish for ever: with confirms on, RabbitMQ.Client 7 can hang a
                     // publish that was under way when the connection went (rabbitmq-dotnet-client#1930).
                     CancellationToken lost = _channelLost.Token;
-                    await channel.BasicPublishAsync(message.Exchange, "", message.Undeliverable is not null, message.Properties, message.Body, lost)
-                        .AsTask().WaitAsync(_operationTimeout, lost);
+                    ValueTask publish = channel.BasicPublishAsync(message.Exchange, "", message.Undeliverable is not null, message.Properties, message.Body, lost);
+                    // Mostly done at once (the frames handed to the connection's writer): then no task and no timer for the bound.
+                    if (publish.IsCompletedSuccessfully) publish.GetAwaiter().GetResult();
+                    else await publish.AsTask().WaitAsync(_operationTimeout, lost);
                 }
                 catch (Exception)
                 {

@@ -257,23 +257,17 @@ internal static class Wire
         byte flags = span[5];
         if ((flags & ~(HasGeneration | HasCheckpoint | HasCount | HasIds)) != 0) throw new FormatException($"the envelope's flags are {flags}, which has bits no version of it knows");
         int at = 6;
-        var fields = new (string Name, string Value)[5];
-        int n = 0;
         int length = (int)ReadNumber(span, ref at, "writer's length", span.Length - at);
         if (length > span.Length - at) throw new FormatException("the envelope ends inside its writer's name");
-        if (length > 0) fields[n++] = (WriterHeader, Encoding.UTF8.GetString(span.Slice(at, length)));
+        ReadOnlyMemory<byte> writer = body.Slice(at, length);
         at += length;
         length = (int)ReadNumber(span, ref at, "incarnation's length", span.Length - at);
         if (length > span.Length - at) throw new FormatException("the envelope ends inside its incarnation");
-        ReadOnlySpan<byte> incarnation = span.Slice(at, length);
+        ReadOnlyMemory<byte> incarnation = body.Slice(at, length);
         at += length;
-        if (length > 0)
-        {
-            long place = ReadNumber(span, ref at, "place", long.MaxValue);
-            fields[n++] = (SequenceHeader, $"{Convert.ToHexStringLower(incarnation)}:{place.ToString(CultureInfo.InvariantCulture)}");
-        }
-        if ((flags & HasGeneration) != 0) fields[n++] = (GenerationHeader, ReadNumber(span, ref at, "generation", long.MaxValue).ToString(CultureInfo.InvariantCulture));
-        if ((flags & HasCheckpoint) != 0) fields[n++] = (CheckpointHeader, ReadNumber(span, ref at, "checkpoint", long.MaxValue).ToString(CultureInfo.InvariantCulture));
+        long place = length > 0 ? ReadNumber(span, ref at, "place", long.MaxValue) : -1;
+        long generation = (flags & HasGeneration) != 0 ? ReadNumber(span, ref at, "generation", long.MaxValue) : -1;
+        long checkpoint = (flags & HasCheckpoint) != 0 ? ReadNumber(span, ref at, "checkpoint", long.MaxValue) : -1;
         int count = (flags & HasCount) != 0 ? (int)ReadNumber(span, ref at, "count", int.MaxValue) : -1;
         (ulong First, int Run)[]? ranges = null;
         if ((flags & HasIds) != 0)
@@ -291,8 +285,7 @@ internal static class Wire
                 ranges[i] = (first, (int)ReadNumber(span, ref at, "id range's length", int.MaxValue));
             }
         }
-        if (span[4] != (byte)MessageKind.Data) fields[n++] = (TypeField, type);
-        return new MessageFields(null, fields[..n], type, body[at..], count, ranges);
+        return new MessageFields(new CompactEnvelope(writer, incarnation, place, generation, checkpoint), type, body[at..], count, ranges);
     }
 
     /// <summary>
@@ -372,6 +365,7 @@ internal readonly struct MessageFields
 {
     private readonly IDictionary<string, object?>? _headers;
     private readonly (string Name, string Value)[]? _fields;
+    private readonly CompactEnvelope? _compact;
 
     public MessageFields(IDictionary<string, object?>? headers, (string Name, string Value)[]? fields, string? type, ReadOnlyMemory<byte> payload,
         int count = -1, (ulong First, int Run)[]? idRanges = null)
@@ -383,6 +377,13 @@ internal readonly struct MessageFields
         Count = count;
         IdRanges = idRanges;
     }
+
+    /// <summary>A compact envelope's fields, kept as read (as numbers and bytes: texts only when asked for, see <see cref="Text"/>).</summary>
+    public MessageFields(CompactEnvelope compact, string type, ReadOnlyMemory<byte> payload, int count, (ulong First, int Run)[]? idRanges)
+        : this(null, null, type, payload, count, idRanges) => _compact = compact;
+
+    /// <summary>The compact envelope's fields, or null (an envelope by name, or headers).</summary>
+    public CompactEnvelope? Compact => _compact;
 
     /// <summary>The number of items a compact envelope gave as a number, or -1 (then <see cref="Wire.CountHeader"/>'s text, if any).</summary>
     public int Count { get; }
@@ -399,11 +400,28 @@ internal readonly struct MessageFields
     /// <summary>The items as the stream's codec wrote them.</summary>
     public ReadOnlyMemory<byte> Payload { get; }
 
+    /// <summary>A field as text, whichever form the message came in (a compact envelope's numbers are written out here).</summary>
     public string? Text(string name)
     {
+        if (_compact is { } c)
+            return name switch
+            {
+                Wire.WriterHeader => c.Writer.Length > 0 ? Encoding.UTF8.GetString(c.Writer.Span) : null,
+                Wire.SequenceHeader => c.Place >= 0 ? $"{Convert.ToHexStringLower(c.Incarnation.Span)}:{c.Place.ToString(CultureInfo.InvariantCulture)}" : null,
+                Wire.GenerationHeader => c.Generation >= 0 ? c.Generation.ToString(CultureInfo.InvariantCulture) : null,
+                Wire.CheckpointHeader => c.Checkpoint >= 0 ? c.Checkpoint.ToString(CultureInfo.InvariantCulture) : null,
+                Wire.TypeField => Type != Wire.DataType ? Type : null,
+                _ => null,
+            };
         if (_fields is null) return Wire.Text(_headers, name);
         foreach (var (n, value) in _fields)
             if (n == name) return value;
         return null;
     }
 }
+
+/// <summary>
+/// A compact envelope's fields as read: the writer's name (UTF-8, empty for none), its incarnation (empty: the message has
+/// no place) and the place, generation and checkpoint (-1 where absent).
+/// </summary>
+internal sealed record CompactEnvelope(ReadOnlyMemory<byte> Writer, ReadOnlyMemory<byte> Incarnation, long Place, long Generation, long Checkpoint);

@@ -23,7 +23,7 @@ public sealed class ProcessBuilder
     public string Name { get; }
 
     internal IReadOnlyList<InputSpec> Inputs => _inputs;
-    internal IReadOnlyList<IOutputPort> Outputs => _outputs;
+    internal List<IOutputPort> Outputs => _outputs; // a List: its foreach boxes no enumerator (it runs once per batch)
     internal Func<CancellationToken, ValueTask>? Start { get; private set; }
     internal Func<CancellationToken, ValueTask>? Completed { get; private set; }
     internal SourceBody? Source { get; private set; }

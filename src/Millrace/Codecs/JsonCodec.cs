@@ -33,11 +33,23 @@ public sealed class JsonCodec<T> : ICodec<T>
     /// <inheritdoc />
     public void Encode(ReadOnlySpan<T> items, IBufferWriter<byte> output)
     {
-        using var writer = new Utf8JsonWriter(output);
+        // One writer per thread, reset for each batch (a batch of one item made a writer each time). Taken out of its slot
+        // while in use: an item's converter that encodes a batch itself gets a writer of its own.
+        Utf8JsonWriter? writer = t_writer;
+        t_writer = null;
+        if (writer is null) writer = new Utf8JsonWriter(output);
+        else writer.Reset(output);
         writer.WriteStartArray();
         foreach (T item in items) JsonSerializer.Serialize(writer, item, _options);
         writer.WriteEndArray();
+        writer.Flush();
+        // Kept without the output (the writer must not keep a batch's buffer alive).
+        writer.Reset(Stream.Null);
+        t_writer = writer;
     }
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? t_writer;
 
     /// <inheritdoc />
     public T[] Decode(ReadOnlySpan<byte> data, int count)

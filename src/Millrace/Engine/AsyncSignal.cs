@@ -8,7 +8,7 @@ namespace Millrace.Engine;
 /// The owner decides, under its own lock, who completes a wait: <see cref="Complete"/> or
 /// cancellation, once per wait.
 /// </summary>
-internal sealed class Waiter : IValueTaskSource
+internal sealed class Waiter : IValueTaskSource, IValueTaskSource<bool>
 {
     private readonly object _lock;
     private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
@@ -26,6 +26,12 @@ internal sealed class Waiter : IValueTaskSource
         _core.Reset();
         _waiting = true;
     }
+
+    /// <summary>Under way: begun and not yet ended. Under the owner's lock.</summary>
+    public bool Waiting => _waiting;
+
+    /// <summary>Starts a wait that is ended by <see cref="Complete"/> (true) or <see cref="TimeOut"/> (false), never cancelled.</summary>
+    public ValueTask<bool> StartTimed() => new(this, _core.Version);
 
     public ValueTask Start(CancellationToken cancellationToken)
     {
@@ -46,6 +52,9 @@ internal sealed class Waiter : IValueTaskSource
     /// <summary>Completes the wait ended by <see cref="TryEnd"/>; call outside the owner's lock.</summary>
     public void Complete() => _core.SetResult(true);
 
+    /// <summary>Completes the wait ended by <see cref="TryEnd"/> as timed out (a timed wait's result is false); outside the owner's lock.</summary>
+    public void TimeOut() => _core.SetResult(false);
+
     private void Cancel(CancellationToken token)
     {
         bool ended;
@@ -60,7 +69,19 @@ internal sealed class Waiter : IValueTaskSource
         _core.GetResult(token);
     }
 
+    bool IValueTaskSource<bool>.GetResult(short token)
+    {
+        _registration.Dispose();
+        _registration = default;
+        return _core.GetResult(token);
+    }
+
     ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => _core.GetStatus(token);
+
+    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _core.GetStatus(token);
+
+    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
 
     void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
         _core.OnCompleted(continuation, state, token, flags);
@@ -111,19 +132,63 @@ public sealed class AsyncSignal
         }
     }
 
-    /// <summary>Waits until set, or until <paramref name="timeout"/> has passed; returns whether it was set.</summary>
-    public async Task<bool> WaitAsync(TimeSpan timeout)
+    /// <summary>
+    /// Waits until set, or until about <paramref name="timeout"/> has passed (between it and twice it); returns whether it
+    /// was set. One waiter at a time. Nothing is made per wait: the signal's one timer ticks every <paramref name="timeout"/>
+    /// while timed waits go on, and stops at a tick that finds none under way (a loop that waits once per message with a
+    /// safety timeout made a timer, a cancellation source and a task each time, and every timer took the timer queue's lock).
+    /// </summary>
+    public ValueTask<bool> WaitAsync(TimeSpan timeout)
     {
-        using var expiry = new CancellationTokenSource(timeout);
-        try
+        long ms = Math.Clamp((long)Math.Ceiling(timeout.TotalMilliseconds), 1, int.MaxValue - 1);
+        lock (_lock)
         {
-            await WaitAsync(expiry.Token);
-            return true;
+            if (_set)
+            {
+                _set = false;
+                return new ValueTask<bool>(true);
+            }
+            _waiter.Begin();
+            _timed = true;
+            _deadline = Environment.TickCount64 + ms;
+            if (_tickMs == 0 || ms < _tickMs)
+            {
+                _tickMs = ms;
+                _timer ??= new Timer(static state => ((AsyncSignal)state!).Tick(), this, Timeout.Infinite, Timeout.Infinite);
+                _timer.Change(ms, ms);
+            }
         }
-        catch (OperationCanceledException) when (expiry.IsCancellationRequested)
+        return _waiter.StartTimed();
+    }
+
+    private Timer? _timer;
+
+    /// <summary>The timer's period while it ticks; 0 while it is stopped. Under the lock.</summary>
+    private long _tickMs;
+
+    /// <summary>When the timed wait under way gives up (<see cref="Environment.TickCount64"/>). Under the lock.</summary>
+    private long _deadline;
+
+    /// <summary>The wait under way is a timed one. Under the lock.</summary>
+    private bool _timed;
+
+    private void Tick()
+    {
+        bool timedOut = false;
+        lock (_lock)
         {
-            return false;
+            if (_waiter.Waiting && _timed)
+            {
+                if (Environment.TickCount64 >= _deadline) timedOut = _waiter.TryEnd();
+            }
+            else if (_tickMs != 0)
+            {
+                // No timed wait under way: the timer stops (and roots nothing) until the next one.
+                _tickMs = 0;
+                _timer!.Change(Timeout.Infinite, Timeout.Infinite);
+            }
         }
+        if (timedOut) _waiter.TimeOut();
     }
 
     /// <summary>Waits until set; one waiter at a time.</summary>
@@ -137,6 +202,7 @@ public sealed class AsyncSignal
                 return ValueTask.CompletedTask;
             }
             _waiter.Begin();
+            _timed = false;
         }
         return _waiter.Start(cancellationToken);
     }

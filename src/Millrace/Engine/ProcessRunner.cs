@@ -95,7 +95,7 @@ public sealed class ProcessRunner
     internal RunContext Run { get; }
     internal Inbox Inbox { get; }
     internal IReadOnlyList<Lane> Lanes => _lanes;
-    internal IReadOnlyList<IOutputPort> Outputs => _builder.Outputs;
+    internal List<IOutputPort> Outputs => _builder.Outputs;
     internal bool HasInputs => _builder.Inputs.Count > 0;
     internal long? SourceTotal => _builder.Source?.Total;
 

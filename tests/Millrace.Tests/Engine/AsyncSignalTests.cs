@@ -184,4 +184,68 @@ public class AsyncSignalTests
         }
         Assert.Equal(rounds, setWon + cancelWon);
     }
+
+    [Fact]
+    public async Task A_timed_wait_ends_false_once_its_time_has_passed_and_a_later_set_is_remembered()
+    {
+        var signal = new AsyncSignal();
+        Assert.False(await signal.WaitAsync(TimeSpan.FromMilliseconds(20)).AsTask().WaitAsync(Fakes.Limit));
+        signal.Set();
+        ValueTask<bool> next = signal.WaitAsync(TimeSpan.FromMilliseconds(20));
+        Assert.True(next.IsCompletedSuccessfully);
+        Assert.True(await next);
+        // The signal's timer goes on for later waits (it stopped at a tick that found none under way, or ticks still).
+        Assert.False(await signal.WaitAsync(TimeSpan.FromMilliseconds(20)).AsTask().WaitAsync(Fakes.Limit));
+    }
+
+    [Fact]
+    public async Task A_timed_wait_is_ended_by_a_set_long_before_its_time()
+    {
+        var signal = new AsyncSignal();
+        for (int i = 0; i < 3; i++)
+        {
+            ValueTask<bool> wait = signal.WaitAsync(TimeSpan.FromMinutes(10));
+            Assert.False(wait.IsCompleted);
+            signal.Set();
+            Assert.True(await wait.AsTask().WaitAsync(Fakes.Limit));
+        }
+    }
+
+    /// <summary>
+    /// A Set races the end of a timed wait, many times: each wait ends exactly once (a second completion would throw), and
+    /// the Set is never lost — in the wait (true), or remembered for the next one when the time ran out first (false).
+    /// </summary>
+    [Fact]
+    public async Task A_set_racing_a_timed_waits_end_ends_it_once_and_is_never_lost()
+    {
+        var signal = new AsyncSignal();
+        var random = new Random(7);
+        int set = 0, timedOut = 0;
+        for (int round = 0; round < 400; round++)
+        {
+            ValueTask<bool> wait = signal.WaitAsync(TimeSpan.FromMilliseconds(1));
+            int spins = random.Next(0, 40_000);
+            Task racer = Task.Run(() =>
+            {
+                Thread.SpinWait(spins);
+                signal.Set();
+            });
+            bool result = await wait.AsTask().WaitAsync(Fakes.Limit);
+            await racer.WaitAsync(Fakes.Limit);
+            ValueTask next = signal.WaitAsync(CancellationToken.None);
+            // Set went into the wait (nothing left over) or came after the time ran out (remembered for the next wait).
+            Assert.Equal(!result, next.IsCompletedSuccessfully);
+            if (result)
+            {
+                set++;
+                signal.Set();
+            }
+            else
+            {
+                timedOut++;
+            }
+            await next.AsTask().WaitAsync(Fakes.Limit);
+        }
+        Assert.Equal(400, set + timedOut);
+    }
 }
