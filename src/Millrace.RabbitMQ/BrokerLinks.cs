@@ -60,9 +60,10 @@ internal sealed class ExchangeDestination : Destination
     private ArrayBufferWriter<byte> _buffer = new(256);
 
     /// <summary>
-    /// The properties of every data message of this destination, one object: never changed once made. Its headers are an
-    /// empty table from the start: with publisher confirms on, RabbitMQ.Client gives a message without headers an empty
-    /// table of its own (a dictionary made per message).
+    /// The properties of every data message of this destination, one object, while nothing traces publishes: never changed
+    /// once made. Its headers are an empty table from the start: with publisher confirms on, RabbitMQ.Client gives a message
+    /// without headers an empty table of its own (a dictionary made per message), and writes into a message's headers only
+    /// a trace context (confirmation tracking, which would add a number, is off).
     /// </summary>
     private readonly BasicProperties _dataProperties = new()
     {
@@ -80,6 +81,9 @@ internal sealed class ExchangeDestination : Destination
         _codec = codec;
         _writerName = System.Text.Encoding.UTF8.GetBytes(port.Name);
     }
+
+    /// <summary>Has listeners exactly when RabbitMQ.Client's own source of publishing activities has (they listen by name).</summary>
+    private static readonly System.Diagnostics.ActivitySource TracedPublishes = new(RabbitMQActivitySource.PublisherSourceName);
 
     public override bool TryEnqueue(Array items, ulong[]? ids, int count, ProcessRunner writer)
     {
@@ -100,7 +104,10 @@ internal sealed class ExchangeDestination : Destination
             throw new InvalidOperationException(
                 $"Process '{_port.Name}' could not encode a batch of stream '{_stream}' ({_codec.Name} codec): {e.GetType().Name}: {e.Message}", e);
         }
-        _port.Accept(new Outgoing { Exchange = _exchange, Stream = _stream, Body = buffer.WrittenSpan.ToArray(), Properties = _dataProperties });
+        // Traced (something listens to RabbitMQ.Client's publishing activities): the client writes each message's trace
+        // context into its headers, so each message has properties of its own.
+        BasicProperties properties = TracedPublishes.HasListeners() ? new BasicProperties { ContentEncoding = Wire.EnvelopeEncoding, Persistent = true } : _dataProperties;
+        _port.Accept(new Outgoing { Exchange = _exchange, Stream = _stream, Body = buffer.WrittenSpan.ToArray(), Properties = properties });
         // A buffer grown for one unusually large batch is not kept for ever.
         if (buffer.Capacity > 1 << 20 && buffer.WrittenCount < 1 << 18) _buffer = new ArrayBufferWriter<byte>(256);
         return true;

@@ -282,6 +282,58 @@ public class BrokerPlacementOnlyTests
     }
 
     /// <summary>
+    /// RabbitMQ.Client's publishing activities traced and sampled now and then (as OpenTelemetry with a sampler does): each
+    /// message carries its own trace context, or none — never the one of a message before it. (While nothing traces, a
+    /// destination's data messages share one properties object; the client writes a trace context into it in place.)
+    /// </summary>
+    [Fact]
+    public async Task Traced_publishes_carry_their_own_trace_context_and_unsampled_ones_none()
+    {
+        string runId = Broker.NewRunId();
+        string exchange = $"millrace.{runId}.numbers";
+        var factory = new global::RabbitMQ.Client.ConnectionFactory { Uri = new Uri(Broker.Uri) };
+        await using var connection = await factory.CreateConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        // A queue of the test's own on the stream's exchange (declared as the run declares it): a copy of every message.
+        await channel.ExchangeDeclareAsync(exchange, global::RabbitMQ.Client.ExchangeType.Fanout, durable: true, autoDelete: false);
+        string watch = (await channel.QueueDeclareAsync($"{runId}-watch", durable: false, exclusive: true, autoDelete: true)).QueueName;
+        await channel.QueueBindAsync(watch, exchange, "");
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == global::RabbitMQ.Client.RabbitMQActivitySource.PublisherSourceName,
+            // Half the publishes sampled, at random (other tests' publishes meet this listener too).
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) =>
+                Random.Shared.Next(2) == 0 ? ActivitySamplingResult.AllDataAndRecorded : ActivitySamplingResult.None,
+        };
+        ActivitySource.AddActivityListener(listener);
+
+        const int count = 60;
+        var graph = new Graph();
+        var numbers = graph.Stream<long>("numbers");
+        graph.Source("web", numbers, Enumerable.Range(1, count).Select(i => (long)i));
+        long sum = 0;
+        graph.Process("db", p => p.On(numbers, x => sum += x));
+        var options = new RunOptions { Placement = "broker", RunId = runId, Quiet = true, BatchSize = 1 };
+        options.Broker.Uri = Broker.Uri;
+        RunResult result = await graph.RunWithin(options, seconds: 120);
+        Assert.True(result.Outcome == RunOutcome.Completed, string.Join("; ", result.Errors.Select(e => e.Message)));
+        Assert.Equal((long)count * (count + 1) / 2, sum);
+
+        var contexts = new List<string?>();
+        while (await channel.BasicGetAsync(watch, autoAck: true) is { } message)
+        {
+            if (message.BasicProperties.Type is not null) continue; // the end mark
+            contexts.Add(message.BasicProperties.Headers?.TryGetValue("traceparent", out object? value) == true && value is byte[] bytes
+                ? System.Text.Encoding.UTF8.GetString(bytes) : null);
+        }
+        Assert.Equal(count, contexts.Count);
+        string[] traced = contexts.OfType<string>().ToArray();
+        Assert.InRange(traced.Length, 1, count - 1);
+        // A context repeated would be one message's carried on by the next.
+        Assert.Equal(traced.Length, traced.Distinct().Count());
+    }
+
+    /// <summary>
     /// A stream may be called "control" (the run's control exchange is named with a ':' no stream name has; with a '.' the
     /// stream's messages went to every host's control queue and the control messages into the stream's), and names whose
     /// readers' queues would come to one name are refused before anything connects.

@@ -133,14 +133,19 @@ public sealed class AsyncSignal
     }
 
     /// <summary>
-    /// Waits until set, or until about <paramref name="timeout"/> has passed (between it and twice it); returns whether it
-    /// was set. One waiter at a time. Nothing is made per wait: the signal's one timer ticks every <paramref name="timeout"/>
+    /// Waits until set, or until about <paramref name="timeout"/> has passed (between it and twice it; zero: not at all;
+    /// <see cref="Timeout.InfiniteTimeSpan"/>: until set); returns whether it was set. One waiter at a time. Nothing is made per wait: the signal's one timer ticks every <paramref name="timeout"/>
     /// while timed waits go on, and stops at a tick that finds none under way (a loop that waits once per message with a
     /// safety timeout made a timer, a cancellation source and a task each time, and every timer took the timer queue's lock).
     /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A negative <paramref name="timeout"/> other than <see cref="Timeout.InfiniteTimeSpan"/>.</exception>
     public ValueTask<bool> WaitAsync(TimeSpan timeout)
     {
-        long ms = Math.Clamp((long)Math.Ceiling(timeout.TotalMilliseconds), 1, int.MaxValue - 1);
+        bool infinite = timeout == Timeout.InfiniteTimeSpan;
+        if (timeout < TimeSpan.Zero && !infinite)
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "A wait's timeout is zero or more, or Timeout.InfiniteTimeSpan.");
+        // Beyond the timer's range (about 24.8 days): that long.
+        long ms = Math.Min((long)Math.Ceiling(timeout.TotalMilliseconds), int.MaxValue - 1);
         lock (_lock)
         {
             if (_set)
@@ -148,8 +153,11 @@ public sealed class AsyncSignal
                 _set = false;
                 return new ValueTask<bool>(true);
             }
+            if (timeout == TimeSpan.Zero) return new ValueTask<bool>(false);
             _waiter.Begin();
-            _timed = true;
+            // Without a timeout: only a Set ends it (a tick finds no timed wait under way).
+            _timed = !infinite;
+            if (infinite) return _waiter.StartTimed();
             _deadline = Environment.TickCount64 + ms;
             if (_tickMs == 0 || ms < _tickMs)
             {

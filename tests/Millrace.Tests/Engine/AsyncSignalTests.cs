@@ -199,6 +199,26 @@ public class AsyncSignalTests
     }
 
     [Fact]
+    public async Task A_timed_wait_of_no_time_says_at_once_an_infinite_one_waits_for_a_set_and_a_negative_one_is_refused()
+    {
+        var signal = new AsyncSignal();
+        ValueTask<bool> none = signal.WaitAsync(TimeSpan.Zero);
+        Assert.True(none.IsCompletedSuccessfully);
+        Assert.False(await none);
+        signal.Set();
+        Assert.True(await signal.WaitAsync(TimeSpan.Zero));
+
+        ValueTask<bool> forever = signal.WaitAsync(Timeout.InfiniteTimeSpan);
+        // Longer than the timer's ticks would be: still waiting (the Delay only gives a wrong timeout its chance to show).
+        await Task.Delay(50);
+        Assert.False(forever.IsCompleted);
+        signal.Set();
+        Assert.True(await forever.AsTask().WaitAsync(Fakes.Limit));
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => signal.WaitAsync(TimeSpan.FromMilliseconds(-5)));
+    }
+
+    [Fact]
     public async Task A_timed_wait_is_ended_by_a_set_long_before_its_time()
     {
         var signal = new AsyncSignal();
