@@ -78,25 +78,38 @@ public sealed class DotnetCountersTests
             foreach (string stale in Sockets().Where(f => File.GetLastWriteTimeUtc(f) < started)) File.Delete(stale);
             Assert.False(program.HasExited, program.ErrorOutput + program.Output);
             // The program started is the one to watch: in the processes placement its children report to it.
-            // dotnet-counters collects until the program ends; it writes the file in pieces.
-            using (var counters = ExampleProgram.StartFile(tool, "collect", "-p", program.Pid.ToString(), "--counters", "Millrace", "--format", "csv", "-o", csv, "--refresh-interval", "1"))
+            // dotnet-counters collects until the program ends; it writes the file in pieces. Twice in CI (processes placement,
+            // attached as the program started) it ran for 120 s without writing anything, not even its first line; attached
+            // again it is a new session. At most three attaches, each given 60 s, and what each one said goes in the error.
+            var stuck = new List<string>();
+            for (int attempt = 1; ; attempt++)
             {
+                using var counters = ExampleProgram.StartFile(tool, "collect", "-p", program.Pid.ToString(), "--counters", "Millrace", "--format", "csv", "-o", csv, "--refresh-interval", "1");
+                string? timedOut = null;
                 try
                 {
-                    await Waits.Until(() => counters.HasExited || Moving(ReadLines(csv)), "dotnet-counters to record db's items", seconds: 120);
+                    await Waits.Until(() => counters.HasExited || Moving(ReadLines(csv)), "dotnet-counters to record db's items", seconds: 60);
                 }
                 catch (TimeoutException e)
                 {
-                    throw new TimeoutException($"{e.Message} dotnet-counters {(counters.HasExited ? "had exited" : "was running")}, the program " +
-                        $"{(program.HasExited ? "had exited" : "was running")}, the file {(File.Exists(csv) ? $"held {new FileInfo(csv).Length} bytes" : "did not exist")}. What it recorded last:\n{string.Join("\n", ReadLines(csv).TakeLast(30))}\n" +
-                        $"dotnet-counters said: {counters.ErrorOutput}{counters.Output}\nThe program said: {program.ErrorOutput}{program.Output}");
+                    timedOut = e.Message;
                 }
-                finally
+                if (timedOut is not null)
                 {
-                    Stop();
+                    stuck.Add($"attach {attempt}: {timedOut} dotnet-counters {(counters.HasExited ? "had exited" : "was running")}, the program " +
+                        $"{(program.HasExited ? "had exited" : "was running")}, the file {(File.Exists(csv) ? $"held {new FileInfo(csv).Length} bytes" : "did not exist")}. What it recorded last:\n{string.Join("\n", ReadLines(csv).TakeLast(30))}\n" +
+                        $"dotnet-counters said: {counters.ErrorOutput}{counters.Output}");
+                    if (!counters.HasExited) counters.Signal(9);
+                    await counters.WaitAsync(seconds: 30);
+                    File.Delete(csv);
+                    if (attempt < 3 && !program.HasExited) continue;
+                    throw new TimeoutException(string.Join("\n", stuck) + $"\nThe program said: {program.ErrorOutput}{program.Output}");
                 }
+                // Recording (or the tool ended early, which its exit code says): the program ends, and with it the collection.
+                Stop();
                 var (exit, output, err) = await counters.WaitAsync(seconds: 60);
-                Assert.True(exit == 0, $"dotnet-counters exited with {exit}: {err}{output}");
+                Assert.True(exit == 0, $"dotnet-counters exited with {exit}: {err}{output}" + (stuck.Count > 0 ? "\nEarlier attaches:\n" + string.Join("\n", stuck) : ""));
+                break;
             }
             string[] lines = File.ReadAllLines(csv);
             foreach (string process in new[] { "web", "process1", "process2", "db" })
