@@ -55,15 +55,24 @@ internal sealed class MillraceService : BackgroundService
             if (_logger is not null) Log.CouldNotStart(_logger, e.Message, e);
             else Console.Error.WriteLine($"millrace: the graph could not start: {e}");
             if (_hosting.SetExitCode) Environment.ExitCode = usage ? ExitCodes.Usage : ExitCodes.Failed;
-            if (_hosting.StopHostWhenRunEnds) _lifetime.StopApplication();
+            if (_hosting.StopHostWhenRunEnds) StopHostOnceStarted();
             return;
         }
         _run.Ended(result);
         if (_hosting.SetExitCode && result.Outcome == RunOutcome.Failed) Environment.ExitCode = ExitCodes.Failed;
         else if (_hosting.SetExitCode && result.StoppedAtOnce) Environment.ExitCode = ExitCodes.StoppedAtOnce;
         if (_logger is not null) Log.Ended(_logger, result.ToString());
-        if (_hosting.StopHostWhenRunEnds) _lifetime.StopApplication();
+        if (_hosting.StopHostWhenRunEnds) StopHostOnceStarted();
     }
+
+    /// <summary>
+    /// Stops the host, but not while it is still starting: the host links its start to the stopping token, so a stop asked for
+    /// while a later service starts (Kestrel binding its port, say) cancels that start, and the host's RunAsync throws a
+    /// TaskCanceledException instead of returning the exit code set here. Once started (at once if it already has), the host stops.
+    /// </summary>
+    private void StopHostOnceStarted() =>
+        _lifetime.ApplicationStarted.Register(static lifetime => ThreadPool.QueueUserWorkItem(
+            static l => l.StopApplication(), (IHostApplicationLifetime)lifetime!, preferLocal: false), _lifetime);
 }
 
 internal static partial class Log

@@ -108,4 +108,46 @@ public class MillraceHostingTests
         Assert.False(built);
         Assert.Equal(HealthStatus.Unhealthy, (await Health(host)).Status);
     }
+
+    [Fact]
+    public async Task A_run_that_cannot_start_while_a_later_service_is_still_starting_lets_the_host_start_then_stops_it()
+    {
+        // Kestrel binding its port after the Millrace service had started: the graph's options were refused before the host had
+        // started, and a stop asked for then cancelled the host's start (RunAsync threw, exit code 134 instead of 2).
+        HostApplicationBuilder builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Millrace:Placment"] = "processes" });
+        builder.Services.AddMillrace((_, _) => { }, o => o.SetExitCode = false);
+        var late = new StartsAfterMillraceHasEnded();
+        builder.Services.AddHostedService(services => late.With(services));
+        using IHost host = builder.Build();
+
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(60)); // throws TaskCanceledException when the start was cancelled
+        Assert.False(late.StartWasCancelled);
+        await host.WaitForShutdownAsync().WaitAsync(TimeSpan.FromSeconds(60)); // and the host still stops by itself
+        Assert.Contains("Configuration 'Millrace:Placment' is not a Millrace option", host.Services.GetRequiredService<MillraceRun>().StartFailure!.Message);
+    }
+
+    /// <summary>A hosted service whose start ends only after the Millrace service's run has ended (here: could not start).</summary>
+    private sealed class StartsAfterMillraceHasEnded : IHostedService
+    {
+        private IServiceProvider? _services;
+        public bool StartWasCancelled { get; private set; }
+
+        public StartsAfterMillraceHasEnded With(IServiceProvider services)
+        {
+            _services = services;
+            return this;
+        }
+
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            BackgroundService millrace = _services!.GetServices<IHostedService>().OfType<BackgroundService>().Single();
+            // Its ExecuteAsync has returned: whatever it asked of the host it has asked (the stop, before the fix, at once).
+            await Waits.Until(() => millrace.ExecuteTask is { IsCompleted: true }, "the Millrace service's run to end");
+            StartWasCancelled = cancellationToken.IsCancellationRequested;
+            cancellationToken.ThrowIfCancellationRequested(); // as Kestrel's bind does
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
 }
