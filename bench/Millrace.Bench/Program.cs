@@ -211,7 +211,8 @@ static string[] Dotnet(string root, string project, string name, params object[]
 static string StateFolder() => Path.Combine(Path.GetTempPath(), "millrace-bench-state-" + Guid.NewGuid().ToString("N")[..12]);
 
 // Every broker run gets exchanges and queues of its own.
-static string RunId() => "bench-" + Guid.NewGuid().ToString("N")[..12];
+// Eight hex digits, as the raw peer names its queues: the names travel in every message (the exchange in each publish and delivery).
+static string RunId() => Guid.NewGuid().ToString("N")[..8];
 
 static string FindRoot()
 {

@@ -5,12 +5,12 @@
 
 def fields_and_items(props, body):
     """A message's fields (type, millrace-writer, millrace-seq, ...) and its items."""
-    if props.content_encoding != "millrace-envelope":
+    if props.content_encoding not in ("mre", "millrace-envelope"):   # "mre" now, "millrace-envelope" before
         return {"type": props.type, **(props.headers or {})}, body
     if body[:4] == b"MRE2":
         return _compact(body)
     if body[:4] != b"MRE1":
-        raise ValueError("content_encoding says millrace-envelope, the body does not start with MRE2 or MRE1")
+        raise ValueError(f"content_encoding says {props.content_encoding}, the body does not start with MRE2 or MRE1")
     fields, at = {}, 5                                   # body[4]: how many fields
     for _ in range(body[4]):
         n = body[at]; name = body[at + 1:at + 1 + n].decode(); at += 1 + n

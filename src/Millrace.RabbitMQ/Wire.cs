@@ -107,7 +107,16 @@ internal static class Wire
     /// properties of every message it takes and hands on, a body it does not look into (four headers cost it more CPU than
     /// the rest of a one-item message). Readers take the compact form, the form by name (<see cref="WriteEnvelope"/>) and headers.
     /// </summary>
-    public const string EnvelopeEncoding = "millrace-envelope";
+    public const string EnvelopeEncoding = "mre";
+
+    /// <summary>
+    /// What <see cref="EnvelopeEncoding"/> was before it was shortened (still read): the broker carries the property in every
+    /// message it takes and hands on, and its CPU per message grows with the message's bytes.
+    /// </summary>
+    public const string LongEnvelopeEncoding = "millrace-envelope";
+
+    /// <summary>Whether a message's <c>content_encoding</c> says its body starts with an envelope.</summary>
+    public static bool IsEnveloped(string? contentEncoding) => contentEncoding is EnvelopeEncoding or LongEnvelopeEncoding;
 
     /// <summary>The envelope's first bytes: "MRE1".</summary>
     public static ReadOnlySpan<byte> EnvelopeMagic => "MRE1"u8;
@@ -314,11 +323,11 @@ internal static class Wire
     /// <exception cref="FormatException">The message says it has an envelope and its body does not start with a whole one.</exception>
     public static MessageFields Fields(IReadOnlyBasicProperties properties, ReadOnlyMemory<byte> body)
     {
-        if (properties.ContentEncoding != EnvelopeEncoding) return new MessageFields(properties.Headers, null, properties.Type, body);
+        if (!IsEnveloped(properties.ContentEncoding)) return new MessageFields(properties.Headers, null, properties.Type, body);
         ReadOnlySpan<byte> span = body.Span;
         if (span.Length >= 4 && span[..4].SequenceEqual(CompactMagic)) return CompactFields(body);
         if (span.Length < 5 || !span[..4].SequenceEqual(EnvelopeMagic))
-            throw new FormatException($"content_encoding is '{EnvelopeEncoding}' but the body ({body.Length} bytes) does not start with \"MRE2\" or \"MRE1\" and a field count");
+            throw new FormatException($"content_encoding is '{properties.ContentEncoding}' (a Millrace envelope) but the body ({body.Length} bytes) does not start with \"MRE2\" or \"MRE1\" and a field count");
         int count = span[4];
         var fields = new (string Name, string Value)[count];
         string? type = null;

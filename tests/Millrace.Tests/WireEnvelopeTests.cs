@@ -192,8 +192,9 @@ public class WireEnvelopeTests
         Gen.Select(Compact, Gen.Byte.Array[0, 20]).Sample((f, items) => { byte[] body = WriteCompact(f, items); cases.Add((body, Wire.Fields(Enveloped(), body))); }, iter: 300);
         string folder = Path.Combine(AppContext.BaseDirectory, "python");
         string script = "import sys, json, base64\nsys.path.insert(0, sys.argv[1])\nfrom millrace_wire import fields_and_items\n" +
-                        "class P: content_encoding = 'millrace-envelope'\n" +
-                        "for line in sys.stdin:\n    f, items = fields_and_items(P(), base64.b64decode(line))\n" +
+                        "class P: content_encoding = 'mre'\n" +
+                        "class Q: content_encoding = 'millrace-envelope'\n" +
+                        "for k, line in enumerate(sys.stdin):\n    f, items = fields_and_items(P() if k % 2 == 0 else Q(), base64.b64decode(line))\n" +
                         "    print(json.dumps({'fields': f, 'items': base64.b64encode(items).decode()}, sort_keys=True))\n";
         var info = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
         info.ArgumentList.Add("-c");
@@ -221,6 +222,21 @@ public class WireEnvelopeTests
                 fields.TryGetProperty(Wire.IdsHeader, out var ids) ? ids.GetString() : null);
             Assert.Equal(read.Payload.ToArray(), Convert.FromBase64String(json.RootElement.GetProperty("items").GetString()!));
         }
+    }
+
+    [Fact]
+    public void The_envelope_encoding_as_written_before_it_was_shortened_is_read_the_same()
+    {
+        Assert.Equal("mre", Wire.EnvelopeEncoding);
+        byte[] body = WriteCompact((MessageKind.End, "web", new byte[] { 1, 2, 3, 4, 5, 6, 7, 8 }, 42L, 3L, -1L, -1, (ulong[]?)null), "[]"u8.ToArray());
+        MessageFields now = Wire.Fields(Enveloped(), body);
+        MessageFields before = Wire.Fields(new BasicProperties { ContentEncoding = Wire.LongEnvelopeEncoding }, body);
+        foreach (string name in new[] { Wire.TypeField, Wire.WriterHeader, Wire.SequenceHeader, Wire.GenerationHeader })
+            Assert.Equal(now.Text(name), before.Text(name));
+        Assert.Equal("end", before.Type);
+        Assert.Equal("[]"u8.ToArray(), before.Payload.ToArray());
+        // Any other content encoding is not an envelope: the body is the items.
+        Assert.Equal(body, Wire.Fields(new BasicProperties { ContentEncoding = "mre2" }, body).Payload.ToArray());
     }
 
     [Fact]
