@@ -15,7 +15,9 @@
 // stream bound to its queue (as Millrace does, so that watchers can bind their own), --max-length L bounds each queue
 // with reject-publish (Millrace's backpressure), --db-ack-every K acknowledges the sink's messages K at a time (default
 // a quarter of the prefetch; 1 acknowledges each), --pad B puts B bytes before the items of every message (readers skip them:
-// what a bigger message, such as Millrace's envelope, costs).
+// what a bigger message, such as Millrace's envelope, costs). --thread-per-stage hands each delivery to a thread of the
+// stage's own, which does the work and publishes (or, the sink, acknowledges) from there, as Millrace's processes run on
+// threads of their own: what that hand-off costs a hand-written client.
 using System.Runtime.InteropServices;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
@@ -30,6 +32,7 @@ bool exchanges = false;
 int limit = 0;
 int dbAckEvery = 0;
 int pad = 0;
+bool threadPerStage = false;
 string uri = "amqp://guest:guest@127.0.0.1:5672/";
 for (int i = 1; i < args.Length; i++)
 {
@@ -44,6 +47,7 @@ for (int i = 1; i < args.Length; i++)
         case "--db-ack-every": dbAckEvery = int.Parse(args[++i]); break;
         case "--max-length": limit = int.Parse(args[++i]); break;
         case "--pad": pad = int.Parse(args[++i]); break;
+        case "--thread-per-stage": threadPerStage = true; break;
         case "--uri": uri = args[++i]; break;
         default: throw new ArgumentException($"unknown option {args[i]}");
     }
@@ -149,6 +153,26 @@ async Task<IAsyncDisposable> Stage(string from, string to, Func<long[], long[]> 
         // acknowledged at once with `multiple` (prefetch bounds what is in flight).
         IChannel publish = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: false));
         var confirms = new Confirms(publish, int.MaxValue, tag => consume.BasicAckAsync(tag, multiple: true));
+        if (threadPerStage)
+        {
+            var thread = new StageThread(from);
+            consumer.ReceivedAsync += (_, delivery) =>
+            {
+                long[] items = MemoryMarshal.Cast<byte, long>(delivery.Body.Span[pad..]).ToArray();
+                ulong tag = delivery.DeliveryTag;
+                thread.Post(() =>
+                {
+                    byte[] output = Padded(MemoryMarshal.AsBytes(work(items).AsSpan()));
+                    ulong seq = publish.GetNextPublishSequenceNumberAsync().AsTask().GetAwaiter().GetResult();
+                    confirms.Sent(seq, tag);
+                    ValueTask sent = publish.BasicPublishAsync(Exchange(to), Key(to), true, properties, output);
+                    if (!sent.IsCompletedSuccessfully) sent.AsTask().GetAwaiter().GetResult();
+                });
+                return Task.CompletedTask;
+            };
+            await consume.BasicConsumeAsync(from, autoAck: false, consumer);
+            return new Owned(connection, consume, publish);
+        }
         consumer.ReceivedAsync += async (_, delivery) =>
         {
             long[] items = MemoryMarshal.Cast<byte, long>(delivery.Body.Span[pad..]).ToArray();
@@ -171,6 +195,29 @@ async Task<IAsyncDisposable> Db(string from)
     long seen = 0, messages = 0;
     double sum = 0;
     int ackEvery = dbAckEvery > 0 ? dbAckEvery : awaitEach ? 1 : Math.Max(1, prefetch / 4);
+    if (threadPerStage)
+    {
+        var thread = new StageThread(from);
+        consumer.ReceivedAsync += (_, delivery) =>
+        {
+            long[] bits = MemoryMarshal.Cast<byte, long>(delivery.Body.Span[pad..]).ToArray();
+            ulong tag = delivery.DeliveryTag;
+            thread.Post(() =>
+            {
+                foreach (long b in bits) sum += BitConverter.Int64BitsToDouble(b);
+                seen += bits.Length;
+                if (++messages % ackEvery == 0 || seen == count)
+                {
+                    ValueTask acked = channel.BasicAckAsync(tag, multiple: true);
+                    if (!acked.IsCompletedSuccessfully) acked.AsTask().GetAwaiter().GetResult();
+                }
+                if (seen == count) done.TrySetResult(sum);
+            });
+            return Task.CompletedTask;
+        };
+        await channel.BasicConsumeAsync(from, autoAck: false, consumer);
+        return new Owned(connection, channel, null);
+    }
     consumer.ReceivedAsync += async (_, delivery) =>
     {
         ReadOnlySpan<long> bits = MemoryMarshal.Cast<byte, long>(delivery.Body.Span[pad..]);
@@ -248,6 +295,37 @@ sealed class Confirms
             if (_acknowledge is not null) await _acknowledge(lastTag);
         }
         drained?.TrySetResult();
+    }
+}
+
+/// <summary>A thread of a stage's own: runs what is posted to it, in order, sleeping on a monitor while there is nothing.</summary>
+sealed class StageThread
+{
+    private readonly Queue<Action> _work = new();
+
+    public StageThread(string name) => new Thread(Run) { IsBackground = true, Name = "stage " + name }.Start();
+
+    public void Post(Action work)
+    {
+        lock (_work)
+        {
+            _work.Enqueue(work);
+            if (_work.Count == 1) Monitor.Pulse(_work);
+        }
+    }
+
+    private void Run()
+    {
+        while (true)
+        {
+            Action work;
+            lock (_work)
+            {
+                while (_work.Count == 0) Monitor.Wait(_work);
+                work = _work.Dequeue();
+            }
+            work();
+        }
     }
 }
 
