@@ -145,7 +145,10 @@ internal sealed class Consumer
                 var consumer = new AsyncEventingBasicConsumer(channel);
                 consumer.ReceivedAsync += (_, delivery) =>
                 {
-                    Received(input.Lane, input.Queue, input.Stream, input.Codec, epoch, delivery);
+                    // The process's work this delivery wakes runs here while its own thread sleeps (ProcessRunner.DeliverInline):
+                    // what it publishes then goes out from this thread too, with no other thread woken for it.
+                    _port.Runner.DeliverInline((Consumer: this, Input: input, Epoch: epoch, Delivery: delivery),
+                        static s => s.Consumer.Received(s.Input.Lane, s.Input.Queue, s.Input.Stream, s.Input.Codec, s.Epoch, s.Delivery));
                     return Task.CompletedTask;
                 };
                 string tag = await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer).WaitAsync(_operationTimeout);

@@ -255,7 +255,8 @@ public class PoisonMessageTests
         {
             var match = moved.Where(m => m.Body.SequenceEqual(sent.Body) && m.Type == sent.Type &&
                                          sent.Headers.All(h => Text(m.Headers, h.Key) == h.Value?.ToString())).ToList();
-            Assert.True(match.Count >= 1, $"'{sent.What}' is not in the dead-letter queue as it was published");
+            Assert.True(match.Count >= 1, $"'{sent.What}' is not in the dead-letter queue as it was published; there: " +
+                string.Join("; ", moved.Select(m => $"{m.Type} {Convert.ToHexString(m.Body)} [{string.Join(",", m.Headers.Where(h => !h.Key.StartsWith("millrace-poison", StringComparison.Ordinal)).Select(h => $"{h.Key}={Text(m.Headers, h.Key)}"))}] {Text(m.Headers, "millrace-poison-reason")}")));
             var headers = match[0].Headers;
             Assert.Equal("double", Text(headers, "millrace-poison-process"));
             Assert.Equal("numbers", Text(headers, "millrace-poison-stream"));

@@ -162,6 +162,15 @@ public sealed class ProcessRunner
     private ProcessThread? _ownThread;
     private volatile bool _sourceWaits;
 
+    /// <summary>
+    /// Runs <paramref name="deliver"/>, which hands this process input (<see cref="Deliver"/>, <see cref="DeliverEnd"/>...), on
+    /// the calling thread — a transport's, holding none of the process's locks — and lets that thread run the work the
+    /// input wakes, once <paramref name="deliver"/> has returned, while the process's own thread sleeps with nothing to do:
+    /// what the handlers publish then goes out from the same thread, with no other thread woken for it. Still one runner
+    /// at a time; a run that takes long (a handler that blocks) ends this for the process (ProcessThread, "Lent work").
+    /// </summary>
+    public void DeliverInline<TState>(TState state, Action<TState> deliver) => ProcessThread.DeliverOn(_ownThread, state, deliver);
+
     /// <summary>A source: send the markers of <paramref name="checkpoint"/> after the items emitted so far. Any thread.</summary>
     internal void RequestMarker(long checkpoint)
     {
