@@ -10,16 +10,17 @@ namespace Millrace.Engine;
 /// runner at a time as ever: the process's work then follows its input on the same thread, without waking another
 /// (one wake-up and one burst of thread-pool work less per message). That pays where a handler is quick, and only
 /// there: a lent run stops once it has taken <see cref="LentRunLimit"/> (the own thread goes on with what is left), and
-/// after <see cref="SlowLentRuns"/> such runs (a handler that blocks, on a database call say, or works long) lending ends
-/// for the process: from then on its own thread runs everything, and no transport's thread is held for it again.
+/// after <see cref="SlowLentRuns"/> such runs in a row (a handler that blocks, on a database call say, or works long)
+/// lending ends for the process: from then on its own thread runs everything, and no transport's thread is held for it
+/// again. (One slow run among quick ones is the machine, not the handler: a quick run starts the count again.)
 /// </para>
 /// </summary>
 internal sealed class ProcessThread : SynchronizationContext
 {
     /// <summary>A lent run stops after this long (the process's own thread takes the rest).</summary>
-    public static readonly TimeSpan LentRunLimit = TimeSpan.FromMilliseconds(5);
+    public static readonly TimeSpan LentRunLimit = TimeSpan.FromMilliseconds(2);
 
-    /// <summary>After this many lent runs that reached <see cref="LentRunLimit"/>, lending ends for the process.</summary>
+    /// <summary>After this many lent runs in a row that reached <see cref="LentRunLimit"/>, lending ends for the process.</summary>
     public const int SlowLentRuns = 3;
 
     private static readonly long LentRunLimitTicks = (long)(LentRunLimit.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
@@ -175,6 +176,7 @@ internal sealed class ProcessThread : SynchronizationContext
                     {
                         _lent = false;
                         if (_queue.Count > 0 || _done) Monitor.Pulse(_lock);
+                        _slowLentRuns = 0; // a quick run: the count of slow ones in a row starts again
                         return;
                     }
                     work = _queue.Dequeue();
