@@ -253,8 +253,10 @@ public class PoisonMessageTests
         Assert.Equal(bad.Count, moved.Count);
         foreach (Bad sent in bad)
         {
+            // Not the client library's own header: with confirms tracked it writes the publish's sequence number into the headers
+            // (into this test's own dictionary, again on each retry of a refused publish), a number no reader keeps.
             var match = moved.Where(m => m.Body.SequenceEqual(sent.Body) && m.Type == sent.Type &&
-                                         sent.Headers.All(h => Text(m.Headers, h.Key) == h.Value?.ToString())).ToList();
+                                         sent.Headers.Where(h => h.Key != "x-dotnet-pub-seq-no").All(h => Text(m.Headers, h.Key) == h.Value?.ToString())).ToList();
             Assert.True(match.Count >= 1, $"'{sent.What}' is not in the dead-letter queue as it was published; there: " +
                 string.Join("; ", moved.Select(m => $"{m.Type} {Convert.ToHexString(m.Body)} [{string.Join(",", m.Headers.Where(h => !h.Key.StartsWith("millrace-poison", StringComparison.Ordinal)).Select(h => $"{h.Key}={Text(m.Headers, h.Key)}"))}] {Text(m.Headers, "millrace-poison-reason")}")));
             var headers = match[0].Headers;

@@ -127,7 +127,8 @@ public sealed class ProcessRunner
 #if DEBUG
         int owner = Volatile.Read(ref _runnerThread);
         int current = Environment.CurrentManagedThreadId;
-        Debug.Assert(owner == 0 || owner == current,
+        // Or lent work: another thread runs the process's work while its own sleeps, with the process's context current.
+        Debug.Assert(owner == 0 || owner == current || (_ownThread is { } own && SynchronizationContext.Current == own),
             $"{member}: runner thread only (process '{Name}' runs on thread {owner}; called on thread {current}).");
 #endif
     }
@@ -808,6 +809,8 @@ public sealed class ProcessRunner
     internal void DrainBlocking()
     {
         if (TryDrain()) return;
+        // A wait for room of unknown length: never again on a thread lent by a transport (it would hold that thread).
+        _ownThread?.EndLendingIfLent();
         BeginWait();
         try
         {

@@ -10,9 +10,11 @@ namespace Millrace.Engine;
 /// runner at a time as ever: the process's work then follows its input on the same thread, without waking another
 /// (one wake-up and one burst of thread-pool work less per message). That pays where a handler is quick, and only
 /// there: a lent run stops once it has taken <see cref="LentRunLimit"/> (the own thread goes on with what is left), and
-/// after <see cref="SlowLentRuns"/> such runs in a row (a handler that blocks, on a database call say, or works long)
-/// lending ends for the process: from then on its own thread runs everything, and no transport's thread is held for it
-/// again. (One slow run among quick ones is the machine, not the handler: a quick run starts the count again.)
+/// after <see cref="SlowLentRuns"/> such runs within <see cref="SlowLentRunsWithin"/> (a handler that blocks, on a
+/// database call say, even now and then, or works long) lending ends for the process: from then on its own thread runs
+/// everything, and no transport's thread is held for it again. (A slow run now and then, minutes apart, is the machine.)
+/// A wait for room inside a handler (<see cref="EndLendingIfLent"/>) ends it too, and what a lent run throws is thrown on
+/// the own thread, as it would have been there.
 /// </para>
 /// </summary>
 internal sealed class ProcessThread : SynchronizationContext
@@ -20,8 +22,11 @@ internal sealed class ProcessThread : SynchronizationContext
     /// <summary>A lent run stops after this long (the process's own thread takes the rest).</summary>
     public static readonly TimeSpan LentRunLimit = TimeSpan.FromMilliseconds(2);
 
-    /// <summary>After this many lent runs in a row that reached <see cref="LentRunLimit"/>, lending ends for the process.</summary>
+    /// <summary>After this many lent runs that reached <see cref="LentRunLimit"/>, within <see cref="SlowLentRunsWithin"/>, lending ends.</summary>
     public const int SlowLentRuns = 3;
+
+    /// <summary>The span in which <see cref="SlowLentRuns"/> slow lent runs end lending.</summary>
+    public static readonly TimeSpan SlowLentRunsWithin = TimeSpan.FromSeconds(60);
 
     private static readonly long LentRunLimitTicks = (long)(LentRunLimit.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
 
@@ -39,7 +44,9 @@ internal sealed class ProcessThread : SynchronizationContext
     private bool _sleeping;  // the own thread waits for work (under _lock)
     private bool _lent;      // another thread runs the work now (under _lock)
     private volatile bool _noLending;
+    private readonly long[] _slowLentRunTimes = new long[SlowLentRuns]; // when the last slow lent runs ended (Environment.TickCount64)
     private int _slowLentRuns;
+    private System.Runtime.ExceptionServices.ExceptionDispatchInfo? _lentFailure; // thrown by a lent run, for the own thread
 
     /// <summary>Whether the process's own thread waits for work now (tests).</summary>
     internal bool Sleeping
@@ -158,6 +165,15 @@ internal sealed class ProcessThread : SynchronizationContext
         }
     }
 
+    /// <summary>
+    /// Lending ends for good if the calling thread runs this process's work lent (a handler about to wait for room, which may
+    /// take long: this wait still holds the transport's thread, none after it will). The lent run ends after the current work.
+    /// </summary>
+    public void EndLendingIfLent()
+    {
+        if (Current == this && _lent) _noLending = true;
+    }
+
     /// <summary>Runs the posted work on the calling thread until there is none, then gives the process back to its own thread.</summary>
     private void RunLent()
     {
@@ -176,7 +192,6 @@ internal sealed class ProcessThread : SynchronizationContext
                     {
                         _lent = false;
                         if (_queue.Count > 0 || _done) Monitor.Pulse(_lock);
-                        _slowLentRuns = 0; // a quick run: the count of slow ones in a row starts again
                         return;
                     }
                     work = _queue.Dequeue();
@@ -185,18 +200,25 @@ internal sealed class ProcessThread : SynchronizationContext
                 {
                     work.Callback(work.State);
                 }
-                catch
+                catch (Exception e)
                 {
+                    // Thrown on the own thread, as it would have been there (never into the transport, which would swallow it).
                     lock (_lock)
                     {
+                        _lentFailure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e);
+                        _noLending = true;
                         _lent = false;
                         Monitor.Pulse(_lock);
                     }
-                    throw;
+                    return;
                 }
-                if (System.Diagnostics.Stopwatch.GetTimestamp() - start > LentRunLimitTicks)
+                if (System.Diagnostics.Stopwatch.GetTimestamp() - start > LentRunLimitTicks || _noLending)
                 {
-                    if (++_slowLentRuns >= SlowLentRuns) _noLending = true;
+                    long now = Environment.TickCount64;
+                    _slowLentRunTimes[_slowLentRuns++ % SlowLentRuns] = now;
+                    // The oldest of the last SlowLentRuns slow runs, recent enough: the handler, not the machine.
+                    if (_slowLentRuns >= SlowLentRuns && now - _slowLentRunTimes[_slowLentRuns % SlowLentRuns] <= (long)SlowLentRunsWithin.TotalMilliseconds)
+                        _noLending = true;
                     lock (_lock)
                     {
                         _lent = false;
@@ -243,11 +265,16 @@ internal sealed class ProcessThread : SynchronizationContext
                 else
                 {
                     // Lent: another thread runs the work, this one waits until it is given back.
-                    while ((_queue.Count == 0 && !_done) || _lent)
+                    while (((_queue.Count == 0 && !_done) || _lent) && _lentFailure is null)
                     {
                         _sleeping = true;
                         Monitor.Wait(_lock);
                         _sleeping = false;
+                    }
+                    if (_lentFailure is { } failure)
+                    {
+                        _lentFailure = null;
+                        failure.Throw();
                     }
                     if (_queue.Count == 0) return;
                     work = _queue.Dequeue();
