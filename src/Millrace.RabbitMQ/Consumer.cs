@@ -140,7 +140,6 @@ internal sealed class Consumer
     {
         try
         {
-            int index = 0;
             foreach (var input in _inputs)
             {
                 var consumer = new AsyncEventingBasicConsumer(channel);
@@ -152,9 +151,7 @@ internal sealed class Consumer
                         static s => s.Consumer.Received(s.Input.Lane, s.Input.Queue, s.Input.Stream, s.Input.Codec, s.Epoch, s.Delivery));
                     return Task.CompletedTask;
                 };
-                // A short tag of our own (unique on this channel, which is this process's alone): the broker writes the tag into
-                // every message it delivers, and one it makes up ("amq.ctag-" and 22 more characters) is 29 bytes more per message.
-                string tag = await channel.BasicConsumeAsync(input.Queue, autoAck: false, ConsumerTag(index++), consumer).WaitAsync(_operationTimeout);
+                string tag = await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer).WaitAsync(_operationTimeout);
                 lock (_lock)
                 {
                     if (ReferenceEquals(_channel, channel)) _consumerTags.Add(tag);
@@ -288,9 +285,6 @@ internal sealed class Consumer
             return false;
         }
     }
-
-    /// <summary>The consumer tag of a process's input number <paramref name="index"/> on its consuming channel.</summary>
-    internal static string ConsumerTag(int index) => "in" + index.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>
     /// One message taken from an input queue. The common case (a data message in its writer's turn) makes no closure and no
