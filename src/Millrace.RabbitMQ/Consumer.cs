@@ -30,7 +30,7 @@ internal sealed class Consumer
     private readonly List<(Lane Lane, string Queue, StreamShape Stream, BatchCodec Codec)> _inputs = new();
     private readonly SemaphoreSlim _setUp = new(1, 1);
     private IChannel? _channel;
-    private List<string> _consumerTags = new();
+    private List<(string Tag, Task Unregistered)> _consumerTags = new();
     private bool _paused;
     private long _epoch;
     private long _externalMessages;
@@ -90,7 +90,7 @@ internal sealed class Consumer
             {
                 old = _channel;
                 _channel = channel;
-                _consumerTags = new List<string>();
+                _consumerTags = new();
                 epoch = ++_epoch;
             }
             old?.Dispose();
@@ -143,6 +143,18 @@ internal sealed class Consumer
             foreach (var input in _inputs)
             {
                 var consumer = new AsyncEventingBasicConsumer(channel);
+                // The broker's cancel-ok reaches the consumer after every delivery it sent before it (one dispatcher, in order).
+                var unregistered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                consumer.UnregisteredAsync += (_, _) =>
+                {
+                    unregistered.TrySetResult();
+                    return Task.CompletedTask;
+                };
+                consumer.ShutdownAsync += (_, _) =>
+                {
+                    unregistered.TrySetResult();
+                    return Task.CompletedTask;
+                };
                 consumer.ReceivedAsync += (_, delivery) =>
                 {
                     // The process's work this delivery wakes runs here while its own thread sleeps (ProcessRunner.DeliverInline):
@@ -154,7 +166,7 @@ internal sealed class Consumer
                 string tag = await channel.BasicConsumeAsync(input.Queue, autoAck: false, consumer).WaitAsync(_operationTimeout);
                 lock (_lock)
                 {
-                    if (ReferenceEquals(_channel, channel)) _consumerTags.Add(tag);
+                    if (ReferenceEquals(_channel, channel)) _consumerTags.Add((tag, unregistered.Task));
                 }
             }
             _setUpFailures = 0;
@@ -188,7 +200,7 @@ internal sealed class Consumer
     {
         lock (_lock)
         {
-            if (ReferenceEquals(_channel, channel)) _consumerTags = new List<string>();
+            if (ReferenceEquals(_channel, channel)) _consumerTags = new();
         }
         try
         {
@@ -208,16 +220,16 @@ internal sealed class Consumer
         try
         {
             IChannel? channel;
-            List<string> tags;
+            List<(string Tag, Task Unregistered)> tags;
             lock (_lock)
             {
                 if (_paused) return;
                 _paused = true;
                 channel = _channel;
                 tags = _consumerTags;
-                _consumerTags = new List<string>();
+                _consumerTags = new();
             }
-            foreach (string tag in tags)
+            foreach (var (tag, _) in tags)
             {
                 try
                 {
@@ -231,6 +243,15 @@ internal sealed class Consumer
                     _ = Task.Run(SetUpSafelyAsync);
                     return;
                 }
+            }
+            // Every message the broker sent these consumers before they stopped has reached the process (or waits its turn):
+            // the broker's cancel-ok reaches each consumer after them. Bounded: the caller then looks whether the process is idle.
+            try
+            {
+                await Task.WhenAll(tags.Select(t => t.Unregistered)).WaitAsync(TimeSpan.FromSeconds(5));
+            }
+            catch (TimeoutException)
+            {
             }
         }
         finally

@@ -262,9 +262,8 @@ internal sealed class EndProtocol
             if (_finishing) return;
             _pausedFor = round;
         }
+        // Returns once what the broker sent before the cancel (still in the client's dispatcher) has reached the process.
         await _port.PauseConsumingAsync();
-        // What the broker sent before the cancel (still in the client's dispatcher) reaches the process first.
-        await Task.Delay(25);
         bool idle = false;
         for (int i = 0; i < 250 && !(idle = _port.Idle); i++) await Task.Delay(20);
         ReplicaMessage reply = Message(ReplicaStep.Prepared, round) with { Ok = idle };
