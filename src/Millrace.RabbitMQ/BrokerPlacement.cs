@@ -100,10 +100,9 @@ internal sealed class BrokerPlacement : IPlacement
 
         await using (session)
         {
-            bool othersConsuming;
             try
             {
-                othersConsuming = await DeclareAsync(session, graph, prefix, QueueLimit(options), options.Broker.Queues, hosted.Select(p => names[p]).ToArray());
+                await DeclareAsync(session, graph, prefix, QueueLimit(options), options.Broker.Queues);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -113,7 +112,7 @@ internal sealed class BrokerPlacement : IPlacement
                         ? ". Its queues exist with other arguments: use the same --capacity, --batch and --broker-queues as the run that made them, or another --run-id."
                         : ""));
             }
-            if (checkpoints is null) return (await RunHostedAsync(context, graph, options, session, prefix, hosted, stopwatch, null, othersConsuming, cancellationToken)).Result;
+            if (checkpoints is null) return (await RunHostedAsync(context, graph, options, session, prefix, hosted, stopwatch, null, cancellationToken)).Result;
             string[] mine = hosted.Select(p => names[p]).ToArray();
             for (int attempt = 0; ; attempt++)
             {
@@ -129,8 +128,7 @@ internal sealed class BrokerPlacement : IPlacement
                     if (ending != RunGeneration.Ending.Completed) nothing.Run.RequestStop();
                     return nothing.Result(stopwatch.Elapsed);
                 }
-                // After going back, others may be starting again too: they announce themselves, and these wait to hear them.
-                var (result, wentBack) = await RunHostedAsync(context, graph, options, session, prefix, hosted, stopwatch, generation, othersConsuming || attempt > 0, cancellationToken);
+                var (result, wentBack) = await RunHostedAsync(context, graph, options, session, prefix, hosted, stopwatch, generation, cancellationToken);
                 if (!wentBack || cancellationToken.IsCancellationRequested) return result;
                 Notices.Say(options.Logger, $"checkpoints: the run went back to a checkpoint (generation {generation.Number + 1} or later); starting {string.Join(", ", mine)} again from it");
             }
@@ -138,7 +136,7 @@ internal sealed class BrokerPlacement : IPlacement
     }
 
     private static async Task<(RunResult Result, bool WentBack)> RunHostedAsync(PlacementContext context, GraphShape graph, RunOptions options, BrokerSession session, string prefix,
-        int[] hosted, Stopwatch stopwatch, RunGeneration? generation, bool othersConsuming, CancellationToken cancellationToken)
+        int[] hosted, Stopwatch stopwatch, RunGeneration? generation, CancellationToken cancellationToken)
     {
         string[] names = graph.Processes.Select(p => p.Name).ToArray();
         using RunHost host = context.Host(hosted, itemIds: true);
@@ -187,7 +185,7 @@ internal sealed class BrokerPlacement : IPlacement
         };
         Func<Task> reconnected = async () =>
         {
-            await DeclareAsync(session, graph, prefix, QueueLimit(options), options.Broker.Queues, []);
+            await DeclareAsync(session, graph, prefix, QueueLimit(options), options.Broker.Queues);
             await control.ReconnectedAsync();
             foreach (int p in hosted) await ports[p]!.ReconnectedAsync();
         };
@@ -213,17 +211,9 @@ internal sealed class BrokerPlacement : IPlacement
             }
             if (protocols.Count > 0)
             {
-                // Instances of a process (replicas) hear of each other before they take anything: a wait for their answers
-                // when another instance was taking from these queues as they were declared. With none there, none holds
-                // messages that a closing round could miss; one starting at the same moment hears of this one, or answers
-                // it, within a round trip (docs/broker-placement.md).
+                // Instances of a process (replicas) hear of each other before they take anything.
                 foreach (EndProtocol protocol in protocols) protocol.Announce();
-                if (othersConsuming)
-                {
-                    if (Environment.GetEnvironmentVariable("MILLRACE_DEBUG") == "1")
-                        Console.Error.WriteLine("[millrace debug] another instance takes from these queues: 250 ms to hear of each other before taking anything");
-                    await Task.Delay(250);
-                }
+                await Task.Delay(250);
             }
             foreach (int p in hosted) await ports[p]!.StartAsync();
         }
@@ -365,13 +355,9 @@ internal sealed class BrokerPlacement : IPlacement
         return leader;
     }
 
-    /// <summary>
-    /// Every exchange and queue of the run, declared by every host (idempotent), before anything is published. Whether a queue
-    /// of the <paramref name="readers"/> given had a consumer (another instance of one of these processes, taking from it).
-    /// </summary>
-    private static async Task<bool> DeclareAsync(BrokerSession session, GraphShape graph, string prefix, int queueLimit, BrokerQueues type, string[] readers)
+    /// <summary>Every exchange and queue of the run, declared by every host (idempotent), before anything is published.</summary>
+    private static async Task DeclareAsync(BrokerSession session, GraphShape graph, string prefix, int queueLimit, BrokerQueues type)
     {
-        bool consumed = false;
         // Bounded: a queue at its limit refuses more (the writer waits and tries again), it never drops.
         var arguments = new Dictionary<string, object?> { ["x-max-length"] = queueLimit, ["x-overflow"] = "reject-publish" };
         var deadLetterArguments = new Dictionary<string, object?> { ["x-max-length"] = DeadLetterLimit, ["x-overflow"] = "reject-publish" };
@@ -396,13 +382,11 @@ internal sealed class BrokerPlacement : IPlacement
             foreach (string reader in stream.Readers)
             {
                 string queue = Wire.Queue(prefix, stream.Name, reader);
-                QueueDeclareOk declared = await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: arguments);
-                if (declared.ConsumerCount > 0 && readers.Contains(reader)) consumed = true;
+                await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: arguments);
                 await channel.QueueBindAsync(queue, exchange, "");
             }
         }
         await channel.CloseAsync();
-        return consumed;
     }
 
     /// <summary>

@@ -193,36 +193,6 @@ public class BrokerPlacementOnlyTests
             long.Parse(Regex.Match(output, $@"process {process}: (\d+) in").Groups[1].Value);
     }
 
-    /// <summary>
-    /// An instance that finds no other taking from its queues takes at once (no wait at start); one started while another
-    /// takes from them first waits to hear of it, and the two share the work exactly.
-    /// </summary>
-    [Fact]
-    public async Task A_replica_started_while_another_takes_waits_to_hear_of_it_and_one_alone_takes_at_once()
-    {
-        string runId = Broker.NewRunId();
-        string[] common = { "--count", "100000", "--batch", "20", "--stats", "--placement", "broker", "--run-id", runId };
-        var debug = new Dictionary<string, string> { ["MILLRACE_DEBUG"] = "1" };
-        ExampleProgram Start(string process) => ExampleProgram.Start("Tutorial", debug, common.Concat(new[] { "--processes", process }).ToArray());
-        const string waits = "another instance takes from these queues";
-        using ExampleProgram db = Start("db"), process2 = Start("process2"), first = Start("process1");
-        await Broker.WaitForConsumersAsync([$"millrace.{runId}.numbers.process1"], consumers: 1);
-        using ExampleProgram second = Start("process1");
-        await Broker.WaitForConsumersAsync([$"millrace.{runId}.numbers.process1"], consumers: 2);
-        using ExampleProgram web = Start("web");
-        var results = new List<(int Exit, string Out, string Err)>();
-        foreach (ExampleProgram p in new[] { db, process2, first, second, web }) results.Add(await p.WaitAsync(seconds: 120));
-        Assert.All(results, r => Assert.True(r.Exit == 0, r.Err));
-        Assert.Contains("db: 100000 items, sum of roots 4999950000", results[0].Out);
-        Assert.DoesNotContain(waits, results[1].Err);
-        Assert.DoesNotContain(waits, results[2].Err);
-        Assert.Contains(waits, results[3].Err);
-        long a = ItemsIn(results[2].Out), b = ItemsIn(results[3].Out);
-        Assert.True(a + b == 100000, $"process1: {a} + {b} items handled; every item exactly once");
-
-        static long ItemsIn(string output) => long.Parse(Regex.Match(output, @"process process1: (\d+) in").Groups[1].Value);
-    }
-
     [Fact]
     public async Task A_replica_killed_mid_run_leaves_its_work_to_the_other_and_the_result_is_exact()
     {
