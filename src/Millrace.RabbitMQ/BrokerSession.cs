@@ -86,6 +86,9 @@ internal sealed class BrokerSession : IAsyncDisposable
                 TopologyRecoveryEnabled = false,
                 RequestedConnectionTimeout = TimeSpan.FromSeconds(5),
                 ClientProvidedName = clientName,
+                // One dispatcher per channel, in order: a consumer's cancel-ok comes after every delivery sent before it
+                // (the end agreement's pause relies on it: Consumer.PauseAsync), and a writer's messages reach its reader in order.
+                ConsumerDispatchConcurrency = 1,
             };
             var endpoints = new List<AmqpTcpEndpoint> { factory.Endpoint };
             foreach (string part in parts.Skip(1))

@@ -212,8 +212,12 @@ internal sealed class Consumer
         }
     }
 
-    /// <summary>Stops taking messages (what was taken stays taken): the process's other instances are about to agree to end.</summary>
-    public async Task PauseAsync()
+    /// <summary>
+    /// Stops taking messages (what was taken stays taken): the process's other instances are about to agree to end. False when
+    /// what the broker sent before the cancel may still be on its way to the process (the client's dispatcher did not get to
+    /// the cancel within 5 s): the process must not say it is idle.
+    /// </summary>
+    public async Task<bool> PauseAsync()
     {
         // One change of consumers at a time (pause, resume, a new channel), so none is missed.
         await _setUp.WaitAsync();
@@ -223,7 +227,7 @@ internal sealed class Consumer
             List<(string Tag, Task Unregistered)> tags;
             lock (_lock)
             {
-                if (_paused) return;
+                if (_paused) return true;
                 _paused = true;
                 channel = _channel;
                 tags = _consumerTags;
@@ -241,17 +245,20 @@ internal sealed class Consumer
                     // (what it took and did not acknowledge goes back to the queue), and a new one is made.
                     if (channel is not null) await AbortAsync(channel);
                     _ = Task.Run(SetUpSafelyAsync);
-                    return;
+                    return true; // the channel went, and what it had not handed over with it (back to the queue)
                 }
             }
             // Every message the broker sent these consumers before they stopped has reached the process (or waits its turn):
-            // the broker's cancel-ok reaches each consumer after them. Bounded: the caller then looks whether the process is idle.
+            // the broker's cancel-ok reaches each consumer after them, on the channel's one dispatcher (the client's
+            // ConsumerDispatchConcurrency, left at 1 by BrokerSession: with more, deliveries and the cancel-ok could pass each other).
             try
             {
                 await Task.WhenAll(tags.Select(t => t.Unregistered)).WaitAsync(TimeSpan.FromSeconds(5));
+                return true;
             }
             catch (TimeoutException)
             {
+                return false;
             }
         }
         finally

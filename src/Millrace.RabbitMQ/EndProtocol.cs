@@ -262,10 +262,12 @@ internal sealed class EndProtocol
             if (_finishing) return;
             _pausedFor = round;
         }
-        // Returns once what the broker sent before the cancel (still in the client's dispatcher) has reached the process.
-        await _port.PauseConsumingAsync();
+        // Returns once what the broker sent before the cancel (still in the client's dispatcher) has reached the process;
+        // false if that did not happen within its bound: then this instance is not idle, whatever it holds now.
+        bool drained = await _port.PauseConsumingAsync();
         bool idle = false;
-        for (int i = 0; i < 250 && !(idle = _port.Idle); i++) await Task.Delay(20);
+        if (drained)
+            for (int i = 0; i < 250 && !(idle = _port.Idle); i++) await Task.Delay(20);
         ReplicaMessage reply = Message(ReplicaStep.Prepared, round) with { Ok = idle };
         _send(reply);
         if (!idle)

@@ -137,7 +137,8 @@ internal sealed class ProcessPort
     }
 
     /// <summary>Stops taking messages (what was taken stays taken): the process's other instances are about to agree to end.</summary>
-    public Task PauseConsumingAsync() => _consumer.PauseAsync();
+    /// <returns>False when what was sent before may still be on its way to the process (see <see cref="Consumer.PauseAsync"/>).</returns>
+    public Task<bool> PauseConsumingAsync() => _consumer.PauseAsync();
 
     /// <summary>Replicas share this process's queues: messages are handed over as taken (each instance sees part of every writer's order).</summary>
     public void Unordered() => _consumer.Unordered();
