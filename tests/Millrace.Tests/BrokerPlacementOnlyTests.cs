@@ -72,6 +72,28 @@ public class BrokerPlacementOnlyTests
     [InlineData("process2")]
     public async Task A_process_killed_mid_run_and_started_again_loses_nothing_and_counts_nothing_twice(string victim)
     {
+        // A kill that lands when everything the victim handled was already acknowledged brings nothing again (seen once in
+        // CI: 20,496 + 79,504): the result must be exact every time, and a fresh run (three at most) is made until one kill
+        // did bring messages again, so that what is proven is the exact result under redelivery.
+        for (int attempt = 1; ; attempt++)
+        {
+            var (handledByFirst, handledBySecond, skipped) = await KilledRunAsync(victim);
+            long twice = handledByFirst + handledBySecond - 100000;
+            Assert.True(twice >= 0, $"lost: {handledByFirst} + {handledBySecond} items handled");
+            // Repeats reach db when the killed process had published outputs of items it had not yet had acknowledged; where the
+            // kill falls decides how many (none, now and then: a CI run once). The exact count and sum are the promise.
+            Assert.True(skipped <= twice, $"db skipped {skipped} repeats, more than the {twice} items handled twice");
+            if (twice > 0) return;
+            Assert.True(attempt < 3, $"no redelivery in {attempt} killed runs: {handledByFirst} + {handledBySecond} items handled in the last");
+        }
+    }
+
+    /// <summary>
+    /// The Tutorial as four programs; the victim killed (SIGKILL) once it has handled 20,000 items and started again; the
+    /// result checked exact. Returns what each instance of the victim handled and how many repeats db skipped.
+    /// </summary>
+    private static async Task<(long First, long Second, long Skipped)> KilledRunAsync(string victim)
+    {
         string runId = Broker.NewRunId();
         string[] common = { "--count", "100000", "--batch", "20", "--placement", "broker", "--run-id", runId };
         ExampleProgram Start(string process, params string[] more) =>
@@ -96,18 +118,12 @@ public class BrokerPlacementOnlyTests
         var (dbExit, dbOut, dbErr) = await db.WaitAsync(seconds: 90);
         Assert.True(dbExit == 0, dbErr);
         Assert.Equal("db: 100000 items, sum of roots 4999950000", Lines(dbOut)[0]);
-        // The fault did what it should: what the killed process had handled but not yet had acknowledged
-        // came again to the new one (together they handled more than 100,000 items), the items it produced
-        // again reached db with the ids they had the first time, and db skipped exactly those.
-        long handledByFirst = Regex.Matches(killedOut, $@"^tmp {victim} : \d+$", RegexOptions.Multiline).Count;
-        long handledBySecond = Stat(second.Output, victim, "in");
-        Assert.True(handledByFirst + handledBySecond > 100000, $"no redelivery: {handledByFirst} + {handledBySecond} items handled");
-        // Repeats reach db when the killed process had published outputs of items it had not yet had acknowledged; where the
-        // kill falls decides how many (none, now and then: a CI run once). The exact count and sum above are the promise.
-        long skipped = Stat(dbOut, "db", "repeats skipped");
         Assert.Equal(100000, Stat(dbOut, "db", "in"));
-        Assert.True(skipped <= handledByFirst + handledBySecond - 100000,
-            $"db skipped {skipped} repeats, more than the {handledByFirst + handledBySecond - 100000} items handled twice");
+        // The fault did what it should when what the killed process had handled but not yet had acknowledged came again to
+        // the new one (together they handled more than 100,000 items): the items it produced again reached db with the ids
+        // they had the first time, and db skipped exactly those.
+        long handledByFirst = Regex.Matches(killedOut, $@"^tmp {victim} : \d+$", RegexOptions.Multiline).Count;
+        return (handledByFirst, Stat(second.Output, victim, "in"), Stat(dbOut, "db", "repeats skipped"));
     }
 
     /// <summary>A figure of the Tutorial's --stats line of <paramref name="process"/>: "in", "out" or "repeats skipped".</summary>
